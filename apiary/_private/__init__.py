@@ -1,0 +1,1 @@
+"""Internals of Apiary. Nothing here is public API."""

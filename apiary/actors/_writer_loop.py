@@ -1,0 +1,303 @@
+"""The writer's loop: pull batches from JetStream, enrich, insert as Arrow, then acknowledge.
+
+Guarantees:
+
+- **Nothing acknowledged before it is stored.** A message is acked only after the insert
+  that contains its events succeeded; a crash before that makes JetStream redeliver it.
+- **Nothing stored twice.** A redelivered message (delivery count > 1) may already be in
+  ClickHouse; its events whose stored version is at least the message's are dropped before
+  the insert. Reads collapse versions anyway (ReplacingMergeTree), and this keeps the
+  aggregate tables exact too.
+- **Transient failures are retried** with exponential back-off while the messages are kept
+  alive (``in_progress``), for as long as it takes; the backlog that builds up makes
+  ingestion answer 503 instead of accepting more than can be written.
+- **A poison message never blocks the stream.** A batch the store rejects is split until
+  the offending message is isolated; that message goes to the dead-letter object store with
+  its error, and is then terminated on the stream. Undecodable messages go there directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import orjson
+import pyarrow as pa
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from apiary.actors import _lookups as lookups
+from apiary.actors.clickhouse import StoreClient
+from apiary.enrich import Enricher, PriceTable, SessionContext
+from apiary.errors import PoisonMessage, StoreError, StoreRejected
+from apiary.event import EventBatch
+from apiary.objects import ObjectStore
+from apiary.queue import EVENTS_STREAM, WRITERS_CONSUMER, decode_batch
+from apiary.settings import ApiarySettings
+from apiary.store import events_to_arrow
+
+log = logging.getLogger("apiary.writer")
+
+
+@dataclass(slots=True)
+class _Received:
+    msg: Msg
+    batch: EventBatch
+    deliveries: int
+
+
+@dataclass
+class WriterStats:
+    """Counters of one writer since it started; exported as Prometheus metrics."""
+
+    messages: int = 0
+    events_written: int = 0
+    inserts: int = 0
+    redelivered_messages: int = 0
+    duplicates_dropped: int = 0
+    insert_retries: int = 0
+    dead_lettered: int = 0
+    last_insert_rows: int = 0
+    last_insert_seconds: float = 0.0
+    last_error: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class WriterLoop:
+    """One writer's consume → enrich → insert → ack loop over the ``writers`` consumer."""
+
+    def __init__(
+        self,
+        *,
+        js: JetStreamContext,
+        store: StoreClient,
+        objects: ObjectStore,
+        settings: ApiarySettings,
+        name: str,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self._js = js
+        self._store = store
+        self._objects = objects
+        self._settings = settings
+        self._database = settings.clickhouse_database
+        self.name = name
+        self._enricher = Enricher(prices or PriceTable.bundled())
+        self.stats = WriterStats()
+        self._stopping = asyncio.Event()
+        self._flush_slots = asyncio.Semaphore(2)
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it stops fetching, writes what it holds, and returns."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        sub = await self._js.pull_subscribe_bind(
+            WRITERS_CONSUMER, EVENTS_STREAM, pending_bytes_limit=512 * 1024 * 1024
+        )
+        batch_rows = self._settings.writer_batch_rows
+        interval = self._settings.writer_flush_interval_s
+        pending: list[_Received] = []
+        rows = 0
+        first_at = 0.0
+        try:
+            while not self._stopping.is_set():
+                wait = interval if not pending else first_at + interval - time.monotonic()
+                try:
+                    msgs = await sub.fetch(batch=256, timeout=max(wait, 0.02))
+                except (TimeoutError, nats.errors.TimeoutError):
+                    msgs = []
+                except nats.errors.Error as exc:
+                    self.stats.last_error = f"fetch: {exc}"
+                    await asyncio.sleep(0.5)
+                    msgs = []
+                for msg in msgs:
+                    received = await self._receive(msg)
+                    if received is None:
+                        continue
+                    if not pending:
+                        first_at = time.monotonic()
+                    pending.append(received)
+                    rows += len(received.batch["events"])
+                if pending and (rows >= batch_rows or time.monotonic() - first_at >= interval):
+                    await self._start_flush(pending)
+                    pending, rows = [], 0
+            if pending:
+                await self._start_flush(pending)
+        finally:
+            if self._flushes:
+                await asyncio.gather(*self._flushes, return_exceptions=True)
+            await sub.unsubscribe()
+
+    async def _receive(self, msg: Msg) -> _Received | None:
+        self.stats.messages += 1
+        deliveries = msg.metadata.num_delivered or 1
+        if deliveries > 1:
+            self.stats.redelivered_messages += 1
+        try:
+            batch = decode_batch(msg.data)
+        except PoisonMessage as exc:
+            await self._dead_letter(msg, exc)
+            return None
+        return _Received(msg, batch, deliveries)
+
+    async def _start_flush(self, received: list[_Received]) -> None:
+        await self._flush_slots.acquire()
+        task = asyncio.create_task(self._flush(received))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, received: list[_Received]) -> None:
+        try:
+            await self._enrich(received)
+            await self._drop_already_stored(received)
+            await self._insert(received)
+        finally:
+            self._flush_slots.release()
+
+    # -- enrichment -----------------------------------------------------------------------
+
+    async def _enrich(self, received: list[_Received]) -> None:
+        by_project: dict[str, list[_Received]] = {}
+        for r in received:
+            by_project.setdefault(r.batch["tenant"]["project_id"], []).append(r)
+        for project_id, group in by_project.items():
+            events = [e for r in group for e in r.batch["events"]]
+            needed = self._enricher.lookups(project_id, events)
+            if needed:
+                traces, sessions = await self._look_up(project_id, needed.traces, needed.sessions)
+                self._enricher.learn(
+                    project_id, traces=traces, sessions=sessions, asked=needed
+                )
+            self._enricher.enrich(project_id, events)
+
+    async def _look_up(
+        self, project_id: str, traces: set[str], sessions: set[str]
+    ) -> tuple[dict[str, str], dict[str, SessionContext]]:
+        found_traces: dict[str, str] = {}
+        found_sessions: dict[str, SessionContext] = {}
+        if traces:
+            sql, params = lookups.trace_sessions(self._database, project_id, sorted(traces))
+            for row in await self._retrying(self._store.query_rows, sql, params):
+                found_traces[row["trace_id"]] = row["session_id"]
+        if sessions:
+            sql, params = lookups.session_contexts(self._database, project_id, sorted(sessions))
+            for row in await self._retrying(self._store.query_rows, sql, params):
+                found_sessions[row["session_id"]] = SessionContext(
+                    orjson.loads(row["metadata"] or "{}"),
+                    orjson.loads(row["user_properties"] or "{}"),
+                )
+        return found_traces, found_sessions
+
+    # -- exactly-once on redelivery --------------------------------------------------------
+
+    async def _drop_already_stored(self, received: list[_Received]) -> None:
+        for r in received:
+            if r.deliveries <= 1 or not r.batch["events"]:
+                continue
+            project_id = r.batch["tenant"]["project_id"]
+            ids = [e["event_id"] for e in r.batch["events"]]
+            stored = await self._retrying(self._store.existing_versions, project_id, ids)
+            version = r.batch["version"]
+            keep = [e for e in r.batch["events"] if stored.get(e["event_id"], -1) < version]
+            self.stats.duplicates_dropped += len(r.batch["events"]) - len(keep)
+            r.batch["events"] = keep
+
+    # -- insert, retry, isolate poison -----------------------------------------------------
+
+    def _table(self, received: list[_Received]) -> pa.Table | None:
+        tables = [
+            events_to_arrow(r.batch["tenant"], r.batch["version"], r.batch["events"])
+            for r in received
+            if r.batch["events"]
+        ]
+        if not tables:
+            return None
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    async def _insert(self, received: list[_Received]) -> None:
+        try:
+            table = self._table(received)
+        except Exception as exc:  # a value pyarrow cannot take: isolate the message
+            if len(received) == 1:
+                await self._dead_letter(received[0].msg, exc)
+                return
+            half = len(received) // 2
+            await self._insert(received[:half])
+            await self._insert(received[half:])
+            return
+        if table is not None:
+            started = time.monotonic()
+            try:
+                await self._retrying(self._store.insert_arrow, table, keep=received)
+            except StoreRejected as exc:
+                if len(received) == 1:
+                    await self._dead_letter(received[0].msg, exc)
+                    return
+                half = len(received) // 2
+                await self._insert(received[:half])
+                await self._insert(received[half:])
+                return
+            self.stats.inserts += 1
+            self.stats.events_written += table.num_rows
+            self.stats.last_insert_rows = table.num_rows
+            self.stats.last_insert_seconds = time.monotonic() - started
+        await asyncio.gather(*(self._ack(r.msg) for r in received))
+
+    async def _retrying(self, call: Any, *args: Any, keep: list[_Received] | None = None) -> Any:
+        """Run ``call`` until it succeeds or fails permanently, backing off exponentially."""
+        delay = 0.2
+        while True:
+            try:
+                return await call(*args)
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                self.stats.insert_retries += 1
+                self.stats.last_error = str(exc)
+                log.warning("store unavailable; retrying", extra={"retry_in_s": delay,
+                                                                   "error": str(exc)})
+            if keep:
+                await asyncio.gather(
+                    *(r.msg.in_progress() for r in keep), return_exceptions=True
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _ack(self, msg: Msg) -> None:
+        try:
+            await msg.ack()
+        except nats.errors.Error as exc:
+            # The message will be redelivered and recognised as already stored.
+            self.stats.last_error = f"ack: {exc}"
+
+    async def _dead_letter(self, msg: Msg, error: Exception) -> None:
+        meta = msg.metadata
+        key = (
+            f"dlq/{EVENTS_STREAM}/{time.strftime('%Y/%m/%d', time.gmtime())}/"
+            f"{meta.sequence.stream:012d}.json"
+        )
+        record = {
+            "subject": msg.subject,
+            "stream_sequence": meta.sequence.stream,
+            "deliveries": meta.num_delivered,
+            "headers": dict(msg.headers or {}),
+            "error": str(error),
+            "error_type": type(error).__name__,
+            "dead_lettered_at": time.time(),
+            "data_base64": base64.b64encode(msg.data).decode("ascii"),
+        }
+        where = await self._objects.put(key, orjson.dumps(record))
+        self.stats.dead_lettered += 1
+        self.stats.last_error = f"dead-lettered: {error}"
+        log.error("message dead-lettered", extra={"object": where, "error": str(error)})
+        await msg.term()

@@ -1,0 +1,144 @@
+"""Reaching the event store from anywhere in the cluster, embedded or server, one interface.
+
+Embedded chDB admits one process per data directory, so one actor, :class:`ClickHouseActor`,
+owns it: writers send it Arrow tables, the query API sends it reads. With a ClickHouse
+server configured there is no owner: every caller talks HTTP to the server directly.
+Callers see neither; they hold a :class:`StoreClient` from :func:`store_client`, whose
+methods are those of :class:`~apiary.store.EventStore`, made async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from apiary.settings import ApiarySettings
+from apiary.store import EventStore, open_driver
+
+CLICKHOUSE_ACTOR_NAME = "apiary-clickhouse"
+
+#: The EventStore methods reachable through a StoreClient.
+_METHODS = frozenset({
+    "insert_arrow", "existing_versions", "export", "get_event", "session_tree",
+    "session_events", "list_sessions", "event_schema", "event_details", "count_events",
+    "count_duplicate_rows", "query_rows",
+})
+
+
+def open_event_store(settings: ApiarySettings) -> EventStore:
+    path = None if settings.clickhouse_url else settings.data_dir / "clickhouse"
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+    driver = open_driver(
+        url=settings.clickhouse_url, path=path, database=settings.clickhouse_database
+    )
+    return EventStore(driver, database=settings.clickhouse_database)
+
+
+class _Store(EventStore):
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[
+            dict[str, Any]]:
+        return self.driver.query_rows(sql, parameters)
+
+
+class StoreClient:
+    """Async access to the event store. Errors are :class:`apiary.errors.StoreError`."""
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def insert_arrow(self, table: pa.Table) -> None:
+        await self._call("insert_arrow", table)
+
+    async def existing_versions(self, project_id: str, event_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = await self._call("existing_versions", project_id, event_ids)
+        return found
+
+    async def export(self, project_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("export", project_id, request)
+        return result
+
+    async def session_tree(self, project_id: str, session_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("session_tree", project_id, session_id)
+        return result
+
+    async def list_sessions(
+        self, project_id: str, *, limit: int, page: int,
+        date_range: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "list_sessions", project_id, limit=limit, page=page, date_range=date_range
+        )
+        return result
+
+    async def count_events(self, project_id: str) -> int:
+        return int(await self._call("count_events", project_id))
+
+    async def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call("query_rows", sql, parameters)
+        return rows
+
+
+@ray.remote(max_concurrency=8)  # type: ignore[call-overload]  # Ray's stubs omit it
+class ClickHouseActor:
+    """Owns the embedded chDB engine. Threaded: reads run while an insert is in progress."""
+
+    def __init__(self, settings: ApiarySettings) -> None:
+        store = open_event_store(settings)
+        self._store = _Store(store.driver, database=store.database)
+        self.migrations = self._store.migrate()
+
+    def applied_migrations(self) -> list[str]:
+        return list(self.migrations)
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if method not in _METHODS:
+            raise AttributeError(f"EventStore has no remote method {method!r}")
+        return getattr(self._store, method)(*args, **kwargs)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class ActorStoreClient(StoreClient):
+    """A :class:`StoreClient` that forwards to the :class:`ClickHouseActor`."""
+
+    def __init__(self, handle: Any) -> None:
+        self._actor = handle
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._actor.call.remote(method, args, kwargs)
+
+
+class DirectStoreClient(StoreClient):
+    """A :class:`StoreClient` over an :class:`EventStore` in this process."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = _Store(store.driver, database=store.database)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method not in _METHODS:
+            raise AttributeError(f"EventStore has no method {method!r}")
+        return await asyncio.to_thread(getattr(self._store, method), *args, **kwargs)
+
+
+def store_client(settings: ApiarySettings) -> StoreClient:
+    """The right :class:`StoreClient` for ``settings``, from inside any Ray worker."""
+    if settings.embedded_clickhouse:
+        return ActorStoreClient(ray.get_actor(CLICKHOUSE_ACTOR_NAME, namespace="apiary"))
+    return DirectStoreClient(open_event_store(settings))
+
+
+def migrate_server(settings: ApiarySettings) -> list[str]:
+    """Apply the schema to a ClickHouse server (embedded chDB migrates in its actor)."""
+    store = open_event_store(settings)
+    try:
+        return store.migrate()
+    finally:
+        store.close()

@@ -1,0 +1,49 @@
+"""The data plane's HTTP application: routes, error handling, health and metrics."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import apiary
+from apiary._private import metrics
+from apiary.api import ingest, query
+from apiary.api._context import DataPlaneContext, context_of
+from apiary.api._errors import install_error_handlers
+
+
+def create_app(context: DataPlaneContext) -> FastAPI:
+    """The FastAPI app of one data-plane replica, serving with ``context``."""
+    app = FastAPI(
+        title="Apiary data plane",
+        version=apiary.__version__,
+        description="Trace ingestion (OTLP/HTTP) and the HoneyHive-compatible query API.",
+    )
+    app.state.dataplane = context
+    install_error_handlers(app)
+    app.include_router(ingest.router)
+    app.include_router(query.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
+    async def healthz(request: Request) -> JSONResponse:
+        ctx = context_of(request)
+        connected = ctx.nc.is_connected
+        return JSONResponse(
+            {
+                "status": "ok" if connected else "degraded",
+                "nats_connected": connected,
+                "events_backlog": ctx.backlog,
+                "inflight": ctx.inflight,
+                "version": apiary.__version__,
+            },
+            status_code=200 if connected else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this replica")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,140 @@
+"""OTLP/HTTP trace ingestion: ``POST /v1/traces`` and ``POST /opentelemetry/v1/traces``.
+
+The answer follows OTLP/HTTP: 200 with an ``ExportTraceServiceResponse`` in the request's
+encoding, whose ``partial_success`` names every rejected span and why; 400 for a body that
+does not decode; 401/403 for credentials; 413 above the size limit (before or after
+decompression); 415 for an unknown content type or encoding; 429/503 with ``Retry-After``
+when the pipeline cannot take more. Errors carry a ``google.rpc.Status`` for protobuf
+requests and ``{"code", "message", "errorCode"}`` JSON otherwise.
+
+**200 means durable**: the events are in JetStream (fsync'ed) before the answer is sent,
+and the request is never answered 200 before that. A retried identical request is
+de-duplicated by JetStream (``Nats-Msg-Id`` is a hash of the tenant and the body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from fastapi import APIRouter
+from google.rpc import status_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from apiary import otlp
+from apiary._private import metrics
+from apiary.api._body import decompress, read_body
+from apiary.api._context import context_of
+from apiary.auth import Permission
+from apiary.errors import ApiaryError, Overloaded, UnsupportedMediaType
+from apiary.event import EventBatch
+from apiary.queue import WIRE_SCHEMA
+
+router = APIRouter(tags=["ingestion"])
+
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+_MEDIA_TYPES = {"application/x-protobuf": _PROTOBUF, "application/protobuf": _PROTOBUF,
+                "application/json": _JSON}
+
+# gRPC status codes, as OTLP/HTTP's Status message expects.
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+_OTLP_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object",
+                                            "description": "OTLP JSON ExportTraceServiceRequest"}},
+        },
+    },
+    "responses": {
+        "200": {"description": "Accepted and durable; partial_success names rejected spans.",
+                "content": {"application/x-protobuf": {}, "application/json": {}}},
+        "400": {"description": "Malformed body"},
+        "401": {"description": "Missing or unknown credentials"},
+        "403": {"description": "Credentials may not ingest"},
+        "413": {"description": "Body too large (before or after decompression)"},
+        "415": {"description": "Unsupported Content-Type or Content-Encoding"},
+        "429": {"description": "Replica busy; retry after Retry-After seconds"},
+        "503": {"description": "Pipeline full or queue unavailable; retry after Retry-After"},
+    },
+}
+
+
+def _media_type(request: Request) -> str:
+    raw = request.headers.get("content-type", "")
+    media = raw.split(";", 1)[0].strip().lower()
+    found = _MEDIA_TYPES.get(media)
+    if found is None:
+        raise UnsupportedMediaType(
+            "Content-Type must be application/x-protobuf or application/json",
+            content_type=raw or None,
+        )
+    return found
+
+
+def _otlp_error(exc: ApiaryError, media: str) -> Response:
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    code = _GRPC_CODE.get(exc.status, 2)
+    if media == _PROTOBUF:
+        body = status_pb2.Status(code=code, message=exc.message).SerializeToString()
+        return Response(body, status_code=exc.status, media_type=_PROTOBUF, headers=headers)
+    return JSONResponse(
+        {"code": code, **exc.to_body()}, status_code=exc.status, headers=headers
+    )
+
+
+@router.post("/v1/traces", openapi_extra=_OTLP_OPENAPI, summary="Export traces (OTLP/HTTP)")
+@router.post(
+    "/opentelemetry/v1/traces", openapi_extra=_OTLP_OPENAPI,
+    summary="Export traces (OTLP/HTTP, HoneyHive SDK path)",
+)
+async def export_traces(request: Request) -> Response:
+    media = _PROTOBUF if "protobuf" in request.headers.get("content-type", "") else _JSON
+    route = request.url.path
+    try:
+        response = await _export(request)
+    except ApiaryError as exc:
+        metrics.REQUESTS.labels(route, str(exc.status)).inc()
+        return _otlp_error(exc, media)
+    metrics.REQUESTS.labels(route, "200").inc()
+    return response
+
+
+async def _export(request: Request) -> Response:
+    context = context_of(request)
+    principal = await context.principal(request, Permission.EVENTS_WRITE)
+    media = _media_type(request)
+    limit = context.settings.ingest_max_body_bytes
+    with context.admit():
+        body = await read_body(request, limit)
+        body = decompress(body, request.headers.get("content-encoding"), limit)
+        mapped = otlp.map_request(body, media)
+        if mapped.events:
+            batch: EventBatch = {
+                "schema": WIRE_SCHEMA,
+                "kind": "spans",
+                "tenant": {
+                    "org_id": principal.org_id,
+                    "workspace_id": principal.workspace_id,
+                    "project_id": principal.project_id,
+                },
+                "version": time.time_ns(),
+                "events": mapped.events,
+            }
+            digest = hashlib.blake2b(body, digest_size=16, person=b"apiary-otlp-v1")
+            digest.update(principal.project_id.encode())
+            started = time.perf_counter()
+            await context.publisher.publish(batch, msg_id=digest.hexdigest())
+            metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+            metrics.SPANS_ACCEPTED.inc(len(mapped.events))
+        if mapped.rejected:
+            metrics.SPANS_REJECTED.inc(len(mapped.rejected))
+        payload, content_type = otlp.encode_response(mapped.rejected, media)
+    return Response(payload, media_type=content_type)

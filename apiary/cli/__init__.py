@@ -1,0 +1,191 @@
+"""The ``apiary`` command: ``up``, ``status``, ``down``.
+
+``apiary up`` runs in the foreground until Ctrl-C (or ``apiary down``), showing progress
+while it starts and printing the API's URL and a project API key when it is ready.
+Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 (``status``) not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from apiary.errors import ApiaryError, ConfigurationError
+from apiary.settings import load_settings
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "address", None):
+        overrides["ray_address"] = args.address
+    return overrides
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:6.1f}s] {message}", flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = load_settings(**_settings_overrides(args))
+    from apiary.node import ApiaryNode
+
+    progress = _Progress()
+    progress(f"Apiary starting on data dir {settings.data_dir}")
+    node = ApiaryNode(settings, progress)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    try:
+        connection = node.start()
+    except KeyboardInterrupt:
+        print("interrupted during start-up; stopped", file=sys.stderr)
+        return 1
+    # After start: Ray installs handlers of its own while it starts.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(
+        "\nApiary is ready.\n"
+        f"  URL:        {connection.url}\n"
+        f"  API key:    {connection.api_key}\n"
+        f"  project id: {connection.project_id}\n"
+        f"  written to: {settings.data_dir / 'connection.json'}\n\n"
+        f"Send OTLP/HTTP traces to {connection.url}/v1/traces with "
+        "'Authorization: Bearer <API key>'.\nPress Ctrl-C to stop.",
+        flush=True,
+    )
+    try:
+        while not stop.wait(5.0):
+            try:
+                node.supervise_once()
+            except Exception as exc:  # keep serving; report and retry next round
+                progress(f"supervision: {exc}")
+    finally:
+        progress("stopping")
+        node.stop()
+        progress("stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from apiary.node import process_alive, read_state
+
+    settings = load_settings(**_settings_overrides(args))
+    state = read_state(settings.data_dir)
+    report: dict[str, Any] = {"data_dir": str(settings.data_dir), "running": False}
+    if state and process_alive(int(state["pid"])):
+        report.update(running=True, **state)
+        try:
+            health = httpx.get(f"{state['url']}/healthz", timeout=3.0)
+            report["api"] = health.json() if health.status_code in (200, 503) else {
+                "status": f"HTTP {health.status_code}"}
+        except httpx.HTTPError as exc:
+            report["api"] = {"status": f"unreachable: {exc}"}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif report["running"]:
+        api = report.get("api", {})
+        print(f"Apiary is running (pid {report['pid']}) on {report['data_dir']}")
+        print(f"  URL:        {report['url']}")
+        print(f"  project id: {report['project_id']}")
+        print(f"  queue:      {report['nats']}")
+        print(f"  store:      {report['clickhouse']}")
+        print(f"  API:        {api.get('status')}, backlog {api.get('events_backlog', '?')} "
+              "messages")
+    else:
+        print(f"Apiary is not running on {report['data_dir']}")
+    return 0 if report["running"] else 3
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from apiary.node import process_alive, read_state
+
+    settings = load_settings(**_settings_overrides(args))
+    state = read_state(settings.data_dir)
+    if not state or not process_alive(int(state["pid"])):
+        print(f"Apiary is not running on {settings.data_dir}")
+        return 0
+    pid = int(state["pid"])
+    print(f"stopping Apiary (pid {pid}) ...", flush=True)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            print("stopped")
+            return 0
+        time.sleep(0.5)
+    print(f"Apiary (pid {pid}) did not stop within {args.timeout:.0f} s", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apiary",
+        description="Apiary: self-hostable tracing and evaluation for LLM apps, on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="data directory (env APIARY_DATA_DIR, "
+                       "default ~/.apiary)")
+
+    up = sub.add_parser("up", help="start Apiary in the foreground (Ctrl-C stops it)",
+                        description="Start nats-server, Ray, the writers and the data plane "
+                        "with the embedded defaults, and print the URL and an API key.")
+    common(up)
+    up.add_argument("--port", type=int, help="HTTP port (env APIARY_PORT, default 8787)")
+    up.add_argument("--host", help="HTTP listen address (env APIARY_HOST, default 127.0.0.1)")
+    up.add_argument("--address", help="join an existing Ray cluster at this address "
+                    "(env APIARY_RAY_ADDRESS)")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="show whether Apiary runs, and its health")
+    common(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="stop the Apiary running on a data directory")
+    common(down)
+    down.add_argument("--timeout", type=float, default=120.0,
+                      help="seconds to wait for a clean stop (default 120)")
+    down.set_defaults(func=cmd_down)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigurationError as exc:
+        print(f"apiary: {exc}", file=sys.stderr)
+        return 2
+    except ApiaryError as exc:
+        print(f"apiary: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

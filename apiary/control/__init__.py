@@ -1,0 +1,41 @@
+"""The control plane: identity, tenancy, roles, API keys, signed tokens, configuration.
+
+It owns who may do what and never sees trace data; data planes trust it only through the
+short-lived ES256 tokens it signs and the public keys it publishes (``README.md`` here
+states the contract). Modules, one idea each:
+
+- :mod:`.db` — cpdb models and Alembic migrations (PostgreSQL or SQLite)
+- :mod:`.service` — :class:`ControlPlane`, the per-process state operations run with
+- :mod:`.permissions`, :mod:`.authz` — the permission catalog and :func:`authorize`
+- :mod:`.identity` — accounts, sessions, TOTP, SSO (OIDC; SAML seam)
+- :mod:`.tenancy`, :mod:`.roles`, :mod:`.memberships`, :mod:`.invitations`
+- :mod:`.apikeys`, :mod:`.signing`, :mod:`.tokens`, :mod:`.dataplanes`
+- :mod:`.config` — prompt templates, evaluator configurations, alert definitions
+- :mod:`.api` — :func:`create_control_plane_app`; :mod:`.admin`, :mod:`.cli` — operators
+"""
+
+from apiary.control.authz import (
+    SYSTEM,
+    KeyPrincipal,
+    Principal,
+    Resource,
+    SystemPrincipal,
+    UserPrincipal,
+    authorize,
+)
+from apiary.control.permissions import BUILTIN_ROLES, KEY_GRANTABLE, Permission
+from apiary.control.service import ControlPlane
+
+__all__ = [
+    "BUILTIN_ROLES",
+    "KEY_GRANTABLE",
+    "SYSTEM",
+    "ControlPlane",
+    "KeyPrincipal",
+    "Permission",
+    "Principal",
+    "Resource",
+    "SystemPrincipal",
+    "UserPrincipal",
+    "authorize",
+]

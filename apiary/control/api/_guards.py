@@ -1,0 +1,184 @@
+"""Request authentication and the permission each endpoint states.
+
+Every route has exactly one guard dependency, and the guard carries the permission the
+route needs (``apiary_permission``; a test checks that no route lacks one):
+
+- :class:`On` — the node addressed by the path (``org_id``, ``workspace_id`` or
+  ``project_id``) is loaded and :func:`~apiary.control.authz.authorize` d before the route
+  runs; the route gets a :class:`Scope`.
+- :class:`Deferred` — the node is known only from the body or a looked-up row; the route
+  gets a :class:`Checker` whose :meth:`Checker.check` authorizes with the declared
+  permission (the route cannot choose another).
+- :class:`Authenticated` — any logged-in caller (``users_only``: a person, not a key).
+- :data:`PUBLIC` — no credentials (login, sign-up, JWKS, SSO redirects).
+
+Credentials: ``Authorization: Bearer <session token | API key>``, or the session cookie.
+The cookie is ``SameSite=Lax`` and ``HttpOnly``: other sites cannot send it with POSTs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.requests import Request
+
+from apiary.control.apikeys import authenticate_key
+from apiary.control.authz import (
+    Access,
+    KeyPrincipal,
+    Principal,
+    Resource,
+    UserPrincipal,
+    authorize,
+)
+from apiary.control.identity.sessions import SESSION_PREFIX, resolve_session
+from apiary.control.permissions import Permission
+from apiary.control.roles import load_principal
+from apiary.control.service import ControlPlane
+from apiary.control.tenancy import get_org, get_project, get_workspace, resource_of
+from apiary.errors import AuthenticationFailed, PermissionDenied
+
+SESSION_COOKIE = "apiary_session"
+
+
+def control_plane(request: Request) -> ControlPlane:
+    cp: ControlPlane = request.app.state.control_plane
+    return cp
+
+
+def credential_of(request: Request) -> str:
+    """The bearer credential (header first, then the session cookie)."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthenticationFailed("Authorization must be 'Bearer <credential>'")
+        return value.strip()
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return cookie
+    raise AuthenticationFailed("log in, or send 'Authorization: Bearer <session or API key>'")
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller of ``request``: a user (session) or an API key."""
+    cp = control_plane(request)
+    credential = credential_of(request)
+    with cp.transaction() as db:
+        if credential.startswith(SESSION_PREFIX):
+            session, user = resolve_session(cp, db, credential)
+            return load_principal(db, user, session.id)
+        return authenticate_key(cp, db, credential)
+
+
+def _require_user(principal: Principal) -> UserPrincipal:
+    if not isinstance(principal, UserPrincipal):
+        raise PermissionDenied("this endpoint needs a logged-in user, not an API key")
+    return principal
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """An authorized request on a path-addressed node."""
+
+    cp: ControlPlane
+    principal: Principal
+    resource: Resource
+    access: Access
+
+    @property
+    def actor(self) -> str:
+        """Who to record as author: ``user:<id>`` or ``key:<id>``."""
+        return self.principal.subject
+
+    @property
+    def user_id(self) -> str | None:
+        return self.principal.user_id if isinstance(self.principal, UserPrincipal) else None
+
+
+class On:
+    """Guard: authorize ``permission`` on the org/workspace/project the path addresses."""
+
+    def __init__(self, permission: Permission, node: Literal["org", "workspace", "project"]):
+        self.apiary_permission = permission.value
+        self.permission = permission
+        self.node = node
+
+    def __call__(self, request: Request) -> Scope:
+        cp = control_plane(request)
+        principal = authenticate(request)
+        node_id = request.path_params[f"{self.node}_id"]
+        with cp.transaction() as db:
+            if self.node == "org":
+                resource = resource_of(get_org(db, node_id))
+            elif self.node == "workspace":
+                resource = resource_of(get_workspace(db, node_id))
+            else:
+                resource = resource_of(get_project(db, node_id))
+        return Scope(cp, principal, resource, authorize(principal, self.permission, resource))
+
+
+@dataclass(frozen=True, slots=True)
+class Checker:
+    """An authenticated request whose node is found later; checks one fixed permission."""
+
+    cp: ControlPlane
+    principal: Principal
+    permission: Permission
+
+    def check(self, resource: Resource) -> Scope:
+        return Scope(self.cp, self.principal, resource,
+                     authorize(self.principal, self.permission, resource))
+
+
+class Deferred:
+    """Guard: authenticate now; the route authorizes ``permission`` via :class:`Checker`."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.apiary_permission = permission.value
+        self.permission = permission
+
+    def __call__(self, request: Request) -> Checker:
+        return Checker(control_plane(request), authenticate(request), self.permission)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    cp: ControlPlane
+    principal: Principal
+
+    @property
+    def user(self) -> UserPrincipal:
+        return _require_user(self.principal)
+
+
+class Authenticated:
+    """Guard: any authenticated caller (``users_only``: refuse API keys)."""
+
+    def __init__(self, *, users_only: bool = True) -> None:
+        self.apiary_permission = "authenticated:user" if users_only else "authenticated"
+        self.users_only = users_only
+
+    def __call__(self, request: Request) -> Caller:
+        principal = authenticate(request)
+        if self.users_only:
+            _require_user(principal)
+        return Caller(control_plane(request), principal)
+
+
+class _Public:
+    """Guard: no credentials needed."""
+
+    apiary_permission = "public"
+
+    def __call__(self, request: Request) -> ControlPlane:
+        return control_plane(request)
+
+
+PUBLIC = _Public()
+USER = Authenticated(users_only=True)
+ANYONE_AUTHENTICATED = Authenticated(users_only=False)
+
+__all__ = ["ANYONE_AUTHENTICATED", "PUBLIC", "USER", "Caller", "Checker", "Deferred",
+           "KeyPrincipal", "On", "Scope"]

@@ -1,0 +1,204 @@
+"""Identity endpoints: sign-up, login, logout, the caller's account and MFA, the token
+exchange, the JWKS, and the list of data planes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy import select
+from starlette.requests import Request
+
+from apiary.control.api._guards import (
+    ANYONE_AUTHENTICATED,
+    PUBLIC,
+    SESSION_COOKIE,
+    USER,
+    Caller,
+    credential_of,
+)
+from apiary.control.api.schemas import (
+    DataPlaneOut,
+    LoginRequest,
+    MembershipOut,
+    MeOut,
+    PasswordChangeOut,
+    PasswordChangeRequest,
+    RecoveryCodesOut,
+    SessionOut,
+    SignupRequest,
+    TokenOut,
+    TokenRequest,
+    TotpCodeRequest,
+    TotpEnrolmentOut,
+    UserOut,
+)
+from apiary.control.authz import KeyPrincipal, UserPrincipal
+from apiary.control.dataplanes import list_data_planes
+from apiary.control.db import Membership, Organization, Project, Role, User, Workspace
+from apiary.control.identity import accounts, totp
+from apiary.control.identity.sessions import (
+    SESSION_PREFIX,
+    IssuedSession,
+    create_session,
+    resolve_session,
+    revoke_session,
+)
+from apiary.control.roles import load_principal
+from apiary.control.service import ControlPlane
+from apiary.control.tokens import exchange_api_key, exchange_session
+from apiary.errors import InvalidRequest, PermissionDenied
+
+router = APIRouter(tags=["identity"])
+
+Public = Annotated[ControlPlane, Depends(PUBLIC)]
+UserCaller = Annotated[Caller, Depends(USER)]
+
+
+def user_out(db_user: User, mfa_enabled: bool) -> UserOut:
+    out = UserOut.model_validate(db_user)
+    out.mfa_enabled = mfa_enabled
+    return out
+
+
+def set_session_cookie(cp: ControlPlane, response: Response, issued: IssuedSession) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, issued.token, max_age=cp.settings.cp_session_ttl_s, httponly=True,
+        samesite="lax", secure=cp.issuer.startswith("https://"), path="/",
+    )
+
+
+def session_out(issued: IssuedSession, mfa_enabled: bool) -> SessionOut:
+    return SessionOut(session_token=issued.token, expires_at=issued.session.expires_at,
+                      auth_method=issued.session.auth_method,
+                      user=user_out(issued.user, mfa_enabled))
+
+
+@router.post("/v1/auth/signup", status_code=201, response_model=SessionOut,
+             summary="Create an account with email and password, and log in")
+def signup(body: SignupRequest, response: Response, cp: Public) -> SessionOut:
+    if not cp.settings.cp_signup_enabled:
+        raise PermissionDenied("sign-up is disabled on this installation; ask for an invitation")
+    with cp.transaction() as db:
+        user = accounts.create_user(cp, db, email=body.email, password=body.password,
+                                    display_name=body.display_name)
+        issued = create_session(cp, db, user, "password")
+    set_session_cookie(cp, response, issued)
+    return session_out(issued, False)
+
+
+@router.post("/v1/auth/login", response_model=SessionOut,
+             summary="Log in with email, password and (when enrolled) a TOTP or recovery code")
+def login(body: LoginRequest, response: Response, cp: Public) -> SessionOut:
+    issued = accounts.login(cp, email=body.email, password=body.password,
+                            totp_code=body.totp_code, recovery_code=body.recovery_code)
+    set_session_cookie(cp, response, issued)
+    with cp.transaction() as db:
+        enrolled = totp.is_enrolled(db, issued.user.id)
+    return session_out(issued, enrolled)
+
+
+@router.post("/v1/auth/logout", status_code=204, summary="End the current session")
+def logout(response: Response, caller: UserCaller) -> None:
+    session_id = caller.user.session_id
+    if session_id is not None:
+        with caller.cp.transaction() as db:
+            revoke_session(caller.cp, db, session_id)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+@router.get("/v1/me", response_model=MeOut, summary="The caller's account and memberships")
+def me(caller: UserCaller) -> MeOut:
+    with caller.cp.transaction() as db:
+        user = db.get(User, caller.user.user_id)
+        assert user is not None
+        rows = db.execute(
+            select(Membership, Role).join(Role, Role.id == Membership.role_id)
+            .where(Membership.user_id == user.id)
+        )
+        memberships = []
+        for membership, role in rows:
+            node = (db.get(Project, membership.project_id) if membership.project_id
+                    else db.get(Workspace, membership.workspace_id) if membership.workspace_id
+                    else db.get(Organization, membership.org_id))
+            memberships.append(MembershipOut(
+                id=membership.id, user_id=user.id, org_id=membership.org_id,
+                workspace_id=membership.workspace_id, project_id=membership.project_id,
+                role=role.name, scope_name=node.name if node else None,
+            ))
+        return MeOut(user=user_out(user, totp.is_enrolled(db, user.id)), memberships=memberships)
+
+
+@router.post("/v1/me/password", response_model=PasswordChangeOut,
+             summary="Change the password; every other session of the account ends")
+def change_password(body: PasswordChangeRequest, caller: UserCaller) -> PasswordChangeOut:
+    revoked = accounts.change_password(
+        caller.cp, user_id=caller.user.user_id, current_password=body.current_password,
+        new_password=body.new_password, keep_session_id=caller.user.session_id,
+    )
+    return PasswordChangeOut(revoked_sessions=revoked)
+
+
+@router.post("/v1/me/totp", response_model=TotpEnrolmentOut, status_code=201,
+             summary="Start TOTP enrolment: the secret and otpauth URI, shown once")
+def totp_enrol(caller: UserCaller) -> TotpEnrolmentOut:
+    with caller.cp.transaction() as db:
+        user = db.get(User, caller.user.user_id)
+        assert user is not None
+        enrolment = totp.begin_enrolment(caller.cp, db, user)
+    return TotpEnrolmentOut(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
+
+
+@router.post("/v1/me/totp/verify", response_model=RecoveryCodesOut,
+             summary="Finish TOTP enrolment with a code; ten recovery codes, shown once")
+def totp_verify(body: TotpCodeRequest, caller: UserCaller) -> RecoveryCodesOut:
+    with caller.cp.transaction() as db:
+        user = db.get(User, caller.user.user_id)
+        assert user is not None
+        codes = totp.confirm_enrolment(caller.cp, db, user, body.code)
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.post("/v1/me/totp/disable", status_code=204,
+             summary="Turn TOTP off, with a current TOTP code or a recovery code")
+def totp_disable(body: TotpCodeRequest, caller: UserCaller) -> None:
+    with caller.cp.transaction() as db:
+        user = db.get(User, caller.user.user_id)
+        assert user is not None
+        totp.disable(caller.cp, db, user, body.code)
+
+
+@router.post("/v1/auth/token", response_model=TokenOut, tags=["tokens"],
+             summary="Exchange an API key or a user session for a data-plane access token")
+def token(body: TokenRequest, request: Request, cp: Public) -> TokenOut:
+    credential = credential_of(request)
+    with cp.transaction() as db:
+        if credential.startswith(SESSION_PREFIX):
+            session, user = resolve_session(cp, db, credential)
+            if body.project_id is None:
+                raise InvalidRequest("a user's token is for one project: send project_id",
+                                     field="project_id")
+            principal = load_principal(db, user, session.id)
+            issued = exchange_session(cp, db, principal, body.audience, body.project_id)
+        else:
+            issued = exchange_api_key(cp, db, credential, body.audience, body.project_id)
+    return TokenOut.model_validate(issued.to_body())
+
+
+@router.get("/.well-known/jwks.json", tags=["tokens"],
+            summary="The public keys that verify access tokens (next, active, retiring)")
+def jwks(response: Response, cp: Public) -> dict[str, list[dict[str, Any]]]:
+    with cp.transaction() as db:
+        document = cp.signing.jwks(db)
+    response.headers["Cache-Control"] = f"public, max-age={cp.settings.cp_jwks_cache_s}"
+    return document
+
+
+@router.get("/v1/data-planes", response_model=list[DataPlaneOut], tags=["tokens"],
+            summary="Data planes the caller can get tokens for (token audiences)")
+def data_planes(caller: Annotated[Caller, Depends(ANYONE_AUTHENTICATED)]) -> list[DataPlaneOut]:
+    principal = caller.principal
+    orgs = ({g.org_id for g in principal.grants.values()} if isinstance(principal, UserPrincipal)
+            else {principal.org_id} if isinstance(principal, KeyPrincipal) else None)
+    with caller.cp.transaction() as db:
+        return [DataPlaneOut.model_validate(p) for p in list_data_planes(db, orgs)]

@@ -1,0 +1,271 @@
+"""Configuration endpoints of a project: prompt templates (``prompts:*``), evaluator
+configurations (``evaluators:*``), alert definitions (``alerts:*``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
+
+from apiary.control.api._guards import On, Scope
+from apiary.control.api.schemas_config import (
+    AlertCreate,
+    AlertOut,
+    AlertUpdate,
+    DeployRequest,
+    EnvironmentSet,
+    EvaluatorCreate,
+    EvaluatorOut,
+    EvaluatorUpdate,
+    EvaluatorVersionCreate,
+    EvaluatorVersionOut,
+    PromptCreate,
+    PromptTemplateOut,
+    PromptVersionCreate,
+    PromptVersionOut,
+    TagsSet,
+)
+from apiary.control.config import alerts, evaluators, prompts
+from apiary.control.db import Project
+from apiary.control.permissions import Permission as P
+from apiary.control.tenancy import get_project
+
+router = APIRouter()
+
+PromptsRead = Annotated[Scope, Depends(On(P.PROMPTS_READ, "project"))]
+PromptsWrite = Annotated[Scope, Depends(On(P.PROMPTS_WRITE, "project"))]
+EvaluatorsRead = Annotated[Scope, Depends(On(P.EVALUATORS_READ, "project"))]
+EvaluatorsWrite = Annotated[Scope, Depends(On(P.EVALUATORS_WRITE, "project"))]
+AlertsRead = Annotated[Scope, Depends(On(P.ALERTS_READ, "project"))]
+AlertsWrite = Annotated[Scope, Depends(On(P.ALERTS_WRITE, "project"))]
+
+_PROMPTS = "/v1/projects/{project_id}/prompts"
+_EVALUATORS = "/v1/projects/{project_id}/evaluators"
+_ALERTS = "/v1/projects/{project_id}/alerts"
+
+
+def _template_out(view: prompts.TemplateView) -> PromptTemplateOut:
+    t = view.template
+    return PromptTemplateOut(
+        id=t.id, project_id=t.project_id, name=t.name, tags=t.tags,
+        versions=[PromptVersionOut.model_validate(v) for v in view.versions],
+        environments=view.environments, created_at=t.created_at, updated_at=t.updated_at,
+    )
+
+
+def _evaluator_out(view: evaluators.EvaluatorView) -> EvaluatorOut:
+    e = view.evaluator
+    return EvaluatorOut(
+        id=e.id, project_id=e.project_id, name=e.name, type=e.type, description=e.description,
+        enabled=e.enabled, deployed_version=e.deployed_version,
+        versions=[EvaluatorVersionOut.model_validate(v) for v in view.versions],
+    )
+
+
+def _spec(body: EvaluatorVersionCreate) -> evaluators.VersionSpec:
+    return evaluators.VersionSpec(
+        criteria=body.criteria, code=body.code, return_type=body.return_type,
+        pass_min=body.pass_min, pass_max=body.pass_max, sampling_pct=body.sampling_pct,
+        filters=body.filters, model_params=body.model_params,
+    )
+
+
+def _project(db: Session, scope: Scope) -> Project:
+    assert scope.resource.project_id is not None
+    return get_project(db, scope.resource.project_id)
+
+
+# --- prompts ------------------------------------------------------------------------
+
+
+@router.get(_PROMPTS, response_model=list[PromptTemplateOut], tags=["prompts"])
+def list_prompts(
+    project_id: str, scope: PromptsRead, name: str | None = Query(None)
+) -> list[PromptTemplateOut]:
+    with scope.cp.transaction() as db:
+        return [_template_out(v) for v in prompts.list_templates(db, _project(db, scope), name)]
+
+
+@router.post(_PROMPTS, response_model=PromptTemplateOut, status_code=201, tags=["prompts"],
+             summary="Create a prompt template with its version 1")
+def create_prompt(project_id: str, body: PromptCreate, scope: PromptsWrite) -> PromptTemplateOut:
+    with scope.cp.transaction() as db:
+        view = prompts.create_template(
+            scope.cp, db, _project(db, scope), name=body.name, body=body.body,
+            model_params=body.model_params, tags=body.tags, message=body.message,
+            author=scope.actor,
+        )
+        return _template_out(view)
+
+
+@router.get(_PROMPTS + "/{template_id}", response_model=PromptTemplateOut, tags=["prompts"])
+def get_prompt(project_id: str, template_id: str, scope: PromptsRead) -> PromptTemplateOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        return _template_out(prompts.view(db, template))
+
+
+@router.post(_PROMPTS + "/{template_id}/versions", response_model=PromptVersionOut,
+             status_code=201, tags=["prompts"], summary="Add the next (immutable) version")
+def add_prompt_version(
+    project_id: str, template_id: str, body: PromptVersionCreate, scope: PromptsWrite
+) -> PromptVersionOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        version = prompts.add_version(scope.cp, db, template, body=body.body,
+                                      model_params=body.model_params, message=body.message,
+                                      author=scope.actor)
+        return PromptVersionOut.model_validate(version)
+
+
+@router.get(_PROMPTS + "/{template_id}/versions/{version}", response_model=PromptVersionOut,
+            tags=["prompts"])
+def get_prompt_version(
+    project_id: str, template_id: str, version: int, scope: PromptsRead
+) -> PromptVersionOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        return PromptVersionOut.model_validate(prompts.get_version(db, template, version))
+
+
+@router.put(_PROMPTS + "/{template_id}/environments/{environment}",
+            response_model=PromptTemplateOut, tags=["prompts"],
+            summary="Point an environment (dev, staging, prod) at a version")
+def set_prompt_environment(
+    project_id: str, template_id: str, environment: str, body: EnvironmentSet,
+    scope: PromptsWrite,
+) -> PromptTemplateOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        prompts.set_environment(scope.cp, db, template, environment, body.version, scope.actor)
+        return _template_out(prompts.view(db, template))
+
+
+@router.get(_PROMPTS + "/{template_id}/environments/{environment}",
+            response_model=PromptVersionOut, tags=["prompts"],
+            summary="The version an environment serves")
+def get_prompt_environment(
+    project_id: str, template_id: str, environment: str, scope: PromptsRead
+) -> PromptVersionOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        version = prompts.resolve_environment(db, template, environment)
+        return PromptVersionOut.model_validate(version)
+
+
+@router.put(_PROMPTS + "/{template_id}/tags", response_model=PromptTemplateOut,
+            tags=["prompts"])
+def set_prompt_tags(
+    project_id: str, template_id: str, body: TagsSet, scope: PromptsWrite
+) -> PromptTemplateOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        prompts.set_tags(scope.cp, template, body.tags)
+        return _template_out(prompts.view(db, template))
+
+
+# --- evaluators ---------------------------------------------------------------------
+
+
+@router.get(_EVALUATORS, response_model=list[EvaluatorOut], tags=["evaluators"])
+def list_evaluators(project_id: str, scope: EvaluatorsRead) -> list[EvaluatorOut]:
+    with scope.cp.transaction() as db:
+        return [_evaluator_out(v) for v in evaluators.list_evaluators(db, _project(db, scope))]
+
+
+@router.post(_EVALUATORS, response_model=EvaluatorOut, status_code=201, tags=["evaluators"],
+             summary="Define an evaluator with its version 1")
+def create_evaluator(
+    project_id: str, body: EvaluatorCreate, scope: EvaluatorsWrite
+) -> EvaluatorOut:
+    with scope.cp.transaction() as db:
+        view = evaluators.create_evaluator(
+            scope.cp, db, _project(db, scope), name=body.name, kind=body.type,
+            description=body.description, spec=_spec(body), author=scope.actor,
+        )
+        return _evaluator_out(view)
+
+
+@router.get(_EVALUATORS + "/{evaluator_id}", response_model=EvaluatorOut, tags=["evaluators"])
+def get_evaluator(project_id: str, evaluator_id: str, scope: EvaluatorsRead) -> EvaluatorOut:
+    with scope.cp.transaction() as db:
+        evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        return _evaluator_out(evaluators.view(db, evaluator))
+
+
+@router.patch(_EVALUATORS + "/{evaluator_id}", response_model=EvaluatorOut, tags=["evaluators"])
+def update_evaluator(
+    project_id: str, evaluator_id: str, body: EvaluatorUpdate, scope: EvaluatorsWrite
+) -> EvaluatorOut:
+    with scope.cp.transaction() as db:
+        evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        evaluators.update_evaluator(scope.cp, evaluator, enabled=body.enabled,
+                                    description=body.description)
+        return _evaluator_out(evaluators.view(db, evaluator))
+
+
+@router.post(_EVALUATORS + "/{evaluator_id}/versions", response_model=EvaluatorVersionOut,
+             status_code=201, tags=["evaluators"])
+def add_evaluator_version(
+    project_id: str, evaluator_id: str, body: EvaluatorVersionCreate, scope: EvaluatorsWrite
+) -> EvaluatorVersionOut:
+    with scope.cp.transaction() as db:
+        evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        version = evaluators.add_version(scope.cp, db, evaluator, _spec(body), scope.actor)
+        return EvaluatorVersionOut.model_validate(version)
+
+
+@router.post(_EVALUATORS + "/{evaluator_id}/deploy", response_model=EvaluatorOut,
+             tags=["evaluators"], summary="Make a version the one the project runs")
+def deploy_evaluator(
+    project_id: str, evaluator_id: str, body: DeployRequest, scope: EvaluatorsWrite
+) -> EvaluatorOut:
+    with scope.cp.transaction() as db:
+        evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        evaluators.deploy(scope.cp, db, evaluator, body.version)
+        return _evaluator_out(evaluators.view(db, evaluator))
+
+
+# --- alerts -------------------------------------------------------------------------
+
+
+@router.get(_ALERTS, response_model=list[AlertOut], tags=["alerts"])
+def list_alerts(project_id: str, scope: AlertsRead) -> list[AlertOut]:
+    with scope.cp.transaction() as db:
+        return [AlertOut.model_validate(a) for a in alerts.list_alerts(db, _project(db, scope))]
+
+
+@router.post(_ALERTS, response_model=AlertOut, status_code=201, tags=["alerts"])
+def create_alert(project_id: str, body: AlertCreate, scope: AlertsWrite) -> AlertOut:
+    with scope.cp.transaction() as db:
+        alert = alerts.create_alert(
+            scope.cp, db, _project(db, scope), name=body.name, description=body.description,
+            condition=body.condition.model_dump(),
+            channels=[c.model_dump() for c in body.channels], enabled=body.enabled,
+            author=scope.actor,
+        )
+        return AlertOut.model_validate(alert)
+
+
+@router.get(_ALERTS + "/{alert_id}", response_model=AlertOut, tags=["alerts"])
+def get_alert(project_id: str, alert_id: str, scope: AlertsRead) -> AlertOut:
+    with scope.cp.transaction() as db:
+        return AlertOut.model_validate(alerts.get_alert(db, _project(db, scope), alert_id))
+
+
+@router.patch(_ALERTS + "/{alert_id}", response_model=AlertOut, tags=["alerts"])
+def update_alert(
+    project_id: str, alert_id: str, body: AlertUpdate, scope: AlertsWrite
+) -> AlertOut:
+    with scope.cp.transaction() as db:
+        alert = alerts.get_alert(db, _project(db, scope), alert_id)
+        changes = body.model_dump(exclude_unset=True)
+        alerts.update_alert(scope.cp, db, alert, changes)
+        return AlertOut.model_validate(alert)
+
+
+@router.delete(_ALERTS + "/{alert_id}", status_code=204, tags=["alerts"])
+def delete_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> None:
+    with scope.cp.transaction() as db:
+        alerts.delete_alert(db, alerts.get_alert(db, _project(db, scope), alert_id))

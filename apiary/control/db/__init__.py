@@ -1,0 +1,71 @@
+"""cpdb: the control plane's database (SQLAlchemy 2 models, Alembic migrations).
+
+PostgreSQL (``postgresql+psycopg://``) in production, a SQLite file as the embedded
+default; the same models and migrations serve both. Open with :class:`Database`, migrate
+with :func:`upgrade` before first use.
+"""
+
+from apiary.control.db._base import Base, UTCDateTime
+from apiary.control.db.engine import Database, open_engine
+from apiary.control.db.migrate import current_revision, downgrade, head_revision, upgrade
+from apiary.control.db.models_config import (
+    AlertDefinition,
+    EvaluatorConfig,
+    EvaluatorVersion,
+    PromptEnvironment,
+    PromptTemplate,
+    PromptVersion,
+)
+from apiary.control.db.models_identity import (
+    OidcProvider,
+    RecoveryCode,
+    SsoLoginState,
+    TotpCredential,
+    User,
+    UserIdentity,
+    UserSession,
+)
+from apiary.control.db.models_tenancy import (
+    ApiKey,
+    DataPlane,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    Role,
+    SigningKey,
+    Workspace,
+)
+
+__all__ = [
+    "AlertDefinition",
+    "ApiKey",
+    "Base",
+    "DataPlane",
+    "Database",
+    "EvaluatorConfig",
+    "EvaluatorVersion",
+    "Invitation",
+    "Membership",
+    "OidcProvider",
+    "Organization",
+    "Project",
+    "PromptEnvironment",
+    "PromptTemplate",
+    "PromptVersion",
+    "RecoveryCode",
+    "Role",
+    "SigningKey",
+    "SsoLoginState",
+    "TotpCredential",
+    "UTCDateTime",
+    "User",
+    "UserIdentity",
+    "UserSession",
+    "Workspace",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "open_engine",
+    "upgrade",
+]

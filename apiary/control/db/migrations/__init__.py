@@ -1,0 +1,1 @@
+"""Alembic scripts of cpdb (run through :mod:`apiary.control.db.migrate`)."""

@@ -1,0 +1,1 @@
+"""cpdb revisions, oldest first."""

@@ -1,0 +1,38 @@
+"""Identity: accounts and passwords, login sessions, TOTP, single sign-on.
+
+- :mod:`.accounts`: sign-up, throttled login, password change.
+- :mod:`.sessions`: opaque session tokens (hash stored), expiry, revocation.
+- :mod:`.totp`: TOTP enrolment and verification, single-use recovery codes.
+- :mod:`.sso`: the protocol-neutral SSO seam (OIDC now, SAML 2.0 later) and provisioning.
+- :mod:`.oidc`: OpenID Connect authorization-code flow with PKCE.
+"""
+
+from apiary.control.identity.accounts import (
+    change_password,
+    create_user,
+    find_user_by_email,
+    login,
+)
+from apiary.control.identity.sessions import (
+    SESSION_PREFIX,
+    IssuedSession,
+    create_session,
+    resolve_session,
+    revoke_session,
+    revoke_user_sessions,
+)
+from apiary.control.identity.totp import TotpEnrolment
+
+__all__ = [
+    "SESSION_PREFIX",
+    "IssuedSession",
+    "TotpEnrolment",
+    "change_password",
+    "create_session",
+    "create_user",
+    "find_user_by_email",
+    "login",
+    "resolve_session",
+    "revoke_session",
+    "revoke_user_sessions",
+]

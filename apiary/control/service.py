@@ -1,0 +1,86 @@
+"""The control plane's shared state: settings, cpdb, the envelope key, the clock.
+
+One :class:`ControlPlane` per process (a Serve replica, the admin CLI, a test). Operations
+are plain functions taking it and a database session; they raise :mod:`apiary.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import httpx
+from argon2 import PasswordHasher
+from sqlalchemy.orm import Session
+
+from apiary.control._common import Clock, utcnow
+from apiary.control.db import Database, upgrade
+from apiary.control.envelope import Envelope, envelope_from_settings
+from apiary.control.passwords import DEFAULT_HASHER
+from apiary.settings import ApiarySettings
+
+if TYPE_CHECKING:
+    from apiary.control.signing import SigningKeys
+
+
+class ControlPlane:
+    """Everything control-plane operations need, created once per process.
+
+    ``clock`` and ``password_hasher`` are injectable so tests can move time and use cheap
+    hash parameters; ``http`` is the client used to talk to SSO providers.
+    """
+
+    def __init__(
+        self,
+        settings: ApiarySettings,
+        database: Database,
+        *,
+        envelope: Envelope | None = None,
+        clock: Clock = utcnow,
+        password_hasher: PasswordHasher = DEFAULT_HASHER,
+        http: httpx.Client | None = None,
+    ) -> None:
+        from apiary.control.apikeys import LastUsedRecorder
+        from apiary.control.identity.oidc import OidcLogin
+        from apiary.control.signing import SigningKeys
+
+        self.settings = settings
+        self.database = database
+        self.envelope = envelope or envelope_from_settings(settings)
+        self.clock = clock
+        self.password_hasher = password_hasher
+        self.http = http or httpx.Client(timeout=10.0, follow_redirects=False)
+        self.signing: SigningKeys = SigningKeys(self)
+        self.key_usage = LastUsedRecorder(settings.cp_key_last_used_resolution_s)
+        self.oidc = OidcLogin(self.http)
+
+    @classmethod
+    def open(
+        cls, settings: ApiarySettings, *, migrate: bool = True, **kwargs: object
+    ) -> ControlPlane:
+        """Connect to cpdb (``settings.cp_database``), migrating it first unless told not to."""
+        url = settings.cp_database
+        if url.startswith("sqlite:///"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database.open(url)
+        if migrate:
+            upgrade(database.engine)
+        return cls(settings, database, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.cp_issuer_url
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.database.transaction() as db:
+            yield db
+
+    def close(self) -> None:
+        self.http.close()
+        self.database.dispose()

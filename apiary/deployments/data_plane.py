@@ -1,0 +1,72 @@
+"""The data plane as a Ray Serve deployment.
+
+One deployment serves ingestion and queries. It is configured for throughput rather than
+Serve's defaults (which queue 5 requests per replica behind a Python proxy): the replica
+admits ``ingest_max_inflight`` concurrent requests itself and answers 429 beyond that, and
+``apiary up`` runs Serve with HAProxy ingress and direct ingress (see
+:func:`apiary.deployments.serve_environment`), so HTTP goes from HAProxy straight into the
+replica's own HTTP server, with no Python proxy and no extra Ray hop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve.config import AutoscalingConfig
+
+from apiary.api._context import DataPlaneContext
+from apiary.auth import Authenticator
+from apiary.settings import ApiarySettings
+
+APP_NAME = "data-plane"
+
+
+@serve.ingress()
+class DataPlane:
+    """One replica: its connections are opened in the constructor, the app built after."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self, settings: ApiarySettings, nats_url: str, authenticator: Authenticator
+    ) -> None:
+        from apiary._private.logs import configure_logging
+
+        configure_logging(settings)
+        self._context = await DataPlaneContext.open(settings, nats_url, authenticator)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from apiary.api.app import create_app
+
+        return create_app(self._context)
+
+    async def check_health(self) -> None:
+        if not self._context.nc.is_connected:
+            raise RuntimeError("NATS connection lost")
+
+    async def __del__(self) -> None:
+        await self._context.close()
+
+
+def data_plane_app(
+    settings: ApiarySettings,
+    nats_url: str,
+    authenticator: Authenticator,
+    *,
+    num_cpus: float = 0.5,
+    autoscaling: AutoscalingConfig | None = None,
+) -> Any:
+    """The bound Serve application of the data plane."""
+    deployment = serve.deployment(
+        DataPlane,
+        name="DataPlane",
+        # Serve must never queue in front of our own admission control: allow more
+        # than we admit, so that the replica itself answers 429 with Retry-After.
+        max_ongoing_requests=settings.ingest_max_inflight * 2,
+        max_queued_requests=settings.ingest_max_inflight * 4,
+        num_replicas=None if autoscaling else settings.ingest_replicas,
+        autoscaling_config=autoscaling,
+        ray_actor_options={"num_cpus": num_cpus},
+        health_check_period_s=5,
+        logging_config={"enable_access_log": False, "log_level": settings.log_level},
+    )
+    return deployment.bind(settings, nats_url, authenticator)  # type: ignore[attr-defined]

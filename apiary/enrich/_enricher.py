@@ -1,0 +1,207 @@
+"""Enrichment applied by a writer to every batch before it is stored (DESIGN.md, "The event").
+
+- **Session linking**: an event with no session takes its trace's session (learnt from any
+  event of the trace that named one, in this batch, earlier batches or the store); a trace
+  that never names one becomes its own session, with an id derived from the trace id, so
+  every span of a plain OpenTelemetry trace lands in one session.
+- **Inheritance**: the session event's ``metadata`` and ``user_properties`` reach the other
+  events of the session; keys an event sets itself win.
+- **Computed fields**: ``duration`` from the times when missing; ``total_tokens`` from
+  prompt + completion; ``cost`` from the shipped price table for model events.
+
+Inheritance happens when the session's context is known: from the same batch, the
+writer's cache, or one store look-up per batch for sessions it has not seen. An event that
+reaches a writer before its session event was ever written keeps only its own metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from apiary.enrich._prices import PriceTable
+from apiary.event import Event
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What a session passes down to its events."""
+
+    metadata: dict[str, Any]
+    user_properties: dict[str, Any]
+
+
+#: Marks a session looked up in the store and not found (no session event yet).
+_ABSENT = SessionContext({}, {})
+
+
+@dataclass(slots=True)
+class Lookups:
+    """What the writer must ask the store before :meth:`Enricher.enrich` can finish."""
+
+    traces: set[str] = field(default_factory=set)
+    sessions: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.traces or self.sessions)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LRU(Generic[K, V]):
+    def __init__(self, capacity: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self._capacity:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def session_id_for_trace(trace_id: str) -> str:
+    """The session of a trace that never named one: its trace id, formatted as a UUID."""
+    t = trace_id
+    return f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:32]}"
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value))
+        except ValueError:
+            return 0
+    return 0
+
+
+class Enricher:
+    """Per-writer enrichment state. Not thread-safe; one per writer actor."""
+
+    def __init__(
+        self,
+        prices: PriceTable,
+        *,
+        capacity: int = 200_000,
+        absent_ttl_s: float = 30.0,
+    ) -> None:
+        self.prices = prices
+        self._trace_sessions: _LRU[tuple[str, str], str] = _LRU(capacity)
+        self._contexts: _LRU[tuple[str, str], tuple[SessionContext, float]] = _LRU(capacity)
+        self._absent_ttl_s = absent_ttl_s
+
+    # -- learning -------------------------------------------------------------------------
+
+    def _learn_batch(self, project_id: str, events: list[Event]) -> None:
+        for event in events:
+            session_id = event["session_id"]
+            if not session_id:
+                continue
+            if event["trace_id"]:
+                self._trace_sessions.put((project_id, event["trace_id"]), session_id)
+            if event["event_type"] == "session":
+                self._contexts.put(
+                    (project_id, session_id),
+                    (SessionContext(event["metadata"], event["user_properties"]), 0.0),
+                )
+
+    def learn(
+        self,
+        project_id: str,
+        *,
+        traces: dict[str, str],
+        sessions: dict[str, SessionContext],
+        asked: Lookups,
+    ) -> None:
+        """Record what the store answered for ``asked``; unanswered sessions are absent."""
+        for trace_id, session_id in traces.items():
+            self._trace_sessions.put((project_id, trace_id), session_id)
+        now = time.monotonic()
+        for session_id in asked.sessions:
+            context = sessions.get(session_id)
+            if context is None:
+                self._contexts.put((project_id, session_id), (_ABSENT, now + self._absent_ttl_s))
+            else:
+                self._contexts.put((project_id, session_id), (context, 0.0))
+
+    def _context(self, project_id: str, session_id: str) -> SessionContext | None:
+        entry = self._contexts.get((project_id, session_id))
+        if entry is None:
+            return None
+        context, expires = entry
+        if expires and expires < time.monotonic():
+            return None
+        return context
+
+    # -- the two passes -------------------------------------------------------------------
+
+    def lookups(self, project_id: str, events: list[Event]) -> Lookups:
+        """Learn from ``events`` themselves, then say what only the store can tell."""
+        self._learn_batch(project_id, events)
+        needed = Lookups()
+        for event in events:
+            session_id = event["session_id"]
+            if not session_id:
+                trace_id = event["trace_id"]
+                if trace_id and self._trace_sessions.get((project_id, trace_id)) is None:
+                    needed.traces.add(trace_id)
+            elif event["event_type"] != "session" and self._context(project_id, session_id) is None:
+                needed.sessions.add(session_id)
+        return needed
+
+    def enrich(self, project_id: str, events: list[Event]) -> None:
+        """Link, inherit and compute, in place. Call after :meth:`lookups` (and ``learn``)."""
+        prices = self.prices
+        for event in events:
+            if not event["session_id"] and event["trace_id"]:
+                session_id = self._trace_sessions.get((project_id, event["trace_id"]))
+                if session_id is None:
+                    session_id = session_id_for_trace(event["trace_id"])
+                    self._trace_sessions.put((project_id, event["trace_id"]), session_id)
+                event["session_id"] = session_id
+            if event["event_type"] != "session" and event["session_id"]:
+                context = self._context(project_id, event["session_id"])
+                if context is not None and context is not _ABSENT:
+                    if context.metadata:
+                        event["metadata"] = {**context.metadata, **event["metadata"]}
+                    if context.user_properties:
+                        event["user_properties"] = {
+                            **context.user_properties, **event["user_properties"]
+                        }
+            if not event["duration"] and event["end_time"] > event["start_time"] > 0:
+                event["duration"] = event["end_time"] - event["start_time"]
+            metadata = event["metadata"]
+            if "prompt_tokens" in metadata or "completion_tokens" in metadata:
+                prompt = _as_int(metadata.get("prompt_tokens"))
+                completion = _as_int(metadata.get("completion_tokens"))
+                if "total_tokens" not in metadata:
+                    metadata["total_tokens"] = prompt + completion
+                if event["event_type"] == "model" and "cost" not in metadata:
+                    config = event["config"]
+                    cost = prices.cost(
+                        str(config.get("model") or ""),
+                        str(config.get("provider") or ""),
+                        prompt,
+                        completion,
+                    )
+                    if cost is not None:
+                        metadata["cost"] = cost

@@ -1,0 +1,232 @@
+"""The one exception hierarchy of Apiary.
+
+Every error Apiary raises on purpose derives from :class:`ApiaryError`. Each class knows
+whether retrying the same operation can succeed (``retryable``), which HTTP status and
+``errorCode`` it maps to when it reaches an API caller, and carries its context (project,
+event id, queue depth, ...) in ``context`` so that logs and error bodies can name it::
+
+    ApiaryError
+    ├── ConfigurationError            settings that cannot work; says how to fix them
+    ├── RequestError                  the caller sent something wrong (4xx, never retryable)
+    │   ├── MalformedPayload          400 body does not decode as the declared format
+    │   ├── InvalidRequest            400 decodes, but a field is missing or wrong
+    │   ├── AuthenticationFailed      401 no credentials, or credentials not recognised
+    │   │   └── MfaRequired           401 password right; a TOTP or recovery code is needed
+    │   ├── PermissionDenied          403 recognised, but not allowed to do this
+    │   ├── NotFound                  404 the addressed thing does not exist (for this tenant)
+    │   ├── Conflict                  409 clashes with current state (duplicate name, last owner)
+    │   ├── Gone                      410 existed, but expired or was used up (invitation, login)
+    │   ├── PayloadTooLarge           413 body (or its decompressed form) above the limit
+    │   ├── UnsupportedMediaType      415 content type or encoding not understood
+    │   └── TooManyAttempts           429 too many failed logins for this account; wait
+    ├── Overloaded                    429/503 the pipeline cannot take more right now (retryable)
+    │   ├── TooManyRequests           429 this replica is at its in-flight limit
+    │   │   └── RateLimited           429 this credential is over its request rate
+    │   └── PipelineBackpressure      503 the durable queue is full or lagging
+    ├── QueueError                    JetStream unreachable or refused (retryable)
+    ├── ControlPlaneUnavailable       503 the control plane (JWKS, token exchange) cannot be
+    │                                 reached or answered nonsense (retryable)
+    ├── StoreError                    ClickHouse refused or unreachable
+    │   ├── StoreUnavailable          transient: connection, timeout, too many parts (retryable)
+    │   └── StoreRejected             permanent: the data or the query is wrong
+    └── PoisonMessage                 a queued message that can never be written (dead-lettered)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiaryError(Exception):
+    """Base of every error Apiary raises on purpose.
+
+    ``retryable`` says whether the same operation may succeed if repeated later.
+    ``status`` and ``error_code`` are what an HTTP caller sees; ``context`` names the
+    things involved (``project_id``, ``event_id``, ``queue_depth``, ...).
+    """
+
+    retryable: ClassVar[bool] = False
+    status: ClassVar[int] = 500
+    error_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = {k: v for k, v in context.items() if v is not None}
+
+    def __str__(self) -> str:
+        if not self.context:
+            return self.message
+        detail = ", ".join(f"{k}={v!r}" for k, v in sorted(self.context.items()))
+        return f"{self.message} ({detail})"
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body an API caller receives: ``message`` and ``errorCode``."""
+        body: dict[str, Any] = {"message": self.message, "errorCode": self.error_code}
+        safe = {k: v for k, v in self.context.items() if k in _PUBLIC_CONTEXT}
+        if safe:
+            body["details"] = safe
+        return body
+
+
+# Context keys that may be echoed to API callers; everything else stays in logs.
+_PUBLIC_CONTEXT = frozenset(
+    {"field", "limit", "size", "content_type", "retry_after", "project_id", "event_id",
+     "session_id", "rejected"}
+)
+
+
+class ConfigurationError(ApiaryError):
+    """A setting that cannot work. The message says which one and how to fix it."""
+
+    error_code = "configuration_error"
+
+
+class RequestError(ApiaryError):
+    """The caller sent something wrong. Never retryable as-is."""
+
+    status = 400
+    error_code = "bad_request"
+
+
+class MalformedPayload(RequestError):
+    status = 400
+    error_code = "malformed_payload"
+
+
+class InvalidRequest(RequestError):
+    status = 400
+    error_code = "invalid_request"
+
+
+class AuthenticationFailed(RequestError):
+    status = 401
+    error_code = "unauthenticated"
+
+
+class PermissionDenied(RequestError):
+    status = 403
+    error_code = "forbidden"
+
+
+class MfaRequired(AuthenticationFailed):
+    """The password was right, but the account has TOTP enrolled: send a code too."""
+
+    status = 401
+    error_code = "mfa_required"
+
+
+class NotFound(RequestError):
+    status = 404
+    error_code = "not_found"
+
+
+class Conflict(RequestError):
+    """The request clashes with the current state: a duplicate name, the last owner, ..."""
+
+    status = 409
+    error_code = "conflict"
+
+
+class Gone(RequestError):
+    """The addressed thing existed but is no longer usable: expired, used or revoked."""
+
+    status = 410
+    error_code = "gone"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    error_code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    error_code = "unsupported_media_type"
+
+
+class TooManyAttempts(RequestError):
+    """Too many failed logins for one account; it is locked for ``retry_after`` seconds.
+
+    A request error, not :class:`Overloaded`: the system is fine, this caller must wait.
+    """
+
+    status = 429
+    error_code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: float, **context: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **context)
+        self.retry_after = retry_after
+
+
+class Overloaded(ApiaryError):
+    """The pipeline cannot take more now; the caller should retry after ``retry_after`` s."""
+
+    retryable = True
+    status = 503
+    error_code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **context: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **context)
+        self.retry_after = retry_after
+
+
+class TooManyRequests(Overloaded):
+    status = 429
+    error_code = "too_many_requests"
+
+
+class RateLimited(TooManyRequests):
+    """The caller's key is over its configured rate; ``retry_after`` says when it may go on."""
+
+    error_code = "rate_limited"
+
+
+class PipelineBackpressure(Overloaded):
+    status = 503
+    error_code = "backpressure"
+
+
+class QueueError(ApiaryError):
+    """JetStream could not be reached or did not acknowledge in time."""
+
+    retryable = True
+    status = 503
+    error_code = "queue_unavailable"
+
+
+class ControlPlaneUnavailable(ApiaryError):
+    """The data plane could not fetch the control plane's JWKS or exchange a key for a token.
+
+    Not the caller's fault: their credential may be fine. Raised also when the control plane
+    answers something the data plane cannot use (a token it cannot verify, a malformed JWKS),
+    which is an operator's problem to fix, never a reason to trust the answer.
+    """
+
+    retryable = True
+    status = 503
+    error_code = "control_plane_unavailable"
+
+
+class StoreError(ApiaryError):
+    """ClickHouse refused or could not be reached."""
+
+    status = 503
+    error_code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    retryable = True
+    error_code = "store_unavailable"
+
+
+class StoreRejected(StoreError):
+    retryable = False
+    status = 500
+    error_code = "store_rejected"
+
+
+class PoisonMessage(ApiaryError):
+    """A queued message that can never be written; it goes to the dead-letter store."""
+
+    error_code = "poison_message"

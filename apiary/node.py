@@ -1,0 +1,344 @@
+"""One Apiary installation brought up on Ray: what ``apiary up`` starts, supervises and stops.
+
+:class:`ApiaryNode` starts, in order: the embedded nats-server (unless ``APIARY_NATS_URL``),
+the JetStream streams and consumers, Ray (local, or joining ``APIARY_RAY_ADDRESS``), the
+ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, and the
+data-plane Serve application. When :meth:`ApiaryNode.start` returns, the API answers and
+``<data-dir>/connection.json`` names its URL, a project API key and the project id.
+
+:meth:`ApiaryNode.stop` reverses it: the API stops taking requests, writers drain (store
+and acknowledge what they hold), Ray and nats-server shut down. Everything acknowledged to
+a client is in JetStream's fsync'ed store, so a stop at any point (even ``kill -9``) loses
+nothing; the next start on the same data directory resumes from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from apiary._private.bootstrap import Bootstrap, load_or_create, write_connection
+from apiary._private.logs import configure_logging
+from apiary.errors import ApiaryError, ConfigurationError
+from apiary.queue import NatsServer, connect, describe_url, ensure_topology
+from apiary.settings import ApiarySettings
+
+Progress = Callable[[str], None]
+NAMESPACE = "apiary"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a client reaches this installation (also written to ``connection.json``)."""
+
+    url: str
+    api_key: str
+    project_id: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class ApiaryNode:
+    """Starts, supervises and stops one installation. Not re-entrant; one per data dir."""
+
+    def __init__(self, settings: ApiarySettings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self._progress = progress or (lambda _msg: None)
+        self._lock_file: IO[str] | None = None
+        self._nats: NatsServer | None = None
+        self._nats_url: str | None = None
+        self._started_ray = False
+        self._clickhouse: Any = None
+        self._writers: Any = None
+        self._serve_running = False
+        self.bootstrap: Bootstrap | None = None
+        self.connection: Connection | None = None
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> Connection:
+        """Bring everything up; on failure, stop what was started and re-raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Connection:
+        s = self.settings
+        configure_logging(s)
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        if _port_in_use(s.host, s.port):
+            raise ConfigurationError(
+                f"port {s.port} on {s.host} is in use; choose another with --port or "
+                "APIARY_PORT"
+            )
+
+        if s.embedded_nats:
+            self._progress("starting nats-server with JetStream (fsync on every write)")
+            self._nats = NatsServer(s.data_dir)
+            self._nats_url = self._nats.start()
+        else:
+            self._nats_url = s.nats_url
+        if self._nats_url is None:
+            raise RuntimeError("no NATS URL")
+        self._progress(f"ensuring streams and consumers on {describe_url(self._nats_url)}")
+        changes = asyncio.run(self._ensure_topology(self._nats_url))
+        for change in changes:
+            self._progress(f"  {change}")
+
+        self._progress(
+            f"joining Ray cluster at {s.ray_address}" if s.ray_address else "starting Ray"
+        )
+        self._start_ray()
+
+        self._progress("applying the ClickHouse schema")
+        self._start_clickhouse()
+
+        self.bootstrap = load_or_create(s.data_dir)
+
+        self._progress(f"starting {s.writer_count} writer actor(s)")
+        from apiary.actors.writer import WriterPool
+
+        self._writers = WriterPool(s, self._nats_url, num_cpus=0.25)
+        self._writers.start()
+
+        self._progress("deploying the data-plane Serve application")
+        self._deploy()
+
+        self._progress("waiting for the API to answer")
+        self._wait_ready()
+
+        connection = Connection(s.base_url, self.bootstrap.api_key,
+                                self.bootstrap.tenant["project_id"])
+        write_connection(s.data_dir, url=connection.url, api_key=connection.api_key,
+                         project_id=connection.project_id)
+        self._write_state(connection)
+        self.connection = connection
+        return connection
+
+    def _lock(self) -> None:
+        lock = open(self.settings.data_dir / "apiary.lock", "w")  # noqa: SIM115 - held until stop
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigurationError(
+                f"another Apiary is running on {self.settings.data_dir}; stop it with "
+                "`apiary down` or choose another --data-dir"
+            ) from None
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock_file = lock
+
+    async def _ensure_topology(self, url: str) -> list[str]:
+        nc = await connect(url, name="apiary-up")
+        try:
+            return await ensure_topology(nc.jetstream(), self.settings)
+        finally:
+            await nc.close()
+
+    def _start_ray(self) -> None:
+        import ray
+
+        from apiary.deployments import serve_environment
+
+        haproxy_dir = self.settings.data_dir / "haproxy"
+        haproxy_dir.mkdir(exist_ok=True)
+        env = (
+            serve_environment(
+                haproxy_dir=str(haproxy_dir), stats_port=_free_port(), metrics_port=_free_port()
+            )
+            if self.settings.serve_ingress == "haproxy"
+            else {}
+        )
+        # Local Ray processes inherit this process's environment; on a joined cluster the
+        # Serve controller reads it from the job's runtime environment.
+        os.environ.update(env)
+        if ray.is_initialized():
+            return
+        common: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "logging_level": "WARNING",
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
+        if self.settings.ray_address:
+            ray.init(address=self.settings.ray_address, runtime_env={"env_vars": env}, **common)
+        else:
+            ray.init(num_cpus=self.settings.ray_num_cpus, include_dashboard=False, **common)
+            self._started_ray = True
+
+    def _start_clickhouse(self) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from apiary.actors.clickhouse import CLICKHOUSE_ACTOR_NAME, ClickHouseActor, migrate_server
+
+        if not self.settings.embedded_clickhouse:
+            for version in migrate_server(self.settings):
+                self._progress(f"  applied migration {version}")
+            return
+        # chDB files live on this machine: the owner must run here.
+        here = ray.get_runtime_context().get_node_id()
+        self._clickhouse = ClickHouseActor.options(  # type: ignore[attr-defined]
+            name=CLICKHOUSE_ACTOR_NAME,
+            namespace=NAMESPACE,
+            num_cpus=0.25,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        ).remote(self.settings)
+        for version in ray.get(self._clickhouse.applied_migrations.remote()):
+            self._progress(f"  applied migration {version}")
+
+    def _deploy(self) -> None:
+        from ray import serve
+
+        from apiary.deployments import APP_NAME, data_plane_app
+
+        if self.bootstrap is None or self._nats_url is None:
+            raise RuntimeError("deploy before bootstrap")
+        serve.start(
+            http_options={"host": self.settings.host, "port": self.settings.port},
+            logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        )
+        app = data_plane_app(self.settings, self._nats_url, self.bootstrap.authenticator())
+        self._serve_running = True
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+
+    def _wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.settings.base_url}/healthz"
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(url, timeout=2.0)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise ApiaryError(f"the data plane did not become ready: {last}", url=url)
+
+    def _write_state(self, connection: Connection) -> None:
+        state = {
+            "pid": os.getpid(),
+            "url": connection.url,
+            "project_id": connection.project_id,
+            "nats": describe_url(self._nats_url or ""),
+            "nats_pid": self._nats.pid if self._nats else None,
+            "clickhouse": self.settings.clickhouse_url or "embedded chDB",
+            "ray_address": self._ray_address(),
+            "started_at": time.time(),
+        }
+        (self.settings.data_dir / "state.json").write_text(json.dumps(state, indent=2))
+
+    @staticmethod
+    def _ray_address() -> str:
+        import ray
+
+        return str(ray.get_runtime_context().gcs_address)
+
+    # -- run ------------------------------------------------------------------------------
+
+    def supervise_once(self) -> None:
+        """Restart writers Ray restarted after a crash; called periodically by ``apiary up``."""
+        if self._writers is not None:
+            self._writers.ensure_running()
+
+    def writer_stats(self) -> list[dict[str, Any]]:
+        return [] if self._writers is None else list(self._writers.stats())
+
+    # -- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order. Safe to call twice."""
+        errors: list[str] = []
+
+        def attempt(what: str, action: Callable[[], object]) -> None:
+            try:
+                action()
+            except Exception as exc:  # keep stopping the rest
+                errors.append(f"{what}: {exc}")
+
+        if self._serve_running:
+            self._progress("stopping the data plane")
+            from ray import serve
+
+            attempt("serve", serve.shutdown)
+            self._serve_running = False
+        if self._writers is not None:
+            self._progress("draining writers")
+            attempt("writers", self._writers.stop)
+            self._writers = None
+        if self._clickhouse is not None:
+            import ray
+
+            attempt("clickhouse", lambda: ray.get(self._clickhouse.close.remote(), timeout=30))
+            attempt("clickhouse", lambda: ray.kill(self._clickhouse))
+            self._clickhouse = None
+        if self._started_ray:
+            import ray
+
+            self._progress("stopping Ray")
+            attempt("ray", ray.shutdown)
+            self._started_ray = False
+        if self._nats is not None:
+            self._progress("stopping nats-server")
+            attempt("nats", self._nats.stop)
+            self._nats = None
+        state = self.settings.data_dir / "state.json"
+        if state.exists():
+            state.unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        if errors:
+            self._progress("stopped with errors: " + "; ".join(errors))
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    """The ``state.json`` of a running installation, or ``None``."""
+    path = data_dir / "state.json"
+    if not path.exists():
+        return None
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return state
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

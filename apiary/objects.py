@@ -1,0 +1,126 @@
+"""Object storage for what does not belong in a queue or a table: dead-lettered batches.
+
+One interface, two drivers (DESIGN.md, "Stores"): S3 (or any S3-compatible server) through
+boto3 in production, a local directory as the embedded default. :meth:`ObjectStore.put`
+returns once the object is durable (S3 acknowledged it; the local file is fsync'ed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from apiary.errors import InvalidRequest, StoreUnavailable
+from apiary.settings import ApiarySettings
+
+
+class ObjectStore(Protocol):
+    async def put(self, key: str, data: bytes) -> str:
+        """Store ``data`` under ``key``; return a URL naming where it went."""
+        ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def keys(self, prefix: str) -> list[str]: ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InvalidRequest(f"invalid object key {key!r}")
+    return key
+
+
+class LocalObjectStore:
+    """Objects as files under a directory; written atomically and fsync'ed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _put(self, key: str, data: bytes) -> str:
+        path = self.root / _check_key(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path.as_uri()
+
+    async def put(self, key: str, data: bytes) -> str:
+        return await asyncio.to_thread(self._put, key, data)
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread((self.root / _check_key(key)).read_bytes)
+
+    async def keys(self, prefix: str) -> list[str]:
+        def walk() -> list[str]:
+            if not self.root.exists():
+                return []
+            found = [
+                p.relative_to(self.root).as_posix()
+                for p in self.root.rglob("*")
+                if p.is_file() and not p.name.endswith(".tmp")
+            ]
+            return sorted(k for k in found if k.startswith(prefix))
+
+        return await asyncio.to_thread(walk)
+
+
+class S3ObjectStore:
+    """Objects in an S3 bucket (AWS, MinIO, or any S3-protocol server)."""
+
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._s3: Any = boto3.client("s3", endpoint_url=endpoint_url)
+
+    def _full(self, key: str) -> str:
+        key = _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def put(self, key: str, data: bytes) -> str:
+        full = self._full(key)
+        try:
+            await asyncio.to_thread(self._s3.put_object, Bucket=self.bucket, Key=full, Body=data)
+        except Exception as exc:  # botocore's errors share no useful base with the network's
+            raise StoreUnavailable(f"S3 put failed: {exc}", key=full) from exc
+        return f"s3://{self.bucket}/{full}"
+
+    async def get(self, key: str) -> bytes:
+        full = self._full(key)
+        try:
+            response = await asyncio.to_thread(
+                self._s3.get_object, Bucket=self.bucket, Key=full
+            )
+            body: bytes = await asyncio.to_thread(response["Body"].read)
+        except Exception as exc:
+            raise StoreUnavailable(f"S3 get failed: {exc}", key=full) from exc
+        return body
+
+    async def keys(self, prefix: str) -> list[str]:
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        paginator = self._s3.get_paginator("list_objects_v2")
+
+        def listing() -> list[str]:
+            out = []
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    out.append(key[len(self.prefix) + 1 :] if self.prefix else key)
+            return sorted(out)
+
+        return await asyncio.to_thread(listing)
+
+
+def object_store(settings: ApiarySettings) -> ObjectStore:
+    if settings.object_store_url is None:
+        return LocalObjectStore(settings.data_dir / "objects")
+    parsed = urlparse(settings.object_store_url)
+    return S3ObjectStore(parsed.netloc, parsed.path, endpoint_url=settings.s3_endpoint_url)

@@ -1,0 +1,135 @@
+"""Apiary's JetStream topology: the streams, their durable consumers, and how to ensure them.
+
+Streams (DESIGN.md): ``events`` (``events.>``), ``evaluation`` (``evaluation.>``) and
+``notifications`` (``notifications.>``). Each uses *interest* retention (a message is
+removed once every durable consumer acknowledged it) and *discard new* with a byte limit:
+when the backlog is full JetStream refuses the publish, so Apiary answers 503 instead of
+accepting data it could not persist. Every consumer is a durable pull consumer with
+explicit acks and a bounded number of deliveries.
+
+Subjects on ``events``: ``events.<kind>.<project_id>``, where ``kind`` names the producer
+(``spans`` for OTLP ingestion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from apiary.settings import ApiarySettings
+
+EVENTS_STREAM = "events"
+EVALUATION_STREAM = "evaluation"
+NOTIFICATIONS_STREAM = "notifications"
+
+WRITERS_CONSUMER = "writers"
+EVALUATORS_CONSUMER = "evaluators"
+NOTIFIERS_CONSUMER = "notifiers"
+
+
+def events_subject(kind: str, project_id: str) -> str:
+    return f"events.{kind}.{project_id}"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    consumer: str
+    max_bytes: int
+
+
+def stream_specs(settings: ApiarySettings) -> list[StreamSpec]:
+    side_stream_bytes = max(settings.events_stream_max_bytes // 4, 64 * 1024 * 1024)
+    return [
+        StreamSpec(EVENTS_STREAM, WRITERS_CONSUMER, settings.events_stream_max_bytes),
+        StreamSpec(EVALUATION_STREAM, EVALUATORS_CONSUMER, side_stream_bytes),
+        StreamSpec(NOTIFICATIONS_STREAM, NOTIFIERS_CONSUMER, side_stream_bytes),
+    ]
+
+
+def stream_config(spec: StreamSpec, settings: ApiarySettings) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name,
+        subjects=[f"{spec.name}.>"],
+        retention=RetentionPolicy.INTEREST,
+        discard=DiscardPolicy.NEW,
+        storage=StorageType.FILE,
+        max_bytes=spec.max_bytes,
+        num_replicas=settings.nats_replicas,
+        duplicate_window=settings.duplicate_window_s,
+    )
+
+
+def consumer_config(spec: StreamSpec, settings: ApiarySettings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=spec.consumer,
+        description=f"Apiary {spec.consumer} (durable pull consumer)",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.writer_ack_wait_s,
+        max_deliver=settings.writer_max_deliver,
+        # Enough for several full writer batches in flight across the pool.
+        max_ack_pending=max(20_000, 4 * settings.writer_count * 1_000),
+        max_waiting=512,
+        filter_subject=f"{spec.name}.>",
+        num_replicas=settings.nats_replicas,
+    )
+
+
+async def ensure_topology(js: JetStreamContext, settings: ApiarySettings) -> list[str]:
+    """Create or update every stream and durable consumer; return what changed.
+
+    Idempotent: running it against an existing topology with the same settings changes
+    nothing and loses no message. A changed limit (e.g. ``max_bytes``) updates the stream
+    in place.
+    """
+    changed: list[str] = []
+    for spec in stream_specs(settings):
+        wanted = stream_config(spec, settings)
+        try:
+            info = await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(wanted)
+            changed.append(f"created stream {spec.name}")
+        else:
+            current = info.config
+            if (
+                current.max_bytes != wanted.max_bytes
+                or current.duplicate_window != wanted.duplicate_window
+                or list(current.subjects or []) != wanted.subjects
+            ):
+                await js.update_stream(wanted)
+                changed.append(f"updated stream {spec.name}")
+        wanted_consumer = consumer_config(spec, settings)
+        try:
+            existing = await js.consumer_info(spec.name, spec.consumer)
+        except NotFoundError:
+            await js.add_consumer(spec.name, wanted_consumer)
+            changed.append(f"created consumer {spec.name}/{spec.consumer}")
+        else:
+            c = existing.config
+            if (c.ack_wait, c.max_deliver, c.max_ack_pending) != (
+                wanted_consumer.ack_wait,
+                wanted_consumer.max_deliver,
+                wanted_consumer.max_ack_pending,
+            ):
+                await js.add_consumer(spec.name, wanted_consumer)
+                changed.append(f"updated consumer {spec.name}/{spec.consumer}")
+    return changed
+
+
+async def consumer_backlog(js: JetStreamContext, stream: str, consumer: str) -> int:
+    """Messages not yet acknowledged by ``consumer``: pending plus delivered-unacked."""
+    info = await js.consumer_info(stream, consumer)
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)

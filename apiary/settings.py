@@ -1,0 +1,421 @@
+"""Apiary's configuration: one typed settings object, read from the environment.
+
+Every field reads the environment variable ``APIARY_<FIELD NAME>`` (for example
+``APIARY_PORT``); the description of each field states its default. Leaving a store's URL
+unset selects its embedded default (DESIGN.md, "Stores"): a nats-server that Apiary
+starts itself, chDB in the data directory. :func:`load_settings` validates everything at
+start-up and turns a bad value into a :class:`~apiary.errors.ConfigurationError` that
+says how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from apiary.errors import ConfigurationError
+
+MiB = 1024 * 1024
+
+
+class ApiarySettings(BaseSettings):
+    """Everything Apiary can be told. Immutable once loaded; picklable for Ray."""
+
+    model_config = SettingsConfigDict(env_prefix="APIARY_", frozen=True, extra="forbid")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("~/.apiary"),
+        description="Directory for all embedded state (queue, ClickHouse, keys). "
+        "Default ~/.apiary. Env APIARY_DATA_DIR.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP API listens on. Default 127.0.0.1. Env APIARY_HOST.",
+    )
+    port: int = Field(
+        default=8787, ge=1, le=65535,
+        description="Port of the HTTP API. Default 8787. Env APIARY_PORT.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Address of an existing Ray cluster to join (e.g. 'ray://head:10001' or "
+        "'head:6379'); unset starts a local Ray instance. Default unset. Env APIARY_RAY_ADDRESS.",
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1,
+        description="CPUs a locally started Ray may schedule; unset lets Ray count them. "
+        "Default unset. Env APIARY_RAY_NUM_CPUS.",
+    )
+
+    # --- stores ------------------------------------------------------------------------
+    nats_url: str | None = Field(
+        default=None,
+        description="URL of a NATS server with JetStream (e.g. 'nats://nats:4222'); unset "
+        "starts an embedded nats-server under the data dir. Default unset. Env APIARY_NATS_URL.",
+    )
+    nats_replicas: int = Field(
+        default=1, ge=1, le=5,
+        description="JetStream replicas for Apiary's streams (3 in a production cluster). "
+        "Default 1. Env APIARY_NATS_REPLICAS.",
+    )
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="HTTP URL of a ClickHouse server (e.g. 'http://user:pass@ch:8123'); unset "
+        "uses embedded chDB under the data dir. Default unset. Env APIARY_CLICKHOUSE_URL.",
+    )
+    clickhouse_database: str = Field(
+        default="apiary", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse database holding Apiary's tables. Default 'apiary'. "
+        "Env APIARY_CLICKHOUSE_DATABASE.",
+    )
+
+    object_store_url: str | None = Field(
+        default=None,
+        description="Where dead-lettered batches and large payloads go: 's3://bucket/prefix'; "
+        "unset uses <data-dir>/objects. Default unset. Env APIARY_OBJECT_STORE_URL.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint for an S3-compatible server (MinIO, Ceph); unset uses AWS. "
+        "Credentials come from the usual AWS_* variables. Default unset. "
+        "Env APIARY_S3_ENDPOINT_URL.",
+    )
+
+    # --- ingestion ---------------------------------------------------------------------
+    ingest_max_body_bytes: int = Field(
+        default=16 * MiB, ge=1024,
+        description="Largest request body accepted, before and after decompression; larger "
+        "bodies get 413. Default 16 MiB. Env APIARY_INGEST_MAX_BODY_BYTES.",
+    )
+    ingest_replicas: int = Field(
+        default=1, ge=1,
+        description="Replicas of the data-plane HTTP deployment. Default 1. "
+        "Env APIARY_INGEST_REPLICAS.",
+    )
+    serve_ingress: Literal["haproxy", "proxy"] = Field(
+        default="haproxy",
+        description="How HTTP reaches the Serve replicas: 'haproxy' (HAProxy ingress straight "
+        "into each replica's own HTTP server) or 'proxy' (Serve's Python HTTP proxy and a Ray "
+        "call per request; Serve's default). Default haproxy. Env APIARY_SERVE_INGRESS.",
+    )
+    ingest_max_inflight: int = Field(
+        default=64, ge=1,
+        description="Requests one replica processes at once; beyond it callers get 429 with "
+        "Retry-After. Default 64. Env APIARY_INGEST_MAX_INFLIGHT.",
+    )
+    ingest_publish_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="How long a request waits for JetStream's acknowledgement before it is "
+        "answered 503. Default 10 s. Env APIARY_INGEST_PUBLISH_TIMEOUT_S.",
+    )
+    ingest_backlog_limit: int = Field(
+        default=20_000, ge=1,
+        description="Unwritten messages (pending + unacknowledged, ~100 spans each) in the "
+        "events stream above which ingestion answers 503 with Retry-After. Default 20000. "
+        "Env APIARY_INGEST_BACKLOG_LIMIT.",
+    )
+
+    # --- the durable queue -------------------------------------------------------------
+    events_stream_max_bytes: int = Field(
+        default=8 * 1024 * MiB, ge=MiB,
+        description="Bytes the events stream may hold unwritten; when full, publishes are "
+        "refused and ingestion answers 503. Default 8 GiB. Env APIARY_EVENTS_STREAM_MAX_BYTES.",
+    )
+    duplicate_window_s: float = Field(
+        default=600.0, gt=0,
+        description="Window in which JetStream drops a re-published message with the same "
+        "Nats-Msg-Id. Default 600 s. Env APIARY_DUPLICATE_WINDOW_S.",
+    )
+
+    # --- writers -----------------------------------------------------------------------
+    writer_count: int = Field(
+        default=1, ge=1,
+        description="Writer actors consuming the events stream. Default 1. "
+        "Env APIARY_WRITER_COUNT.",
+    )
+    writer_batch_rows: int = Field(
+        default=20_000, ge=1,
+        description="Rows a writer gathers before inserting. Default 20000. "
+        "Env APIARY_WRITER_BATCH_ROWS.",
+    )
+    writer_flush_interval_s: float = Field(
+        default=0.5, gt=0,
+        description="Longest a received event waits in a writer before it is inserted. "
+        "Default 0.5 s. Env APIARY_WRITER_FLUSH_INTERVAL_S.",
+    )
+    writer_ack_wait_s: float = Field(
+        default=120.0, gt=0,
+        description="How long JetStream waits for a writer's acknowledgement before "
+        "redelivering. Default 120 s. Env APIARY_WRITER_ACK_WAIT_S.",
+    )
+    writer_max_deliver: int = Field(
+        default=20, ge=2,
+        description="Deliveries of one message before it is dead-lettered. Default 20. "
+        "Env APIARY_WRITER_MAX_DELIVER.",
+    )
+
+    # --- trust in the control plane (data plane side) ----------------------------------
+    control_plane_url: str | None = Field(
+        default=None,
+        description="Base URL of the control plane (e.g. 'https://cp.example.com') whose JWKS "
+        "({url}/.well-known/jwks.json) and token exchange ({url}/v1/auth/token) this data plane "
+        "trusts; unset accepts only the locally bootstrapped key. Default unset. "
+        "Env APIARY_CONTROL_PLANE_URL.",
+    )
+    data_plane_id: str = Field(
+        default="apiary-dp", pattern=r"^[A-Za-z0-9._:/-]{1,200}$",
+        description="This data plane's id: the audience ('aud') every token it accepts must "
+        "name exactly. Default 'apiary-dp'. Env APIARY_DATA_PLANE_ID.",
+    )
+    jwt_issuer: str | None = Field(
+        default=None,
+        description="The 'iss' every accepted token must carry; unset means the control plane "
+        "URL. Default unset. Env APIARY_JWT_ISSUER.",
+    )
+    jwt_leeway_s: float = Field(
+        default=30.0, ge=0, le=300,
+        description="Clock skew tolerated when checking a token's exp, nbf and iat. "
+        "Default 30 s. Env APIARY_JWT_LEEWAY_S.",
+    )
+    jwks_max_age_s: float = Field(
+        default=300.0, gt=0,
+        description="How long the control plane's JWKS is used before it is fetched again. "
+        "Default 300 s. Env APIARY_JWKS_MAX_AGE_S.",
+    )
+    jwks_refetch_cooldown_s: float = Field(
+        default=30.0, ge=0,
+        description="Least time between two JWKS fetches caused by tokens naming an unknown "
+        "'kid', so that forged kids cannot make the data plane hammer the control plane. "
+        "Default 30 s. Env APIARY_JWKS_REFETCH_COOLDOWN_S.",
+    )
+    auth_cache_max_s: float = Field(
+        default=60.0, gt=0,
+        description="Longest the data plane keeps the identity of an API key it exchanged at "
+        "the control plane (never beyond the token's expiry): a revoked key stops working "
+        "within this time. Default 60 s. Env APIARY_AUTH_CACHE_MAX_S.",
+    )
+    auth_negative_cache_s: float = Field(
+        default=5.0, ge=0,
+        description="How long a key the control plane refused is refused again without asking "
+        "it. Default 5 s. Env APIARY_AUTH_NEGATIVE_CACHE_S.",
+    )
+    auth_cache_entries: int = Field(
+        default=20_000, ge=1,
+        description="Most API keys, and most tokens, whose verification one replica "
+        "remembers (each about 1 KB); the least recently used are forgotten first. "
+        "Default 20000. Env APIARY_AUTH_CACHE_ENTRIES.",
+    )
+
+    # --- the control plane ------------------------------------------------------------
+    cp_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the control plane's database (cpdb), e.g. "
+        "'postgresql+psycopg://user:pass@pg:5432/apiary_cp'; unset uses the SQLite file "
+        "<data-dir>/cp.sqlite. Default unset. Env APIARY_CP_DATABASE_URL.",
+    )
+    cp_issuer: str | None = Field(
+        default=None,
+        description="URL at which data planes reach the control plane: the 'iss' of every token "
+        "it signs, with {issuer}/.well-known/jwks.json and {issuer}/v1/auth/token under it, and "
+        "the base of OIDC redirect URIs. Unset: <base_url>/cp. Default unset. "
+        "Env APIARY_CP_ISSUER.",
+    )
+    cp_envelope_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 (url-safe) of 32 random bytes: the AES-256-GCM key that encrypts "
+        "secrets at rest in cpdb (signing keys, TOTP secrets, OIDC client secrets). Unset: "
+        "generated once into <data-dir>/cp-envelope.key (mode 0600). Default unset. "
+        "Env APIARY_CP_ENVELOPE_KEY.",
+    )
+    cp_token_ttl_s: int = Field(
+        default=300, ge=30, le=3600,
+        description="Lifetime of the access tokens the control plane signs for data planes. "
+        "Default 300 s (5 min). Env APIARY_CP_TOKEN_TTL_S.",
+    )
+    cp_jwks_cache_s: int = Field(
+        default=300, ge=0, le=86_400,
+        description="How long data planes may cache the JWKS (sent as Cache-Control max-age); "
+        "a rotated-in signing key is published this long before it signs. Must be at least "
+        "every data plane's APIARY_JWKS_MAX_AGE_S. Default 300 s. Env APIARY_CP_JWKS_CACHE_S.",
+    )
+    cp_session_ttl_s: int = Field(
+        default=7 * 86_400, ge=300,
+        description="Lifetime of a user's login session. Default 604800 s (7 days). "
+        "Env APIARY_CP_SESSION_TTL_S.",
+    )
+    cp_signup_enabled: bool = Field(
+        default=True,
+        description="Whether anyone may create an account with email and password (invited "
+        "users and SSO users are unaffected). Default true. Env APIARY_CP_SIGNUP_ENABLED.",
+    )
+    cp_password_min_length: int = Field(
+        default=10, ge=8, le=128,
+        description="Shortest password accepted. Default 10. Env APIARY_CP_PASSWORD_MIN_LENGTH.",
+    )
+    cp_login_max_failures: int = Field(
+        default=5, ge=1,
+        description="Failed logins (wrong password or code) after which an account is locked "
+        "for APIARY_CP_LOGIN_LOCKOUT_S. Default 5. Env APIARY_CP_LOGIN_MAX_FAILURES.",
+    )
+    cp_login_lockout_s: int = Field(
+        default=900, ge=1,
+        description="How long an account stays locked after too many failed logins, and the "
+        "window in which failures are counted. Default 900 s. Env APIARY_CP_LOGIN_LOCKOUT_S.",
+    )
+    cp_invitation_ttl_s: int = Field(
+        default=7 * 86_400, ge=60,
+        description="How long an invitation can be accepted. Default 604800 s (7 days). "
+        "Env APIARY_CP_INVITATION_TTL_S.",
+    )
+    cp_key_last_used_resolution_s: int = Field(
+        default=60, ge=1,
+        description="Granularity of an API key's last-used time: it is written at most this "
+        "often per key. Default 60 s. Env APIARY_CP_KEY_LAST_USED_RESOLUTION_S.",
+    )
+    cp_replicas: int = Field(
+        default=1, ge=1,
+        description="Replicas of the control-plane HTTP deployment. Default 1. "
+        "Env APIARY_CP_REPLICAS.",
+    )
+
+    # --- rate limits and shared caches -------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        description="URL of a Redis server holding rate-limit counters and shared caches "
+        "(e.g. 'redis://redis:6379/0'), shared by all replicas; unset keeps them in each "
+        "process (limits then apply per replica). Default unset. Env APIARY_REDIS_URL.",
+    )
+    ingest_rate_limit_per_s: float = Field(
+        default=1000.0, gt=0,
+        description="Ingestion requests per second one credential may sustain; beyond it "
+        "callers get 429 with Retry-After. Default 1000. Env APIARY_INGEST_RATE_LIMIT_PER_S.",
+    )
+    ingest_rate_limit_burst: int = Field(
+        default=2000, ge=1,
+        description="Ingestion requests one credential may send at once above its sustained "
+        "rate (the token bucket's size). Default 2000. Env APIARY_INGEST_RATE_LIMIT_BURST.",
+    )
+
+    # --- observability -----------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level. Default INFO. Env APIARY_LOG_LEVEL.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log line format. Default json. Env APIARY_LOG_FORMAT.",
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _http_clickhouse(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be an http:// or https:// URL of a ClickHouse server; "
+                "unset APIARY_CLICKHOUSE_URL to use embedded chDB"
+            )
+        return value
+
+    @field_validator("object_store_url")
+    @classmethod
+    def _s3_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError(
+                "must be an s3://bucket/prefix URL; unset APIARY_OBJECT_STORE_URL to keep "
+                "objects under the data dir"
+            )
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("nats://", "tls://")):
+            raise ValueError(
+                "must be a nats:// or tls:// URL; unset APIARY_NATS_URL to start an embedded "
+                "nats-server"
+            )
+        return value
+
+    @field_validator("control_plane_url")
+    @classmethod
+    def _http_control_plane(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be an http:// or https:// URL of the control plane; unset "
+                "APIARY_CONTROL_PLANE_URL to accept only the bootstrapped key"
+            )
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must be a redis://, rediss:// or unix:// URL; unset APIARY_REDIS_URL to keep "
+                "rate limits and caches in-process"
+            )
+        return value
+
+    @field_validator("cp_database_url")
+    @classmethod
+    def _cp_database_driver(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql+psycopg://", "sqlite:///")):
+            raise ValueError(
+                "must be a 'postgresql+psycopg://...' or 'sqlite:///path' URL; unset "
+                "APIARY_CP_DATABASE_URL to use <data-dir>/cp.sqlite"
+            )
+        return value
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_url is None
+
+    @property
+    def embedded_nats(self) -> bool:
+        return self.nats_url is None
+
+    @property
+    def trusted_issuer(self) -> str | None:
+        """The ``iss`` accepted tokens must carry: ``jwt_issuer``, else the control plane URL."""
+        return self.jwt_issuer or self.control_plane_url
+
+    @property
+    def cp_database(self) -> str:
+        """The cpdb URL in force: ``cp_database_url``, or the embedded SQLite file."""
+        return self.cp_database_url or f"sqlite:///{self.data_dir / 'cp.sqlite'}"
+
+    @property
+    def cp_issuer_url(self) -> str:
+        """The control plane's issuer URL in force (no trailing slash)."""
+        return (self.cp_issuer or f"{self.base_url}/cp").rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def load_settings(**overrides: object) -> ApiarySettings:
+    """Read settings from the environment (and ``overrides``), or explain what to fix.
+
+    Raises :class:`ConfigurationError` naming each bad field, its environment variable and
+    the constraint it broke.
+    """
+    try:
+        return ApiarySettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"APIARY_{field.upper()}"
+            problems.append(f"{field} (env {env}): {err['msg']}")
+        raise ConfigurationError(
+            "invalid Apiary configuration: " + "; ".join(problems)
+        ) from None

@@ -1,0 +1,66 @@
+"""Event storage in ClickHouse (DESIGN.md, "ClickHouse tables").
+
+- :func:`open_driver` → a :class:`ClickHouseDriver`: :class:`ClickHouseServer` (HTTP) when a
+  URL is configured, else :class:`EmbeddedClickHouse` (chDB in-process). Same SQL for both;
+  thread-safe; errors are :class:`~apiary.errors.StoreUnavailable` (retryable) or
+  :class:`~apiary.errors.StoreRejected`.
+- :func:`apply_migrations` creates and upgrades the schema (``migrations/*.sql``):
+  ``events`` and the rollups fed by materialized views (``session_aggregates``,
+  ``event_schemas``, ``project_event_details``).
+- :func:`events_to_arrow` / :func:`row_to_event` convert between events and rows.
+- :class:`EventStore` inserts events and runs the read queries (export, session tree,
+  session list, existing versions, counts), always scoped to one project.
+"""
+
+from apiary.store._drivers import (
+    ClickHouseDriver,
+    ClickHouseServer,
+    EmbeddedClickHouse,
+    map_driver_error,
+    open_driver,
+)
+from apiary.store._filters import ALIASES, OPERATORS, TYPES
+from apiary.store._migrations import apply_migrations, load_migrations
+from apiary.store._queries import (
+    DEDUP_METHODS,
+    DEFAULT_EXPORT_LIMIT,
+    MAX_EXPORT_LIMIT,
+    DedupMethod,
+    Statement,
+    build_session_tree,
+    plan_export,
+)
+from apiary.store._rows import (
+    API_FIELDS,
+    EVENTS_ARROW_SCHEMA,
+    ComputedFields,
+    events_to_arrow,
+    row_to_event,
+)
+from apiary.store._store import EventStore
+
+__all__ = [
+    "ALIASES",
+    "API_FIELDS",
+    "DEDUP_METHODS",
+    "DEFAULT_EXPORT_LIMIT",
+    "EVENTS_ARROW_SCHEMA",
+    "MAX_EXPORT_LIMIT",
+    "OPERATORS",
+    "TYPES",
+    "ClickHouseDriver",
+    "ClickHouseServer",
+    "ComputedFields",
+    "DedupMethod",
+    "EmbeddedClickHouse",
+    "EventStore",
+    "Statement",
+    "apply_migrations",
+    "build_session_tree",
+    "events_to_arrow",
+    "load_migrations",
+    "map_driver_error",
+    "open_driver",
+    "plan_export",
+    "row_to_event",
+]

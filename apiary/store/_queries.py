@@ -1,0 +1,480 @@
+"""Read queries over the events tables: pure SQL builders and result shaping.
+
+Builders return :class:`Statement` (SQL + bound parameters) and never touch a driver, so
+the same text runs on a ClickHouse server and on chDB, and tests can inspect it. Every
+builder takes the ``project_id`` as a required argument and puts it in the ``WHERE`` of
+every table it reads (tenant isolation); user values only ever travel as parameters.
+
+Exact reads collapse an event's versions (ReplacingMergeTree keeps them until a merge)
+with ``FINAL`` by default; ``LIMIT 1 BY`` is available for comparison
+(:data:`DEDUP_METHODS`). Conditions on version-invariant columns (project, session and
+event ids) are applied before collapsing, every other condition after it, so an old
+version can never make an event match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from apiary.errors import InvalidRequest, NotFound
+from apiary.store._drivers import check_identifier
+from apiary.store._filters import (
+    CompiledFilter,
+    Params,
+    compile_filter,
+    parse_time,
+    split_field,
+)
+from apiary.store._rows import API_FIELDS, COMPUTED_COLUMNS, epoch_ms, row_to_event
+
+DedupMethod = Literal["final", "limit_by"]
+DEDUP_METHODS: tuple[DedupMethod, ...] = ("final", "limit_by")
+
+DEFAULT_EXPORT_LIMIT = 1000
+MAX_EXPORT_LIMIT = 10_000
+MAX_SESSION_LIMIT = 1000
+_KEY = "project_id, session_id, event_id"
+_TENANT_COLUMNS = ("org_id", "workspace_id", "project_id")
+_PROJECTABLE = frozenset(API_FIELDS) | frozenset(COMPUTED_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL statement and its bound parameters."""
+
+    sql: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    """The two statements of an export and how to shape their rows."""
+
+    page: Statement
+    total: Statement
+    projections: tuple[str, ...] | None
+    limit: int
+    page_number: int
+
+
+def _db(database: str) -> str:
+    return f"`{check_identifier(database)}`"
+
+
+def _require_project(project_id: Any) -> str:
+    if not isinstance(project_id, str) or not project_id:
+        raise InvalidRequest("a project_id is required", field="project_id")
+    return project_id
+
+
+def _positive_int(value: Any, *, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be a positive integer", field=name)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and value.isdigit()
+    ):
+        number = int(value)
+    else:
+        raise InvalidRequest(f"{name} must be a positive integer", field=name)
+    if number < 1:
+        raise InvalidRequest(f"{name} must be a positive integer", field=name)
+    return number
+
+
+def deduplicated_events(database: str, params: Params, project_id: str,
+                        key_conditions: Sequence[str], columns: Iterable[str],
+                        method: DedupMethod) -> str:
+    """A FROM-clause source giving the newest version of each event of one project.
+
+    ``key_conditions`` (on version-invariant columns only) are applied before versions
+    are collapsed; ``columns`` are the columns the caller reads from the source.
+    """
+    where = " AND ".join([f"project_id = {params.bind(project_id, 'String')}",
+                          *key_conditions])
+    if method == "final":
+        return f"{_db(database)}.events FINAL WHERE {where}"
+    if method != "limit_by":
+        raise ValueError(f"unknown dedup method {method!r}")
+    needed = sorted(set(columns) | {"project_id", "session_id", "event_id", "version"})
+    return (f"(SELECT {', '.join(needed)} FROM {_db(database)}.events WHERE {where} "
+            f"ORDER BY version DESC LIMIT 1 BY {_KEY}) WHERE 1")
+
+
+def _date_range_conditions(date_range: Any, params: Params,
+                           column: str = "start_time") -> list[str]:
+    if date_range is None:
+        return []
+    if not isinstance(date_range, Mapping):
+        raise InvalidRequest("dateRange must be an object with $gte and/or $lte",
+                             field="dateRange")
+    ops = {"$gte": ">=", "$gt": ">", "$lte": "<=", "$lt": "<"}
+    out = []
+    for key, value in date_range.items():
+        if key not in ops:
+            raise InvalidRequest(f"unknown dateRange key {str(key)[:20]!r}; use $gte/$lte",
+                                 field="dateRange")
+        micros = parse_time(value, what=f"dateRange.{key}")
+        out.append(f"{column} {ops[key]} fromUnixTimestamp64Micro("
+                   f"{params.bind(micros, 'Int64')}, 'UTC')")
+    return out
+
+
+def _projection_columns(projections: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(requested names as given, columns to select) for an export's ``projections``."""
+    if not isinstance(projections, list) or not all(isinstance(p, str) for p in projections):
+        raise InvalidRequest("projections must be a list of field names", field="projections")
+    columns: list[str] = ["event_id"]
+    for name in projections:
+        if name in _TENANT_COLUMNS or name in COMPUTED_COLUMNS:
+            column = name
+        else:
+            column, _ = split_field(name)
+            if column not in _PROJECTABLE:
+                raise InvalidRequest(f"unknown projection {name!r}", field="projections")
+        if column not in columns:
+            columns.append(column)
+    return tuple(projections), tuple(columns)
+
+
+def _select_list(columns: Iterable[str]) -> str:
+    return ", ".join(columns)
+
+
+def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
+                method: DedupMethod = "final") -> ExportPlan:
+    """Statements for ``POST /v1/events/export`` of one project.
+
+    ``request`` holds ``filters``, ``dateRange`` (on start_time), ``projections``,
+    ``limit`` (default 1000, at most 10000: larger values are capped) and ``page``
+    (1-based). Events come in ``start_time`` order, ties broken by ``event_id``, so pages
+    are stable while new events arrive later in time.
+    """
+    project_id = _require_project(project_id)
+    if not isinstance(request, Mapping):
+        raise InvalidRequest("the export request must be an object")
+    params = Params()
+    filters = request.get("filters") or []
+    if not isinstance(filters, list):
+        raise InvalidRequest("filters must be a list", field="filters")
+    compiled: list[CompiledFilter] = [compile_filter(f, params) for f in filters]
+    late = [c.sql for c in compiled if not c.key_only]
+    late += _date_range_conditions(request.get("dateRange"), params)
+    limit = min(_positive_int(request.get("limit"), name="limit",
+                              default=DEFAULT_EXPORT_LIMIT), MAX_EXPORT_LIMIT)
+    page = _positive_int(request.get("page"), name="page", default=1)
+    raw_projections = request.get("projections")
+    projections: tuple[str, ...] | None = None
+    if raw_projections:
+        projections, columns = _projection_columns(raw_projections)
+    else:
+        columns = API_FIELDS
+    filter_columns = {_filter_column(f) for f in filters}
+    source = deduplicated_events(
+        database, params, project_id, [c.sql for c in compiled if c.key_only],
+        set(columns) | filter_columns | {"start_time"}, method,
+    )
+    where = "".join(f" AND {cond}" for cond in late)
+    values = params.values
+    page_sql = (
+        f"SELECT {_select_list(columns)} FROM {source}{where} "
+        "ORDER BY start_time, event_id "
+        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+    )
+    page_stmt = Statement(page_sql, {**values, "limit": limit,
+                                     "offset": (page - 1) * limit})
+    total_stmt = Statement(f"SELECT count() AS n FROM {source}{where}", dict(values))
+    return ExportPlan(page_stmt, total_stmt, projections, limit, page)
+
+
+def _filter_column(raw: Any) -> str:
+    column, _ = split_field(raw.get("field") if isinstance(raw, Mapping) else None)
+    return column
+
+
+def _pick(obj: Any, path: Sequence[str]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return _MISSING
+        obj = obj[key]
+    return obj
+
+
+_MISSING = object()
+
+
+def shape_export(plan: ExportPlan, rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """The export response: ``events``, ``totalEvents`` and ``count`` (the SDK reads both).
+
+    With projections, each event holds ``event_id`` and the projected fields only; a
+    nested projection (``metadata.user_id``) keeps just that path of its object.
+    """
+    events = [row_to_event(row) for row in rows]
+    if plan.projections is not None:
+        events = [_project(event, plan.projections) for event in events]
+    return {"events": events, "totalEvents": total, "count": total}
+
+
+def _project(event: dict[str, Any], projections: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"event_id": event.get("event_id")}
+    whole = {p for p in projections if "." not in p}
+    for name in projections:
+        if "." not in name:
+            out[name] = event.get(name)
+            continue
+        column, *path = name.split(".")
+        if column in whole:
+            continue
+        value = _pick(event.get(column), path)
+        if value is _MISSING:
+            continue
+        target = out.setdefault(column, {})
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return out
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+def plan_session_events(database: str, project_id: str, session_id: str, *,
+                        method: DedupMethod = "final") -> Statement:
+    """Every event (newest version) of one session, in API shape columns."""
+    project_id = _require_project(project_id)
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidRequest("a session_id is required", field="session_id")
+    params = Params()
+    source = deduplicated_events(
+        database, params, project_id, [f"session_id = {params.bind(session_id, 'String')}"],
+        API_FIELDS, method,
+    )
+    return Statement(f"SELECT {_select_list(API_FIELDS)} FROM {source} "
+                     "ORDER BY start_time, event_id", params.values)
+
+
+def build_session_tree(session_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nest a session's events under their parents; every node gets ``children``.
+
+    The root is the session event (``event_type`` ``session``, preferring the one whose
+    ``event_id`` is the session id); without one, a synthetic root spans the events.
+    Events whose parent is missing, or that sit on a parent cycle, hang under the root.
+    Siblings are ordered by ``start_time``, then ``event_id``.
+    """
+    if not rows:
+        raise NotFound("session not found", session_id=session_id)
+    nodes = [row_to_event(row) for row in rows]
+    nodes.sort(key=lambda e: (e.get("start_time") or 0.0, e.get("event_id") or ""))
+    for node in nodes:
+        node["children"] = []
+    root = next((n for n in nodes if n["event_id"] == session_id
+                 and n.get("event_type") == "session"), None)
+    root = root or next((n for n in nodes if n.get("event_type") == "session"), None)
+    if root is None:
+        root = _synthetic_root(session_id, nodes)
+    by_id = {n["event_id"]: n for n in nodes}
+    by_id[root["event_id"]] = root
+    kids: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        if node is not root:
+            kids.setdefault(node.get("parent_id") or "", []).append(node)
+    placed = {id(root)}
+
+    def attach(parent: dict[str, Any]) -> None:
+        stack = [parent]
+        while stack:
+            current = stack.pop()
+            for child in kids.get(current["event_id"], ()):
+                if id(child) not in placed:
+                    placed.add(id(child))
+                    current["children"].append(child)
+                    stack.append(child)
+
+    def adopt(node: dict[str, Any]) -> None:
+        placed.add(id(node))
+        root["children"].append(node)
+        attach(node)
+
+    attach(root)
+    for node in nodes:  # subtrees whose top has no parent in the session
+        parent = node.get("parent_id") or ""
+        if id(node) not in placed and (parent not in by_id or parent == node["event_id"]):
+            adopt(node)
+    for node in nodes:  # what is left hangs on a parent cycle: break it at its earliest
+        if id(node) not in placed:
+            adopt(node)
+    _sort_children(root)
+    return root
+
+
+def _synthetic_root(session_id: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    first = nodes[0]
+    start = min(n.get("start_time") or 0.0 for n in nodes)
+    end = max(n.get("end_time") or 0.0 for n in nodes)
+    source = next((n["source"] for n in nodes if n.get("source")), "")
+    return {
+        "event_id": session_id, "session_id": session_id, "parent_id": None,
+        "children_ids": [], "event_type": "session", "event_name": "", "source": source,
+        "org_id": first.get("org_id"),
+        "workspace_id": first.get("workspace_id"), "project_id": first.get("project_id"),
+        "config": {}, "inputs": {}, "outputs": {}, "error": None, "start_time": start,
+        "end_time": end, "duration": max(0.0, end - start), "metadata": {}, "metrics": {},
+        "feedback": {}, "user_properties": {}, "trace_id": "", "span_id": "",
+        "children": [],
+    }
+
+
+def _sort_children(root: dict[str, Any]) -> None:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        node["children"].sort(key=lambda e: (e.get("start_time") or 0.0,
+                                             e.get("event_id") or ""))
+        stack.extend(node["children"])
+
+
+_SESSION_COLUMNS = """
+    session_id,
+    argMaxIfMerge(session_name) AS name,
+    argMaxIfMerge(source) AS session_source,
+    argMaxIfMerge(user_properties) AS session_user_properties,
+    minIfMerge(start_time) AS first_start,
+    maxIfMerge(end_time) AS last_end,
+    uniqExactMerge(event_count) AS events,
+    uniqExactIfMerge(error_count) AS errors,
+    uniqExactIfMerge(model_call_count) AS model_calls,
+    sum(cost) AS total_cost,
+    sum(prompt_tokens) AS prompt,
+    sum(completion_tokens) AS completion,
+    sum(total_tokens) AS tokens,
+    max(last_update) AS updated
+"""
+
+
+def plan_session_list(database: str, project_id: str, *, limit: Any = 50, page: Any = 1,
+                      date_range: Any = None) -> tuple[Statement, Statement]:
+    """(page, total) statements listing a project's sessions, newest first.
+
+    Read from ``session_aggregates`` (states merged at read time); ``date_range``
+    (``$gte``/``$lte`` ...) applies to the session's first start time.
+    """
+    project_id = _require_project(project_id)
+    params = Params()
+    project = params.bind(project_id, "String")
+    having = _date_range_conditions(date_range, params, column="first_start")
+    having_sql = f" HAVING {' AND '.join(having)}" if having else ""
+    limit = min(_positive_int(limit, name="limit", default=50), MAX_SESSION_LIMIT)
+    page = _positive_int(page, name="page", default=1)
+    grouped = (f"SELECT {_SESSION_COLUMNS} FROM {_db(database)}.session_aggregates "
+               f"WHERE project_id = {project} GROUP BY session_id{having_sql}")
+    page_stmt = Statement(
+        f"{grouped} ORDER BY first_start DESC, session_id DESC "
+        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
+        {**params.values, "limit": limit, "offset": (page - 1) * limit},
+    )
+    total_stmt = Statement(f"SELECT count() AS n FROM ({grouped})", dict(params.values))
+    return page_stmt, total_stmt
+
+
+def shape_session(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``session_aggregates`` row as the session-list API item (times in epoch ms)."""
+    start, end = epoch_ms(row["first_start"]), epoch_ms(row["last_end"])
+    return {
+        "session_id": row["session_id"],
+        "session_name": row["name"],
+        "source": row["session_source"],
+        "user_properties": orjson.loads(row["session_user_properties"] or "{}"),
+        "start_time": start,
+        "end_time": end,
+        "duration": max(0.0, end - start) if start and end else 0.0,
+        "event_count": int(row["events"]),
+        "error_count": int(row["errors"]),
+        "model_call_count": int(row["model_calls"]),
+        "cost": float(row["total_cost"]),
+        "prompt_tokens": int(row["prompt"]),
+        "completion_tokens": int(row["completion"]),
+        "total_tokens": int(row["tokens"]),
+        "last_update": epoch_ms(row["updated"]),
+    }
+
+
+# --- writer support and counting ---------------------------------------------------------
+
+
+def plan_existing_versions(database: str, project_id: str, event_ids: Sequence[str],
+                           session_ids: Sequence[str] | None = None) -> Statement:
+    """Highest stored version of each of ``event_ids`` (absent ids are not returned).
+
+    Passing the events' ``session_ids`` lets ClickHouse use the primary key; without
+    them the event_id bloom filter index narrows the scan.
+    """
+    project_id = _require_project(project_id)
+    params = Params()
+    conds = [f"project_id = {params.bind(project_id, 'String')}",
+             f"event_id IN {params.bind(list(event_ids), 'Array(String)')}"]
+    if session_ids:
+        conds.append(f"session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}")
+    return Statement(
+        f"SELECT event_id, max(version) AS version FROM {_db(database)}.events "
+        f"WHERE {' AND '.join(conds)} GROUP BY event_id",
+        params.values,
+    )
+
+
+def plan_count_events(database: str, project_id: str) -> Statement:
+    """Distinct events of a project (versions and duplicate rows count once)."""
+    params = Params()
+    return Statement(
+        f"SELECT uniqExact(event_id) AS n FROM {_db(database)}.events "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')}",
+        params.values,
+    )
+
+
+def plan_count_duplicate_rows(database: str, project_id: str) -> Statement:
+    """Rows beyond one per event, read without FINAL: 0 once merges (or no dups) leave
+    one row per event; positive while versions or redelivered rows coexist."""
+    params = Params()
+    return Statement(
+        f"SELECT count() - uniqExact(event_id) AS n FROM {_db(database)}.events "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')}",
+        params.values,
+    )
+
+
+def plan_event_schema(database: str, project_id: str, *, event_type: str | None = None,
+                      event_name: str | None = None) -> Statement:
+    """Field paths seen in a project's events (from ``event_schemas``)."""
+    params = Params()
+    conds = [f"project_id = {params.bind(_require_project(project_id), 'String')}"]
+    if event_type is not None:
+        conds.append(f"event_type = {params.bind(event_type, 'String')}")
+    if event_name is not None:
+        conds.append(f"event_name = {params.bind(event_name, 'String')}")
+    return Statement(
+        "SELECT event_type, event_name, path, value_type, sum(occurrences) AS occurrences, "
+        "min(first_seen) AS first_seen, max(last_seen) AS last_seen "
+        f"FROM {_db(database)}.event_schemas WHERE {' AND '.join(conds)} "
+        "GROUP BY event_type, event_name, path, value_type "
+        "ORDER BY event_type, event_name, path, value_type",
+        params.values,
+    )
+
+
+def plan_event_details(database: str, project_id: str) -> Statement:
+    """Event types and names of a project with counts and first/last seen."""
+    params = Params()
+    return Statement(
+        "SELECT event_type, event_name, uniqMerge(event_count) AS event_count, "
+        "min(first_seen) AS first_seen, max(last_seen) AS last_seen "
+        f"FROM {_db(database)}.project_event_details "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
+        "GROUP BY event_type, event_name ORDER BY event_type, event_name",
+        params.values,
+    )
+

@@ -1,0 +1,158 @@
+"""The event store: one object the writer and the query API use, over either driver."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from apiary.errors import NotFound
+from apiary.event import Event, Tenant
+from apiary.store._drivers import ClickHouseDriver
+from apiary.store._migrations import apply_migrations
+from apiary.store._queries import (
+    DEDUP_METHODS,
+    DedupMethod,
+    Statement,
+    build_session_tree,
+    plan_count_duplicate_rows,
+    plan_count_events,
+    plan_event_details,
+    plan_event_schema,
+    plan_existing_versions,
+    plan_export,
+    plan_session_events,
+    plan_session_list,
+    shape_export,
+    shape_session,
+)
+from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
+
+#: Ids per existing-versions lookup; larger requests are split (keeps each bound
+#: parameter well below ClickHouse's query size limits over HTTP).
+VERSION_LOOKUP_CHUNK = 10_000
+
+
+class EventStore:
+    """Writes events and runs the read queries of one ClickHouse database.
+
+    Thread-safe as far as the driver is (both drivers are). Every read takes the
+    ``project_id`` it is scoped to; nothing reads across projects. Exact reads collapse
+    versions with ``dedup_method`` (``"final"``, the measured faster one, by default).
+    """
+
+    def __init__(self, driver: ClickHouseDriver, *, database: str | None = None,
+                 dedup_method: DedupMethod = "final") -> None:
+        if dedup_method not in DEDUP_METHODS:
+            raise ValueError(f"dedup_method must be one of {DEDUP_METHODS}")
+        self.driver = driver
+        self.database = database or driver.database
+        self.dedup_method: DedupMethod = dedup_method
+
+    # --- schema and writes ---------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the ones applied now."""
+        return apply_migrations(self.driver, self.database)
+
+    def insert_events(self, tenant: Tenant, version: int, events: Sequence[Event],
+                      computed: Sequence[ComputedFields | None] | None = None) -> int:
+        """Insert ``events`` of ``tenant`` at ``version``; returns the row count.
+
+        One insert, so the materialized views see the batch once. Not deduplicated here:
+        the caller checks :meth:`existing_versions` for redelivered batches.
+        """
+        table = events_to_arrow(tenant, version, events, computed)
+        self.insert_arrow(table)
+        return int(table.num_rows)
+
+    def insert_arrow(self, table: pa.Table) -> None:
+        """Insert a table built by :func:`~apiary.store.events_to_arrow`."""
+        self.driver.insert_arrow(f"{self.database}.events", table)
+
+    def existing_versions(self, project_id: str, event_ids: Sequence[str],
+                          session_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """``{event_id: highest stored version}`` for those of ``event_ids`` stored."""
+        ids = list(dict.fromkeys(event_ids))
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), VERSION_LOOKUP_CHUNK):
+            stmt = plan_existing_versions(self.database, project_id,
+                                          ids[start:start + VERSION_LOOKUP_CHUNK],
+                                          session_ids)
+            for row in self._rows(stmt):
+                found[row["event_id"]] = int(row["version"])
+        return found
+
+    # --- reads -----------------------------------------------------------------------
+
+    def export(self, project_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /v1/events/export``: ``{"events", "totalEvents", "count"}``.
+
+        See :func:`~apiary.store._queries.plan_export` for the request; bad filters,
+        fields or paging are :class:`~apiary.errors.InvalidRequest`.
+        """
+        plan = plan_export(self.database, project_id, request, method=self.dedup_method)
+        rows = self._rows(plan.page)
+        if len(rows) < plan.limit and (rows or plan.page_number == 1):
+            # A short page is the last one: its offset plus its size is the total.
+            total = (plan.page_number - 1) * plan.limit + len(rows)
+        else:
+            total = int(self._rows(plan.total)[0]["n"])
+        return shape_export(plan, rows, total)
+
+    def get_event(self, project_id: str, event_id: str) -> dict[str, Any]:
+        """One event (newest version) of the project; NotFound when absent."""
+        result = self.export(project_id, {"filters": [
+            {"field": "event_id", "operator": "is", "value": event_id, "type": "id"}],
+            "limit": 1})
+        if not result["events"]:
+            raise NotFound("event not found", event_id=event_id, project_id=project_id)
+        event: dict[str, Any] = result["events"][0]
+        return event
+
+    def session_tree(self, project_id: str, session_id: str) -> dict[str, Any]:
+        """The session's events nested under their parents (NotFound if it has none)."""
+        stmt = plan_session_events(self.database, project_id, session_id,
+                                   method=self.dedup_method)
+        return build_session_tree(session_id, self._rows(stmt))
+
+    def session_events(self, project_id: str, session_id: str) -> list[dict[str, Any]]:
+        """The session's events, flat, in start_time order (empty if none)."""
+        stmt = plan_session_events(self.database, project_id, session_id,
+                                   method=self.dedup_method)
+        return [row_to_event(row) for row in self._rows(stmt)]
+
+    def list_sessions(self, project_id: str, *, limit: int = 50, page: int = 1,
+                      date_range: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``{"sessions": [...], "totalSessions": n}``, newest first, from the rollups."""
+        page_stmt, total_stmt = plan_session_list(self.database, project_id, limit=limit,
+                                                  page=page, date_range=date_range)
+        sessions = [shape_session(row) for row in self._rows(page_stmt)]
+        total = int(self._rows(total_stmt)[0]["n"])
+        return {"sessions": sessions, "totalSessions": total}
+
+    def event_schema(self, project_id: str, *, event_type: str | None = None,
+                     event_name: str | None = None) -> list[dict[str, Any]]:
+        """Field paths seen in the project's JSON columns, with value type and counts."""
+        stmt = plan_event_schema(self.database, project_id, event_type=event_type,
+                                 event_name=event_name)
+        return self._rows(stmt)
+
+    def event_details(self, project_id: str) -> list[dict[str, Any]]:
+        """The project's event types and names, with event counts and first/last seen."""
+        return self._rows(plan_event_details(self.database, project_id))
+
+    def count_events(self, project_id: str) -> int:
+        """Exact number of distinct events of the project."""
+        return int(self._rows(plan_count_events(self.database, project_id))[0]["n"])
+
+    def count_duplicate_rows(self, project_id: str) -> int:
+        """Stored rows beyond one per event (before merges collapse them)."""
+        return int(self._rows(plan_count_duplicate_rows(self.database, project_id))[0]["n"])
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def _rows(self, stmt: Statement) -> list[dict[str, Any]]:
+        return self.driver.query_rows(stmt.sql, stmt.parameters)

@@ -1,0 +1,363 @@
+"""bench/ingest: sustained OTLP ingestion into a running Apiary, against a bare ceiling.
+
+Usage: bench/ingest [--duration 60] [--clients 8] [--ingress haproxy|proxy] [--no-baseline]
+
+1. Baseline: the same load against a bare uvicorn endpoint that only decodes the OTLP
+   protobuf body (bench/_baseline_server.py): the most any Python OTLP receiver could take.
+2. Apiary: ``apiary up`` in a subprocess on a fresh data directory; N clients send realistic
+   LLM traces (bench/_workload.py: 100 spans per request) for a fixed duration; a poller
+   counts stored rows every 100 ms; after the load, the run waits until every acknowledged
+   span is queryable, then checks completeness and duplicates exactly.
+
+Figures: accepted spans/s, stored spans/s (all spans / time until the last is queryable),
+p50/p99 acknowledgement latency, ingest-to-queryable lag p50/p95, completeness, duplicate
+rows, refusals (429/503), and the platform's CPU and memory (PSS summed over the
+``apiary up`` process tree: nats-server, Ray, Serve, HAProxy, writers, chDB).
+
+Lag is estimated from the arrival order: the span acknowledged k-th is taken as queryable
+when the stored count first reaches k (JetStream delivers in order; a writer keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._workload import RequestFactory  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+@dataclass
+class LoadResult:
+    duration: float = 0.0
+    started: float = 0.0
+    acked_spans: int = 0
+    acks: list[tuple[float, int]] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+
+
+async def run_load(url: str, api_key: str | None, clients: int, duration: float,
+                   factory: RequestFactory) -> LoadResult:
+    result = LoadResult()
+    headers = {"content-type": "application/x-protobuf"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        result.started = time.monotonic()
+        deadline = result.started + duration
+
+        async def client() -> None:
+            while time.monotonic() < deadline:
+                body, _sessions = factory.make()
+                t0 = time.monotonic()
+                try:
+                    async with http.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        status = response.status
+                        retry_after = float(response.headers.get("Retry-After", "1"))
+                except (TimeoutError, aiohttp.ClientError):
+                    result.errors += 1
+                    await asyncio.sleep(0.1)
+                    continue
+                t1 = time.monotonic()
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                if status == 200:
+                    result.latencies.append(t1 - t0)
+                    result.acked_spans += factory.spans
+                    result.acks.append((t1, factory.spans))
+                elif status in (429, 503):
+                    await asyncio.sleep(min(retry_after, 1.0))
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    result.duration = time.monotonic() - result.started
+    return result
+
+
+class TreeSampler:
+    """CPU seconds and memory of a process and all its descendants, sampled every second."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self._cpu: dict[int, float] = {}
+        self.peak_pss = 0
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _processes(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def sample(self) -> None:
+        pss = rss = 0
+        for p in self._processes():
+            try:
+                t = p.cpu_times()
+                self._cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                info = p.memory_full_info()
+                pss += info.pss
+                rss += info.rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_rss = max(self.peak_rss, rss)
+
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def start(self) -> None:
+        self.sample()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def baseline(args: argparse.Namespace, factory: RequestFactory) -> dict[str, Any]:
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench._baseline_server", str(port)],
+                              cwd=ROOT)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        sampler = TreeSampler(server.pid)
+        sampler.start()
+        cpu0 = sampler.cpu_seconds()
+        load = asyncio.run(run_load(f"http://127.0.0.1:{port}/v1/traces", None, args.clients,
+                                    args.duration, factory))
+        sampler.stop()
+        return {
+            "accepted_spans_per_s": load.acked_spans / load.duration,
+            "ack_p50_ms": _pct(load.latencies, 50) * 1000,
+            "ack_p99_ms": _pct(load.latencies, 99) * 1000,
+            "server_cpu_cores": (sampler.cpu_seconds() - cpu0) / load.duration,
+        }
+    finally:
+        server.terminate()
+        server.wait()
+
+
+class StoredCounter:
+    """Polls the number of stored rows of the project, through the ClickHouse owner actor."""
+
+    def __init__(self, ray_address: str, project_id: str) -> None:
+        import ray
+
+        ray.init(address=ray_address, namespace="apiary", logging_level="ERROR",
+                 log_to_driver=False)
+        self._ray = ray
+        self._actor = ray.get_actor("apiary-clickhouse", namespace="apiary")
+        self._project = project_id
+        self.samples: list[tuple[float, int]] = []
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._ray.get(
+            self._actor.query_rows.remote(sql, {"p": self._project}))
+        return rows
+
+    def count(self) -> int:
+        return int(self.query("SELECT count() AS n FROM events WHERE project_id = {p:String}")
+                   [0]["n"])
+
+    async def poll(self, stop: asyncio.Event, interval: float = 0.1) -> None:
+        while not stop.is_set():
+            n = await asyncio.to_thread(self.count)
+            self.samples.append((time.monotonic(), n))
+            await asyncio.sleep(interval)
+
+
+def start_apiary(args: argparse.Namespace, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, APIARY_DATA_DIR=str(data_dir), APIARY_PORT=str(port),
+               APIARY_SERVE_INGRESS=args.ingress, APIARY_LOG_FORMAT="text",
+               LITELLM_LOCAL_MODEL_COST_MAP="True")
+    log = open(data_dir / "apiary-up.log", "wb")  # noqa: SIM115 - closed with the process
+    apiary = subprocess.Popen([sys.executable, "-m", "apiary.cli", "up"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if apiary.poll() is not None:
+            raise SystemExit(f"apiary up exited; see {data_dir / 'apiary-up.log'}")
+        if (data_dir / "state.json").exists():
+            return apiary
+        time.sleep(0.5)
+    raise SystemExit("apiary up did not become ready in 180 s")
+
+
+async def platform_run(args: argparse.Namespace, factory: RequestFactory,
+                       counter: StoredCounter, url: str, api_key: str) -> dict[str, Any]:
+    stop = asyncio.Event()
+    poller = asyncio.create_task(counter.poll(stop))
+    load = await run_load(url, api_key, args.clients, args.duration, factory)
+    drain_deadline = time.monotonic() + args.drain_timeout
+    while time.monotonic() < drain_deadline:
+        if counter.samples and counter.samples[-1][1] >= load.acked_spans:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await poller
+    complete_at = next((t for t, n in counter.samples if n >= load.acked_spans), None)
+    lags: list[float] = []
+    cumulative = 0
+    sample_i = 0
+    for ack_time, spans in sorted(load.acks):
+        cumulative += spans
+        while sample_i < len(counter.samples) and counter.samples[sample_i][1] < cumulative:
+            sample_i += 1
+        if sample_i < len(counter.samples):
+            lags.append(max(0.0, counter.samples[sample_i][0] - ack_time))
+    stored_window = (complete_at or time.monotonic()) - load.started
+    return {
+        "load": load,
+        "accepted_spans_per_s": load.acked_spans / load.duration,
+        "stored_spans_per_s": load.acked_spans / stored_window if complete_at else float("nan"),
+        "ack_p50_ms": _pct(load.latencies, 50) * 1000,
+        "ack_p99_ms": _pct(load.latencies, 99) * 1000,
+        "lag_p50_s": _pct(lags, 50),
+        "lag_p95_s": _pct(lags, 95),
+        "all_queryable_after_s": stored_window if complete_at else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench/ingest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--ingress", choices=["haproxy", "proxy"], default="haproxy",
+                        help="Serve ingress mode of the Apiary under test")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare ceiling")
+    parser.add_argument("--drain-timeout", type=float, default=120.0,
+                        help="seconds to wait for every span to become queryable")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    factory = RequestFactory()
+    print(f"workload: {factory.spans} spans/request ({factory.traces} traces x "
+          f"{factory.spans_per_trace} spans), {args.clients} clients, {args.duration:.0f} s",
+          flush=True)
+
+    figures: dict[str, Any] = {"clients": args.clients, "duration_s": args.duration,
+                               "ingress": args.ingress}
+    if not args.no_baseline:
+        print("running the bare uvicorn ceiling ...", flush=True)
+        figures["baseline"] = baseline(args, factory)
+        print(f"  ceiling: {figures['baseline']['accepted_spans_per_s']:,.0f} spans/s", flush=True)
+
+    data_dir = Path(tempfile.mkdtemp(prefix="apiary-bench-"))
+    port = _free_port()
+    print(f"starting apiary up on :{port} (data dir {data_dir}) ...", flush=True)
+    apiary = start_apiary(args, data_dir, port)
+    try:
+        connection = json.loads((data_dir / "connection.json").read_text())
+        state = json.loads((data_dir / "state.json").read_text())
+        counter = StoredCounter(state["ray_address"], connection["project_id"])
+        sampler = TreeSampler(apiary.pid)
+        sampler.start()
+        cpu0 = sampler.cpu_seconds()
+        print("loading ...", flush=True)
+        run = asyncio.run(platform_run(args, factory, counter, f"{connection['url']}/v1/traces",
+                                       connection["api_key"]))
+        sampler.stop()
+        load: LoadResult = run.pop("load")
+        exact = counter.query(
+            "SELECT count() AS rows, uniqExact(event_id) AS events FROM events "
+            "WHERE project_id = {p:String}")[0]
+        visible = counter.query(
+            "SELECT count() AS n FROM events FINAL WHERE project_id = {p:String}")[0]["n"]
+        busy = run["all_queryable_after_s"] or load.duration
+        figures["apiary"] = {
+            **run,
+            "acked_spans": load.acked_spans,
+            "found_events": int(exact["events"]),
+            "completeness": int(exact["events"]) / load.acked_spans if load.acked_spans else 0,
+            "duplicate_rows_stored": int(exact["rows"]) - int(exact["events"]),
+            "duplicates_visible": int(visible) - int(exact["events"]),
+            "statuses": load.statuses,
+            "client_errors": load.errors,
+            "platform_cpu_cores": (sampler.cpu_seconds() - cpu0) / busy,
+            "platform_peak_pss_gib": sampler.peak_pss / 1024**3,
+            "platform_peak_rss_sum_gib": sampler.peak_rss / 1024**3,
+        }
+        if "baseline" in figures:
+            figures["apiary"]["ratio_to_ceiling"] = (
+                figures["apiary"]["accepted_spans_per_s"]
+                / figures["baseline"]["accepted_spans_per_s"])
+    finally:
+        apiary.send_signal(signal.SIGINT)
+        try:
+            apiary.wait(120)
+        except subprocess.TimeoutExpired:
+            apiary.kill()
+    a = figures["apiary"]
+    print(
+        "\nresults\n"
+        f"  accepted spans/s:         {a['accepted_spans_per_s']:,.0f}\n"
+        f"  stored spans/s:           {a['stored_spans_per_s']:,.0f} "
+        f"(all {a['acked_spans']:,} queryable after {a['all_queryable_after_s']} s)\n"
+        f"  ack latency p50 / p99:    {a['ack_p50_ms']:.1f} ms / {a['ack_p99_ms']:.1f} ms\n"
+        f"  ingest-to-queryable lag:  p50 {a['lag_p50_s']:.2f} s / p95 {a['lag_p95_s']:.2f} s\n"
+        f"  completeness:             {a['found_events']:,}/{a['acked_spans']:,} = "
+        f"{a['completeness']:.4%}\n"
+        f"  duplicates:               {a['duplicate_rows_stored']} rows stored, "
+        f"{a['duplicates_visible']} visible\n"
+        f"  HTTP statuses:            {a['statuses']} (client errors {a['client_errors']})\n"
+        f"  platform CPU:             {a['platform_cpu_cores']:.2f} cores\n"
+        f"  platform memory:          {a['platform_peak_pss_gib']:.2f} GiB PSS peak "
+        f"(RSS sum {a['platform_peak_rss_sum_gib']:.2f} GiB)"
+    )
+    if "baseline" in figures:
+        b = figures["baseline"]
+        print(f"  bare uvicorn ceiling:     {b['accepted_spans_per_s']:,.0f} spans/s "
+              f"(p99 {b['ack_p99_ms']:.1f} ms); Apiary accepts "
+              f"{a['ratio_to_ceiling']:.0%} of it")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Shared fixtures: real servers on free ports, started once per test session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# litellm fetches a price map from the network at import unless told not to.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from apiary.queue import NatsServer
+from apiary.settings import ApiarySettings
+from apiary.store import EmbeddedClickHouse, EventStore
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream (fsync always), private to the test session."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ApiarySettings:
+    return ApiarySettings(data_dir=tmp_path)
+
+
+@pytest.fixture(scope="session")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedClickHouse]:
+    """The test session's chDB engine: chDB hosts one data directory per process, so every
+    test shares it and stays independent through its own project id (``project``)."""
+    drv = EmbeddedClickHouse(tmp_path_factory.mktemp("chdb"), database="apiary", pool_size=3)
+    yield drv
+    drv.close()
+
+
+@pytest.fixture(scope="session")
+def store(driver: EmbeddedClickHouse) -> EventStore:
+    store = EventStore(driver)
+    store.migrate()
+    return store
+
+
+@pytest.fixture
+def project() -> str:
+    """A project id no other test writes to."""
+    return f"proj-{uuid.uuid4().hex[:12]}"
