@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -168,8 +169,11 @@ class ApiaryNode:
 
         from apiary.deployments import serve_environment
 
-        haproxy_dir = self.settings.data_dir / "haproxy"
-        haproxy_dir.mkdir(exist_ok=True)
+        # HAProxy's admin socket lives under this directory plus a 64-character hash, and
+        # Unix socket paths are limited to ~100 bytes: keep the base short and per-install.
+        digest = hashlib.sha256(str(self.settings.data_dir).encode()).hexdigest()[:10]
+        haproxy_dir = Path("/tmp") / f"aph-{digest}"
+        haproxy_dir.mkdir(mode=0o700, exist_ok=True)
         env = (
             serve_environment(
                 haproxy_dir=str(haproxy_dir), stats_port=_free_port(), metrics_port=_free_port()

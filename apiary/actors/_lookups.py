@@ -10,7 +10,7 @@ Query = tuple[str, dict[str, Any]]
 def trace_sessions(database: str, project_id: str, trace_ids: list[str]) -> Query:
     """The session each trace was stored under (any one event of the trace tells)."""
     return (
-        f"SELECT trace_id, any(session_id) AS session_id FROM {database}.events "
+        f"SELECT trace_id, any(session_id) AS linked_session FROM {database}.events "
         "WHERE project_id = {project_id:String} AND trace_id IN {trace_ids:Array(String)} "
         "AND session_id != '' GROUP BY trace_id",
         {"project_id": project_id, "trace_ids": trace_ids},

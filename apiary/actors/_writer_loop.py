@@ -161,12 +161,29 @@ class WriterLoop:
             await self._enrich(received)
             await self._drop_already_stored(received)
             await self._insert(received)
+        except Exception as exc:  # a bug or an unexpected store answer: never lose the batch
+            log.exception("flush failed; handing the batch back", extra={"error": str(exc)})
+            self.stats.last_error = f"flush: {exc!r}"
+            await self._hand_back(received, exc)
         finally:
             self._flush_slots.release()
+
+    async def _hand_back(self, received: list[_Received], error: Exception) -> None:
+        """Let JetStream redeliver later (with back-off), or dead-letter at the last try."""
+        last = self._settings.writer_max_deliver - 1
+        for r in received:
+            try:
+                if r.deliveries >= last:
+                    await self._dead_letter(r.msg, error)
+                else:
+                    await r.msg.nak(delay=min(2.0 ** r.deliveries, 60.0))
+            except Exception as exc:  # the message will come back after ack_wait anyway
+                log.warning("hand-back failed", extra={"error": str(exc)})
 
     # -- enrichment -----------------------------------------------------------------------
 
     async def _enrich(self, received: list[_Received]) -> None:
+        """Enrich in place. A failed store look-up degrades enrichment; it never blocks."""
         by_project: dict[str, list[_Received]] = {}
         for r in received:
             by_project.setdefault(r.batch["tenant"]["project_id"], []).append(r)
@@ -174,7 +191,13 @@ class WriterLoop:
             events = [e for r in group for e in r.batch["events"]]
             needed = self._enricher.lookups(project_id, events)
             if needed:
-                traces, sessions = await self._look_up(project_id, needed.traces, needed.sessions)
+                try:
+                    traces, sessions = await self._look_up(
+                        project_id, needed.traces, needed.sessions
+                    )
+                except StoreError as exc:
+                    log.warning("enrichment look-up failed", extra={"error": str(exc)})
+                    traces, sessions = {}, {}
                 self._enricher.learn(
                     project_id, traces=traces, sessions=sessions, asked=needed
                 )
@@ -188,7 +211,7 @@ class WriterLoop:
         if traces:
             sql, params = lookups.trace_sessions(self._database, project_id, sorted(traces))
             for row in await self._retrying(self._store.query_rows, sql, params):
-                found_traces[row["trace_id"]] = row["session_id"]
+                found_traces[row["trace_id"]] = row["linked_session"]
         if sessions:
             sql, params = lookups.session_contexts(self._database, project_id, sorted(sessions))
             for row in await self._retrying(self._store.query_rows, sql, params):

@@ -57,10 +57,16 @@ class DataPlaneContext:
 
     @classmethod
     async def open(
-        cls, settings: ApiarySettings, nats_url: str, authenticator: Authenticator
+        cls,
+        settings: ApiarySettings,
+        nats_url: str,
+        authenticator: Authenticator,
+        *,
+        store: StoreClient | None = None,
     ) -> DataPlaneContext:
+        """Connect and start watching the backlog; ``store`` defaults to the configured one."""
         nc = await connect(nats_url, name="apiary-data-plane")
-        context = cls(settings, nc, store_client(settings), authenticator)
+        context = cls(settings, nc, store or store_client(settings), authenticator)
         context._watcher = asyncio.create_task(context._watch_backlog())
         return context
 

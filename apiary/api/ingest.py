@@ -28,16 +28,13 @@ from apiary._private import metrics
 from apiary.api._body import decompress, read_body
 from apiary.api._context import context_of
 from apiary.auth import Permission
-from apiary.errors import ApiaryError, Overloaded, UnsupportedMediaType
+from apiary.errors import ApiaryError, Overloaded
 from apiary.event import EventBatch
 from apiary.queue import WIRE_SCHEMA
 
 router = APIRouter(tags=["ingestion"])
 
 _PROTOBUF = "application/x-protobuf"
-_JSON = "application/json"
-_MEDIA_TYPES = {"application/x-protobuf": _PROTOBUF, "application/protobuf": _PROTOBUF,
-                "application/json": _JSON}
 
 # gRPC status codes, as OTLP/HTTP's Status message expects.
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
@@ -65,18 +62,6 @@ _OTLP_OPENAPI = {
 }
 
 
-def _media_type(request: Request) -> str:
-    raw = request.headers.get("content-type", "")
-    media = raw.split(";", 1)[0].strip().lower()
-    found = _MEDIA_TYPES.get(media)
-    if found is None:
-        raise UnsupportedMediaType(
-            "Content-Type must be application/x-protobuf or application/json",
-            content_type=raw or None,
-        )
-    return found
-
-
 def _otlp_error(exc: ApiaryError, media: str) -> Response:
     headers = {}
     if isinstance(exc, Overloaded):
@@ -96,7 +81,8 @@ def _otlp_error(exc: ApiaryError, media: str) -> Response:
     summary="Export traces (OTLP/HTTP, HoneyHive SDK path)",
 )
 async def export_traces(request: Request) -> Response:
-    media = _PROTOBUF if "protobuf" in request.headers.get("content-type", "") else _JSON
+    # Errors answer in the request's encoding when it is one we speak, else JSON.
+    media = _PROTOBUF if "protobuf" in request.headers.get("content-type", "") else "json"
     route = request.url.path
     try:
         response = await _export(request)
@@ -110,12 +96,13 @@ async def export_traces(request: Request) -> Response:
 async def _export(request: Request) -> Response:
     context = context_of(request)
     principal = await context.principal(request, Permission.EVENTS_WRITE)
-    media = _media_type(request)
+    content_type = request.headers.get("content-type", "")
+    otlp.media_type(content_type)  # 415 before the body is read
     limit = context.settings.ingest_max_body_bytes
     with context.admit():
         body = await read_body(request, limit)
         body = decompress(body, request.headers.get("content-encoding"), limit)
-        mapped = otlp.map_request(body, media)
+        mapped = otlp.map_request(body, content_type)
         if mapped.events:
             batch: EventBatch = {
                 "schema": WIRE_SCHEMA,
@@ -136,5 +123,5 @@ async def _export(request: Request) -> Response:
             metrics.SPANS_ACCEPTED.inc(len(mapped.events))
         if mapped.rejected:
             metrics.SPANS_REJECTED.inc(len(mapped.rejected))
-        payload, content_type = otlp.encode_response(mapped.rejected, media)
-    return Response(payload, media_type=content_type)
+        payload, response_type = otlp.encode_response(mapped.rejected, content_type)
+    return Response(payload, media_type=response_type)

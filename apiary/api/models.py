@@ -95,6 +95,11 @@ class ExportResponse(BaseModel):
 
 class EventNode(EventOut):
     children: list[EventNode] = Field(default_factory=list)
+    synthetic: bool = Field(
+        default=False,
+        description="True for the root of a session that has no session event: it stands "
+        "for the session and is not itself an event.",
+    )
 
 
 class SessionTreeResponse(BaseModel):

@@ -262,7 +262,8 @@ def build_session_tree(session_id: str, rows: list[dict[str, Any]]) -> dict[str,
     """Nest a session's events under their parents; every node gets ``children``.
 
     The root is the session event (``event_type`` ``session``, preferring the one whose
-    ``event_id`` is the session id); without one, a synthetic root spans the events.
+    ``event_id`` is the session id); without one, a synthetic root (``"synthetic": true``,
+    not an event) spans the events.
     Events whose parent is missing, or that sit on a parent cycle, hang under the root.
     Siblings are ordered by ``start_time``, then ``event_id``.
     """
@@ -325,7 +326,7 @@ def _synthetic_root(session_id: str, nodes: list[dict[str, Any]]) -> dict[str, A
         "config": {}, "inputs": {}, "outputs": {}, "error": None, "start_time": start,
         "end_time": end, "duration": max(0.0, end - start), "metadata": {}, "metrics": {},
         "feedback": {}, "user_properties": {}, "trace_id": "", "span_id": "",
-        "children": [],
+        "children": [], "synthetic": True,
     }
 
 
