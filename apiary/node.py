@@ -2,9 +2,12 @@
 
 :class:`ApiaryNode` starts, in order: the embedded nats-server (unless ``APIARY_NATS_URL``),
 the JetStream streams and consumers, Ray (local, or joining ``APIARY_RAY_ADDRESS``), the
-ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, and the
-data-plane Serve application. When :meth:`ApiaryNode.start` returns, the API answers and
-``<data-dir>/connection.json`` names its URL, a project API key and the project id.
+ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, the
+control-plane Serve application at ``/cp`` (unless ``APIARY_CONTROL_PLANE_URL`` names an
+external one) with its bootstrap tenant, and the data-plane Serve application, which
+trusts the control plane only through its JWKS and token exchange. When
+:meth:`ApiaryNode.start` returns, the API answers and ``<data-dir>/connection.json`` names
+its URL, a project API key, the project id and the admin account.
 
 :meth:`ApiaryNode.stop` reverses it: the API stops taking requests, writers drain (store
 and acknowledge what they hold), Ray and nats-server shut down. Everything acknowledged to
@@ -28,7 +31,7 @@ from typing import IO, Any
 
 import httpx
 
-from apiary._private.bootstrap import Bootstrap, load_or_create, write_connection
+from apiary._private.bootstrap import Bootstrap, bootstrap_control_plane, write_connection
 from apiary._private.logs import configure_logging
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.queue import NatsServer, connect, describe_url, ensure_topology
@@ -45,6 +48,9 @@ class Connection:
     url: str
     api_key: str
     project_id: str
+    control_plane_url: str
+    admin_email: str | None = None
+    admin_password: str | None = None
 
 
 def _free_port() -> int:
@@ -67,6 +73,14 @@ class ApiaryNode:
     """Starts, supervises and stops one installation. Not re-entrant; one per data dir."""
 
     def __init__(self, settings: ApiarySettings, progress: Progress | None = None) -> None:
+        own_cp = f"{settings.base_url}/cp"
+        # A control plane URL naming this node's own /cp is the embedded one, too.
+        self.embedded_control_plane = settings.control_plane_url in (None, own_cp)
+        if settings.control_plane_url is None:
+            # The data plane trusts the control plane this node runs, at <base URL>/cp.
+            settings = settings.model_copy(
+                update={"control_plane_url": own_cp}
+            )
         self.settings = settings
         self._progress = progress or (lambda _msg: None)
         self._lock_file: IO[str] | None = None
@@ -121,24 +135,35 @@ class ApiaryNode:
         self._progress("applying the ClickHouse schema")
         self._start_clickhouse()
 
-        self.bootstrap = load_or_create(s.data_dir)
-
         self._progress(f"starting {s.writer_count} writer actor(s)")
         from apiary.actors.writer import WriterPool
 
         self._writers = WriterPool(s, self._nats_url, num_cpus=0.25)
         self._writers.start()
 
+        self._start_serve()
+        if self.embedded_control_plane:
+            self._progress("bootstrapping the control plane (admin, org, project, key)")
+            self.bootstrap = bootstrap_control_plane(s)
+            self._progress("deploying the control-plane Serve application at /cp")
+            self._deploy_control_plane()
         self._progress("deploying the data-plane Serve application")
-        self._deploy()
+        self._deploy_data_plane()
 
         self._progress("waiting for the API to answer")
-        self._wait_ready()
+        self._wait_ready("/healthz")
+        if self.embedded_control_plane:
+            self._wait_ready("/cp/healthz")
 
-        connection = Connection(s.base_url, self.bootstrap.api_key,
-                                self.bootstrap.tenant["project_id"])
-        write_connection(s.data_dir, url=connection.url, api_key=connection.api_key,
-                         project_id=connection.project_id)
+        cp_url = s.control_plane_url or ""
+        if self.bootstrap is not None:
+            write_connection(s, self.bootstrap)
+            connection = Connection(
+                s.base_url, self.bootstrap.api_key, self.bootstrap.project_id, cp_url,
+                self.bootstrap.admin_email, self.bootstrap.admin_password,
+            )
+        else:
+            connection = Connection(s.base_url, "", "", cp_url)
         self._write_state(connection)
         self.connection = connection
         return connection
@@ -219,24 +244,38 @@ class ApiaryNode:
         for version in ray.get(self._clickhouse.applied_migrations.remote()):
             self._progress(f"  applied migration {version}")
 
-    def _deploy(self) -> None:
+    def _start_serve(self) -> None:
         from ray import serve
 
-        from apiary.deployments import APP_NAME, data_plane_app
-
-        if self.bootstrap is None or self._nats_url is None:
-            raise RuntimeError("deploy before bootstrap")
         serve.start(
             http_options={"host": self.settings.host, "port": self.settings.port},
             logging_config={"enable_access_log": False, "log_level": "WARNING"},
         )
-        app = data_plane_app(self.settings, self._nats_url, self.bootstrap.authenticator())
         self._serve_running = True
+
+    def _deploy_control_plane(self) -> None:
+        from ray import serve
+
+        from apiary.deployments.control_plane import APP_NAME, ROUTE_PREFIX, control_plane_app
+
+        serve.run(control_plane_app(self.settings), name=APP_NAME, route_prefix=ROUTE_PREFIX,
+                  blocking=False)
+
+    def _deploy_data_plane(self) -> None:
+        from ray import serve
+
+        from apiary.auth import control_plane_authenticator
+        from apiary.deployments import APP_NAME, data_plane_app
+
+        if self._nats_url is None:
+            raise RuntimeError("no NATS URL")
+        app = data_plane_app(self.settings, self._nats_url,
+                             control_plane_authenticator(self.settings))
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
 
-    def _wait_ready(self, timeout: float = 120.0) -> None:
+    def _wait_ready(self, path: str, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        url = f"{self.settings.base_url}/healthz"
+        url = f"{self.settings.base_url}{path}"
         last = "no answer"
         while time.monotonic() < deadline:
             try:

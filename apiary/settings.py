@@ -163,8 +163,8 @@ class ApiarySettings(BaseSettings):
         default=None,
         description="Base URL of the control plane (e.g. 'https://cp.example.com') whose JWKS "
         "({url}/.well-known/jwks.json) and token exchange ({url}/v1/auth/token) this data plane "
-        "trusts; unset accepts only the locally bootstrapped key. Default unset. "
-        "Env APIARY_CONTROL_PLANE_URL.",
+        "trusts; unset makes `apiary up` run the control plane itself at <base URL>/cp. "
+        "Default unset. Env APIARY_CONTROL_PLANE_URL.",
     )
     data_plane_id: str = Field(
         default="apiary-dp", pattern=r"^[A-Za-z0-9._:/-]{1,200}$",
@@ -208,6 +208,15 @@ class ApiarySettings(BaseSettings):
         description="Most API keys, and most tokens, whose verification one replica "
         "remembers (each about 1 KB); the least recently used are forgotten first. "
         "Default 20000. Env APIARY_AUTH_CACHE_ENTRIES.",
+    )
+
+    # --- the data plane's metadata ---------------------------------------------------
+    dp_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the data plane's metadata database (dpdb: datasets, "
+        "datapoints, experiment runs), e.g. 'postgresql+psycopg://user:pass@pg:5432/apiary_dp' "
+        "(a database of its own, never the control plane's); unset uses the SQLite file "
+        "<data-dir>/dp.sqlite. Default unset. Env APIARY_DP_DATABASE_URL.",
     )
 
     # --- the control plane ------------------------------------------------------------
@@ -349,7 +358,7 @@ class ApiarySettings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(
                 "must be an http:// or https:// URL of the control plane; unset "
-                "APIARY_CONTROL_PLANE_URL to accept only the bootstrapped key"
+                "APIARY_CONTROL_PLANE_URL to run the control plane inside `apiary up`"
             )
         return value.rstrip("/") if value is not None else None
 
@@ -360,6 +369,16 @@ class ApiarySettings(BaseSettings):
             raise ValueError(
                 "must be a redis://, rediss:// or unix:// URL; unset APIARY_REDIS_URL to keep "
                 "rate limits and caches in-process"
+            )
+        return value
+
+    @field_validator("dp_database_url")
+    @classmethod
+    def _dp_database_driver(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql+psycopg://", "sqlite:///")):
+            raise ValueError(
+                "must be a 'postgresql+psycopg://...' or 'sqlite:///path' URL; unset "
+                "APIARY_DP_DATABASE_URL to use <data-dir>/dp.sqlite"
             )
         return value
 
@@ -385,6 +404,11 @@ class ApiarySettings(BaseSettings):
     def trusted_issuer(self) -> str | None:
         """The ``iss`` accepted tokens must carry: ``jwt_issuer``, else the control plane URL."""
         return self.jwt_issuer or self.control_plane_url
+
+    @property
+    def dp_database(self) -> str:
+        """The dpdb URL in force: ``dp_database_url``, or the embedded SQLite file."""
+        return self.dp_database_url or f"sqlite:///{self.data_dir / 'dp.sqlite'}"
 
     @property
     def cp_database(self) -> str:

@@ -1,6 +1,8 @@
-"""End to end on real Ray: `ApiaryNode` (what `apiary up` runs), the OpenTelemetry SDK's
-OTLP/HTTP exporter sending to it, and every attribute read back through the query API.
-Then a restart on the same data directory, which must keep every event."""
+"""End to end on real Ray: `ApiaryNode` (what `apiary up` runs: both planes), the
+OpenTelemetry SDK's OTLP/HTTP exporter sending to it, and every attribute read back through
+the query API; a new user signing up on the control plane, enrolling TOTP, creating a
+project and a key, and sending traces that another project's key cannot see. Then a
+restart on the same data directory, which must keep every event."""
 
 from __future__ import annotations
 
@@ -71,9 +73,17 @@ def _wait_for_events(connection: Connection, trace_filter: dict[str, Any], n: in
 
 def test_up_writes_connection_json(node: ApiaryNode, data_dir: Path) -> None:
     connection = json.loads((data_dir / "connection.json").read_text())
-    assert connection == {"url": node.settings.base_url, "api_key": node.connection.api_key,
-                          "project_id": node.connection.project_id}  # type: ignore[union-attr]
+    assert node.connection is not None
+    assert connection["url"] == node.settings.base_url
+    assert connection["api_key"] == node.connection.api_key
+    assert connection["project_id"] == node.connection.project_id
+    assert connection["control_plane_url"] == f"{node.settings.base_url}/cp"
+    assert connection["admin_email"] == "admin@apiary.local"
+    assert len(connection["admin_password"]) >= 16
     assert (data_dir / "connection.json").stat().st_mode & 0o077 == 0
+    # The control plane keeps hashes only: the key is nowhere in its database.
+    secret = connection["api_key"].rsplit("_", 1)[1].encode()
+    assert secret not in (data_dir / "cp.sqlite").read_bytes()
 
 
 def test_opentelemetry_exporter_spans_read_back_with_every_attribute(node: ApiaryNode) -> None:
@@ -155,6 +165,66 @@ def test_opentelemetry_exporter_spans_read_back_with_every_attribute(node: Apiar
     assert listed["event_count"] == 3
     assert listed["error_count"] == 1
     assert listed["total_tokens"] == 150
+
+
+def test_a_new_user_signs_up_enrols_totp_and_ingests_into_their_own_project(
+    node: ApiaryNode,
+) -> None:
+    import pyotp
+
+    connection = node.connection
+    assert connection is not None
+    cp = connection.control_plane_url
+    with httpx.Client(base_url=cp, timeout=30) as http:
+        signup = http.post("/v1/auth/signup", json={"email": "ada@example.com",
+                                                    "password": "correct horse battery 9"})
+        assert signup.status_code == 201, signup.text
+        session = {"authorization": f"Bearer {signup.json()['session_token']}"}
+        enrol = http.post("/v1/me/totp", headers=session)
+        assert enrol.status_code == 201, enrol.text
+        totp = pyotp.TOTP(enrol.json()["secret"])
+        verified = http.post("/v1/me/totp/verify", headers=session, json={"code": totp.now()})
+        assert verified.status_code == 200, verified.text
+        assert len(verified.json()["recovery_codes"]) == 10
+        # With TOTP enrolled, a password alone no longer logs in.
+        no_code = http.post("/v1/auth/login", json={"email": "ada@example.com",
+                                                    "password": "correct horse battery 9"})
+        assert no_code.status_code == 401
+        org = http.post("/v1/orgs", headers=session, json={"name": "Ada Labs"}).json()
+        ws = http.post(f"/v1/orgs/{org['id']}/workspaces", headers=session,
+                       json={"name": "prod"}).json()
+        project = http.post(f"/v1/workspaces/{ws['id']}/projects", headers=session,
+                            json={"name": "support-bot"}).json()
+        issued = http.post(f"/v1/projects/{project['id']}/keys", headers=session,
+                           json={"name": "ingest"})
+        assert issued.status_code == 201, issued.text
+        key = issued.json()["api_key"]
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+        endpoint=f"{connection.url}/v1/traces", headers={"authorization": f"Bearer {key}"})))
+    with provider.get_tracer("ada").start_as_current_span("ada-span") as span:
+        span.set_attribute("honeyhive.session_id", "ada-session")
+    provider.shutdown()
+
+    own = {"authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + 60
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not found:
+        response = httpx.post(f"{connection.url}/v1/events/export", headers=own,
+                              json={"filters": [], "limit": 10})
+        assert response.status_code == 200, response.text
+        found = response.json()["events"]
+        time.sleep(0.3)
+    assert [e["event_name"] for e in found] == ["ada-span"]
+    assert found[0]["project_id"] == project["id"]
+    # The bootstrap project's key sees none of Ada's events, and cannot open her session.
+    other = _export(connection, {"filters": [{"field": "event_name", "operator": "is",
+                                              "value": "ada-span", "type": "string"}]})
+    assert other["totalEvents"] == 0
+    foreign = httpx.get(f"{connection.url}/v1/sessions/ada-session",
+                        headers={"authorization": f"Bearer {connection.api_key}"})
+    assert foreign.status_code == 404
 
 
 def test_status_command_reports_the_running_node(node: ApiaryNode, data_dir: Path) -> None:

@@ -1,32 +1,34 @@
-"""The bootstrap tenant of an embedded installation: one org, workspace, project and key.
+"""The bootstrap tenant of an embedded installation, created through the control plane.
 
-Created on the first ``apiary up`` of a data directory and reused afterwards, so events
-written before a restart stay in the same project. Only the key's hash is kept in
-``bootstrap.json``; the key itself is written to ``connection.json`` (mode 0600), which is
-the one place the issue of a key to its owner is recorded. A data directory whose
-``connection.json`` was deleted gets a new key (the old one stops working).
+On the first ``apiary up`` of a data directory the control plane gets an admin user, an
+organization, a workspace, a project, a project API key, and the local data plane as a
+token audience. Later starts reuse all of it (the project id stays, so events written
+before a restart stay visible), and reuse the key recorded in ``connection.json`` while the
+control plane still knows it as active; otherwise a new key is minted.
+
+``connection.json`` (mode 0600) is the one place the key and the admin's initial password
+are written; the control plane keeps only their hashes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from apiary.auth import ApiKeyAuthenticator, Permission, Principal, StoredKey, mint_api_key
-from apiary.event import Tenant
+from apiary.settings import ApiarySettings
+
+ADMIN_EMAIL = "admin@apiary.local"
 
 
 @dataclass(frozen=True)
 class Bootstrap:
-    tenant: Tenant
-    key: StoredKey
+    project_id: str
     api_key: str
-
-    def authenticator(self) -> ApiKeyAuthenticator:
-        return ApiKeyAuthenticator([self.key])
+    admin_email: str
+    admin_password: str | None
 
 
 def _write_private(path: Path, doc: dict[str, object]) -> None:
@@ -38,43 +40,52 @@ def _write_private(path: Path, doc: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
-def load_or_create(data_dir: Path) -> Bootstrap:
-    state_path = data_dir / "bootstrap.json"
-    connection_path = data_dir / "connection.json"
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-    else:
-        state = {
-            "org_id": str(uuid.uuid4()),
-            "workspace_id": str(uuid.uuid4()),
-            "project_id": str(uuid.uuid4()),
-        }
-    api_key: str | None = None
-    if connection_path.exists() and "key_id" in state:
-        api_key = json.loads(connection_path.read_text()).get("api_key")
-        if not isinstance(api_key, str) or state["key_id"] not in api_key:
-            api_key = None
-    if api_key is None:
-        minted = mint_api_key()
-        state.update(key_id=minted.key_id, secret_hash=minted.secret_hash)
-        api_key = minted.value
-    _write_private(state_path, state)
-    tenant: Tenant = {
-        "org_id": state["org_id"],
-        "workspace_id": state["workspace_id"],
-        "project_id": state["project_id"],
-    }
-    principal = Principal(
-        subject=f"key:{state['key_id']}",
-        org_id=tenant["org_id"],
-        workspace_id=tenant["workspace_id"],
-        project_id=tenant["project_id"],
-        permissions=frozenset({Permission.EVENTS_WRITE, Permission.EVENTS_READ}),
-    )
-    return Bootstrap(tenant, StoredKey(state["key_id"], state["secret_hash"], principal), api_key)
-
-
-def write_connection(data_dir: Path, *, url: str, api_key: str, project_id: str) -> Path:
+def read_connection(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "connection.json"
-    _write_private(path, {"url": url, "api_key": api_key, "project_id": project_id})
+    if not path.exists():
+        return {}
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return doc
+
+
+def _key_id(api_key: str) -> str | None:
+    parts = api_key.split("_")
+    return parts[2] if len(parts) >= 4 and api_key.startswith("hh_ingst_") else None
+
+
+def bootstrap_control_plane(settings: ApiarySettings) -> Bootstrap:
+    """Create or reuse the bootstrap tenant and key in the (embedded) control plane."""
+    from apiary.control import admin
+
+    previous = read_connection(settings.data_dir)
+    first = admin.bootstrap(settings, admin_email=ADMIN_EMAIL, mint_key=False)
+    project_id: str = first["project"]["id"]
+    api_key = previous.get("api_key")
+    key_id = _key_id(api_key) if isinstance(api_key, str) else None
+    active = {
+        k["id"] for k in admin.keys_list(settings, project_id=project_id)["keys"]
+        if k["revoked_at"] is None
+    }
+    if key_id is None or key_id not in active or previous.get("project_id") != project_id:
+        minted = admin.keys_create(settings, project_id=project_id, name="bootstrap")
+        api_key = minted["api_key"]
+    password = first.get("admin_password") or previous.get("admin_password")
+    return Bootstrap(project_id, str(api_key), ADMIN_EMAIL, password)
+
+
+def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
+    path = settings.data_dir / "connection.json"
+    doc: dict[str, object] = {
+        "url": settings.base_url,
+        "api_key": bootstrap.api_key,
+        "project_id": bootstrap.project_id,
+        "control_plane_url": settings.control_plane_url,
+        "admin_email": bootstrap.admin_email,
+    }
+    if bootstrap.admin_password:
+        doc["admin_password"] = bootstrap.admin_password
+    _write_private(path, doc)
     return path

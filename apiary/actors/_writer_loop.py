@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from apiary.actors import _lookups as lookups
+from apiary.actors._updates import UpdateApplier
 from apiary.actors.clickhouse import StoreClient
 from apiary.enrich import Enricher, PriceTable, SessionContext
 from apiary.errors import PoisonMessage, StoreError, StoreRejected
@@ -95,6 +96,8 @@ class WriterLoop:
         self._stopping = asyncio.Event()
         self._flush_slots = asyncio.Semaphore(2)
         self._flushes: set[asyncio.Task[None]] = set()
+        self.updates = UpdateApplier(store=store, enricher=self._enricher,
+                                     retrying=self._retrying, dead_letter=self._dead_letter)
 
     def stop(self) -> None:
         """Ask the loop to finish: it stops fetching, writes what it holds, and returns."""
@@ -109,6 +112,7 @@ class WriterLoop:
         pending: list[_Received] = []
         rows = 0
         first_at = 0.0
+        self.updates.start()
         try:
             while not self._stopping.is_set():
                 wait = interval if not pending else first_at + interval - time.monotonic()
@@ -136,6 +140,7 @@ class WriterLoop:
         finally:
             if self._flushes:
                 await asyncio.gather(*self._flushes, return_exceptions=True)
+            await self.updates.stop()
             await sub.unsubscribe()
 
     async def _receive(self, msg: Msg) -> _Received | None:
@@ -158,6 +163,7 @@ class WriterLoop:
 
     async def _flush(self, received: list[_Received]) -> None:
         try:
+            await self.updates.prepare(received)  # patches (PUT /events): see _updates.py
             await self._enrich(received)
             await self._drop_already_stored(received)
             await self._insert(received)

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from apiary.event import EventPatch, Tenant
 from apiary.settings import ApiarySettings
 from apiary.store import EventStore, open_driver
 
@@ -26,6 +27,10 @@ _METHODS = frozenset({
     "insert_arrow", "existing_versions", "export", "get_event", "session_tree",
     "session_events", "list_sessions", "event_schema", "event_details", "count_events",
     "count_duplicate_rows", "query_rows",
+    # updates (PUT /events): the patch log and the writer's merge
+    "insert_patches", "event_patches", "latest_events", "recently_patched",
+    # experiment runs: results, comparisons
+    "run_result_rows", "run_events",
 })
 
 
@@ -78,11 +83,64 @@ class StoreClient:
     async def count_events(self, project_id: str) -> int:
         return int(await self._call("count_events", project_id))
 
+    async def run_result_rows(
+        self, project_id: str, run_id: str, session_ids: Sequence[str], aggregate: str,
+        filters: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, list[dict[str, Any]]]:
+        result: dict[str, list[dict[str, Any]]] = await self._call(
+            "run_result_rows", project_id, run_id, session_ids, aggregate, filters
+        )
+        return result
+
+    async def run_events(
+        self, project_id: str, run_id: str, session_ids: Sequence[str],
+        filters: Sequence[Mapping[str, Any]] = (), limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = await self._call(
+            "run_events", project_id, run_id, session_ids, filters, limit
+        )
+        return events
+
     async def query_rows(
         self, sql: str, parameters: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await self._call("query_rows", sql, parameters)
         return rows
+
+    async def get_event(self, project_id: str, event_id: str) -> dict[str, Any]:
+        event: dict[str, Any] = await self._call("get_event", project_id, event_id)
+        return event
+
+    async def event_schema(self, project_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call("event_schema", project_id)
+        return rows
+
+    async def event_details(self, project_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call("event_details", project_id)
+        return rows
+
+    # -- updates (PUT /events) --------------------------------------------------------------
+
+    async def insert_patches(self, tenant: Tenant, patches: Sequence[EventPatch]) -> int:
+        return int(await self._call("insert_patches", tenant, patches))
+
+    async def event_patches(
+        self, project_id: str, event_ids: Sequence[str]
+    ) -> dict[str, list[EventPatch]]:
+        found: dict[str, list[EventPatch]] = await self._call(
+            "event_patches", project_id, event_ids)
+        return found
+
+    async def latest_events(
+        self, project_id: str, event_ids: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call("latest_events", project_id, event_ids)
+        return rows
+
+    async def recently_patched(self, *, hours: int, limit: int) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = await self._call(
+            "recently_patched", hours=hours, limit=limit)
+        return found
 
 
 @ray.remote(max_concurrency=8)  # type: ignore[call-overload]  # Ray's stubs omit it

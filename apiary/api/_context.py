@@ -12,7 +12,9 @@ from starlette.requests import Request
 
 from apiary._private import metrics
 from apiary.actors.clickhouse import StoreClient, store_client
+from apiary.api._control_plane import ControlPlaneClient
 from apiary.auth import Authenticator, Permission, Principal, bearer_credential
+from apiary.dpdb.engine import DataPlaneDatabase, LazyDatabase
 from apiary.errors import PipelineBackpressure, TooManyRequests
 from apiary.queue import (
     EVENTS_STREAM,
@@ -21,6 +23,7 @@ from apiary.queue import (
     connect,
     consumer_backlog,
 )
+from apiary.ratelimit import ingest_rate_limiter, open_redis
 from apiary.settings import ApiarySettings
 
 log = logging.getLogger("apiary.api")
@@ -29,9 +32,11 @@ log = logging.getLogger("apiary.api")
 class DataPlaneContext:
     """Connections (NATS, ClickHouse), the authenticator, and the replica's admission state.
 
-    Admission: a replica processes at most ``ingest_max_inflight`` ingest requests at once
-    (beyond that: 429), and refuses ingestion while the writers' backlog on the events
-    stream exceeds ``ingest_backlog_limit`` messages (503). Both carry ``Retry-After``.
+    Admission: each credential is rate limited (``ingest_rate_limit_*``, per key across
+    replicas when Redis is configured: 429); a replica processes at most
+    ``ingest_max_inflight`` ingest requests at once (beyond that: 429), and refuses
+    ingestion while the writers' backlog on the events stream exceeds
+    ``ingest_backlog_limit`` messages (503). All carry ``Retry-After``.
     """
 
     def __init__(
@@ -40,6 +45,9 @@ class DataPlaneContext:
         nc: Client,
         store: StoreClient,
         authenticator: Authenticator,
+        *,
+        dpdb: DataPlaneDatabase | None = None,
+        control_plane: ControlPlaneClient | None = None,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -51,6 +59,12 @@ class DataPlaneContext:
             timeout=settings.ingest_publish_timeout_s,
             max_message_bytes=nc.max_payload,
         )
+        self._redis = open_redis(settings)
+        self.ingest_limiter = ingest_rate_limiter(settings, self._redis)
+        # dpdb and the control-plane client open on first use unless given (see properties).
+        self._dpdb = dpdb
+        self._lazy_dpdb = LazyDatabase(settings.dp_database) if dpdb is None else None
+        self._control_plane = control_plane
         self.inflight = 0
         self.backlog = 0
         self._watcher: asyncio.Task[None] | None = None
@@ -70,9 +84,31 @@ class DataPlaneContext:
         context._watcher = asyncio.create_task(context._watch_backlog())
         return context
 
+    @property
+    def dpdb(self) -> DataPlaneDatabase:
+        """The data plane's metadata database (``settings.dp_database``), opened and
+        migrated on first use. Blocking: use it from a worker thread."""
+        if self._dpdb is not None:
+            return self._dpdb
+        assert self._lazy_dpdb is not None
+        return self._lazy_dpdb.get()
+
+    @property
+    def control_plane(self) -> ControlPlaneClient:
+        """The client of the control plane's configuration API (the trusted seam)."""
+        if self._control_plane is None:
+            self._control_plane = ControlPlaneClient.from_settings(self.settings)
+        return self._control_plane
+
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._lazy_dpdb is not None:
+            self._lazy_dpdb.dispose()
+        if self._control_plane is not None:
+            await self._control_plane.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
         await self.nc.drain()
 
     async def _watch_backlog(self) -> None:

@@ -31,6 +31,7 @@ from apiary.auth import Permission
 from apiary.errors import ApiaryError, Overloaded
 from apiary.event import EventBatch
 from apiary.queue import WIRE_SCHEMA
+from apiary.ratelimit import admit
 
 router = APIRouter(tags=["ingestion"])
 
@@ -96,6 +97,7 @@ async def export_traces(request: Request) -> Response:
 async def _export(request: Request) -> Response:
     context = context_of(request)
     principal = await context.principal(request, Permission.EVENTS_WRITE)
+    await admit(context.ingest_limiter, principal.subject)
     content_type = request.headers.get("content-type", "")
     otlp.media_type(content_type)  # 415 before the body is read
     limit = context.settings.ingest_max_body_bytes

@@ -27,6 +27,13 @@ class Permission(StrEnum):
     EVENTS_READ = "events:read"
     DATASETS_READ = "datasets:read"
     DATASETS_WRITE = "datasets:write"
+    # Control-plane configuration the data plane serves through the seam (prompt templates
+    # as /v1/configurations, evaluators as /v1/metrics): checked here first, then again by
+    # the control plane, which holds the configuration.
+    PROMPTS_READ = "prompts:read"
+    PROMPTS_WRITE = "prompts:write"
+    EVALUATORS_READ = "evaluators:read"
+    EVALUATORS_WRITE = "evaluators:write"
 
 
 # Permissions whose effect lands in one project: a workspace-scoped credential (no project)

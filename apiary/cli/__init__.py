@@ -1,4 +1,5 @@
-"""The ``apiary`` command: ``up``, ``status``, ``down``.
+"""The ``apiary`` command: ``up``, ``status``, ``down``, and administration of the control
+plane (``users``, ``projects``, ``keys``, ``data-planes``; see :mod:`apiary.control.cli`).
 
 ``apiary up`` runs in the foreground until Ctrl-C (or ``apiary down``), showing progress
 while it starts and printing the API's URL and a project API key when it is ready.
@@ -65,12 +66,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     # After start: Ray installs handlers of its own while it starts.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    admin = ""
+    if connection.admin_email:
+        admin = f"  admin:      {connection.admin_email}"
+        if connection.admin_password:
+            admin += f" / {connection.admin_password}"
+        admin += "\n"
     print(
         "\nApiary is ready.\n"
-        f"  URL:        {connection.url}\n"
-        f"  API key:    {connection.api_key}\n"
-        f"  project id: {connection.project_id}\n"
-        f"  written to: {settings.data_dir / 'connection.json'}\n\n"
+        f"  URL:           {connection.url}\n"
+        f"  control plane: {connection.control_plane_url}\n"
+        f"  API key:       {connection.api_key or '(use a key of your control plane)'}\n"
+        f"  project id:    {connection.project_id or '-'}\n"
+        f"{admin}"
+        f"  written to:    {settings.data_dir / 'connection.json'}\n\n"
         f"Send OTLP/HTTP traces to {connection.url}/v1/traces with "
         "'Authorization: Bearer <API key>'.\nPress Ctrl-C to stop.",
         flush=True,
@@ -170,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--timeout", type=float, default=120.0,
                       help="seconds to wait for a clean stop (default 120)")
     down.set_defaults(func=cmd_down)
+
+    from apiary.control.cli import add_control_commands
+
+    add_control_commands(sub, common)
     return parser
 
 

@@ -1,8 +1,9 @@
 """Authorization: the one place that decides whether a caller may do something.
 
 Callers of the control plane are :class:`UserPrincipal` (a person, through a login session),
-:class:`KeyPrincipal` (an API key) or :data:`SYSTEM` (the operator's CLI, which has the
-database anyway). Every endpoint names one :class:`~apiary.control.permissions.Permission`
+:class:`KeyPrincipal` (an API key, or a :class:`TokenPrincipal`: an access token this
+control plane signed, which carries a key's or a user's tenant and permissions) or
+:data:`SYSTEM` (the operator's CLI, which has the database anyway). Every endpoint names one :class:`~apiary.control.permissions.Permission`
 and the :class:`Resource` (organization, workspace or project) it acts on, and calls
 :func:`authorize`; nothing else checks roles.
 
@@ -89,6 +90,20 @@ class KeyPrincipal:
     @property
     def subject(self) -> str:
         return f"key:{self.key_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrincipal(KeyPrincipal):
+    """A data-plane access token this control plane signed, presented back to it (a data
+    plane forwarding its caller's token, :mod:`apiary.control.tokens`). It acts exactly
+    like a key with the token's tenant and permissions; ``key_id`` holds the token's
+    ``jti`` and :attr:`subject` its ``sub`` (``key:...`` or ``user:...``)."""
+
+    token_subject: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.token_subject
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,13 @@ key's tenant and permissions; a user session plus an audience and a project give
 with the user's effective role and permissions on that project. This is how a data plane
 checks API keys without cpdb: it exchanges the key once, caches the token, and verifies
 tokens locally against the JWKS.
+
+The control plane also accepts its own tokens (:func:`verify_access_token`): a data plane
+serving control-plane configuration (prompt templates, evaluators) forwards its caller's
+credential, which may be such a token. The checks are the data plane's: ES256 pinned, a
+published key, ``iss`` = this issuer, ``aud`` a registered data plane of the token's
+organization, ``exp``/``nbf``/``iat`` with :data:`LEEWAY_S`; the token then acts with
+exactly its tenant and permissions (:class:`~apiary.control.authz.TokenPrincipal`).
 """
 
 from __future__ import annotations
@@ -30,16 +37,19 @@ import jwt
 from sqlalchemy.orm import Session
 
 from apiary.control.apikeys import authenticate_key
-from apiary.control.authz import UserPrincipal, access
+from apiary.control.authz import TokenPrincipal, UserPrincipal, access
 from apiary.control.dataplanes import audience_for
-from apiary.control.db import Project
+from apiary.control.db import Project, SigningKey
 from apiary.control.permissions import Permission, sorted_values
 from apiary.control.service import ControlPlane
 from apiary.control.signing import ALGORITHM
 from apiary.control.tenancy import get_project, resource_of
-from apiary.errors import NotFound
+from apiary.errors import AuthenticationFailed, InvalidRequest, NotFound
 
 TOKEN_TYPE = "at+jwt"
+#: Clock skew tolerated when this control plane checks a token it signed.
+LEEWAY_S = 30
+_PERMISSIONS = {p.value: p for p in Permission}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +121,47 @@ def exchange_session(
         cp, db, audience=audience, subject=user.subject, org_id=project.org_id,
         workspace_id=project.workspace_id, project_id=project.id, role=granted.role,
         permissions=granted.permissions,
+    )
+
+
+def verify_access_token(cp: ControlPlane, db: Session, token: str) -> TokenPrincipal:
+    """The principal of an access token this control plane signed (module docstring);
+    :class:`AuthenticationFailed` naming the failed check otherwise."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthenticationFailed("the token is malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise AuthenticationFailed(f"the token must be signed with {ALGORITHM}")
+    kid = header.get("kid")
+    published = {k.kid: k for k in cp.signing.published(db)}
+    key: SigningKey | None = published.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise AuthenticationFailed("the token is signed with an unknown key")
+    public = jwt.PyJWK(dict(key.public_jwk), algorithm=ALGORITHM).key
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, public, algorithms=[ALGORITHM], issuer=cp.issuer, leeway=LEEWAY_S,
+            options={"require": ["exp", "nbf", "iat", "iss", "aud", "sub", "jti"],
+                     "verify_aud": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise AuthenticationFailed(f"the token is not valid: {exc}") from None
+    audience, org_id = claims.get("aud"), claims.get("org_id")
+    workspace_id, project_id = claims.get("workspace_id"), claims.get("project_id")
+    if not isinstance(audience, str) or not isinstance(org_id, str) or \
+            not isinstance(workspace_id, str) or not (
+                project_id is None or isinstance(project_id, str)):
+        raise AuthenticationFailed("the token lacks its audience or tenant")
+    try:
+        audience_for(db, audience, org_id)
+    except InvalidRequest:
+        raise AuthenticationFailed("the token's audience is not a data plane of its "
+                                   "organization") from None
+    raw = claims.get("permissions")
+    permissions = frozenset(_PERMISSIONS[p] for p in raw if isinstance(p, str)
+                            and p in _PERMISSIONS) if isinstance(raw, list) else frozenset()
+    return TokenPrincipal(
+        key_id=str(claims["jti"]), org_id=org_id, workspace_id=workspace_id,
+        project_id=project_id, permissions=permissions, token_subject=str(claims["sub"]),
     )

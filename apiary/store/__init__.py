@@ -9,7 +9,8 @@
   ``event_schemas``, ``project_event_details``).
 - :func:`events_to_arrow` / :func:`row_to_event` convert between events and rows.
 - :class:`EventStore` inserts events and runs the read queries (export, session tree,
-  session list, existing versions, counts), always scoped to one project.
+  session list, existing versions, counts), always scoped to one project, and keeps the
+  log of event updates (``event_updates``) the writers merge into events.
 """
 
 from apiary.store._drivers import (
@@ -38,6 +39,7 @@ from apiary.store._rows import (
     row_to_event,
 )
 from apiary.store._store import EventStore
+from apiary.store._updates import ROLLUP_COLUMNS, ROLLUP_SOURCES, patch_id
 
 __all__ = [
     "ALIASES",
@@ -47,6 +49,8 @@ __all__ = [
     "EVENTS_ARROW_SCHEMA",
     "MAX_EXPORT_LIMIT",
     "OPERATORS",
+    "ROLLUP_COLUMNS",
+    "ROLLUP_SOURCES",
     "TYPES",
     "ClickHouseDriver",
     "ClickHouseServer",
@@ -61,6 +65,7 @@ __all__ = [
     "load_migrations",
     "map_driver_error",
     "open_driver",
+    "patch_id",
     "plan_export",
     "row_to_event",
 ]

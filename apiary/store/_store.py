@@ -8,8 +8,14 @@ from typing import Any
 import pyarrow as pa
 
 from apiary.errors import NotFound
-from apiary.event import Event, Tenant
+from apiary.event import Event, EventPatch, Tenant
 from apiary.store._drivers import ClickHouseDriver
+from apiary.store._experiments import (
+    plan_run_event_details,
+    plan_run_events,
+    plan_run_metrics,
+    plan_run_sessions,
+)
 from apiary.store._migrations import apply_migrations
 from apiary.store._queries import (
     DEDUP_METHODS,
@@ -28,6 +34,13 @@ from apiary.store._queries import (
     shape_session,
 )
 from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
+from apiary.store._updates import (
+    patches_to_arrow,
+    plan_latest_events,
+    plan_patches,
+    plan_recent_patched,
+    rows_to_patches,
+)
 
 #: Ids per existing-versions lookup; larger requests are split (keeps each bound
 #: parameter well below ClickHouse's query size limits over HTTP).
@@ -83,6 +96,47 @@ class EventStore:
             for row in self._rows(stmt):
                 found[row["event_id"]] = int(row["version"])
         return found
+
+    # --- updates (PUT /events): the patch log and the merge's reads --------------------
+
+    def insert_patches(self, tenant: Tenant, patches: Sequence[EventPatch]) -> int:
+        """Append ``patches`` of ``tenant`` to ``event_updates``; returns the row count."""
+        if not patches:
+            return 0
+        self.driver.insert_arrow(f"{self.database}.event_updates",
+                                 patches_to_arrow(tenant, patches))
+        return len(patches)
+
+    def event_patches(self, project_id: str,
+                      event_ids: Sequence[str]) -> dict[str, list[EventPatch]]:
+        """``{event_id: patches in application order}`` for those of ``event_ids`` patched."""
+        ids = list(dict.fromkeys(event_ids))
+        found: dict[str, list[EventPatch]] = {}
+        for start in range(0, len(ids), VERSION_LOOKUP_CHUNK):
+            stmt = plan_patches(self.database, project_id, ids[start:start + VERSION_LOOKUP_CHUNK])
+            found.update(rows_to_patches(self._rows(stmt)))
+        return found
+
+    def latest_events(self, project_id: str, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The newest stored version of those of ``event_ids`` stored, in API shape plus the
+        derived columns (``cost``, tokens, ...) and ``version``."""
+        ids = list(dict.fromkeys(event_ids))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), VERSION_LOOKUP_CHUNK):
+            stmt = plan_latest_events(self.database, project_id,
+                                      ids[start:start + VERSION_LOOKUP_CHUNK],
+                                      method=self.dedup_method)
+            for row in self._rows(stmt):
+                event = row_to_event(row)
+                event["version"] = int(row["version"])
+                found.append(event)
+        return found
+
+    def recently_patched(self, *, hours: int = 24,
+                         limit: int = 100_000) -> list[tuple[str, str]]:
+        """``(project_id, event_id)`` of the events patched in the last ``hours``."""
+        stmt = plan_recent_patched(self.database, hours=hours, limit=limit)
+        return [(str(r["project_id"]), str(r["event_id"])) for r in self._rows(stmt)]
 
     # --- reads -----------------------------------------------------------------------
 
@@ -150,6 +204,32 @@ class EventStore:
     def count_duplicate_rows(self, project_id: str) -> int:
         """Stored rows beyond one per event (before merges collapse them)."""
         return int(self._rows(plan_count_duplicate_rows(self.database, project_id))[0]["n"])
+
+    # --- experiment runs (apiary.store._experiments) ---------------------------------------
+
+    def run_result_rows(self, project_id: str, run_id: str, session_ids: Sequence[str],
+                        aggregate: str, filters: Sequence[Mapping[str, Any]] = ()
+                        ) -> dict[str, list[dict[str, Any]]]:
+        """What a run's result is computed from, in one call: ``metrics`` (per metric,
+        event name and type: the aggregate and every value), ``sessions`` (with their
+        datapoint ids) and ``event_details`` (distinct event names and types)."""
+        args = (self.database, project_id, run_id, session_ids)
+        return {
+            "metrics": self._rows(plan_run_metrics(*args, aggregate, filters=filters,
+                                                   method=self.dedup_method)),
+            "sessions": self._rows(plan_run_sessions(*args, filters=filters,
+                                                     method=self.dedup_method)),
+            "event_details": self._rows(plan_run_event_details(*args, filters=filters,
+                                                               method=self.dedup_method)),
+        }
+
+    def run_events(self, project_id: str, run_id: str, session_ids: Sequence[str],
+                   filters: Sequence[Mapping[str, Any]] = (), limit: int = 10_000
+                   ) -> list[dict[str, Any]]:
+        """A run's events (newest versions) matching ``filters``, in API shape."""
+        stmt = plan_run_events(self.database, project_id, run_id, session_ids,
+                               filters=filters, limit=limit, method=self.dedup_method)
+        return [row_to_event(row) for row in self._rows(stmt)]
 
     def close(self) -> None:
         self.driver.close()

@@ -25,11 +25,19 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def _columns(url: str, table: str) -> list[dict[str, object]]:
+    engine = open_engine(url)
+    try:
+        return list(inspect(engine).get_columns(table))  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
 @BOTH
 def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0002"
+    assert current_revision(empty_db_url) == head_revision() == "0003"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
     engine = open_engine(empty_db_url)
     try:
@@ -48,6 +56,9 @@ def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None
 @BOTH
 def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     upgrade_db(empty_db_url)
+    downgrade(empty_db_url, "0002")
+    assert current_revision(empty_db_url) == "0002"
+    assert "message" not in {c["name"] for c in _columns(empty_db_url, "evaluator_versions")}
     downgrade(empty_db_url, "0001")
     assert current_revision(empty_db_url) == "0001"
     assert _tables(empty_db_url) == set(Base.metadata.tables) - CONFIG_TABLES
@@ -55,7 +66,7 @@ def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     assert _tables(empty_db_url) == set()
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == "0002"
+    assert current_revision(empty_db_url) == "0003"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
 
 

@@ -12,7 +12,9 @@ route needs (``apiary_permission``; a test checks that no route lacks one):
 - :class:`Authenticated` — any logged-in caller (``users_only``: a person, not a key).
 - :data:`PUBLIC` — no credentials (login, sign-up, JWKS, SSO redirects).
 
-Credentials: ``Authorization: Bearer <session token | API key>``, or the session cookie.
+Credentials: ``Authorization: Bearer <session token | API key | access token>``, or the
+session cookie. Access tokens are the ones this control plane signs for data planes: a data
+plane serving control-plane configuration forwards its caller's credential, key or token.
 The cookie is ``SameSite=Lax`` and ``HttpOnly``: other sites cannot send it with POSTs.
 """
 
@@ -23,6 +25,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
+from apiary.auth import looks_like_jwt
 from apiary.control.apikeys import authenticate_key
 from apiary.control.authz import (
     Access,
@@ -37,6 +40,7 @@ from apiary.control.permissions import Permission
 from apiary.control.roles import load_principal
 from apiary.control.service import ControlPlane
 from apiary.control.tenancy import get_org, get_project, get_workspace, resource_of
+from apiary.control.tokens import verify_access_token
 from apiary.errors import AuthenticationFailed, PermissionDenied
 
 SESSION_COOKIE = "apiary_session"
@@ -69,6 +73,8 @@ def authenticate(request: Request) -> Principal:
         if credential.startswith(SESSION_PREFIX):
             session, user = resolve_session(cp, db, credential)
             return load_principal(db, user, session.id)
+        if looks_like_jwt(credential):
+            return verify_access_token(cp, db, credential)
         return authenticate_key(cp, db, credential)
 
 

@@ -22,6 +22,7 @@ from apiary.control.api.schemas_config import (
     EvaluatorVersionOut,
     PromptCreate,
     PromptTemplateOut,
+    PromptUpdate,
     PromptVersionCreate,
     PromptVersionOut,
     TagsSet,
@@ -30,6 +31,7 @@ from apiary.control.config import alerts, evaluators, prompts
 from apiary.control.db import Project
 from apiary.control.permissions import Permission as P
 from apiary.control.tenancy import get_project
+from apiary.errors import NotFound
 
 router = APIRouter()
 
@@ -67,7 +69,7 @@ def _spec(body: EvaluatorVersionCreate) -> evaluators.VersionSpec:
     return evaluators.VersionSpec(
         criteria=body.criteria, code=body.code, return_type=body.return_type,
         pass_min=body.pass_min, pass_max=body.pass_max, sampling_pct=body.sampling_pct,
-        filters=body.filters, model_params=body.model_params,
+        filters=body.filters, model_params=body.model_params, message=body.message,
     )
 
 
@@ -154,6 +156,35 @@ def get_prompt_environment(
         return PromptVersionOut.model_validate(version)
 
 
+@router.delete(_PROMPTS + "/{template_id}/environments/{environment}", status_code=204,
+               tags=["prompts"], summary="Make an environment serve no version (404 if none)")
+def clear_prompt_environment(
+    project_id: str, template_id: str, environment: str, scope: PromptsWrite
+) -> None:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        if not prompts.clear_environment(scope.cp, db, template, environment):
+            raise NotFound(f"no version is deployed to {environment}")
+
+
+@router.patch(_PROMPTS + "/{template_id}", response_model=PromptTemplateOut, tags=["prompts"],
+              summary="Rename a prompt template")
+def update_prompt(
+    project_id: str, template_id: str, body: PromptUpdate, scope: PromptsWrite
+) -> PromptTemplateOut:
+    with scope.cp.transaction() as db:
+        template = prompts.get_template(db, _project(db, scope), template_id)
+        prompts.rename_template(scope.cp, db, template, body.name)
+        return _template_out(prompts.view(db, template))
+
+
+@router.delete(_PROMPTS + "/{template_id}", status_code=204, tags=["prompts"],
+               summary="Delete a prompt template with its versions and environments")
+def delete_prompt(project_id: str, template_id: str, scope: PromptsWrite) -> None:
+    with scope.cp.transaction() as db:
+        prompts.delete_template(db, prompts.get_template(db, _project(db, scope), template_id))
+
+
 @router.put(_PROMPTS + "/{template_id}/tags", response_model=PromptTemplateOut,
             tags=["prompts"])
 def set_prompt_tags(
@@ -201,8 +232,16 @@ def update_evaluator(
     with scope.cp.transaction() as db:
         evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
         evaluators.update_evaluator(scope.cp, evaluator, enabled=body.enabled,
-                                    description=body.description)
+                                    description=body.description, name=body.name, db=db)
         return _evaluator_out(evaluators.view(db, evaluator))
+
+
+@router.delete(_EVALUATORS + "/{evaluator_id}", status_code=204, tags=["evaluators"],
+               summary="Delete an evaluator with its versions")
+def delete_evaluator(project_id: str, evaluator_id: str, scope: EvaluatorsWrite) -> None:
+    with scope.cp.transaction() as db:
+        evaluators.delete_evaluator(
+            db, evaluators.get_evaluator(db, _project(db, scope), evaluator_id))
 
 
 @router.post(_EVALUATORS + "/{evaluator_id}/versions", response_model=EvaluatorVersionOut,

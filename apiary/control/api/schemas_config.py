@@ -62,6 +62,10 @@ class TagsSet(_Request):
     tags: list[str]
 
 
+class PromptUpdate(_Request):
+    name: str = Field(min_length=1, max_length=200)
+
+
 # --- evaluators ---------------------------------------------------------------------
 
 
@@ -74,6 +78,7 @@ class EvaluatorVersionCreate(_Request):
     sampling_pct: float = Field(default=100.0, ge=0, le=100)
     filters: dict[str, Any] = Field(default_factory=dict)
     model_params: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = Field(default=None, max_length=1000)
 
 
 class EvaluatorCreate(EvaluatorVersionCreate):
@@ -92,6 +97,7 @@ class EvaluatorVersionOut(_Response):
     sampling_pct: float
     filters: dict[str, Any]
     model_params: dict[str, Any]
+    message: str | None = None
     created_by: str | None
     created_at: datetime
 
@@ -108,6 +114,7 @@ class EvaluatorOut(_Response):
 
 
 class EvaluatorUpdate(_Request):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool | None = None
     description: str | None = Field(default=None, max_length=10_000)
 

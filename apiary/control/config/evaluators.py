@@ -4,6 +4,7 @@ An evaluator (name unique per project) is ``python`` (code run in the data plane
 sandbox), ``llm`` (a judge prompt: ``criteria``) or ``human`` (a rubric: ``criteria``).
 Each version fixes the return type, pass range, sampling percentage and event filters.
 Deploying marks one version as the one the project runs; a disabled evaluator runs none.
+An evaluator can be renamed and deleted (with its versions).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from apiary.control._common import new_id
@@ -35,6 +36,7 @@ class VersionSpec:
     sampling_pct: float
     filters: dict[str, Any]
     model_params: dict[str, Any]
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,8 @@ def add_version(
         project_id=evaluator.project_id, version=(latest or 0) + 1, criteria=spec.criteria,
         code=spec.code, return_type=spec.return_type, pass_min=spec.pass_min,
         pass_max=spec.pass_max, sampling_pct=spec.sampling_pct, filters=spec.filters,
-        model_params=spec.model_params, created_by=author, created_at=cp.now(),
+        model_params=spec.model_params, message=spec.message, created_by=author,
+        created_at=cp.now(),
     )
     db.add(version)
     evaluator.updated_at = cp.now()
@@ -137,10 +140,29 @@ def deploy(cp: ControlPlane, db: Session, evaluator: EvaluatorConfig, number: in
 
 def update_evaluator(
     cp: ControlPlane, evaluator: EvaluatorConfig, *, enabled: bool | None,
-    description: str | None,
+    description: str | None, name: str | None = None, db: Session | None = None,
 ) -> None:
+    """Enable/disable, describe, rename (``db`` needed to check the new name is free)."""
+    if name is not None and name.strip() != evaluator.name:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidRequest("an evaluator name must have 1 to 200 characters",
+                                 field="name")
+        assert db is not None, "renaming needs the session"
+        if db.execute(select(EvaluatorConfig.id).where(
+            EvaluatorConfig.project_id == evaluator.project_id, EvaluatorConfig.name == name
+        )).first():
+            raise Conflict("an evaluator with this name exists in the project", field="name")
+        evaluator.name = name
     if enabled is not None:
         evaluator.enabled = enabled
     if description is not None:
         evaluator.description = description
     evaluator.updated_at = cp.now()
+
+
+def delete_evaluator(db: Session, evaluator: EvaluatorConfig) -> None:
+    """Delete the evaluator and its versions."""
+    db.execute(delete(EvaluatorVersion).where(EvaluatorVersion.evaluator_id == evaluator.id))
+    db.delete(evaluator)
+    db.flush()

@@ -2,7 +2,8 @@
 
 A template lives in a project and has a name unique there. Each change of body or model
 parameters is a new version (1, 2, ...); versions are never edited. The environments
-``dev``, ``staging`` and ``prod`` each serve one version, moved explicitly.
+``dev``, ``staging`` and ``prod`` each serve one version, moved explicitly (or cleared).
+A template can be renamed and deleted (with its versions and environments).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from apiary.control._common import new_id
@@ -149,6 +150,43 @@ def resolve_environment(db: Session, template: PromptTemplate, environment: str)
     version = db.get(PromptVersion, current.version_id)
     assert version is not None
     return version
+
+
+def clear_environment(cp: ControlPlane, db: Session, template: PromptTemplate,
+                      environment: str) -> bool:
+    """Make ``environment`` serve no version of the template; False if it served none."""
+    _check_environment(environment)
+    current = db.get(PromptEnvironment, (template.id, environment))
+    if current is None:
+        return False
+    db.delete(current)
+    template.updated_at = cp.now()
+    db.flush()
+    return True
+
+
+def rename_template(cp: ControlPlane, db: Session, template: PromptTemplate, name: str) -> None:
+    """Give the template another name, unique in its project (409 otherwise)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("a template name must have 1 to 200 characters", field="name")
+    if name == template.name:
+        return
+    if db.execute(select(PromptTemplate.id).where(
+        PromptTemplate.project_id == template.project_id, PromptTemplate.name == name
+    )).first():
+        raise Conflict("a prompt template with this name exists in the project", field="name")
+    template.name = name
+    template.updated_at = cp.now()
+    db.flush()
+
+
+def delete_template(db: Session, template: PromptTemplate) -> None:
+    """Delete the template, its environments and its versions."""
+    db.execute(delete(PromptEnvironment).where(PromptEnvironment.template_id == template.id))
+    db.execute(delete(PromptVersion).where(PromptVersion.template_id == template.id))
+    db.delete(template)
+    db.flush()
 
 
 def set_tags(cp: ControlPlane, template: PromptTemplate, tags: list[str]) -> None:

@@ -102,6 +102,7 @@ class EvaluatorVersion(Base):
     sampling_pct: Mapped[float] = mapped_column(Float)
     filters: Mapped[dict[str, Any]] = mapped_column()
     model_params: Mapped[dict[str, Any]] = mapped_column()
+    message: Mapped[str | None] = mapped_column(String(1000))  # what changed (migration 0003)
     created_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

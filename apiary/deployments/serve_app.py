@@ -1,0 +1,269 @@
+"""Apiary's Serve applications on a Ray cluster: the import paths of a Serve config.
+
+``ray up cluster.yaml`` (``serve deploy``) and KubeRay's RayService (``serveConfigV2``)
+deploy the three applications of :func:`serve_config`, each built here from the
+``APIARY_*`` environment of the Ray node that builds it:
+
+- ``data-plane`` at ``/``: ingestion and queries (:func:`data_plane`);
+- ``control-plane`` at ``/cp``: accounts, keys, tokens (:func:`control_plane`);
+- ``pools`` (no HTTP route): one :class:`PoolSupervisor` that creates the JetStream
+  streams, migrates ClickHouse and keeps the writer actors running on nodes that offer
+  the custom resource :data:`WRITER_RESOURCE` (:func:`pools`).
+
+A cluster has no embedded stores: :func:`cluster_settings` refuses to build anything unless
+NATS, ClickHouse, PostgreSQL, S3 and Redis are servers named by configuration (see
+``docs/deploy.md``). Run ``python -m apiary.deployments.serve_app check`` on a node to see
+what is missing; ``config`` prints the Serve config and ``env`` the environment (HAProxy
+ingress) that every Ray node must start with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shlex
+import sys
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from apiary.deployments import serve_environment
+from apiary.deployments.control_plane import ROUTE_PREFIX as CP_ROUTE_PREFIX
+from apiary.deployments.control_plane import control_plane_app
+from apiary.deployments.data_plane import data_plane_app
+from apiary.errors import ConfigurationError
+from apiary.settings import ApiarySettings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Custom Ray resource offered by writer nodes; each writer actor requests one unit.
+WRITER_RESOURCE = "writer"
+#: Custom Ray resource offered by evaluator nodes; each evaluator actor must request one.
+EVALUATOR_RESOURCE = "evaluator"
+#: CPUs each writer actor requests (beside one unit of :data:`WRITER_RESOURCE`).
+WRITER_NUM_CPUS = 1.0
+#: Port of Serve's HTTP ingress (HAProxy) on every node; KubeRay's serve Service targets it.
+SERVE_HTTP_PORT = 8000
+#: Where HAProxy keeps its files on each node, and its stats and metrics ports.
+HAPROXY_DIR = "/tmp/haproxy-serve"
+HAPROXY_STATS_PORT = 8404
+HAPROXY_METRICS_PORT = 9101
+#: Marker of a value that a deployment template leaves for the operator to fill in.
+PLACEHOLDER = "CHANGE-ME"
+
+_MODULE = __name__
+APPLICATIONS: tuple[tuple[str, str | None, str], ...] = (
+    # (application name, HTTP route prefix or None, import path of its builder)
+    ("data-plane", "/", f"{_MODULE}:data_plane"),
+    ("control-plane", CP_ROUTE_PREFIX, f"{_MODULE}:control_plane"),
+    ("pools", None, f"{_MODULE}:pools"),
+)
+
+
+def serve_config() -> dict[str, Any]:
+    """The Serve config (``serve deploy`` file, RayService ``serveConfigV2``) of a cluster."""
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": SERVE_HTTP_PORT},
+        "applications": [
+            {"name": name, "route_prefix": prefix, "import_path": path}
+            for name, prefix, path in APPLICATIONS
+        ],
+    }
+
+
+def cluster_serve_environment() -> dict[str, str]:
+    """Environment every Ray node of a cluster starts with (set before ``ray start``).
+
+    :func:`~apiary.deployments.serve_environment` at fixed per-node paths and ports, with
+    two changes for a cluster: replicas keep draining for 30 s (Serve's default) so that a
+    load balancer in front can take them out of rotation first, and HAProxy gets 2 threads.
+    """
+    env = serve_environment(
+        haproxy_dir=HAPROXY_DIR, stats_port=HAPROXY_STATS_PORT, metrics_port=HAPROXY_METRICS_PORT
+    )
+    env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "30"
+    env["RAY_SERVE_HAPROXY_NBTHREAD"] = "2"
+    return env
+
+
+def cluster_problems(settings: ApiarySettings) -> list[str]:
+    """What keeps ``settings`` from running on a cluster (empty if nothing)."""
+    from apiary.control.envelope import envelope_from_settings
+
+    problems: list[str] = []
+    envelope_key = settings.cp_envelope_key.get_secret_value() if settings.cp_envelope_key else None
+    required = {
+        "APIARY_NATS_URL": settings.nats_url,
+        "APIARY_CLICKHOUSE_URL": settings.clickhouse_url,
+        "APIARY_CP_DATABASE_URL": settings.cp_database_url,
+        "APIARY_OBJECT_STORE_URL": settings.object_store_url,
+        "APIARY_REDIS_URL": settings.redis_url,
+        "APIARY_CONTROL_PLANE_URL": settings.control_plane_url,
+        "APIARY_CP_ISSUER": settings.cp_issuer,
+        "APIARY_CP_ENVELOPE_KEY": envelope_key,
+    }
+    for env, value in required.items():
+        if not value:
+            problems.append(f"{env} is unset: a cluster has no embedded stores or keys")
+        elif PLACEHOLDER in value:
+            problems.append(f"{env} still holds the template placeholder {PLACEHOLDER!r}")
+    if settings.cp_database_url and not settings.cp_database_url.startswith("postgresql"):
+        problems.append("APIARY_CP_DATABASE_URL must name PostgreSQL: every replica shares it")
+    if settings.nats_replicas < 3:
+        problems.append("APIARY_NATS_REPLICAS must be 3 (or 5): streams must survive a node")
+    if settings.cp_issuer and settings.trusted_issuer != settings.cp_issuer_url:
+        problems.append(
+            f"the data plane trusts tokens of {settings.trusted_issuer!r} but the control plane "
+            f"signs as {settings.cp_issuer_url!r}: set APIARY_JWT_ISSUER to APIARY_CP_ISSUER"
+        )
+    if envelope_key and PLACEHOLDER not in envelope_key:
+        try:
+            envelope_from_settings(settings)
+        except ConfigurationError as exc:
+            problems.append(exc.message)
+    return problems
+
+
+def cluster_settings() -> ApiarySettings:
+    """Settings from this process's environment, checked for a cluster (no embedded stores).
+
+    Raises :class:`ConfigurationError` listing every problem.
+    """
+    settings = load_settings()
+    problems = cluster_problems(settings)
+    if problems:
+        raise ConfigurationError("not a cluster configuration: " + "; ".join(problems))
+    return settings
+
+
+def _no_args(app: str, args: dict[str, Any]) -> None:
+    if args:
+        raise ConfigurationError(
+            f"the {app} application takes no args (got {sorted(args)}); configure it with "
+            "APIARY_* environment variables"
+        )
+
+
+def _nats_url(settings: ApiarySettings) -> str:
+    if settings.nats_url is None:  # cluster_settings() already refused this
+        raise ConfigurationError("APIARY_NATS_URL is unset")
+    return settings.nats_url
+
+
+def data_plane(args: dict[str, Any]) -> Application:
+    """Builder of the ``data-plane`` application (keys and tokens checked at the control plane)."""
+    from apiary.auth import control_plane_authenticator
+
+    _no_args("data-plane", args)
+    settings = cluster_settings()
+    app: Application = data_plane_app(
+        settings, _nats_url(settings), control_plane_authenticator(settings)
+    )
+    return app
+
+
+def control_plane(args: dict[str, Any]) -> Application:
+    """Builder of the ``control-plane`` application (cpdb on PostgreSQL)."""
+    _no_args("control-plane", args)
+    app: Application = control_plane_app(cluster_settings())
+    return app
+
+
+class PoolSupervisor:
+    """Prepares the stores, then starts the writer pool and restarts writers Ray restarted.
+
+    One replica per cluster. Writers are owned by the replica: if it dies they die with it
+    and JetStream redelivers what they held; on a graceful stop they drain first.
+    """
+
+    # Serve awaits an async constructor; mypy only knows synchronous ones.
+    async def __init__(self, settings: ApiarySettings) -> None:  # type: ignore[misc]
+        from apiary._private.logs import configure_logging
+        from apiary.actors.clickhouse import migrate_server
+        from apiary.actors.writer import WriterPool
+        from apiary.queue import connect, ensure_topology
+
+        configure_logging(settings)
+        nats_url = _nats_url(settings)
+        nc = await connect(nats_url, name="apiary-pools")
+        try:
+            for change in await ensure_topology(nc.jetstream(), settings):
+                log.info("jetstream: %s", change)
+        finally:
+            await nc.close()
+        for version in await asyncio.to_thread(migrate_server, settings):
+            log.info("clickhouse: applied migration %s", version)
+        self._pool = WriterPool(
+            settings, nats_url, num_cpus=WRITER_NUM_CPUS, resources={WRITER_RESOURCE: 1},
+            get_if_exists=True,
+        )
+        # Writers may wait for the autoscaler to add a writer node: do not block start-up.
+        self._task = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        await asyncio.to_thread(self._pool.start)
+        while True:
+            await asyncio.sleep(10.0)
+            try:
+                await asyncio.to_thread(self._pool.ensure_running)
+            except Exception as exc:  # keep supervising; Ray restarts writers itself
+                log.warning("writer supervision failed: %s", exc)
+
+    async def check_health(self) -> None:
+        if self._task.done():
+            self._task.result()  # re-raises why the pool could not start
+            raise RuntimeError("the writer pool supervisor stopped")
+
+    async def __del__(self) -> None:
+        self._task.cancel()
+        await asyncio.to_thread(self._pool.stop)
+
+
+def pools(args: dict[str, Any]) -> Application:
+    """Builder of the ``pools`` application: one :class:`PoolSupervisor`, no HTTP route."""
+    _no_args("pools", args)
+    deployment = serve.deployment(
+        PoolSupervisor,
+        name="PoolSupervisor",
+        num_replicas=1,
+        ray_actor_options={"num_cpus": 0},
+        health_check_period_s=10,
+        # Writers store and acknowledge what they hold before the replica exits.
+        graceful_shutdown_timeout_s=120,
+    )
+    app: Application = deployment.bind(cluster_settings())  # type: ignore[attr-defined]
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m apiary.deployments.serve_app",
+        description="Apiary on a Ray cluster: print the Serve config or the node environment, "
+        "or check this environment's APIARY_* settings.",
+    )
+    parser.add_argument("command", choices=["config", "env", "check"])
+    command = parser.parse_args(argv).command
+    if command == "config":
+        print(json.dumps(serve_config(), indent=2))
+    elif command == "env":
+        for key, value in cluster_serve_environment().items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        try:
+            problems = cluster_problems(load_settings())
+        except ConfigurationError as exc:
+            problems = [exc.message]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            return 2
+        print("cluster configuration OK")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""dpdb: the data plane's own metadata database (SQLAlchemy 2 models, Alembic migrations).
+
+Datasets, datapoints, dataset versions and experiment runs (:mod:`.models`). PostgreSQL
+(``postgresql+psycopg://``, a database of its own, never the control plane's) in
+production, the SQLite file ``<data-dir>/dp.sqlite`` as the embedded default
+(``settings.dp_database``); the same models and migrations serve both. Open with
+:class:`DataPlaneDatabase` (which migrates by default); the operations are
+:mod:`.datasets`, :mod:`.files` (import/export) and :mod:`.runs`.
+"""
+
+from apiary.dpdb._base import Base, UTCDateTime
+from apiary.dpdb.datasets import DatapointSpec, Owner
+from apiary.dpdb.engine import DataPlaneDatabase, LazyDatabase, open_engine
+from apiary.dpdb.migrate import (
+    VERSION_TABLE,
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
+from apiary.dpdb.models import (
+    RUN_STATUSES,
+    Datapoint,
+    Dataset,
+    DatasetDatapoint,
+    DatasetVersion,
+    DatasetVersionItem,
+    ExperimentRun,
+)
+
+__all__ = [
+    "RUN_STATUSES",
+    "VERSION_TABLE",
+    "Base",
+    "DataPlaneDatabase",
+    "Datapoint",
+    "DatapointSpec",
+    "Dataset",
+    "DatasetDatapoint",
+    "DatasetVersion",
+    "DatasetVersionItem",
+    "ExperimentRun",
+    "LazyDatabase",
+    "Owner",
+    "UTCDateTime",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "open_engine",
+    "upgrade",
+]
