@@ -254,7 +254,10 @@ def build_comparison(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str
         new_aggregate = new_detail["aggregate"] if new_detail else None
         difference = (new_aggregate - old_aggregate
                       if old_aggregate is not None and new_aggregate is not None else None)
-        improved, degraded, same, pairs = [], [], [], []
+        improved: list[str] = []
+        degraded: list[str] = []
+        same: list[str] = []
+        pairs: list[dict[str, Any]] = []
         for datapoint_id in common:
             before = old_values.get(key, {}).get(datapoint_id)
             after = new_values.get(key, {}).get(datapoint_id)

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 import apiary
 from apiary._private import metrics
-from apiary.api import ingest, query
+from apiary.api import event_schema, events, ingest, query, sessions
 from apiary.api._context import DataPlaneContext, context_of
 from apiary.api._errors import install_error_handlers
 
@@ -26,6 +26,9 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ingest.router)
     app.include_router(query.router)
+    app.include_router(sessions.router)
+    app.include_router(event_schema.router)  # before events: /v1/events/schema vs /{event_id}
+    app.include_router(events.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
     async def healthz(request: Request) -> JSONResponse:

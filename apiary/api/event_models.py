@@ -125,7 +125,7 @@ class EventIn(_Request):
 class EventCreateIn(EventIn):
     """An event of ``POST /events`` and ``POST /v1/events``: ``inputs`` is required."""
 
-    inputs: Object  # type: ignore[assignment]
+    inputs: Object
 
 
 class CreateEventRequest(_Request):

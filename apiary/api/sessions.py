@@ -56,8 +56,10 @@ async def _start(request: Request, session: SessionIn) -> tuple[Event, dict[str,
     principal = await writer_principal(context, request)
     event = session_event(session, now=now_ms())
     await publish_events(context, principal, [event])
+    tenant = tenant_of(principal)
     return event, {"event_id": event["event_id"], "session_id": event["session_id"],
-                   **tenant_of(principal)}
+                   "org_id": tenant["org_id"], "workspace_id": tenant["workspace_id"],
+                   "project_id": tenant["project_id"]}
 
 
 @router.post("/session/start", response_model=StartSessionResponse, responses=WRITE_ERRORS,

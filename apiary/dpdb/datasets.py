@@ -338,8 +338,8 @@ def update_datapoint(db: Session, datapoint: Datapoint, changes: dict[str, Any])
                 add_members(db, dataset, [datapoint.id])
                 modified = True
         for dataset_id in current - {d.id for d in wanted}:
-            dataset = db.get(Dataset, dataset_id)
-            if dataset is not None and remove_member(db, dataset, datapoint.id):
+            held = db.get(Dataset, dataset_id)
+            if held is not None and remove_member(db, held, datapoint.id):
                 modified = True
     if modified:
         datapoint.updated_at = utcnow()

@@ -1,0 +1,67 @@
+"""What the product routers (datasets, datapoints, runs, metrics, configurations) share:
+the caller's project, dpdb transactions off the event loop, error documentation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from apiary.api._context import DataPlaneContext
+from apiary.api.models import ErrorResponse
+from apiary.auth import Permission, Principal, bearer_credential
+from apiary.dpdb import Owner
+from apiary.errors import PermissionDenied
+
+T = TypeVar("T")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid request (names the field)"},
+    401: {"model": ErrorResponse, "description": "Missing or unknown credentials"},
+    403: {"model": ErrorResponse, "description": "Credentials lack the permission"},
+    404: {"model": ErrorResponse, "description": "Not found in the caller's project"},
+    409: {"model": ErrorResponse, "description": "Clashes with existing state"},
+    503: {"model": ErrorResponse, "description": "A store (or the control plane) is "
+          "unavailable; retry"},
+}
+
+
+async def project_principal(context: DataPlaneContext, request: Request,
+                            *permissions: Permission) -> Principal:
+    """The caller, holding every one of ``permissions``, acting in one project."""
+    principal = await context.principal(request, permissions[0])
+    for permission in permissions[1:]:
+        principal.require(permission)
+    if principal.workspace_scoped:
+        raise PermissionDenied(
+            "this endpoint works in one project; use a project key (or a token for a project)")
+    return principal
+
+
+def credential_of(request: Request) -> str:
+    """The caller's bearer credential, to forward to the control plane."""
+    return bearer_credential(request.headers.get("authorization"))
+
+
+def owner_of(principal: Principal) -> Owner:
+    return Owner(principal.org_id, principal.workspace_id, principal.project_id,
+                 principal.subject)
+
+
+async def in_transaction(context: DataPlaneContext, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one dpdb transaction, in a worker thread."""
+    def run() -> T:
+        with context.dpdb.transaction() as db:
+            return work(db)
+    return await asyncio.to_thread(run)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A time as the HoneyHive API writes it: ISO 8601 in UTC with ``Z``."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
