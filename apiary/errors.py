@@ -29,7 +29,14 @@ event id, queue depth, ...) in ``context`` so that logs and error bodies can nam
     ├── StoreError                    ClickHouse refused or unreachable
     │   ├── StoreUnavailable          transient: connection, timeout, too many parts (retryable)
     │   └── StoreRejected             permanent: the data or the query is wrong
-    └── PoisonMessage                 a queued message that can never be written (dead-lettered)
+    ├── PoisonMessage                 a queued message that can never be written (dead-lettered)
+    └── SandboxError                  a user Python metric could not be scored (422)
+        ├── SandboxCompileError       400 rejected before it runs: syntax, policy, imports, size
+        ├── SandboxTimeout            ran past its wall-clock limit; its worker was killed
+        ├── SandboxResourceLimit      hit a CPU, memory or output limit (``limit`` says which)
+        ├── SandboxRuntimeError       the code raised, returned something unusable, or crashed
+        │                             its worker process
+        └── SandboxUnavailable        503 no sandbox worker could be started (retryable)
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ class ApiaryError(Exception):
 # Context keys that may be echoed to API callers; everything else stays in logs.
 _PUBLIC_CONTEXT = frozenset(
     {"field", "limit", "size", "content_type", "retry_after", "project_id", "event_id",
-     "session_id", "rejected"}
+     "session_id", "rejected", "error_type", "line"}
 )
 
 
@@ -230,3 +237,53 @@ class PoisonMessage(ApiaryError):
     """A queued message that can never be written; it goes to the dead-letter store."""
 
     error_code = "poison_message"
+
+
+class SandboxError(ApiaryError):
+    """A user Python metric could not be scored (``apiary.sandbox``).
+
+    Raised for the metric, never for Apiary itself: the evaluation records it as the
+    metric's failure on that event. Not retryable unless a subclass says so, because the
+    same code on the same event is expected to fail the same way again.
+    """
+
+    status = 422
+    error_code = "metric_failed"
+
+
+class SandboxCompileError(SandboxError):
+    """The metric's source is rejected before it runs: a syntax error, a construct the
+    restricted compiler refuses (``_`` names, ``try/except*``, ...), an import outside the
+    allowlist, no entry point, or code above the size limit. Returned as 400 when a metric
+    is defined."""
+
+    status = 400
+    error_code = "metric_compile_error"
+
+
+class SandboxTimeout(SandboxError):
+    """The metric ran past its wall-clock limit; its worker process was killed."""
+
+    error_code = "metric_timeout"
+
+
+class SandboxResourceLimit(SandboxError):
+    """The metric hit an enforced limit; ``limit`` (in context) is ``cpu``, ``memory``,
+    ``output`` or ``killed`` (the kernel ended the worker for a limit)."""
+
+    error_code = "metric_resource_limit"
+
+
+class SandboxRuntimeError(SandboxError):
+    """The metric's code raised (``error_type`` names the exception), returned a value that
+    is not a score, or crashed its worker process."""
+
+    error_code = "metric_runtime_error"
+
+
+class SandboxUnavailable(SandboxError):
+    """No sandbox worker could be started or reached; the metric never ran."""
+
+    retryable = True
+    status = 503
+    error_code = "sandbox_unavailable"

@@ -239,7 +239,7 @@ def _datapoint_ids(result: Mapping[str, Any]) -> list[str]:
 
 def build_comparison(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
     """``GET /v1/runs/{new}/compare-with/{old}``: aggregate and per-datapoint deltas of
-    every metric of either run (``difference`` = new − old; ``improved`` means higher)."""
+    every metric of either run (``difference`` = new - old; ``improved`` means higher)."""
     old_ids, new_ids = _datapoint_ids(old), _datapoint_ids(new)
     common = [d for d in new_ids if d in set(old_ids)]
     old_details = {(d["metric_name"], d["event_name"], d["event_type"]): d

@@ -309,6 +309,62 @@ class ApiarySettings(BaseSettings):
         "rate (the token bucket's size). Default 2000. Env APIARY_INGEST_RATE_LIMIT_BURST.",
     )
 
+    # --- Python metric sandbox (apiary.sandbox) ----------------------------------------
+    sandbox_pool_size: int = Field(
+        default=2, ge=1, le=64,
+        description="Worker processes one evaluator keeps for Python metrics (metrics it runs "
+        "at once). Default 2. Env APIARY_SANDBOX_POOL_SIZE.",
+    )
+    sandbox_cpu_s: int = Field(
+        default=5, ge=1, le=600,
+        description="CPU seconds one metric evaluation may use (RLIMIT_CPU; the kernel ends "
+        "the worker past it). Default 5. Env APIARY_SANDBOX_CPU_S.",
+    )
+    sandbox_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="Wall-clock seconds one metric evaluation may take before its worker is "
+        "killed and replaced. Default 10 s. Env APIARY_SANDBOX_TIMEOUT_S.",
+    )
+    sandbox_memory_mb: int = Field(
+        default=512, ge=16,
+        description="Address space (RLIMIT_AS) a metric may add on top of its worker's "
+        "preloaded libraries, in MiB; the event being scored counts against it. "
+        "Default 512. Env APIARY_SANDBOX_MEMORY_MB.",
+    )
+    sandbox_max_open_files: int = Field(
+        default=16, ge=8, le=1024,
+        description="Open file descriptors a worker may hold (RLIMIT_NOFILE). Default 16. "
+        "Env APIARY_SANDBOX_MAX_OPEN_FILES.",
+    )
+    sandbox_max_code_bytes: int = Field(
+        default=64 * 1024, ge=256, le=4 * MiB,
+        description="Largest metric source accepted, in bytes (UTF-8). Default 65536. "
+        "Env APIARY_SANDBOX_MAX_CODE_BYTES.",
+    )
+    sandbox_max_output_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * MiB,
+        description="Largest result (score, explanation, extras, printed output) one "
+        "evaluation may return, in bytes; above it the evaluation fails. Default 65536. "
+        "Env APIARY_SANDBOX_MAX_OUTPUT_BYTES.",
+    )
+    sandbox_max_jobs_per_worker: int = Field(
+        default=1000, ge=1,
+        description="Evaluations one worker process serves before it is replaced by a fresh "
+        "one (1: a new process for every evaluation). Workers never serve two isolation keys "
+        "(projects). Default 1000. Env APIARY_SANDBOX_MAX_JOBS_PER_WORKER.",
+    )
+    sandbox_uid: int = Field(
+        default=65534, ge=1,
+        description="Unprivileged user (and group) id that workers switch to when Apiary runs "
+        "as root; ignored otherwise. Default 65534 (nobody). Env APIARY_SANDBOX_UID.",
+    )
+    sandbox_allow_degraded_isolation: bool = Field(
+        default=False,
+        description="Run metrics even when the kernel refuses part of the OS isolation "
+        "(network namespace, seccomp, Landlock); otherwise the sandbox refuses to start. "
+        "Default false. Env APIARY_SANDBOX_ALLOW_DEGRADED_ISOLATION.",
+    )
+
     # --- observability -----------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level. Default INFO. Env APIARY_LOG_LEVEL.",

@@ -187,6 +187,8 @@ class StoredCounter:
     """Polls the number of stored rows of the project, through the ClickHouse owner actor."""
 
     def __init__(self, ray_address: str, project_id: str) -> None:
+        # Before Ray is imported: Ray reads its authentication mode once, at import.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         import ray
 
         ray.init(address=ray_address, namespace="apiary", logging_level="ERROR",

@@ -142,12 +142,11 @@ def session_patch(event: Event, version: int) -> EventPatch:
     return cast(EventPatch, patch)
 
 
-def _exact_ms(ms: Any) -> float:
-    """Epoch ms read back from DateTime64(6), nudged so that writing it again stores the
-    same microsecond (the row writer truncates ``ms * 1000``)."""
-    if not isinstance(ms, (int, float)) or ms <= 0:
-        return 0.0
-    return (round(ms * 1000.0) + 0.5) / 1000.0
+def _nudged(ms: float) -> float:
+    """Epoch ms nudged half a microsecond up, so that the row writer (which truncates
+    ``ms * 1000``) stores the microsecond the value rounds to: a stored time read back and
+    written again stays the same, whatever the float error of the round trip."""
+    return (round(ms * 1000.0) + 0.5) / 1000.0 if ms > 0 else 0.0
 
 
 def event_from_stored(row: dict[str, Any]) -> Event:
@@ -155,9 +154,13 @@ def event_from_stored(row: dict[str, Any]) -> Event:
     fields = {k: row[k] for k in _EVENT_KEYS if k in row and row[k] is not None}
     fields["parent_id"] = row.get("parent_id")
     fields["error"] = row.get("error")
-    fields["start_time"] = _exact_ms(row.get("start_time"))
-    fields["end_time"] = _exact_ms(row.get("end_time"))
     return new_event(**fields)
+
+
+def for_write(event: Event) -> Event:
+    """A copy of ``event`` whose times store exactly the microseconds they denote."""
+    return {**event, "start_time": _nudged(event["start_time"]),
+            "end_time": _nudged(event["end_time"])}
 
 
 def same_event(a: Event, b: Event) -> bool:
@@ -372,7 +375,8 @@ class UpdateApplier:
                 tenant: Tenant = {"org_id": row.get("org_id") or "",
                                   "workspace_id": row.get("workspace_id") or "",
                                   "project_id": project_id}
-                tables.append(_with_rollups(events_to_arrow(tenant, version, [after]), row))
+                table = events_to_arrow(tenant, version, [for_write(after)])
+                tables.append(_with_rollups(table, row))
                 merged_events.append(after)
             if tables:
                 table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)

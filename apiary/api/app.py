@@ -10,7 +10,18 @@ from starlette.responses import JSONResponse, Response
 
 import apiary
 from apiary._private import metrics
-from apiary.api import event_schema, events, ingest, query, sessions
+from apiary.api import (
+    configurations,
+    datapoints,
+    datasets,
+    event_schema,
+    events,
+    ingest,
+    metric_definitions,
+    query,
+    runs,
+    sessions,
+)
 from apiary.api._context import DataPlaneContext, context_of
 from apiary.api._errors import install_error_handlers
 
@@ -29,6 +40,11 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(event_schema.router)  # before events: /v1/events/schema vs /{event_id}
     app.include_router(events.router)
+    app.include_router(datasets.router)
+    app.include_router(datapoints.router)
+    app.include_router(runs.router)
+    app.include_router(metric_definitions.router)
+    app.include_router(configurations.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
     async def healthz(request: Request) -> JSONResponse:

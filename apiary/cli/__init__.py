@@ -23,6 +23,11 @@ import httpx
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.settings import load_settings
 
+# Ray 2.60 authenticates every connection with a token (~/.ray/auth_token), and reads the
+# mode once, when it is imported: say so explicitly, before anything imports Ray, so that
+# starting a local cluster and joining one (--address) behave the same.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}

@@ -3,9 +3,10 @@
 Callers of the control plane are :class:`UserPrincipal` (a person, through a login session),
 :class:`KeyPrincipal` (an API key, or a :class:`TokenPrincipal`: an access token this
 control plane signed, which carries a key's or a user's tenant and permissions) or
-:data:`SYSTEM` (the operator's CLI, which has the database anyway). Every endpoint names one :class:`~apiary.control.permissions.Permission`
-and the :class:`Resource` (organization, workspace or project) it acts on, and calls
-:func:`authorize`; nothing else checks roles.
+:data:`SYSTEM` (the operator's CLI, which has the database anyway). Every endpoint names
+one :class:`~apiary.control.permissions.Permission` and the :class:`Resource`
+(organization, workspace or project) it acts on, and calls :func:`authorize`; nothing
+else checks roles.
 
 Rules:
 

@@ -54,7 +54,8 @@ HAPROXY_METRICS_PORT = 9101
 #: Marker of a value that a deployment template leaves for the operator to fill in.
 PLACEHOLDER = "CHANGE-ME"
 
-_MODULE = __name__
+# Spelled out: under `python -m` this module is __main__, but Serve imports it by name.
+_MODULE = "apiary.deployments.serve_app"
 APPLICATIONS: tuple[tuple[str, str | None, str], ...] = (
     # (application name, HTTP route prefix or None, import path of its builder)
     ("data-plane", "/", f"{_MODULE}:data_plane"),
@@ -219,8 +220,10 @@ class PoolSupervisor:
             raise RuntimeError("the writer pool supervisor stopped")
 
     async def __del__(self) -> None:
-        self._task.cancel()
-        await asyncio.to_thread(self._pool.stop)
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.to_thread(self._pool.stop)
 
 
 def pools(args: dict[str, Any]) -> Application:

@@ -53,6 +53,15 @@ def aggregate_expression(name: str) -> str:
     )
 
 
+def check_filters(filters: Sequence[Mapping[str, Any]]) -> None:
+    """InvalidRequest if any filter is not one of the export filter language."""
+    if len(filters) > _MAX_FILTERS:
+        raise InvalidRequest(f"at most {_MAX_FILTERS} filters", field="filters")
+    params = Params()
+    for raw in filters:
+        compile_filter(raw, params)
+
+
 def _run_source(database: str, params: Params, project_id: str, run_id: str,
                 session_ids: Sequence[str], filters: Sequence[Mapping[str, Any]],
                 columns: set[str], method: DedupMethod) -> str:
@@ -140,6 +149,6 @@ def plan_run_events(database: str, project_id: str, run_id: str, session_ids: Se
     return Statement(sql, {**params.values, "limit": min(limit, MAX_RUN_EVENTS)})
 
 
-__all__ = ["AGGREGATES", "MAX_RUN_EVENTS", "aggregate_expression",
+__all__ = ["AGGREGATES", "MAX_RUN_EVENTS", "aggregate_expression", "check_filters",
            "plan_run_event_details", "plan_run_events",
            "plan_run_metrics", "plan_run_sessions"]

@@ -11,8 +11,12 @@ are left alone: a structural schema declares no fields there.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
+import os
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,11 +107,13 @@ def strict_schema(schema: Doc) -> Doc:
         if not isinstance(node, dict):
             return
         preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
-        if not preserve and "additionalProperties" not in node:
-            if "properties" in node:
-                node["additionalProperties"] = False
-            elif node.get("type") == "object" and not node.get("x-kubernetes-embedded-resource"):
-                node["additionalProperties"] = False
+        declares_fields = "properties" in node
+        bare_object = node.get("type") == "object" and not node.get(
+            "x-kubernetes-embedded-resource")
+        if not preserve and "additionalProperties" not in node and (
+            declares_fields or bare_object
+        ):
+            node["additionalProperties"] = False
         for name, child in node.get("properties", {}).items():
             if root and name == "metadata":
                 continue  # ObjectMeta: checked against Kubernetes' own schema instead
@@ -217,3 +223,26 @@ def container_env(docs: list[Doc], container: Doc) -> dict[str, str]:
         if ref[key]["key"] in data:
             env[entry["name"]] = data[ref[key]["key"]]
     return env
+
+
+# --- settings -----------------------------------------------------------------------------
+
+PLACEHOLDER_TOKEN = re.compile(r"CHANGE-ME[-A-Za-z0-9_]*")
+
+
+def fill_placeholders(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with every CHANGE-ME token replaced as an operator would: the same token by
+    the same value everywhere (so passwords stay consistent), the envelope key by a key."""
+    chosen: dict[str, str] = {}
+
+    def value_for(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token not in chosen:
+            chosen[token] = (
+                base64.urlsafe_b64encode(os.urandom(32)).decode()
+                if "envelope" in token
+                else "x" + secrets.token_hex(12)
+            )
+        return chosen[token]
+
+    return {k: PLACEHOLDER_TOKEN.sub(value_for, v) for k, v in env.items()}

@@ -62,6 +62,7 @@ def _evaluator_out(view: evaluators.EvaluatorView) -> EvaluatorOut:
         id=e.id, project_id=e.project_id, name=e.name, type=e.type, description=e.description,
         enabled=e.enabled, deployed_version=e.deployed_version,
         versions=[EvaluatorVersionOut.model_validate(v) for v in view.versions],
+        created_at=e.created_at, updated_at=e.updated_at,
     )
 
 

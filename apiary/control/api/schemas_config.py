@@ -111,6 +111,8 @@ class EvaluatorOut(_Response):
     enabled: bool
     deployed_version: int | None
     versions: list[EvaluatorVersionOut]
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 class EvaluatorUpdate(_Request):

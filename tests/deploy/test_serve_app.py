@@ -1,0 +1,219 @@
+"""apiary.deployments.serve_app: what a cluster's Serve config builds, and what it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from ray.serve import Application
+
+from apiary.actors import clickhouse, writer
+from apiary.deployments import serve_app
+from apiary.deployments.serve_app import (
+    cluster_problems,
+    cluster_serve_environment,
+    serve_config,
+)
+from apiary.errors import ConfigurationError
+from apiary.queue import EVENTS_STREAM, NatsServer, connect
+from apiary.settings import ApiarySettings, load_settings
+
+from .conftest import SetEnv
+
+CP = "http://apiary-serve-svc:8000/cp"
+CLUSTER_ENV = {
+    "APIARY_NATS_URL": "nats://apiary:pw@nats:4222",
+    "APIARY_NATS_REPLICAS": "3",
+    "APIARY_CLICKHOUSE_URL": "http://apiary:pw@clickhouse:8123",
+    "APIARY_CP_DATABASE_URL": "postgresql+psycopg://apiary_cp:pw@postgres:5432/cpdb",
+    "APIARY_OBJECT_STORE_URL": "s3://apiary/objects",
+    "APIARY_REDIS_URL": "redis://:pw@redis:6379/0",
+    "APIARY_CONTROL_PLANE_URL": CP,
+    "APIARY_CP_ISSUER": CP,
+    "APIARY_CP_ENVELOPE_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
+}
+REQUIRED = ["APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
+            "APIARY_OBJECT_STORE_URL", "APIARY_REDIS_URL", "APIARY_CONTROL_PLANE_URL",
+            "APIARY_CP_ISSUER", "APIARY_CP_ENVELOPE_KEY"]
+
+
+def test_a_complete_cluster_environment_builds_all_three_applications(set_env: SetEnv) -> None:
+    set_env(CLUSTER_ENV)
+    assert cluster_problems(load_settings()) == []
+    for builder in (serve_app.data_plane, serve_app.control_plane, serve_app.pools):
+        assert isinstance(builder({}), Application)
+    names = [app["import_path"].rpartition(":")[2] for app in serve_config()["applications"]]
+    assert names == ["data_plane", "control_plane", "pools"]
+
+
+def test_embedded_defaults_are_refused_naming_every_missing_variable(set_env: SetEnv) -> None:
+    set_env({})
+    problems = cluster_problems(load_settings())
+    for env in REQUIRED:
+        assert any(p.startswith(f"{env} is unset") for p in problems), env
+    assert any(p.startswith("APIARY_NATS_REPLICAS") for p in problems)
+    with pytest.raises(ConfigurationError, match="APIARY_NATS_URL is unset"):
+        serve_app.data_plane({})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"APIARY_CP_DATABASE_URL": "sqlite:////tmp/cp.sqlite"}, "must name PostgreSQL"),
+        ({"APIARY_NATS_REPLICAS": "1"}, "APIARY_NATS_REPLICAS must be 3"),
+        ({"APIARY_CP_ISSUER": "https://apiary.example.com/cp"}, "set APIARY_JWT_ISSUER"),
+        ({"APIARY_CP_ENVELOPE_KEY": "too-short"}, "exactly 32 bytes"),
+        ({"APIARY_REDIS_URL": "redis://:CHANGE-ME-redis-password@redis:6379/0"},
+         "APIARY_REDIS_URL still holds the template placeholder"),
+    ],
+)
+def test_a_cluster_configuration_that_cannot_work_is_refused(
+    set_env: SetEnv, override: dict[str, str], message: str
+) -> None:
+    set_env({**CLUSTER_ENV, **override})
+    problems = cluster_problems(load_settings())
+    assert len(problems) == 1
+    assert message in problems[0]
+    with pytest.raises(ConfigurationError, match=message):
+        serve_app.control_plane({})
+
+
+def test_a_public_issuer_works_when_the_data_plane_trusts_it(set_env: SetEnv) -> None:
+    public = "https://apiary.example.com/cp"
+    set_env({**CLUSTER_ENV, "APIARY_CP_ISSUER": public, "APIARY_JWT_ISSUER": public})
+    assert cluster_problems(load_settings()) == []
+
+
+def test_builders_take_no_args(set_env: SetEnv) -> None:
+    set_env(CLUSTER_ENV)
+    with pytest.raises(ConfigurationError, match="takes no args"):
+        serve_app.pools({"writer_count": 3})
+
+
+def test_serve_environment_turns_on_haproxy_for_a_cluster() -> None:
+    env = cluster_serve_environment()
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_HAPROXY_STATS_PORT"] == str(serve_app.HAPROXY_STATS_PORT)
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "30"
+    assert all(v.startswith(serve_app.HAPROXY_DIR) for k, v in env.items()
+               if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE")))
+
+
+def test_cli_config_run_as_a_module_names_importable_paths() -> None:
+    # Under `python -m` the module is __main__: the printed import paths must not say so.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
+    run = subprocess.run([sys.executable, "-m", "apiary.deployments.serve_app", "config"],
+                         capture_output=True, text=True, env=base, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == serve_config()
+
+
+def test_cli_env_exports_the_serve_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve_app.main(["env"]) == 0
+    exports = capsys.readouterr().out
+    shown = subprocess.run(["bash", "-c", f"{exports}\nenv"], capture_output=True, text=True,
+                           env={}, timeout=30).stdout.splitlines()
+    expected = cluster_serve_environment()
+    assert {k: v for k, _, v in (line.partition("=") for line in shown) if k in expected} == (
+        expected)
+
+
+def test_cli_check(
+    set_env: SetEnv, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(CLUSTER_ENV)
+    assert serve_app.main(["check"]) == 0
+    assert capsys.readouterr().out.strip() == "cluster configuration OK"
+    monkeypatch.delenv("APIARY_NATS_URL")
+    assert serve_app.main(["check"]) == 2
+    assert "APIARY_NATS_URL is unset" in capsys.readouterr().err
+    monkeypatch.setenv("APIARY_NATS_URL", "http://nats:4222")
+    assert serve_app.main(["check"]) == 2
+    assert "nats_url (env APIARY_NATS_URL)" in capsys.readouterr().err
+
+
+class FakePool:
+    """Stands in for WriterPool (no Ray here): records what the supervisor asks of it."""
+
+    instances: ClassVar[list[FakePool]] = []
+    fail_start: ClassVar[bool] = False
+
+    def __init__(self, settings: ApiarySettings, nats_url: str, **options: Any) -> None:
+        self.nats_url, self.options = nats_url, options
+        self.started = self.stopped = False
+        FakePool.instances.append(self)
+
+    def start(self) -> None:
+        if FakePool.fail_start:
+            raise RuntimeError("no writer fits")
+        self.started = True
+
+    def ensure_running(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _Supervisor(serve_app.PoolSupervisor):
+    def __del__(self) -> None:  # type: ignore[override]
+        """Garbage collection must not start the async shutdown; tests await it."""
+
+
+async def _supervisor(settings: ApiarySettings) -> serve_app.PoolSupervisor:
+    supervisor = object.__new__(_Supervisor)
+    await serve_app.PoolSupervisor.__init__(supervisor, settings)  # type: ignore[misc]
+    for _ in range(100):
+        if supervisor._task.done() or FakePool.instances[-1].started:
+            break
+        await asyncio.sleep(0.01)
+    return supervisor
+
+
+async def test_pool_supervisor_prepares_stores_then_runs_writers(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrated: list[str] = []
+    monkeypatch.setattr(clickhouse, "migrate_server",
+                        lambda s: migrated.append(s.clickhouse_url) or ["0001"])
+    monkeypatch.setattr(writer, "WriterPool", FakePool)
+    monkeypatch.setattr(FakePool, "instances", [])
+    settings = ApiarySettings(data_dir=tmp_path, nats_url=nats_server.url,
+                              clickhouse_url="http://ch:8123")
+    supervisor = await _supervisor(settings)
+
+    nc = await connect(nats_server.url, name="test")
+    try:
+        info = await nc.jetstream().stream_info(EVENTS_STREAM)
+    finally:
+        await nc.close()
+    assert info.config.name == EVENTS_STREAM
+    assert migrated == ["http://ch:8123"]
+    pool = FakePool.instances[-1]
+    assert pool.started
+    assert pool.nats_url == nats_server.url
+    assert pool.options == {"num_cpus": serve_app.WRITER_NUM_CPUS,
+                            "resources": {serve_app.WRITER_RESOURCE: 1}, "get_if_exists": True}
+    await supervisor.check_health()
+    await serve_app.PoolSupervisor.__del__(supervisor)
+    assert pool.stopped
+
+
+async def test_pool_supervisor_reports_a_pool_that_cannot_start(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clickhouse, "migrate_server", lambda s: [])
+    monkeypatch.setattr(writer, "WriterPool", FakePool)
+    monkeypatch.setattr(FakePool, "fail_start", True)
+    settings = ApiarySettings(data_dir=tmp_path, nats_url=nats_server.url)
+    supervisor = await _supervisor(settings)
+    with pytest.raises(RuntimeError, match="no writer fits"):
+        await supervisor.check_health()
+    await serve_app.PoolSupervisor.__del__(supervisor)

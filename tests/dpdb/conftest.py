@@ -1,0 +1,78 @@
+"""Fixtures of the dpdb tests: dpdb on a real PostgreSQL and on SQLite.
+
+Every test that takes ``dp`` runs twice, once per database (the PostgreSQL server comes
+from ``tests/_servers.py``); each gets a fresh database copied from a template migrated
+once per session (``CREATE DATABASE ... TEMPLATE`` on PostgreSQL, a file copy on SQLite).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from _servers import postgres_database, postgres_server
+from psycopg import sql
+
+from apiary.dpdb import DataPlaneDatabase, upgrade
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def dp_postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def dp_postgres_template(dp_postgres: str) -> str:
+    upgrade(postgres_database(dp_postgres, "dp_template"))
+    return "dp_template"
+
+
+@pytest.fixture(scope="session")
+def dp_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dp-template") / "dp.sqlite"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _clone(server_url: str, name: str, template: str) -> str:
+    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://"),
+                         autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)))
+    return f"{server_url.rpartition('/')[0]}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated dpdb for one test, on each database in turn."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("dp_sqlite_template")
+        target = tmp_path / "dp.sqlite"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    server: str = request.getfixturevalue("dp_postgres")
+    name: str = request.getfixturevalue("dp_postgres_template")
+    return _clone(server, f"dp_test_{next(_counter)}", name)
+
+
+@pytest.fixture
+def dp(dp_url: str) -> Iterator[DataPlaneDatabase]:
+    database = DataPlaneDatabase.open(dp_url, migrate=False)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def empty_dp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database (never migrated); parametrize indirectly with the kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    server: str = request.getfixturevalue("dp_postgres")
+    return postgres_database(server, f"dp_empty_{next(_counter)}")
