@@ -113,6 +113,7 @@ class TreeSampler:
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self._cpu: dict[int, float] = {}
+        self._roles: dict[int, str] = {}
         self.peak_pss = 0
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -129,7 +130,9 @@ class TreeSampler:
         for p in self._processes():
             try:
                 t = p.cpu_times()
-                self._cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                self._cpu[p.pid] = t.user + t.system
+                if p.pid not in self._roles:
+                    self._roles[p.pid] = _role(p)
                 info = p.memory_full_info()
                 pss += info.pss
                 rss += info.rss
@@ -140,6 +143,31 @@ class TreeSampler:
 
     def cpu_seconds(self) -> float:
         return sum(self._cpu.values())
+
+    def cpu_by_role(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, seconds in self._cpu.items():
+            role = self._roles.get(pid, "other")
+            totals[role] = totals.get(role, 0.0) + seconds
+        return totals
+
+
+def _role(process: psutil.Process) -> str:
+    """What a process of the platform is, from its name and command line."""
+    try:
+        text = " ".join(process.cmdline()) or process.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "other"
+    for needle, role in (("nats-server", "nats-server"), ("haproxy", "haproxy"),
+                         ("DataPlane", "data-plane replica"),
+                         ("ControlPlane", "control-plane replica"),
+                         ("EventWriter", "writer"), ("ClickHouse", "chdb owner"),
+                         ("gcs_server", "ray gcs"), ("raylet", "raylet"),
+                         ("ServeController", "serve controller"), ("apiary.cli", "apiary up"),
+                         ("ray::", "ray other")):
+        if needle in text:
+            return role
+    return "other"
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -301,6 +329,7 @@ def main() -> None:
         sampler = TreeSampler(apiary.pid)
         sampler.start()
         cpu0 = sampler.cpu_seconds()
+        roles0 = sampler.cpu_by_role()
         print("loading ...", flush=True)
         run = asyncio.run(platform_run(args, factory, counter, f"{connection['url']}/v1/traces",
                                        connection["api_key"]))
@@ -322,6 +351,10 @@ def main() -> None:
             "statuses": load.statuses,
             "client_errors": load.errors,
             "platform_cpu_cores": (sampler.cpu_seconds() - cpu0) / busy,
+            "cpu_cores_by_process": {
+                role: round((seconds - roles0.get(role, 0.0)) / busy, 3)
+                for role, seconds in sorted(sampler.cpu_by_role().items())
+            },
             "platform_peak_pss_gib": sampler.peak_pss / 1024**3,
             "platform_peak_rss_sum_gib": sampler.peak_rss / 1024**3,
         }
@@ -336,6 +369,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             apiary.kill()
     a = figures["apiary"]
+    by_process = ", ".join(
+        f"{k} {v:.2f}" for k, v in a["cpu_cores_by_process"].items() if v >= 0.01)
     print(
         "\nresults\n"
         f"  accepted spans/s:         {a['accepted_spans_per_s']:,.0f}\n"
@@ -348,7 +383,7 @@ def main() -> None:
         f"  duplicates:               {a['duplicate_rows_stored']} rows stored, "
         f"{a['duplicates_visible']} visible\n"
         f"  HTTP statuses:            {a['statuses']} (client errors {a['client_errors']})\n"
-        f"  platform CPU:             {a['platform_cpu_cores']:.2f} cores\n"
+        f"  platform CPU:             {a['platform_cpu_cores']:.2f} cores ({by_process})\n"
         f"  platform memory:          {a['platform_peak_pss_gib']:.2f} GiB PSS peak "
         f"(RSS sum {a['platform_peak_rss_sum_gib']:.2f} GiB)"
     )

@@ -306,7 +306,9 @@ class UpdateApplier:
                 if first and r.deliveries > 1 and (known or 0) >= r.batch["version"]:
                     continue  # a redelivery of what is stored: the loop drops it
                 r.batch["events"].remove(event)
-                found.append((r, session_patch(event, r.batch["version"])))
+                patch = session_patch(event, r.batch["version"])
+                if len(patch) > 2:  # it sets something
+                    found.append((r, patch))
                 self.stats.sessions_merged += 1
         return found
 

@@ -11,7 +11,7 @@ deploy the three applications of :func:`serve_config`, each built here from the
   the custom resource :data:`WRITER_RESOURCE` (:func:`pools`).
 
 A cluster has no embedded stores: :func:`cluster_settings` refuses to build anything unless
-NATS, ClickHouse, PostgreSQL, S3 and Redis are servers named by configuration (see
+NATS, ClickHouse, PostgreSQL (cpdb and dpdb), S3 and Redis are servers named by configuration (see
 ``docs/deploy.md``). Run ``python -m apiary.deployments.serve_app check`` on a node to see
 what is missing; ``config`` prints the Serve config and ``env`` the environment (HAProxy
 ingress) that every Ray node must start with.
@@ -101,6 +101,7 @@ def cluster_problems(settings: ApiarySettings) -> list[str]:
         "APIARY_NATS_URL": settings.nats_url,
         "APIARY_CLICKHOUSE_URL": settings.clickhouse_url,
         "APIARY_CP_DATABASE_URL": settings.cp_database_url,
+        "APIARY_DP_DATABASE_URL": settings.dp_database_url,
         "APIARY_OBJECT_STORE_URL": settings.object_store_url,
         "APIARY_REDIS_URL": settings.redis_url,
         "APIARY_CONTROL_PLANE_URL": settings.control_plane_url,
@@ -112,8 +113,12 @@ def cluster_problems(settings: ApiarySettings) -> list[str]:
             problems.append(f"{env} is unset: a cluster has no embedded stores or keys")
         elif PLACEHOLDER in value:
             problems.append(f"{env} still holds the template placeholder {PLACEHOLDER!r}")
-    if settings.cp_database_url and not settings.cp_database_url.startswith("postgresql"):
-        problems.append("APIARY_CP_DATABASE_URL must name PostgreSQL: every replica shares it")
+    for env, url in (("APIARY_CP_DATABASE_URL", settings.cp_database_url),
+                     ("APIARY_DP_DATABASE_URL", settings.dp_database_url)):
+        if url and not url.startswith("postgresql"):
+            problems.append(f"{env} must name PostgreSQL: every replica shares it")
+    if settings.cp_database_url and settings.cp_database_url == settings.dp_database_url:
+        problems.append("APIARY_DP_DATABASE_URL must name a database of its own, not cpdb")
     if settings.nats_replicas < 3:
         problems.append("APIARY_NATS_REPLICAS must be 3 (or 5): streams must survive a node")
     if settings.cp_issuer and settings.trusted_issuer != settings.cp_issuer_url:

@@ -32,7 +32,7 @@ from typing import Any
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 
-class PolicyViolation(Exception):
+class PolicyViolation(Exception):  # named for metric authors, who see it
     """Raised into metric code when it reaches for something the sandbox refuses."""
 
 

@@ -48,7 +48,7 @@ def _user_frames(exc: BaseException) -> tuple[int | None, str]:
 def _message(exc: BaseException) -> str:
     try:
         text = str(exc)
-    except Exception:
+    except Exception:  # a broken __str__ must not break the worker
         text = "<unprintable>"
     return text[:_MAX_MESSAGE_CHARS]
 
@@ -94,7 +94,7 @@ class _Executor:
         started = time.perf_counter()
         try:
             glb = restricted_globals(prints)
-            exec(metric.code, glb)
+            exec(metric.code, glb)  # restricted code, in this isolated process
             function = glb[metric.entry]
             args = [sources[n] if n in sources else event.get(n) for n in metric.positional]
             kwargs = {n: sources[n] if n in sources else event.get(n) for n in metric.keywords}
@@ -107,7 +107,7 @@ class _Executor:
         except InvalidResult as exc:
             return {"id": job_id, "ok": False, "kind": protocol.KIND_RESULT,
                     "error_type": "InvalidResult", "message": str(exc)}
-        except BaseException as exc:
+        except BaseException as exc:  # anything metric code raises is reported as data
             line, trace = _user_frames(exc)
             kind = protocol.KIND_POLICY if isinstance(exc, PolicyViolation) else (
                 protocol.KIND_RUNTIME)
@@ -179,6 +179,6 @@ def main(channel_fd: int, limits_wire: dict[str, Any], network: str | None,
             serve(sock, limits)
     except MemoryError:
         code = protocol.EXIT_MEMORY
-    except BaseException:
+    except BaseException:  # whatever happens, leave without running cleanup code
         code = protocol.EXIT_PROTOCOL
     os._exit(code)

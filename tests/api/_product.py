@@ -99,8 +99,10 @@ def event(**fields: Any) -> Event:
     return new_event(**fields)
 
 
-async def open_product(nats_server: NatsServer, store: EventStore, data_dir: Any,
+async def open_product(nats_server: NatsServer, store: EventStore, data_dir: Any, *,
+                       extra_keys: dict[str, tuple[Permission, ...]] | None = None,
                        **settings: Any) -> tuple[Product, DataPlaneContext]:
+    """A product plane; ``extra_keys`` adds keys of project A with the given permissions."""
     config = ApiarySettings(data_dir=data_dir, **settings)
     suffix = uuid.uuid4().hex[:10]
     projects = {"a": f"proj-a-{suffix}", "b": f"proj-b-{suffix}"}
@@ -112,6 +114,7 @@ async def open_product(nats_server: NatsServer, store: EventStore, data_dir: Any
         ("a_events", projects["a"], (Permission.EVENTS_READ, Permission.EVENTS_WRITE)),
         ("b", projects["b"], ALL),
         ("ws", "", ALL),
+        *((name, projects["a"], perms) for name, perms in (extra_keys or {}).items()),
     ):
         keys[who], key = _key(project, *permissions)
         stored.append(key)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from _event_api import Api, honeyhive_body, new_id
+from honeyhive._generated.models import PostEventBatchResponse
 
 
 async def test_post_events_with_the_sdk_body(api: Api) -> None:
@@ -32,6 +33,7 @@ async def test_post_events_batch_with_the_sdk_body_starts_one_session(api: Api) 
                            "config": {"model": "gpt-4o-mini"},
                            "metadata": {"prompt_tokens": 10, "completion_tokens": 5}})
     answer = await api.ok("POST", "/events/batch", json=body)
+    PostEventBatchResponse(**answer)
     assert answer["success"] is True
     assert len(answer["event_ids"]) == 2
     session_id = answer["session_id"]

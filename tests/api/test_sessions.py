@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from _event_api import Api, honeyhive_body, new_id
+from honeyhive._generated.models import PostSessionStartResponse, SessionTracesResponse
 
 START_KEYS = {"event_id", "session_id", "org_id", "workspace_id", "project_id"}
 
@@ -14,6 +15,7 @@ async def test_session_start_from_tracer_init_generates_the_session(api: Api) ->
     body = honeyhive_body("rest_session_start_tracer_init")  # carries the SDK's "project"
     answer = await api.ok("POST", "/session/start", json=body)
     assert set(answer) == START_KEYS
+    PostSessionStartResponse(**answer)  # what the SDK validates
     assert answer["event_id"] == answer["session_id"]
     assert answer["project_id"] == api.projects["a"]  # from the key, not the body
     assert (answer["org_id"], answer["workspace_id"]) == ("org-1", "ws-1")
@@ -58,6 +60,7 @@ async def test_v1_sessions_is_idempotent_and_merges_metadata(api: Api) -> None:
         "session_id": session_id, "session_name": "chat", "source": "prod",
         "metadata": {"a": 1, "shared": "first"}, "user_properties": {"plan": "pro"}})
     assert first["event_id"] == first["session_id"] == session_id
+    assert PostSessionStartResponse(**first).metadata == {"a": 1, "shared": "first"}
     assert first["event_type"] == "session"
     assert first["project_id"] == api.projects["a"]
     await api.event(session_id)
@@ -105,7 +108,7 @@ async def test_session_traces_add_events_to_the_session(api: Api) -> None:
          "session_id": "ignored-the-url-wins"},
         {"event_type": "model", "event_name": "llm", "inputs": {}, "config": {"model": "m"}},
     ]})
-    assert answer["success"] is True
+    assert SessionTracesResponse(**answer).success is True
     assert len(answer["event_ids"]) == 2
     for event_id in answer["event_ids"]:
         stored = await api.event(event_id)

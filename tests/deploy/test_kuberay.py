@@ -324,7 +324,7 @@ def test_the_template_is_refused_until_its_placeholders_are_replaced(
     set_env(_ray_env(docs))
     problems = cluster_problems(load_settings())
     for env in ("APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
-                "APIARY_REDIS_URL", "APIARY_CP_ENVELOPE_KEY"):
+                "APIARY_DP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_CP_ENVELOPE_KEY"):
         assert any(p.startswith(env) and PLACEHOLDER in p for p in problems), env
     set_env(fill_placeholders(_ray_env(docs)))
     assert cluster_problems(load_settings()) == []
@@ -358,8 +358,9 @@ def test_store_urls_name_services_ports_and_matching_credentials(docs: list[Doc]
     urls = {k: urlparse(v) for k, v in env.items() if k.endswith("_URL") and "://" in v}
     urls.pop("APIARY_OBJECT_STORE_URL")
     assert set(urls) == {
-        "APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL", "APIARY_REDIS_URL",
-        "APIARY_S3_ENDPOINT_URL", "APIARY_CONTROL_PLANE_URL",
+        "APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
+        "APIARY_DP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_S3_ENDPOINT_URL",
+        "APIARY_CONTROL_PLANE_URL",
     }
     for name, url in urls.items():
         assert url.hostname in services, name
@@ -377,10 +378,12 @@ def test_store_urls_name_services_ports_and_matching_credentials(docs: list[Doc]
         ch_env["CLICKHOUSE_USER"], ch_env["CLICKHOUSE_PASSWORD"])
     assert env["APIARY_CLICKHOUSE_DATABASE"] == ch_env["CLICKHOUSE_DB"]
 
-    cpdb = urls["APIARY_CP_DATABASE_URL"]
     init = data_of(docs, "ConfigMap", "postgres-init")["10-apiary-databases.sh"]
-    assert f"CREATE DATABASE {cpdb.path.lstrip('/')} OWNER {cpdb.username};" in init
-    assert cpdb.password == creds["CPDB_PASSWORD"]
+    for name, password in (("APIARY_CP_DATABASE_URL", "CPDB_PASSWORD"),
+                           ("APIARY_DP_DATABASE_URL", "DPDB_PASSWORD")):
+        database = urls[name]
+        assert f"CREATE DATABASE {database.path.lstrip('/')} OWNER {database.username};" in init
+        assert database.password == creds[password]
 
     assert urls["APIARY_REDIS_URL"].password == creds["REDIS_PASSWORD"]
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
@@ -430,7 +433,7 @@ def test_network_policies_let_ray_pods_reach_every_store(docs: list[Doc]) -> Non
     ray_labels = next(ray_pod_templates(_rayservice(docs)))[1]["metadata"]["labels"]
     env = _ray_env(docs)
     for name in ("APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
-                 "APIARY_REDIS_URL", "APIARY_S3_ENDPOINT_URL"):
+                 "APIARY_DP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_S3_ENDPOINT_URL"):
         url = urlparse(env[name])
         policy = one(docs, "NetworkPolicy", str(url.hostname))
         assert any(
@@ -566,7 +569,8 @@ def test_postgres_init_script_creates_cpdb_and_dpdb(docs: list[Doc], tmp_path: P
     import psycopg
     from _servers import postgres_server
 
-    from apiary.control.db import upgrade
+    from apiary.control.db import upgrade as upgrade_cpdb
+    from apiary.dpdb.migrate import upgrade as upgrade_dpdb
 
     script = tmp_path / "init.sh"
     script.write_text(data_of(docs, "ConfigMap", "postgres-init")["10-apiary-databases.sh"])
@@ -582,10 +586,9 @@ def test_postgres_init_script_creates_cpdb_and_dpdb(docs: list[Doc], tmp_path: P
             return psycopg.connect(host="127.0.0.1", port=server.port, user=user, dbname=db,
                                    autocommit=True)
 
-        # Each role owns its database and may migrate it...
-        upgrade(f"postgresql+psycopg://apiary_cp@127.0.0.1:{server.port}/cpdb")
-        with connect("apiary_dp", "dpdb") as conn:
-            conn.execute("CREATE TABLE probe (id int)")
+        # Each role owns its database and may apply Apiary's migrations to it...
+        upgrade_cpdb(f"postgresql+psycopg://apiary_cp@127.0.0.1:{server.port}/cpdb")
+        upgrade_dpdb(f"postgresql+psycopg://apiary_dp@127.0.0.1:{server.port}/dpdb")
         # ...and cannot connect to the other's.
         for user, db in (("apiary_cp", "dpdb"), ("apiary_dp", "cpdb")):
             with pytest.raises(psycopg.OperationalError, match="permission denied"):

@@ -33,6 +33,7 @@ CLUSTER_ENV = {
     "APIARY_NATS_REPLICAS": "3",
     "APIARY_CLICKHOUSE_URL": "http://apiary:pw@clickhouse:8123",
     "APIARY_CP_DATABASE_URL": "postgresql+psycopg://apiary_cp:pw@postgres:5432/cpdb",
+    "APIARY_DP_DATABASE_URL": "postgresql+psycopg://apiary_dp:pw@postgres:5432/dpdb",
     "APIARY_OBJECT_STORE_URL": "s3://apiary/objects",
     "APIARY_REDIS_URL": "redis://:pw@redis:6379/0",
     "APIARY_CONTROL_PLANE_URL": CP,
@@ -40,6 +41,7 @@ CLUSTER_ENV = {
     "APIARY_CP_ENVELOPE_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
 }
 REQUIRED = ["APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
+            "APIARY_DP_DATABASE_URL",
             "APIARY_OBJECT_STORE_URL", "APIARY_REDIS_URL", "APIARY_CONTROL_PLANE_URL",
             "APIARY_CP_ISSUER", "APIARY_CP_ENVELOPE_KEY"]
 
@@ -67,6 +69,9 @@ def test_embedded_defaults_are_refused_naming_every_missing_variable(set_env: Se
     ("override", "message"),
     [
         ({"APIARY_CP_DATABASE_URL": "sqlite:////tmp/cp.sqlite"}, "must name PostgreSQL"),
+        ({"APIARY_DP_DATABASE_URL": "sqlite:////tmp/dp.sqlite"}, "must name PostgreSQL"),
+        ({"APIARY_DP_DATABASE_URL": "postgresql+psycopg://apiary_cp:pw@postgres:5432/cpdb"},
+         "a database of its own"),
         ({"APIARY_NATS_REPLICAS": "1"}, "APIARY_NATS_REPLICAS must be 3"),
         ({"APIARY_CP_ISSUER": "https://apiary.example.com/cp"}, "set APIARY_JWT_ISSUER"),
         ({"APIARY_CP_ENVELOPE_KEY": "too-short"}, "exactly 32 bytes"),
