@@ -130,8 +130,12 @@ def event_from(item: EventIn, *, now: float, session_id: str | None = None) -> E
 
 
 def _digest(project_id: str, person: bytes, content: Any) -> str:
-    digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS),
-                             digest_size=16, person=person)
+    """The ``Nats-Msg-Id`` of ``content``; a value JSON cannot carry on is a 400."""
+    try:
+        data = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise InvalidRequest(f"a value cannot be stored: {exc}") from None
+    digest = hashlib.blake2b(data, digest_size=16, person=person)
     digest.update(project_id.encode())
     return digest.hexdigest()
 
@@ -142,10 +146,10 @@ async def publish_events(context: DataPlaneContext, principal: Principal,
     tenant = tenant_of(principal)
     batch: EventBatch = {"schema": WIRE_SCHEMA, "kind": API_KIND, "tenant": tenant,
                          "version": time.time_ns(), "events": events}
+    msg_id = _digest(tenant["project_id"], b"apiary-rest-v1", events)
     with context.admit():
         started = time.perf_counter()
-        await context.publisher.publish(
-            batch, msg_id=_digest(tenant["project_id"], b"apiary-rest-v1", events))
+        await context.publisher.publish(batch, msg_id=msg_id)
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
 
 
@@ -159,7 +163,7 @@ async def publish_patch(context: DataPlaneContext, principal: Principal, event_i
     patch: EventPatch = {**fields, "event_id": event_id, "version": version}  # type: ignore[typeddict-item]
     batch: EventBatch = {"schema": WIRE_SCHEMA, "kind": UPDATES_KIND, "tenant": tenant,
                          "version": version, "events": [], "patches": [patch]}
+    msg_id = _digest(tenant["project_id"], b"apiary-patch-v1", patch)
     with context.admit():
-        await context.publisher.publish(
-            batch, msg_id=_digest(tenant["project_id"], b"apiary-patch-v1", patch))
+        await context.publisher.publish(batch, msg_id=msg_id)
     return True

@@ -86,7 +86,7 @@ _MODULE_DENY_PREFIX: dict[str, tuple[str, ...]] = {"pandas": ("read_",)}
 # internals (CVE-2023-37271); the rest write files, pickle, evaluate strings, touch global
 # registries or reach raw memory.
 DENIED_ATTRIBUTES = INSPECT_ATTRIBUTES | frozenset({
-    "ctypes", "tofile", "dump", "dumps", "to_pickle", "to_parquet", "to_feather", "to_hdf",
+    "ctypes", "tofile", "dump", "to_pickle", "to_parquet", "to_feather", "to_hdf",
     "to_sql", "to_stata", "to_excel", "to_clipboard", "to_orc", "eval", "query", "style",
     "plot", "hist", "boxplot", "register", "cls_checks", "mro",
 })

@@ -272,10 +272,10 @@ class PrintBuffer:
         self.truncated = False
 
     def write(self, text: str) -> None:
-        if self.size >= self.limit:
+        room = self.limit - self.size
+        if len(text) > room:
             self.truncated = True
-            return
-        text = text[: self.limit - self.size]
+            text = text[:room]
         self.parts.append(text)
         self.size += len(text)
 

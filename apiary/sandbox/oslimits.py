@@ -10,7 +10,9 @@ namespace of its own, and before it reads a job it applies, in this order:
    ``RLIMIT_NPROC`` 0, ``RLIMIT_FSIZE`` 0, ``RLIMIT_CORE`` 0, ``RLIMIT_MEMLOCK`` 0;
    SIGXFSZ ignored so a write fails with EFBIG instead of killing silently;
 3. when started as root: no supplementary groups, then uid and gid ``sandbox_uid``
-   (nobody), so hard limits can no longer be raised and RLIMIT_NPROC applies;
+   (nobody), so hard limits can no longer be raised and RLIMIT_NPROC applies; if the
+   Python install is not readable by that uid (pyenv under /root), uid 0 stays but every
+   capability goes, irreversibly (securebits), with the same two effects;
 4. ``PR_SET_PDEATHSIG`` (dies with the zygote), ``PR_SET_DUMPABLE`` 0 (no ptrace or
    ``/proc/<pid>/mem`` by another process of the same uid), ``PR_SET_NO_NEW_PRIVS``;
 5. Landlock (``apiary.sandbox.landlock``): read-only access to the Python install and
@@ -27,12 +29,14 @@ The network namespace holds nothing but a loopback interface that is down: conne
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import pwd
 import resource
 import signal
 import socket
+import stat
 import sysconfig
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -46,6 +50,11 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_GET_NO_NEW_PRIVS = 39
+_PR_SET_SECUREBITS = 28
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -60,6 +69,7 @@ class IsolationReport:
     network: str | None = None       # "netns", "userns+netns", or None
     uid: int = -1
     gid: int = -1
+    capabilities: int = -1           # effective capability mask; 0 = none
     no_new_privs: bool = False
     landlock_abi: int = 0
     seccomp: bool = False
@@ -73,8 +83,8 @@ class IsolationReport:
             gaps.append("seccomp filter")
         if self.landlock_abi == 0:
             gaps.append("Landlock file-system restriction")
-        if self.uid == 0:
-            gaps.append("unprivileged uid")
+        if self.uid == 0 and self.capabilities != 0:
+            gaps.append("unprivileged uid or dropped capabilities")
         return gaps
 
     def to_wire(self) -> dict[str, Any]:
@@ -85,6 +95,12 @@ def _prctl(option: int, value: int) -> None:
     if _libc.prctl(option, value, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+
+
+def prepare() -> None:
+    """Work every worker would repeat, done once in the zygote and inherited by fork."""
+    read_paths()
+    _python_readable_by_others()
 
 
 def enter_network_namespace() -> str:
@@ -103,11 +119,12 @@ def enter_network_namespace() -> str:
                   f"{os.strerror(first)} / with a user namespace: {os.strerror(err)}")
 
 
-def read_paths() -> list[str]:
+@functools.cache
+def read_paths() -> tuple[str, ...]:
     """What a worker may read: the standard library, site-packages, system libraries."""
     paths = sysconfig.get_paths()
     wanted = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")]
-    return sorted({os.path.realpath(p) for p in (*wanted, *_SYSTEM_LIBRARY_DIRS)})
+    return tuple(sorted({os.path.realpath(p) for p in (*wanted, *_SYSTEM_LIBRARY_DIRS)}))
 
 
 def address_space_bytes() -> int:
@@ -162,6 +179,28 @@ def _set_rlimits(limits: SandboxLimits) -> dict[str, list[int]]:
     return applied
 
 
+def _reachable_by_others(path: str) -> bool:
+    """Whether a user with no relation to the owners can read ``path`` (every ancestor
+    searchable, the path itself readable)."""
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            return False
+        current = os.path.join(current, part)
+    mode = os.stat(current).st_mode
+    return bool(mode & stat.S_IROTH) and bool(mode & stat.S_IXOTH or not stat.S_ISDIR(mode))
+
+
+@functools.cache
+def _python_readable_by_others() -> bool:
+    paths = sysconfig.get_paths()
+    try:
+        return all(_reachable_by_others(os.path.realpath(paths[key]))
+                   for key in ("stdlib", "purelib"))
+    except OSError:
+        return False
+
+
 def _drop_privileges(uid: int) -> None:
     try:
         gid = pwd.getpwuid(uid).pw_gid
@@ -170,6 +209,45 @@ def _drop_privileges(uid: int) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32))
+
+
+def _drop_capabilities() -> None:
+    """Stay uid 0 but without any capability, for good (the fallback when the Python
+    install is not readable by ``sandbox_uid``, e.g. pyenv under /root).
+
+    Without capabilities, root's remaining powers are those of a file owner, which
+    Landlock confines to reading the Python install; RLIMIT_NPROC and hard limits bind
+    (the kernel exempts only CAP_SYS_RESOURCE/CAP_SYS_ADMIN holders); the securebits make
+    the kernel never hand capabilities back to uid 0.
+    """
+    securebits = 0x2F  # NOROOT, NOROOT_LOCKED, NO_SETUID_FIXUP(+_LOCKED), KEEP_CAPS_LOCKED
+    _prctl(_PR_SET_SECUREBITS, securebits)
+    for cap in range(64):
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break  # past the last capability this kernel knows
+    _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def _capabilities() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return -1
 
 
 class _RefusedSocket(OSError):
@@ -202,8 +280,12 @@ def isolate_worker(limits: SandboxLimits, keep_fd: int, network: str | None,
     # Opened while the paths are still reachable; enforced after privileges are gone.
     ruleset = landlock.Ruleset(read_paths())
     if os.geteuid() == 0:
-        _drop_privileges(limits.sandbox_uid)
+        if _python_readable_by_others():
+            _drop_privileges(limits.sandbox_uid)
+        else:
+            _drop_capabilities()
     report.uid, report.gid = os.getuid(), os.getgid()
+    report.capabilities = _capabilities()
     # Set after the uid change, which clears it; then make sure the zygote still lives.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != zygote_pid:

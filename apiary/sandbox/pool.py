@@ -244,8 +244,8 @@ def _check_isolation(isolation: dict[str, Any], limits: SandboxLimits) -> None:
         gaps.append("seccomp filter")
     if not isolation.get("landlock_abi"):
         gaps.append("Landlock")
-    if isolation.get("uid") == 0:
-        gaps.append("unprivileged uid")
+    if isolation.get("uid") == 0 and isolation.get("capabilities") != 0:
+        gaps.append("unprivileged uid or dropped capabilities")
     if not isolation.get("no_new_privs"):
         gaps.append("no_new_privs")
     if not gaps:
@@ -355,8 +355,13 @@ class SandboxPool:
             return
         self._started = True
         self._replenish()
+        await self.wait_full()
+
+    async def wait_full(self) -> None:
+        """Wait until the pool has all ``size`` workers (after start, or after losses)."""
         async with self._cond:
-            while len(self._workers) < self.size and self._broken is None:
+            while (len(self._workers) < self.size and self._broken is None
+                   and not self._closed):
                 await self._cond.wait()
         if self._broken is not None:
             raise self._broken

@@ -2,8 +2,8 @@
 
 A classic BPF filter (x86-64), installed last by every worker and irreversible: creating
 or connecting any socket (including Unix sockets, which a network namespace does not
-cover), starting a process or thread, executing a program, tracing or reading other
-processes, changing namespaces or mounts, io_uring (which would bypass this filter),
+cover), starting a process or thread, executing a program, tracing, reading or signalling
+other processes, changing namespaces or mounts, io_uring (which would bypass this filter),
 eBPF, perf, keyrings, kernel modules. Refused calls fail with EPERM; a call made through
 another ABI (32-bit ``int 0x80``, x32) kills the process, because the numbers above would
 not match it.
@@ -48,6 +48,10 @@ DENIED_X86_64: dict[str, int] = {
     "init_module": 175, "finit_module": 313, "delete_module": 176, "kexec_load": 246,
     "memfd_create": 319, "acct": 163, "swapon": 167, "swapoff": 168, "reboot": 169,
     "quotactl": 179,
+    # Signals to other processes (a worker may still run as uid 0 without capabilities,
+    # and then shares a uid with Apiary). The kernel's own SIGXCPU is unaffected.
+    "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129,
+    "rt_tgsigqueueinfo": 297, "pidfd_send_signal": 424,
 }
 
 

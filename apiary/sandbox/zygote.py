@@ -115,6 +115,7 @@ def main(control_fd: int) -> None:
     from apiary.sandbox import allowlist, oslimits
 
     allowlist.preload()
+    oslimits.prepare()
     preload_s = time.perf_counter() - started
     control = socket.socket(fileno=control_fd)
     network: str | None

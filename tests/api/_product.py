@@ -80,8 +80,10 @@ class Product:
         response = await self.call(method, path, who, **kwargs)
         assert response.status_code == status, (response.status_code, response.text)
         body: dict[str, Any] = response.json()
-        assert isinstance(body["message"], str) and body["message"]
-        assert isinstance(body["errorCode"], str) and body["errorCode"]
+        assert isinstance(body["message"], str)
+        assert body["message"]
+        assert isinstance(body["errorCode"], str)
+        assert body["errorCode"]
         return body
 
     def insert(self, project: str, events: list[Event]) -> None:
@@ -125,8 +127,8 @@ async def open_product(nats_server: NatsServer, store: EventStore, data_dir: Any
     return Product(http, context, store, keys, projects), context
 
 
-@pytest.fixture(scope="module")
-async def product(nats_server: NatsServer, store: EventStore,
+@pytest.fixture(scope="module", name="product")
+async def product_fixture(nats_server: NatsServer, store: EventStore,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Product]:
     plane, context = await open_product(nats_server, store, tmp_path_factory.mktemp("product"))
     yield plane

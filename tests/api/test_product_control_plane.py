@@ -39,6 +39,7 @@ from apiary.api.app import create_app
 from apiary.auth import Permission, control_plane_authenticator
 from apiary.control import ControlPlane, admin
 from apiary.control.api import create_control_plane_app
+from apiary.event import Tenant
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings
 from apiary.store import EventStore
@@ -52,13 +53,17 @@ CONFIG = ["prompts:read", "prompts:write", "evaluators:read", "evaluators:write"
 
 @dataclass
 class World:
-    cp: httpx.Client
+    cp: httpx.AsyncClient
     dp: httpx.AsyncClient
     store: EventStore
     context: DataPlaneContext
     projects: dict[str, str]
     credentials: dict[str, str]
     owner: dict[str, str]
+
+    async def at_cp(self, path: str) -> httpx.Response:
+        """What the control plane itself holds (read with the owner's session)."""
+        return await self.cp.get(path, headers=self.owner)
 
     async def call(self, method: str, path: str, who: str = "a", **kw: Any) -> httpx.Response:
         return await self.dp.request(method, path, **kw, headers={
@@ -74,12 +79,13 @@ class World:
         response = await self.call(method, path, who, **kw)
         assert response.status_code == status, (response.status_code, response.text)
         body: dict[str, Any] = response.json()
-        assert body["message"] and body["errorCode"]
+        assert body["message"]
+        assert body["errorCode"]
         return body
 
 
-def _signup(cp: httpx.Client, email: str) -> dict[str, str]:
-    response = cp.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+async def _signup(cp: httpx.AsyncClient, email: str) -> dict[str, str]:
+    response = await cp.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.text
     return {"authorization": f"Bearer {response.json()['session_token']}"}
 
@@ -101,31 +107,36 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
                 store: EventStore, tmp_path_factory: pytest.TempPathFactory
                 ) -> AsyncIterator[World]:
     cp_url, cp_settings = control_plane
-    cp = httpx.Client(base_url=cp_url, timeout=30)
-    owner = _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com")
-    org = cp.post("/v1/orgs", headers=owner, json={"name": "Product"}).json()
-    ws = cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner, json={"name": "w"}).json()
-    projects = {name: cp.post(f"/v1/workspaces/{ws['id']}/projects", headers=owner,
-                              json={"name": name}).json()["id"] for name in ("a", "b")}
+    cp = httpx.AsyncClient(base_url=cp_url, timeout=30)
+    owner = await _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com")
+    org = (await cp.post("/v1/orgs", headers=owner, json={"name": "Product"})).json()
+    ws = (await cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner,
+                        json={"name": "w"})).json()
+    projects = {name: (await cp.post(f"/v1/workspaces/{ws['id']}/projects", headers=owner,
+                                     json={"name": name})).json()["id"] for name in ("a", "b")}
 
-    def key(project: str, permissions: list[str] | None) -> str:
+    async def key(project: str, permissions: list[str] | None) -> str:
         body: dict[str, Any] = {"name": f"k-{uuid.uuid4().hex[:4]}"}
         if permissions is not None:
             body["permissions"] = permissions
-        issued = cp.post(f"/v1/projects/{projects[project]}/keys", headers=owner, json=body)
+        issued = await cp.post(f"/v1/projects/{projects[project]}/keys", headers=owner,
+                               json=body)
         assert issued.status_code == 201, issued.text
         return str(issued.json()["api_key"])
 
-    credentials = {"a": key("a", CONFIG), "b": key("b", CONFIG), "a_events": key("a", None),
-                   "a_read": key("a", ["prompts:read", "evaluators:read", "events:read"])}
+    credentials = {"a": await key("a", CONFIG), "b": await key("b", CONFIG),
+                   "a_events": await key("a", None),
+                   "a_read": await key("a", ["prompts:read", "evaluators:read",
+                                             "events:read"])}
     viewer_email = f"viewer-{uuid.uuid4().hex[:6]}@example.com"
-    viewer = _signup(cp, viewer_email)
-    invited = cp.post(f"/v1/orgs/{org['id']}/invitations", headers=owner, json={
+    viewer = await _signup(cp, viewer_email)
+    invited = await cp.post(f"/v1/orgs/{org['id']}/invitations", headers=owner, json={
         "email": viewer_email, "role": "viewer", "project_id": projects["a"]})
-    cp.post("/v1/invitations/accept", headers=viewer, json={"token": invited.json()["token"]})
+    await cp.post("/v1/invitations/accept", headers=viewer,
+                  json={"token": invited.json()["token"]})
     for name, who in (("viewer_token", viewer), ("owner_token", owner)):
-        token = cp.post("/v1/auth/token", headers=who,
-                        json={"audience": DP_ID, "project_id": projects["a"]})
+        token = await cp.post("/v1/auth/token", headers=who,
+                              json={"audience": DP_ID, "project_id": projects["a"]})
         assert token.status_code == 200, token.text
         credentials[name] = token.json()["access_token"]
 
@@ -139,7 +150,7 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
                                  base_url="http://dp") as dp:
         yield World(cp, dp, store, context, projects, credentials, owner)
     await context.close()
-    cp.close()
+    await cp.aclose()
 
 
 def _config_body(name: str, **extra: Any) -> dict[str, Any]:
@@ -163,11 +174,11 @@ async def test_configurations_live_in_the_control_plane(world: World) -> None:
     assert item["parameters"]["template"] == [{"role": "system",
                                                "content": "Answer {{question}}"}]
     assert item["parameters"]["hyperparameters"] == {"temperature": 0.2}
-    assert item["user_properties"] == {"team": "x"} and item["version"] == 1
+    assert item["user_properties"] == {"team": "x"}
+    assert item["version"] == 1
     # The control plane holds it: a prompt template with its environments.
-    (template,) = [t for t in world.cp.get(f"/v1/projects/{world.projects['a']}/prompts",
-                                           headers=world.owner).json()
-                   if t["id"] == config_id]
+    prompts = (await world.at_cp(f"/v1/projects/{world.projects['a']}/prompts")).json()
+    (template,) = [t for t in prompts if t["id"] == config_id]
     assert template["environments"] == {"dev": 1, "prod": 1}
     # The data plane holds nothing: dpdb has no configuration table.
     tables = set(inspect(world.context.dpdb.engine).get_table_names())
@@ -178,8 +189,8 @@ async def test_configurations_live_in_the_control_plane(world: World) -> None:
     updated = await world.ok("PUT", f"/v1/configurations/{config_id}", json=update)
     UpdateConfigurationResponse(**updated)
     assert (updated["modifiedCount"], updated["matchedCount"]) == (1, 1)
-    template = world.cp.get(f"/v1/projects/{world.projects['a']}/prompts/{config_id}",
-                            headers=world.owner).json()
+    template = (await world.at_cp(f"/v1/projects/{world.projects['a']}/prompts/{config_id}")
+                ).json()
     assert [v["version"] for v in template["versions"]] == [1, 2]
     assert template["environments"] == {"staging": 2}
     unchanged = await world.ok("PUT", f"/v1/configurations/{config_id}",
@@ -197,8 +208,8 @@ async def test_configurations_live_in_the_control_plane(world: World) -> None:
     deleted = await world.ok("DELETE", f"/v1/configurations/{config_id}")
     DeleteConfigurationResponse(**deleted)
     assert deleted["deletedCount"] == 1
-    assert world.cp.get(f"/v1/projects/{world.projects['a']}/prompts/{config_id}",
-                        headers=world.owner).status_code == 404
+    gone = await world.at_cp(f"/v1/projects/{world.projects['a']}/prompts/{config_id}")
+    assert gone.status_code == 404
     await world.fails(404, "DELETE", f"/v1/configurations/{config_id}")
 
 
@@ -262,10 +273,11 @@ async def test_metrics_live_in_the_control_plane(world: World) -> None:
     assert (item["name"], item["type"], item["return_type"], item["sampling_percentage"],
             item["enabled_in_prod"], item["threshold"], item["version"]) == (
         name, "PYTHON", "float", 25.0, True, {"min": 0.5}, "v1")
-    assert item["criteria"].startswith("def m(") and item["needs_ground_truth"] is False
+    assert item["criteria"].startswith("def m(")
+    assert item["needs_ground_truth"] is False
     assert item["filters"]["filterArray"][0]["value"] == "model"
-    evaluator = world.cp.get(f"/v1/projects/{world.projects['a']}/evaluators/{metric_id}",
-                             headers=world.owner).json()
+    evaluator = (await world.at_cp(
+        f"/v1/projects/{world.projects['a']}/evaluators/{metric_id}")).json()
     assert (evaluator["type"], evaluator["deployed_version"], evaluator["enabled"]) == (
         "python", 1, True)
     assert evaluator["versions"][0]["pass_min"] == 0.5
@@ -298,13 +310,14 @@ async def test_metrics_live_in_the_control_plane(world: World) -> None:
     DeployMetricVersionResponse(**deployed)
     assert deployed["data"]["deployed"] is True
     (current,) = (await world.ok("GET", "/v1/metrics", params={"id": metric_id}))["metrics"]
-    assert current["threshold"] == {"min": 0.1} and current["version"] == "v3"
+    assert current["threshold"] == {"min": 0.1}
+    assert current["version"] == "v3"
     assert current["description"] == "words only"
 
     deleted = await world.ok("DELETE", "/v1/metrics", params={"metric_id": metric_id})
     DeleteMetricResponse(**deleted)
-    assert world.cp.get(f"/v1/projects/{world.projects['a']}/evaluators/{metric_id}",
-                        headers=world.owner).status_code == 404
+    gone = await world.at_cp(f"/v1/projects/{world.projects['a']}/evaluators/{metric_id}")
+    assert gone.status_code == 404
     await world.fails(404, "DELETE", f"/v1/metrics/{metric_id}")
 
 
@@ -361,7 +374,7 @@ async def test_run_results_use_the_metric_definitions(world: World) -> None:
     await world.ok("POST", "/v1/metrics", json=_metric(metric, threshold={"min": 0.5}))
     run_id = str(uuid.uuid4())
     await world.ok("POST", "/v1/runs", json={"run_id": run_id})
-    tenant = {"org_id": "o", "workspace_id": "w", "project_id": world.projects["a"]}
+    tenant: Tenant = {"org_id": "o", "workspace_id": "w", "project_id": world.projects["a"]}
     scores = {"dp1": 0.4, "dp2": 0.6}
     world.store.insert_events(tenant, 1, [
         event(event_type="chain", event_name="f", metrics={metric: score},
@@ -374,7 +387,8 @@ async def test_run_results_use_the_metric_definitions(world: World) -> None:
     await world.ok("PUT", f"/v1/runs/{run_id}", json={"passing_ranges": {}})
     # A key that may not read evaluators gets no definitions: the metric is not judged.
     unjudged = await world.ok("GET", f"/v1/runs/{run_id}/result", "a_events")
-    assert unjudged["failed"] == [] and set(unjudged["passed"]) == {"dp1", "dp2"}
+    assert unjudged["failed"] == []
+    assert set(unjudged["passed"]) == {"dp1", "dp2"}
 
 
 async def test_a_control_plane_that_does_not_answer_is_503(

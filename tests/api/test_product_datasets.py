@@ -8,7 +8,12 @@ import uuid
 from typing import Any
 
 import pytest
-from _product import Product, event, honeyhive_body, product  # noqa: F401  (fixture)
+from _product import (
+    Product,
+    event,
+    honeyhive_body,
+    product_fixture,  # noqa: F401  (the `product` fixture)
+)
 from honeyhive._generated.models import (
     AddDatapointsResponse,
     BatchCreateDatapointsResponse,
@@ -56,14 +61,17 @@ async def test_the_sdk_client_round(product: Product) -> None:
     listed = await product.ok("GET", "/v1/datasets", params={"dataset_id": dataset_id})
     GetDatasetsResponse(**listed)
     (dataset,) = listed["datasets"]
-    assert dataset["datapoints"] == [point] and dataset["description"] == "d"
+    assert dataset["datapoints"] == [point]
+    assert dataset["description"] == "d"
 
     got = await product.ok("GET", f"/v1/datapoints/{point}")
     GetDatapointResponse(**got)
     (item,) = got["datapoint"]
-    assert item["inputs"] == {"q": "hi"} and item["ground_truth"] == {"a": "hello"}
+    assert item["inputs"] == {"q": "hi"}
+    assert item["ground_truth"] == {"a": "hello"}
     assert item["history"] == [{"role": "user", "content": "x"}]
-    assert item["metadata"] == {"src": "wire"} and item["linked_event"] is None
+    assert item["metadata"] == {"src": "wire"}
+    assert item["linked_event"] is None
     assert item["linked_datasets"] == [dataset_id]
 
     added = await product.ok("POST", f"/v1/datasets/{dataset_id}/datapoints",
@@ -130,9 +138,11 @@ async def test_versions_freeze_the_dataset(product: Product) -> None:
     dataset_id = await _dataset(product, datapoints=[point])
     first = await product.ok("POST", f"/v1/datasets/{dataset_id}/versions",
                              json={"message": "baseline"})
-    assert first["created"] is True and first["version"]["version"] == 1
+    assert first["created"] is True
+    assert first["version"]["version"] == 1
     same = await product.ok("POST", f"/v1/datasets/{dataset_id}/versions", json={})
-    assert same["created"] is False and same["version"]["id"] == first["version"]["id"]
+    assert same["created"] is False
+    assert same["version"]["id"] == first["version"]["id"]
     await product.ok("PUT", f"/v1/datapoints/{point}", json={"inputs": {"q": "v2"}})
     second = await product.ok("POST", f"/v1/datasets/{dataset_id}/versions", json={})
     assert second["version"]["version"] == 2
@@ -169,7 +179,8 @@ async def test_import_csv_and_jsonl_then_export(product: Product) -> None:
     assert [r["inputs"] for r in rows] == [{"question": "how?"}, {"q": 1}, {"q": 3}]
     assert rows[0]["ground_truth"] == {"answer": "like, this"}
     assert rows[0]["history"] == [{"role": "user"}]
-    assert rows[1]["ground_truth"] == {"a": 2} and rows[2]["ground_truth"] is None
+    assert rows[1]["ground_truth"] == {"a": 2}
+    assert rows[2]["ground_truth"] is None
 
     bad_jsonl = await product.fails(400, "POST", f"/v1/datasets/{dataset_id}/import",
                                     content=b'{"ok": 1}\nnot json\n',
@@ -203,7 +214,8 @@ async def test_datapoints_from_events(product: Product) -> None:
         "mapping": {"inputs": ["inputs.question"], "ground_truth": ["outputs"]},
         "dataset_id": dataset_id})
     BatchCreateDatapointsResponse(**made)
-    assert made["events_matched"] == 2 and len(made["insertedIds"]) == 2
+    assert made["events_matched"] == 2
+    assert len(made["insertedIds"]) == 2
     points = (await product.ok("GET", "/v1/datapoints",
                                params={"dataset_id": dataset_id}))["datapoints"]
     assert sorted((p["inputs"]["question"], p["ground_truth"]["content"], p["linked_event"])
@@ -213,7 +225,8 @@ async def test_datapoints_from_events(product: Product) -> None:
                              json={"events": [events[0]["event_id"]]})
     (point,) = by_id["insertedIds"]
     (item,) = (await product.ok("GET", f"/v1/datapoints/{point}"))["datapoint"]
-    assert item["inputs"] == {"question": "q0"} and item["ground_truth"] == {"content": "a0"}
+    assert item["inputs"] == {"question": "q0"}
+    assert item["ground_truth"] == {"content": "a0"}
     assert item["metadata"]["event_name"] == "answer"
     # Another project's events are not found; bad filters and mappings are 400.
     foreign = await product.ok("POST", "/v1/datapoints/batch", "b",
@@ -261,7 +274,8 @@ async def test_tenants_never_see_each_other(product: Product) -> None:
     # A still has everything.
     (dataset,) = (await product.ok("GET", "/v1/datasets",
                                    params={"dataset_id": dataset_id}))["datasets"]
-    assert dataset["name"] == name and dataset["datapoints"] == [point]
+    assert dataset["name"] == name
+    assert dataset["datapoints"] == [point]
 
 
 @pytest.mark.parametrize(("method", "path", "body", "params"), [
@@ -300,7 +314,8 @@ async def test_add_datapoints_validates_rows(product: Product) -> None:
 
 async def test_credentials_and_permissions(product: Product) -> None:
     response = await product.http.get("/v1/datasets")
-    assert response.status_code == 401 and response.json()["errorCode"] == "unauthenticated"
+    assert response.status_code == 401
+    assert response.json()["errorCode"] == "unauthenticated"
     bogus = await product.http.get("/v1/datasets", headers={"authorization": "Bearer nope"})
     assert bogus.status_code == 401
     await product.ok("GET", "/v1/datasets", "a_read")

@@ -13,7 +13,12 @@ import uuid
 from typing import Any
 
 import pytest
-from _product import Product, event, honeyhive_body, product  # noqa: F401  (fixture)
+from _product import (
+    Product,
+    event,
+    honeyhive_body,
+    product_fixture,  # noqa: F401  (the `product` fixture)
+)
 from honeyhive._generated.models import (
     DeleteExperimentRunResponse,
     GetExperimentCompareEventsResponse,
@@ -60,7 +65,7 @@ def _run_events(run_id: str, dataset_id: str, scores: dict[str, float],
 
 async def _open_run(product: Product, who: str = "a", **body: Any) -> dict[str, Any]:
     body.setdefault("run_id", str(uuid.uuid4()))
-    created = await product.ok("POST", "/v1/runs", who, json=body)
+    created: dict[str, Any] = await product.ok("POST", "/v1/runs", who, json=body)
     PostExperimentRunResponse(**created)
     assert created["run_id"] == body["run_id"]
     evaluation: dict[str, Any] = created["evaluation"]
@@ -81,6 +86,7 @@ async def _result(product: Product, run_id: str, who: str = "a",
 
 def _detail(result: dict[str, Any], name: str) -> dict[str, Any]:
     (detail,) = [d for d in result["metrics"]["details"] if d["metric_name"] == name]
+    assert isinstance(detail, dict)
     return detail
 
 
@@ -88,8 +94,10 @@ async def test_the_evaluate_flow_and_its_results(product: Product) -> None:
     body = honeyhive_body("rest_runs_create_evaluate_external")
     run_id = body["run_id"] = str(uuid.uuid4())
     run = await _open_run(product, **body, passing_ranges={"accuracy": {"min": 0.5}})
-    assert run["status"] == "pending" and run["scope_type"] == "project"
-    assert run["scope_id"] == product.projects["a"] and run["dataset_version_id"] is None
+    assert run["status"] == "pending"
+    assert run["scope_type"] == "project"
+    assert run["scope_id"] == product.projects["a"]
+    assert run["dataset_version_id"] is None
     events, sessions = _run_events(run_id, "EXT-0123456789abcdef", ACCURACY, EXACT)
     product.insert(product.projects["a"], events)
     closing = honeyhive_body("rest_runs_update_evaluate_external")
@@ -101,7 +109,8 @@ async def test_the_evaluate_flow_and_its_results(product: Product) -> None:
         closing["metadata"]["offline_dataset_id"]
 
     result = await _result(product, run_id, aggregate_function="average")
-    assert result["status"] == "completed" and result["success"] is True
+    assert result["status"] == "completed"
+    assert result["success"] is True
     assert result["metrics"]["aggregation_function"] == "average"
     accuracy = _detail(result, "accuracy")
     assert accuracy["aggregate"] == pytest.approx(0.625)
@@ -110,22 +119,28 @@ async def test_the_evaluate_flow_and_its_results(product: Product) -> None:
     assert accuracy["passing_range"] == {"min": 0.5, "max": None}
     assert accuracy["datapoints"] == {"passed": ["dp3", "dp4"], "failed": ["dp1", "dp2"]}
     exact = _detail(result, "exact")
-    assert exact["metric_type"] == "boolean" and exact["aggregate"] == pytest.approx(0.75)
+    assert exact["metric_type"] == "boolean"
+    assert exact["aggregate"] == pytest.approx(0.75)
     assert exact["datapoints"] == {"passed": ["dp2", "dp3", "dp4"], "failed": ["dp1"]}
     label = _detail(result, "label")
-    assert label["metric_type"] == "string" and label["values"] == []
-    assert label["aggregate"] is None and label["datapoints"] is None
+    assert label["metric_type"] == "string"
+    assert label["values"] == []
+    assert label["aggregate"] is None
+    assert label["datapoints"] is None
     assert "accuracy_explanation" not in {d["metric_name"] for d in
                                           result["metrics"]["details"]}
-    assert result["passed"] == ["dp3", "dp4"] and result["failed"] == ["dp1", "dp2"]
+    assert result["passed"] == ["dp3", "dp4"]
+    assert result["failed"] == ["dp1", "dp2"]
     by_datapoint = {d["datapoint_id"]: d for d in result["datapoints"]}
     assert set(by_datapoint) == set(ACCURACY)
     assert by_datapoint["dp2"]["session_id"] == sessions["dp2"]
     assert by_datapoint["dp2"]["passed"] is False
     metrics = {m["name"]: m for m in by_datapoint["dp2"]["metrics"]}
     assert metrics["accuracy"]["value"] == pytest.approx(0.4)
-    assert metrics["accuracy"]["passed"] is False and metrics["exact"]["passed"] is True
-    assert metrics["label"]["value"] is None and metrics["label"]["text"] == "bad"
+    assert metrics["accuracy"]["passed"] is False
+    assert metrics["exact"]["passed"] is True
+    assert metrics["label"]["value"] is None
+    assert metrics["label"]["text"] == "bad"
     assert {(d["event_name"], d["event_type"]) for d in result["event_details"]} == {
         ("wire-eval", "session"), ("answer", "chain"), ("helper", "tool")}
     assert result["run_object"]["run_id"] == run_id
@@ -152,13 +167,15 @@ async def test_pass_rules_of_every_kind_and_result_filters(product: Product) -> 
                                                       "failed": ["dp1", "dp2"]}
     assert _detail(result, "exact")["datapoints"] == {"passed": ["dp1"],
                                                       "failed": ["dp2", "dp3", "dp4"]}
-    assert result["passed"] == [] and set(result["failed"]) == set(ACCURACY)
+    assert result["passed"] == []
+    assert set(result["failed"]) == set(ACCURACY)
     # Ranges set later apply to the same events (results are never stored).
     await product.ok("PUT", f"/v1/runs/{run_id}", json={"passing_ranges": {
         "accuracy": {"min": 0}, "label": {"passing_categories": ["good", "bad"]},
         "exact": {"pass_when": True}}})
     relaxed = await _result(product, run_id)
-    assert relaxed["passed"] == ["dp2", "dp3", "dp4"] and relaxed["failed"] == ["dp1"]
+    assert relaxed["passed"] == ["dp2", "dp3", "dp4"]
+    assert relaxed["failed"] == ["dp1"]
     only_tools = await _result(product, run_id, filters=json.dumps(
         {"field": "event_type", "operator": "is", "value": "tool", "type": "string"}))
     assert only_tools["metrics"]["details"] == []
@@ -201,7 +218,8 @@ async def test_compare_runs_with_per_datapoint_deltas(product: Product) -> None:
     assert accuracy["found_count"] == 3
     deltas = {d["datapoint_id"]: d["delta"] for d in accuracy["datapoints"]}
     assert deltas == pytest.approx({"dp1": 0.3, "dp2": 0.0, "dp3": -0.05})
-    assert compared["old_run"]["run_id"] == old_id and compared["new_run"]["run_id"] == new_id
+    assert compared["old_run"]["run_id"] == old_id
+    assert compared["new_run"]["run_id"] == new_id
     assert {e["presence"] for e in compared["event_details"]} == {"both"}
     alias = await product.ok("GET", f"/v1/runs/{new_id}/compare/{old_id}")
     assert alias["commonDatapoints"] == compared["commonDatapoints"]
@@ -209,7 +227,8 @@ async def test_compare_runs_with_per_datapoint_deltas(product: Product) -> None:
     paired = await product.ok("GET", "/v1/runs/compare/events", params={
         "run_id_1": new_id, "run_id_2": old_id, "event_name": "answer", "limit": 2})
     GetExperimentCompareEventsResponse(**paired)
-    assert paired["totalEvents"] == 3 and len(paired["events"]) == 2
+    assert paired["totalEvents"] == 3
+    assert len(paired["events"]) == 2
     first = paired["events"][0]
     assert first["datapoint_id"] == "dp1"
     assert first["event_1"]["session_id"] == new_sessions["dp1"]
@@ -231,7 +250,8 @@ async def test_runs_record_the_dataset_version(product: Product) -> None:
     body = honeyhive_body("rest_runs_create_evaluate_dataset_id") | {
         "run_id": str(uuid.uuid4()), "dataset_id": dataset_id, "datapoint_ids": [point]}
     first = await _open_run(product, **body)
-    assert first["dataset_id"] == dataset_id and first["dataset_name"].startswith("runs-")
+    assert first["dataset_id"] == dataset_id
+    assert first["dataset_name"].startswith("runs-")
     same = await _open_run(product, dataset_id=dataset_id)
     assert same["dataset_version_id"] == first["dataset_version_id"] is not None
     await product.ok("PUT", f"/v1/datapoints/{point}", json={"inputs": {"q": "new"}})

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from apiary.dpdb import DataPlaneDatabase, DatapointSpec, Owner
+from apiary.dpdb import DataPlaneDatabase, DatapointSpec, Owner, files, runs
 from apiary.dpdb import datasets as ops
-from apiary.dpdb import files, runs
 from apiary.errors import Conflict, InvalidRequest, NotFound
 
 A = Owner("org-1", "ws-1", "proj-a", "key:a")
@@ -65,7 +64,9 @@ def test_versions_are_immutable_snapshots(dp: DataPlaneDatabase) -> None:
     with dp.transaction() as s:
         dataset = ops.create_dataset(s, A, name="v", description=None, datapoint_ids=ids)
         first, created = ops.snapshot(s, A, dataset, message="initial")
-        assert created and first.version == 1 and first.datapoint_count == 2
+        assert created
+        assert first.version == 1
+        assert first.datapoint_count == 2
         again, created = ops.snapshot(s, A, dataset)
         assert (again.id, created) == (first.id, False)  # unchanged: same snapshot
     with dp.transaction() as s:
@@ -75,7 +76,9 @@ def test_versions_are_immutable_snapshots(dp: DataPlaneDatabase) -> None:
     with dp.transaction() as s:
         dataset = ops.get_dataset(s, A.project_id, dataset.id)
         second, created = ops.snapshot(s, A, dataset)
-        assert created and second.version == 2 and second.content_hash != first.content_hash
+        assert created
+        assert second.version == 2
+        assert second.content_hash != first.content_hash
         ops.delete_datapoint(s, ops.get_datapoint(s, A.project_id, ids[1]))
     with dp.transaction() as s:
         dataset = ops.get_dataset(s, A.project_id, dataset.id)
@@ -85,7 +88,8 @@ def test_versions_are_immutable_snapshots(dp: DataPlaneDatabase) -> None:
         assert ops.get_version(s, dataset, second.id).version == 2
         assert [v.version for v in ops.list_versions(s, dataset)] == [1, 2]
         third, created = ops.snapshot(s, A, dataset)
-        assert created and third.datapoint_count == 1
+        assert created
+        assert third.datapoint_count == 1
         with pytest.raises(NotFound):
             ops.get_version(s, dataset, "v9")
 
@@ -99,7 +103,7 @@ def test_linked_datasets_follow_updates(dp: DataPlaneDatabase) -> None:
         assert ops.update_datapoint(s, point, {"linked_datasets": [two.id]}) is True
         assert ops.linked_datasets(s, [point.id])[point.id] == [two.id]
         with pytest.raises(InvalidRequest):
-            ops.create_datapoints(s, A, [DatapointSpec(history=[1])])  # type: ignore[list-item]
+            ops.create_datapoints(s, A, [DatapointSpec(history=[1])])
 
 
 def test_rows_map_like_honeyhive() -> None:
@@ -111,7 +115,8 @@ def test_rows_map_like_honeyhive() -> None:
     assert spec.history == [{"role": "user", "content": "hi"}]
     assert spec.metadata == {"extra": 1}
     (plain,) = files.rows_to_specs([{"x": 1}], files.FieldMapping())
-    assert plain.inputs == {"x": 1} and plain.ground_truth is None
+    assert plain.inputs == {"x": 1}
+    assert plain.ground_truth is None
     with pytest.raises(InvalidRequest, match="history"):
         files.rows_to_specs([{"h": "not json"}], files.FieldMapping(history=("h",)))
 
@@ -189,7 +194,8 @@ def test_runs_are_per_project_and_list_with_filters(dp: DataPlaneDatabase) -> No
     with dp.transaction() as s:
         run = runs.get_run(s, A.project_id, "run-2")
         assert run.meta == {"i": 2, "extra": True}
-        assert run.event_ids == ["s1", "s2"] and run.status == "completed"
+        assert run.event_ids == ["s1", "s2"]
+        assert run.status == "completed"
         runs.delete_run(s, run)
         with pytest.raises(NotFound):
             runs.get_run(s, A.project_id, "run-2")

@@ -4,6 +4,7 @@ drift between the models and what the migrations build."""
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -77,8 +78,8 @@ def test_concurrent_upgrades_serialize(empty_dp_url: str) -> None:
     assert _tables(empty_dp_url) == TABLES | {VERSION_TABLE}
 
 
-def test_the_embedded_default_is_a_sqlite_file_in_the_data_dir(tmp_path: object) -> None:
-    settings = ApiarySettings(data_dir=tmp_path)  # type: ignore[arg-type]
+def test_the_embedded_default_is_a_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
+    settings = ApiarySettings(data_dir=tmp_path)
     assert settings.dp_database == f"sqlite:///{settings.data_dir / 'dp.sqlite'}"
     assert settings.dp_database != settings.cp_database
     database = DataPlaneDatabase.open(settings.dp_database)
@@ -87,7 +88,7 @@ def test_the_embedded_default_is_a_sqlite_file_in_the_data_dir(tmp_path: object)
         assert current_revision(database.engine) == "0001"
     finally:
         database.dispose()
-    configured = ApiarySettings(  # type: ignore[arg-type]
+    configured = ApiarySettings(
         data_dir=tmp_path, dp_database_url="postgresql+psycopg://u@db:5432/apiary_dp")
     assert configured.dp_database == "postgresql+psycopg://u@db:5432/apiary_dp"
     from apiary.errors import ConfigurationError

@@ -38,7 +38,8 @@ def test_parameter_binding() -> None:
 def test_rejections_name_the_line() -> None:
     with pytest.raises(SandboxCompileError) as info:
         compile_metric("def evaluate(event):\n    return (\n")
-    assert "syntax error" in info.value.message and info.value.context["line"] >= 2
+    assert "syntax error" in info.value.message
+    assert info.value.context["line"] >= 2
     with pytest.raises(SandboxCompileError) as info:
         compile_metric("def evaluate(event):\n    import os\n    return 1\n")
     assert info.value.context["line"] == 2
@@ -48,7 +49,7 @@ def test_rejections_name_the_line() -> None:
         compile_metric("from . import x\ndef evaluate(event):\n    return 1\n")
     with pytest.raises(SandboxCompileError, match="AsyncFunctionDef"):
         compile_metric("async def helper():\n    pass\ndef evaluate(event):\n    return 1\n")
-    with pytest.raises(SandboxCompileError, match="invalid source"):
+    with pytest.raises(SandboxCompileError, match="null bytes"):
         compile_metric("def evaluate(event):\n    return 1\n\x00")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _sandbox_helpers import EVENT, TRIVIAL, assert_healthy
 
 from apiary.errors import (
     SandboxCompileError,
@@ -16,8 +17,6 @@ from apiary.errors import (
 )
 from apiary.sandbox import SandboxLimits, SandboxPool
 from apiary.sandbox.pool import _death_error
-
-from .conftest import EVENT, TRIVIAL, assert_healthy
 
 
 async def test_evaluate_event_convention(pool: SandboxPool) -> None:
@@ -110,7 +109,8 @@ def evaluate(event):
 
 async def test_classes_prints_and_errors(pool: SandboxPool) -> None:
     code = ("class Acc:\n    def __init__(self):\n        self.total = 0\n"
-            "def evaluate(event):\n    a = Acc()\n    a.total += 2\n    print('total', a.total)\n"
+            "def evaluate(event):\n    a = Acc()\n    a.total = a.total + 2\n"
+            "    print('total', a.total)\n"
             "    return a.total\n")
     result = await pool.run(code, EVENT)
     assert (result.score, result.logs) == (2, "total 2\n")
@@ -146,7 +146,8 @@ async def test_failures_mixed_with_good_jobs(pool: SandboxPool) -> None:
         if i % 3 == 0:
             assert isinstance(outcome, SandboxResourceLimit)
         else:
-            assert not isinstance(outcome, BaseException) and outcome.score == i
+            assert not isinstance(outcome, BaseException)
+            assert outcome.score == i
     await assert_healthy(pool)
 
 
@@ -189,12 +190,14 @@ def test_death_classification() -> None:
     assert _death_error({"signal": 9, "code": None}, limits).context["limit"] == "killed"
     assert _death_error({"signal": None, "code": 75}, limits).context["limit"] == "memory"
     crash = _death_error({"signal": 11, "code": None}, limits)
-    assert isinstance(crash, SandboxRuntimeError) and "SIGSEGV" in str(crash)
+    assert isinstance(crash, SandboxRuntimeError)
+    assert "SIGSEGV" in str(crash)
     assert isinstance(_death_error(None, limits), SandboxUnavailable)
 
 
 def test_error_retryability() -> None:
     assert SandboxUnavailable.retryable
     for cls in (SandboxCompileError, SandboxTimeout, SandboxResourceLimit, SandboxRuntimeError):
-        assert issubclass(cls, SandboxError) and not cls.retryable
+        assert issubclass(cls, SandboxError)
+        assert not cls.retryable
     assert SandboxCompileError.status == 400
