@@ -219,6 +219,32 @@ class ApiarySettings(BaseSettings):
         "<data-dir>/dp.sqlite. Default unset. Env APIARY_DP_DATABASE_URL.",
     )
 
+    # --- LLM proxy and human review (data plane) -------------------------------------
+    dp_envelope_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 (url-safe) of 32 random bytes: the AES-256-GCM key that wraps the "
+        "per-credential keys encrypting LLM provider keys in dpdb (never the control plane's "
+        "key). Unset: generated once into <data-dir>/dp-envelope.key (mode 0600), which only "
+        "works while dpdb is the embedded SQLite file; required with APIARY_DP_DATABASE_URL. "
+        "Default unset. Env APIARY_DP_ENVELOPE_KEY.",
+    )
+    proxy_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="Longest the LLM proxy waits for a provider (a request may ask for less); "
+        "past it the caller gets 504. Default 120 s. Env APIARY_PROXY_TIMEOUT_S.",
+    )
+    review_fill_interval_s: float = Field(
+        default=30.0, gt=0,
+        description="How often annotation queues with rules are filled with newly matching "
+        "events. Default 30 s. Env APIARY_REVIEW_FILL_INTERVAL_S.",
+    )
+    review_fill_lookback_s: float = Field(
+        default=600.0, ge=0,
+        description="How far before the previous fill a fill looks again (by event start "
+        "time), so that events stored late still reach rule-filled queues. Default 600 s. "
+        "Env APIARY_REVIEW_FILL_LOOKBACK_S.",
+    )
+
     # --- the control plane ------------------------------------------------------------
     cp_database_url: str | None = Field(
         default=None,

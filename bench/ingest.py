@@ -6,8 +6,9 @@ Usage: bench/ingest [--duration 60] [--clients 8] [--ingress haproxy|proxy] [--n
    protobuf body (bench/_baseline_server.py): the most any Python OTLP receiver could take.
 2. Apiary: ``apiary up`` in a subprocess on a fresh data directory; N clients send realistic
    LLM traces (bench/_workload.py: 100 spans per request) for a fixed duration; a poller
-   counts stored rows every 100 ms; after the load, the run waits until every acknowledged
-   span is queryable, then checks completeness and duplicates exactly.
+   counts stored rows every 100 ms (``GET /v1/events/count``); after the load, the run
+   waits until every acknowledged span is queryable, then counts distinct events and
+   stored rows exactly.
 
 Figures: accepted spans/s, stored spans/s (all spans / time until the last is queryable),
 p50/p99 acknowledgement latency, ingest-to-queryable lag p50/p95, completeness, duplicate
@@ -151,6 +152,19 @@ class TreeSampler:
             totals[role] = totals.get(role, 0.0) + seconds
         return totals
 
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def start(self) -> None:
+        self.sample()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
 
 def _role(process: psutil.Process) -> str:
     """What a process of the platform is, from its name and command line."""
@@ -168,19 +182,6 @@ def _role(process: psutil.Process) -> str:
         if needle in text:
             return role
     return "other"
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.sample()
-
-    def start(self) -> None:
-        self.sample()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
 
 
 def baseline(args: argparse.Namespace, factory: RequestFactory) -> dict[str, Any]:
@@ -212,34 +213,32 @@ def baseline(args: argparse.Namespace, factory: RequestFactory) -> dict[str, Any
 
 
 class StoredCounter:
-    """Polls the number of stored rows of the project, through the ClickHouse owner actor."""
+    """Polls how many rows the project has stored, through the public count endpoint."""
 
-    def __init__(self, ray_address: str, project_id: str) -> None:
-        # Before Ray is imported: Ray reads its authentication mode once, at import.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-        import ray
-
-        ray.init(address=ray_address, namespace="apiary", logging_level="ERROR",
-                 log_to_driver=False)
-        self._ray = ray
-        self._actor = ray.get_actor("apiary-clickhouse", namespace="apiary")
-        self._project = project_id
+    def __init__(self, url: str, api_key: str) -> None:
+        self._url = f"{url}/v1/events/count"
+        self._headers = {"authorization": f"Bearer {api_key}"}
         self.samples: list[tuple[float, int]] = []
 
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._ray.get(
-            self._actor.query_rows.remote(sql, {"p": self._project}))
-        return rows
+    def exact(self) -> dict[str, int]:
+        import httpx
 
-    def count(self) -> int:
-        return int(self.query("SELECT count() AS n FROM events WHERE project_id = {p:String}")
-                   [0]["n"])
+        response = httpx.get(self._url, params={"exact": "true"}, headers=self._headers,
+                             timeout=120)
+        response.raise_for_status()
+        counts: dict[str, int] = response.json()
+        return counts
 
     async def poll(self, stop: asyncio.Event, interval: float = 0.1) -> None:
-        while not stop.is_set():
-            n = await asyncio.to_thread(self.count)
-            self.samples.append((time.monotonic(), n))
-            await asyncio.sleep(interval)
+        async with aiohttp.ClientSession(headers=self._headers) as http:
+            while not stop.is_set():
+                try:
+                    async with http.get(self._url) as response:
+                        rows = int((await response.json())["rows"])
+                    self.samples.append((time.monotonic(), rows))
+                except (TimeoutError, aiohttp.ClientError, KeyError, ValueError):
+                    pass
+                await asyncio.sleep(interval)
 
 
 def start_apiary(args: argparse.Namespace, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -324,8 +323,7 @@ def main() -> None:
     apiary = start_apiary(args, data_dir, port)
     try:
         connection = json.loads((data_dir / "connection.json").read_text())
-        state = json.loads((data_dir / "state.json").read_text())
-        counter = StoredCounter(state["ray_address"], connection["project_id"])
+        counter = StoredCounter(connection["url"], connection["api_key"])
         sampler = TreeSampler(apiary.pid)
         sampler.start()
         cpu0 = sampler.cpu_seconds()
@@ -335,11 +333,7 @@ def main() -> None:
                                        connection["api_key"]))
         sampler.stop()
         load: LoadResult = run.pop("load")
-        exact = counter.query(
-            "SELECT count() AS rows, uniqExact(event_id) AS events FROM events "
-            "WHERE project_id = {p:String}")[0]
-        visible = counter.query(
-            "SELECT count() AS n FROM events FINAL WHERE project_id = {p:String}")[0]["n"]
+        exact = counter.exact()
         busy = run["all_queryable_after_s"] or load.duration
         figures["apiary"] = {
             **run,
@@ -347,7 +341,6 @@ def main() -> None:
             "found_events": int(exact["events"]),
             "completeness": int(exact["events"]) / load.acked_spans if load.acked_spans else 0,
             "duplicate_rows_stored": int(exact["rows"]) - int(exact["events"]),
-            "duplicates_visible": int(visible) - int(exact["events"]),
             "statuses": load.statuses,
             "client_errors": load.errors,
             "platform_cpu_cores": (sampler.cpu_seconds() - cpu0) / busy,
@@ -380,8 +373,8 @@ def main() -> None:
         f"  ingest-to-queryable lag:  p50 {a['lag_p50_s']:.2f} s / p95 {a['lag_p95_s']:.2f} s\n"
         f"  completeness:             {a['found_events']:,}/{a['acked_spans']:,} = "
         f"{a['completeness']:.4%}\n"
-        f"  duplicates:               {a['duplicate_rows_stored']} rows stored, "
-        f"{a['duplicates_visible']} visible\n"
+        f"  duplicates:               {a['duplicate_rows_stored']} rows stored twice "
+        "(reads collapse versions in any case)\n"
         f"  HTTP statuses:            {a['statuses']} (client errors {a['client_errors']})\n"
         f"  platform CPU:             {a['platform_cpu_cores']:.2f} cores ({by_process})\n"
         f"  platform memory:          {a['platform_peak_pss_gib']:.2f} GiB PSS peak "

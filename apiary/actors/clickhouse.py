@@ -26,7 +26,7 @@ CLICKHOUSE_ACTOR_NAME = "apiary-clickhouse"
 _METHODS = frozenset({
     "insert_arrow", "existing_versions", "export", "get_event", "session_tree",
     "session_events", "list_sessions", "event_schema", "event_details", "count_events",
-    "count_duplicate_rows", "query_rows",
+    "count_duplicate_rows", "count_rows", "query_rows",
     # updates (PUT /events): the patch log and the writer's merge
     "insert_patches", "event_patches", "latest_events", "recently_patched",
     # experiment runs: results, comparisons
@@ -82,6 +82,9 @@ class StoreClient:
 
     async def count_events(self, project_id: str) -> int:
         return int(await self._call("count_events", project_id))
+
+    async def count_rows(self, project_id: str) -> int:
+        return int(await self._call("count_rows", project_id))
 
     async def run_result_rows(
         self, project_id: str, run_id: str, session_ids: Sequence[str], aggregate: str,

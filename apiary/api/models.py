@@ -134,6 +134,12 @@ class SessionListResponse(BaseModel):
     limit: int
 
 
+class EventCountResponse(BaseModel):
+    rows: int = Field(description="Stored rows: every version (and any duplicate) counts.")
+    events: int | None = Field(
+        default=None, description="Distinct events (only with exact=true: it costs a scan).")
+
+
 class ErrorResponse(BaseModel):
     message: str
     errorCode: str

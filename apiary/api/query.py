@@ -14,6 +14,7 @@ from starlette.requests import Request
 from apiary.api._context import context_of
 from apiary.api.models import (
     ErrorResponse,
+    EventCountResponse,
     ExportRequest,
     ExportResponse,
     SessionListResponse,
@@ -74,3 +75,17 @@ async def list_sessions(
         principal.project_id, limit=limit, page=page, date_range=date_range or None
     )
     return {**result, "page": page, "limit": limit}
+
+
+@router.get("/v1/events/count", response_model=EventCountResponse, responses=_ERRORS,
+            summary="How many rows and events the project has stored")
+async def count_events(
+    request: Request,
+    exact: Annotated[bool, Query(description="Also count distinct events (a scan)")] = False,
+) -> dict[str, Any]:
+    context = context_of(request)
+    principal = await context.principal(request, Permission.EVENTS_READ)
+    result: dict[str, Any] = {"rows": await context.store.count_rows(principal.project_id)}
+    if exact:
+        result["events"] = await context.store.count_events(principal.project_id)
+    return result

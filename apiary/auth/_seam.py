@@ -34,6 +34,14 @@ class Permission(StrEnum):
     PROMPTS_WRITE = "prompts:write"
     EVALUATORS_READ = "evaluators:read"
     EVALUATORS_WRITE = "evaluators:write"
+    # The LLM proxy: calling it (traced into the caller's project), and managing the
+    # workspace's provider credentials.
+    PROXY_USE = "proxy:use"
+    PROXY_MANAGE = "proxy:manage"
+    # Human review: annotation queues (reading, configuring) and recording scores.
+    QUEUES_READ = "queues:read"
+    QUEUES_WRITE = "queues:write"
+    ANNOTATIONS_WRITE = "annotations:write"
 
 
 # Permissions whose effect lands in one project: a workspace-scoped credential (no project)

@@ -40,6 +40,13 @@ class Permission(StrEnum):
     EVALUATORS_READ = "evaluators:read"
     ALERTS_WRITE = "alerts:write"
     ALERTS_READ = "alerts:read"
+    # The data plane's LLM proxy: calling it, and managing the workspace's provider keys.
+    PROXY_USE = "proxy:use"
+    PROXY_MANAGE = "proxy:manage"
+    # Human review on the data plane: annotation queues and the scores reviewers record.
+    QUEUES_READ = "queues:read"
+    QUEUES_WRITE = "queues:write"
+    ANNOTATIONS_WRITE = "annotations:write"
 
 
 ALL_PERMISSIONS: frozenset[Permission] = frozenset(Permission)
@@ -49,15 +56,17 @@ VIEWER: frozenset[Permission] = frozenset(
         Permission.ORG_READ, Permission.MEMBERS_READ, Permission.WORKSPACE_READ,
         Permission.PROJECT_READ, Permission.EVENTS_READ, Permission.DATASETS_READ,
         Permission.PROMPTS_READ, Permission.EVALUATORS_READ, Permission.ALERTS_READ,
+        Permission.QUEUES_READ,
     }
 )
 MEMBER: frozenset[Permission] = VIEWER | {
     Permission.EVENTS_WRITE, Permission.DATASETS_WRITE, Permission.PROMPTS_WRITE,
     Permission.EVALUATORS_WRITE, Permission.ALERTS_WRITE,
+    Permission.PROXY_USE, Permission.QUEUES_WRITE, Permission.ANNOTATIONS_WRITE,
 }
 ADMIN: frozenset[Permission] = MEMBER | {
     Permission.MEMBERS_MANAGE, Permission.WORKSPACE_MANAGE, Permission.PROJECT_MANAGE,
-    Permission.KEYS_MANAGE,
+    Permission.KEYS_MANAGE, Permission.PROXY_MANAGE,
 }
 OWNER: frozenset[Permission] = ALL_PERMISSIONS
 
@@ -79,6 +88,10 @@ KEY_GRANTABLE: frozenset[Permission] = frozenset(
         Permission.PROMPTS_WRITE, Permission.PROMPTS_READ,
         Permission.EVALUATORS_WRITE, Permission.EVALUATORS_READ,
         Permission.ALERTS_WRITE, Permission.ALERTS_READ,
+        # Not proxy:manage: a leaked key must not be able to swap a workspace's provider
+        # key or point it at another endpoint.
+        Permission.PROXY_USE, Permission.QUEUES_READ, Permission.QUEUES_WRITE,
+        Permission.ANNOTATIONS_WRITE,
     }
 )
 

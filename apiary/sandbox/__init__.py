@@ -14,7 +14,9 @@ wall clock             the parent kills the worker after ``timeout_s`` and repla
 processes / threads    RLIMIT_NPROC 0 (as an unprivileged uid) and seccomp: no fork,
                        clone, exec
 files                  Landlock: read-only beneath the Python install and system libraries;
-                       RLIMIT_FSIZE 0; RLIMIT_NOFILE; uid nobody when Apiary runs as root
+                       RLIMIT_FSIZE 0; RLIMIT_NOFILE
+privileges             as root: uid/gid nobody, or (Python install unreadable by nobody)
+                       uid 0 with every capability dropped for good; no_new_privs
 network                a network namespace with no interface up; seccomp: no socket() at
                        all (also Unix sockets); Landlock ABI 4+: no TCP
 other processes        uid change, PR_SET_DUMPABLE 0, no_new_privs, seccomp (no ptrace,

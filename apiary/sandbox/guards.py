@@ -57,7 +57,9 @@ _PATH_ARGUMENTS = ("path_or_buf", "buf", "path")
 
 def _in_package(obj: object, package: str) -> bool:
     # pandas reports its public classes as module "pandas", the rest as "pandas.core...".
-    module = type(obj).__module__
+    # A class counts as its own package's, so pd.DataFrame.agg(df, "__dict__") is guarded
+    # like df.agg("__dict__").
+    module = obj.__module__ if isinstance(obj, type) else type(obj).__module__
     return module == package or module.startswith(package + ".")
 
 

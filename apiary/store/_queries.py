@@ -437,6 +437,17 @@ def plan_count_events(database: str, project_id: str) -> Statement:
     )
 
 
+def plan_count_rows(database: str, project_id: str) -> Statement:
+    """Stored rows of a project, every version and duplicate included: cheap (no merge,
+    no hashing), for progress polling; :func:`plan_count_events` is the exact count."""
+    params = Params()
+    return Statement(
+        f"SELECT count() AS n FROM {_db(database)}.events "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')}",
+        params.values,
+    )
+
+
 def plan_count_duplicate_rows(database: str, project_id: str) -> Statement:
     """Rows beyond one per event, read without FINAL: 0 once merges (or no dups) leave
     one row per event; positive while versions or redelivered rows coexist."""

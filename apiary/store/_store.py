@@ -23,6 +23,7 @@ from apiary.store._queries import (
     Statement,
     build_session_tree,
     plan_count_duplicate_rows,
+    plan_count_rows,
     plan_count_events,
     plan_event_details,
     plan_event_schema,
@@ -200,6 +201,10 @@ class EventStore:
     def count_events(self, project_id: str) -> int:
         """Exact number of distinct events of the project."""
         return int(self._rows(plan_count_events(self.database, project_id))[0]["n"])
+
+    def count_rows(self, project_id: str) -> int:
+        """Stored rows of the project (versions and duplicates included); cheap."""
+        return int(self._rows(plan_count_rows(self.database, project_id))[0]["n"])
 
     def count_duplicate_rows(self, project_id: str) -> int:
         """Stored rows beyond one per event (before merges collapse them)."""

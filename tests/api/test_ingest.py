@@ -258,6 +258,20 @@ async def test_replica_at_its_inflight_limit_answers_429_with_retry_after(plane:
     assert int(response.headers["retry-after"]) >= 1
 
 
+async def test_count_endpoint_reports_rows_and_exact_events(plane: Plane) -> None:
+    project = plane.projects["a"]
+    cheap = await plane.http.get("/v1/events/count", headers=plane.auth("a"))
+    exact = await plane.http.get("/v1/events/count", params={"exact": "true"},
+                                 headers=plane.auth("a"))
+    assert cheap.status_code == 200
+    assert cheap.json()["rows"] == plane.store.count_rows(project)
+    assert "events" not in cheap.json() or cheap.json()["events"] is None
+    assert exact.json()["events"] == plane.store.count_events(project)
+    other = await plane.http.get("/v1/events/count", params={"exact": "true"},
+                                 headers=plane.auth("b"))
+    assert other.json()["events"] == plane.store.count_events(plane.projects["b"])
+
+
 async def test_deep_backlog_answers_503_with_retry_after_and_accepts_nothing(
     plane: Plane,
 ) -> None:
@@ -283,3 +297,4 @@ async def test_unknown_route_is_a_json_404(plane: Plane) -> None:
     response = await plane.http.get("/v1/nowhere", headers=plane.auth("a"))
     assert response.status_code == 404
     assert response.json()["errorCode"] == "not_found"
+

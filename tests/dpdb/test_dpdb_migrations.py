@@ -25,7 +25,8 @@ from apiary.settings import ApiarySettings
 
 BOTH = pytest.mark.parametrize("empty_dp_url", ["sqlite", "postgresql"], indirect=True)
 TABLES = {"datasets", "datapoints", "dataset_datapoints", "dataset_versions",
-          "dataset_version_items", "experiment_runs"}
+          "dataset_version_items", "experiment_runs",
+          "provider_credentials", "annotation_queues", "annotation_items"}
 
 
 def _tables(url: str) -> set[str]:
@@ -40,7 +41,7 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_from_empty_builds_exactly_the_models(empty_dp_url: str) -> None:
     assert current_revision(empty_dp_url) is None
     upgrade(empty_dp_url)
-    assert current_revision(empty_dp_url) == head_revision() == "0001"
+    assert current_revision(empty_dp_url) == head_revision() == "0002"
     assert _tables(empty_dp_url) == TABLES | {VERSION_TABLE} == set(Base.metadata.tables) | {
         "dp_alembic_version"}
     engine = open_engine(empty_dp_url)
@@ -74,7 +75,7 @@ def test_concurrent_upgrades_serialize(empty_dp_url: str) -> None:
     context = multiprocessing.get_context("spawn")
     with context.Pool(3) as pool:
         pool.map(_open_and_close, [empty_dp_url] * 3)
-    assert current_revision(empty_dp_url) == "0001"
+    assert current_revision(empty_dp_url) == head_revision()
     assert _tables(empty_dp_url) == TABLES | {VERSION_TABLE}
 
 
@@ -85,7 +86,7 @@ def test_the_embedded_default_is_a_sqlite_file_in_the_data_dir(tmp_path: Path) -
     database = DataPlaneDatabase.open(settings.dp_database)
     try:
         assert (settings.data_dir / "dp.sqlite").exists()
-        assert current_revision(database.engine) == "0001"
+        assert current_revision(database.engine) == head_revision()
     finally:
         database.dispose()
     configured = ApiarySettings(

@@ -156,6 +156,11 @@ async def test_update_wrapper_and_pandas_name_dispatch(pool: SandboxPool) -> Non
     await blocked(pool, fn('return str(pd.DataFrame({"a": [1]}).agg("__dict__"))',
                            imports="import pandas as pd\n"), SandboxRuntimeError,
                   "PolicyViolation", "__dict__")
+    await blocked(pool, fn('df = pd.DataFrame({"a": [1]})',
+                           'return str(pd.DataFrame.agg(df, "__dict__"))',
+                           imports="import pandas as pd\n"), SandboxRuntimeError, "__dict__")
+    await blocked(pool, fn('return str(pd.Series([1]).apply("__class__"))',
+                           imports="import pandas as pd\n"), SandboxRuntimeError, "__class__")
 
 
 async def test_module_attributes_leading_to_sys(pool: SandboxPool) -> None:

@@ -6,6 +6,8 @@ from alembic import context
 from sqlalchemy import Engine, text
 
 import apiary.dpdb.models  # noqa: F401  (registers every model on the metadata)
+import apiary.dpdb.models_proxy  # noqa: F401
+import apiary.dpdb.models_review  # noqa: F401
 from apiary.dpdb.migrate import VERSION_TABLE
 
 # Any constant other than cpdb's: the advisory lock key that serializes concurrent
