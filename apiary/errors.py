@@ -30,13 +30,16 @@ event id, queue depth, ...) in ``context`` so that logs and error bodies can nam
     │   ├── StoreUnavailable          transient: connection, timeout, too many parts (retryable)
     │   └── StoreRejected             permanent: the data or the query is wrong
     ├── PoisonMessage                 a queued message that can never be written (dead-lettered)
-    └── SandboxError                  a user Python metric could not be scored (422)
-        ├── SandboxCompileError       400 rejected before it runs: syntax, policy, imports, size
-        ├── SandboxTimeout            ran past its wall-clock limit; its worker was killed
-        ├── SandboxResourceLimit      hit a CPU, memory or output limit (``limit`` says which)
-        ├── SandboxRuntimeError       the code raised, returned something unusable, or crashed
-        │                             its worker process
-        └── SandboxUnavailable        503 no sandbox worker could be started (retryable)
+    ├── SandboxError                  a user Python metric could not be scored (422)
+    │   ├── SandboxCompileError       400 rejected before it runs: syntax, policy, imports, size
+    │   ├── SandboxTimeout            ran past its wall-clock limit; its worker was killed
+    │   ├── SandboxResourceLimit      hit a CPU, memory or output limit (``limit`` says which)
+    │   ├── SandboxRuntimeError       the code raised, returned something unusable, or crashed
+    │   │                             its worker process
+    │   └── SandboxUnavailable        503 no sandbox worker could be started (retryable)
+    └── JudgeError                    an LLM-judge metric could not be scored (422)
+        ├── JudgeUnavailable          503 the judge endpoint is unreachable or busy (retryable)
+        └── JudgeRejected             the endpoint refused, or its answer holds no verdict
 """
 
 from __future__ import annotations
@@ -287,3 +290,25 @@ class SandboxUnavailable(SandboxError):
     retryable = True
     status = 503
     error_code = "sandbox_unavailable"
+
+
+class JudgeError(ApiaryError):
+    """An LLM-judge metric could not be scored (``apiary.evaluation.judge``). Like
+    :class:`SandboxError`, the metric's failure on that event unless retryable."""
+
+    status = 422
+    error_code = "metric_failed"
+
+
+class JudgeUnavailable(JudgeError):
+    """The judge endpoint could not be reached, timed out or answered 429/5xx."""
+
+    retryable = True
+    status = 503
+    error_code = "judge_unavailable"
+
+
+class JudgeRejected(JudgeError):
+    """The judge endpoint refused the request, or its answer holds no usable verdict."""
+
+    error_code = "judge_rejected"

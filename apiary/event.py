@@ -37,8 +37,9 @@ class EventType(StrEnum):
 
 EVENT_TYPES = frozenset(t.value for t in EventType)
 
-#: Batch kinds (the ``<kind>`` of subject ``events.<kind>.<project>``) besides OTLP's
-#: ``spans``: events created through the REST API, and patches of events.
+#: Batch kinds (the ``<kind>`` of subject ``events.<kind>.<project>``): spans from OTLP
+#: ingestion, events created through the REST API, and patches of events.
+SPANS_KIND = "spans"
 API_KIND = "api"
 UPDATES_KIND = "updates"
 

@@ -3,16 +3,19 @@
 :class:`ApiaryNode` starts, in order: the embedded nats-server (unless ``APIARY_NATS_URL``),
 the JetStream streams and consumers, Ray (local, or joining ``APIARY_RAY_ADDRESS``), the
 ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, the
-control-plane Serve application at ``/cp`` (unless ``APIARY_CONTROL_PLANE_URL`` names an
-external one) with its bootstrap tenant, and the data-plane Serve application, which
-trusts the control plane only through its JWKS and token exchange. When
-:meth:`ApiaryNode.start` returns, the API answers and ``<data-dir>/connection.json`` names
-its URL, a project API key, the project id and the admin account.
+evaluator pool under its scaler (and a scaler of extra writers with ``APIARY_WRITER_MAX``;
+:mod:`apiary.actors.scaler`), the control-plane Serve application at ``/cp`` (unless
+``APIARY_CONTROL_PLANE_URL`` names an external one) with its bootstrap tenant, and the
+data-plane Serve application, which trusts the control plane only through its JWKS and
+token exchange. When :meth:`ApiaryNode.start` returns, the API answers and
+``<data-dir>/connection.json`` names its URL, a project API key, the project id and the
+admin account.
 
-:meth:`ApiaryNode.stop` reverses it: the API stops taking requests, writers drain (store
-and acknowledge what they hold), Ray and nats-server shut down. Everything acknowledged to
-a client is in JetStream's fsync'ed store, so a stop at any point (even ``kill -9``) loses
-nothing; the next start on the same data directory resumes from there.
+:meth:`ApiaryNode.stop` reverses it: the API stops taking requests, evaluators drain
+(publish the scores of the tasks they hold), writers drain (store and acknowledge what
+they hold), Ray and nats-server shut down. Everything acknowledged to a client is in
+JetStream's fsync'ed store, so a stop at any point (even ``kill -9``) loses nothing; the
+next start on the same data directory resumes from there.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class ApiaryNode:
         self._started_ray = False
         self._clickhouse: Any = None
         self._writers: Any = None
+        self._scalers: list[Any] = []
         self._serve_running = False
         self.bootstrap: Bootstrap | None = None
         self.connection: Connection | None = None
@@ -140,6 +144,13 @@ class ApiaryNode:
 
         self._writers = WriterPool(s, self._nats_url, num_cpus=0.25)
         self._writers.start()
+
+        self._progress(f"starting {s.evaluator_min}-{s.evaluator_max} evaluator actor(s) and "
+                       "the pool scaler(s)")
+        from apiary.actors.scaler import start_scalers
+
+        self._scalers = start_scalers(s, self._nats_url, evaluator_options={"num_cpus": 0.25},
+                                      writer_options={"num_cpus": 0.25})
 
         self._start_serve()
         if self.embedded_control_plane:
@@ -313,9 +324,19 @@ class ApiaryNode:
         """Restart writers Ray restarted after a crash; called periodically by ``apiary up``."""
         if self._writers is not None:
             self._writers.ensure_running()
+        if self._scalers:
+            import ray
+
+            ray.get([s.ensure_running.remote() for s in self._scalers])
 
     def writer_stats(self) -> list[dict[str, Any]]:
         return [] if self._writers is None else list(self._writers.stats())
+
+    def pool_status(self) -> list[dict[str, Any]]:
+        """What each pool scaler (evaluators, extra writers) sees and has."""
+        import ray
+
+        return list(ray.get([s.status.remote() for s in self._scalers]))
 
     # -- stop -----------------------------------------------------------------------------
 
@@ -335,6 +356,13 @@ class ApiaryNode:
 
             attempt("serve", serve.shutdown)
             self._serve_running = False
+        if self._scalers:
+            from apiary.actors.scaler import stop_scalers
+
+            # Evaluators first: the scores they publish are stored by the writers.
+            self._progress("draining evaluators (and scaled writers)")
+            attempt("scalers", lambda: stop_scalers(self._scalers))
+            self._scalers = []
         if self._writers is not None:
             self._progress("draining writers")
             attempt("writers", self._writers.stop)

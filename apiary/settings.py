@@ -337,9 +337,9 @@ class ApiarySettings(BaseSettings):
 
     # --- Python metric sandbox (apiary.sandbox) ----------------------------------------
     sandbox_pool_size: int = Field(
-        default=2, ge=1, le=64,
+        default=1, ge=1, le=64,
         description="Worker processes one evaluator keeps for Python metrics (metrics it runs "
-        "at once). Default 2. Env APIARY_SANDBOX_POOL_SIZE.",
+        "at once). Default 1. Env APIARY_SANDBOX_POOL_SIZE.",
     )
     sandbox_cpu_s: int = Field(
         default=5, ge=1, le=600,
@@ -389,6 +389,92 @@ class ApiarySettings(BaseSettings):
         description="Run metrics even when the kernel refuses part of the OS isolation "
         "(network namespace, seccomp, Landlock); otherwise the sandbox refuses to start. "
         "Default false. Env APIARY_SANDBOX_ALLOW_DEGRADED_ISOLATION.",
+    )
+
+    # --- evaluation service and pool scaling (apiary.evaluation, apiary.scaling) ------
+    evaluator_min: int = Field(
+        default=1, ge=0,
+        description="Fewest evaluator actors (consumers of the evaluation stream); the pool "
+        "never shrinks below it. Default 1. Env APIARY_EVALUATOR_MIN.",
+    )
+    evaluator_max: int = Field(
+        default=2, ge=1,
+        description="Most evaluator actors the pool grows to on queue depth (at least "
+        "APIARY_EVALUATOR_MIN). Default 2. Env APIARY_EVALUATOR_MAX.",
+    )
+    evaluator_concurrency: int = Field(
+        default=16, ge=1, le=256,
+        description="Tasks one evaluator works on at once: most of a task's time is spent "
+        "waiting (JetStream, an LLM judge); Python metrics also wait for one of its "
+        "APIARY_SANDBOX_POOL_SIZE sandbox workers. Default 16. "
+        "Env APIARY_EVALUATOR_CONCURRENCY.",
+    )
+    evaluator_backlog_per_actor: int = Field(
+        default=50, ge=1,
+        description="Evaluation tasks waiting or in progress (JetStream pending + "
+        "unacknowledged) per evaluator that the scaler aims for: the pool grows when the "
+        "backlog exceeds this times its size. Default 50. "
+        "Env APIARY_EVALUATOR_BACKLOG_PER_ACTOR.",
+    )
+    writer_max: int | None = Field(
+        default=None, ge=1,
+        description="Most writer actors when the writer pool scales on queue depth; "
+        "APIARY_WRITER_COUNT writers always run. Unset: exactly APIARY_WRITER_COUNT. "
+        "Default unset. Env APIARY_WRITER_MAX.",
+    )
+    writer_backlog_per_actor: int = Field(
+        default=1000, ge=1,
+        description="Unwritten messages in the events stream per writer that the scaler aims "
+        "for (with APIARY_WRITER_MAX). Default 1000. Env APIARY_WRITER_BACKLOG_PER_ACTOR.",
+    )
+    scale_interval_s: float = Field(
+        default=2.0, gt=0,
+        description="How often the pool scalers read their consumer's backlog. Default 2 s. "
+        "Env APIARY_SCALE_INTERVAL_S.",
+    )
+    scale_up_delay_s: float = Field(
+        default=10.0, ge=0,
+        description="How long a pool must have wanted more actors before it grows (to the "
+        "least it wanted during that time). Default 10 s. Env APIARY_SCALE_UP_DELAY_S.",
+    )
+    scale_down_delay_s: float = Field(
+        default=60.0, ge=0,
+        description="How long a pool must have wanted fewer actors before it shrinks (to the "
+        "most it wanted during that time); removed actors finish their work first. "
+        "Default 60 s. Env APIARY_SCALE_DOWN_DELAY_S.",
+    )
+    evaluator_definitions_ttl_s: float = Field(
+        default=5.0, gt=0,
+        description="How long a writer uses a project's online evaluators before reading "
+        "them again: a deployed, changed or disabled metric takes effect within this time. "
+        "Default 5 s. Env APIARY_EVALUATOR_DEFINITIONS_TTL_S.",
+    )
+    evaluator_ledger_ttl_s: float = Field(
+        default=86_400.0, gt=0,
+        description="How long the ids of scored evaluation tasks are remembered, so that a "
+        "task queued again after JetStream's duplicate window is not scored twice. "
+        "Default 86400 s (1 day). Env APIARY_EVALUATOR_LEDGER_TTL_S.",
+    )
+    evaluator_judge_url: str | None = Field(
+        default=None,
+        description="Base URL of the OpenAI-compatible API that LLM-judge metrics call "
+        "({url}/chat/completions); unset: this data plane's LLM proxy at <base URL>/v1. "
+        "Default unset. Env APIARY_EVALUATOR_JUDGE_URL.",
+    )
+    evaluator_judge_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer credential evaluators send to the judge API (for the LLM proxy: "
+        "a key allowed to use it). Default unset. Env APIARY_EVALUATOR_JUDGE_API_KEY.",
+    )
+    evaluator_judge_model: str = Field(
+        default="gpt-4o-mini", min_length=1,
+        description="Model an LLM-judge metric uses when it names none. Default "
+        "'gpt-4o-mini'. Env APIARY_EVALUATOR_JUDGE_MODEL.",
+    )
+    evaluator_judge_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="Longest one judge call may take before it is retried later. Default "
+        "60 s. Env APIARY_EVALUATOR_JUDGE_TIMEOUT_S.",
     )
 
     # --- observability -----------------------------------------------------------------
@@ -441,6 +527,16 @@ class ApiarySettings(BaseSettings):
             raise ValueError(
                 "must be an http:// or https:// URL of the control plane; unset "
                 "APIARY_CONTROL_PLANE_URL to run the control plane inside `apiary up`"
+            )
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("evaluator_judge_url")
+    @classmethod
+    def _http_judge(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be the http:// or https:// base URL of an OpenAI-compatible API; unset "
+                "APIARY_EVALUATOR_JUDGE_URL to use this data plane's LLM proxy"
             )
         return value.rstrip("/") if value is not None else None
 
@@ -501,6 +597,12 @@ class ApiarySettings(BaseSettings):
     def cp_issuer_url(self) -> str:
         """The control plane's issuer URL in force (no trailing slash)."""
         return (self.cp_issuer or f"{self.base_url}/cp").rstrip("/")
+
+    @property
+    def judge_url(self) -> str:
+        """The OpenAI-compatible base URL LLM judges call: ``evaluator_judge_url``, else the
+        data plane's LLM proxy."""
+        return self.evaluator_judge_url or f"{self.base_url}/v1"
 
     @property
     def base_url(self) -> str:

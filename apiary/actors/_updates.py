@@ -241,6 +241,13 @@ class UpdateApplier:
 
     # -- the flush hook -------------------------------------------------------------------
 
+    def awaits_any(self, project_id: str, event_ids: Iterable[Any]) -> bool:
+        """Whether patches wait for any of ``event_ids`` (strings or Arrow string scalars)."""
+        if not self._pending:
+            return False
+        pending = self._pending
+        return any((project_id, str(e)) in pending for e in event_ids)
+
     async def prepare(self, received: list[R]) -> None:
         """Store and apply the updates of one flush; call before enrichment.
 

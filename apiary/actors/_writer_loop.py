@@ -22,8 +22,9 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, overload
 
 import nats.errors
 import orjson
@@ -36,20 +37,82 @@ from apiary.actors._updates import UpdateApplier
 from apiary.actors.clickhouse import StoreClient
 from apiary.enrich import Enricher, PriceTable, SessionContext
 from apiary.errors import PoisonMessage, StoreError, StoreRejected
-from apiary.event import EventBatch
+from apiary.evaluation import online as online_evaluation
+from apiary.event import Event, EventBatch
 from apiary.objects import ObjectStore
-from apiary.queue import EVENTS_STREAM, WRITERS_CONSUMER, decode_batch
+from apiary.queue import (
+    ARROW_ENCODING,
+    ENCODING_HEADER,
+    EVENTS_STREAM,
+    WIRE_SCHEMA,
+    WRITERS_CONSUMER,
+    decode_batch,
+    decode_table,
+)
 from apiary.settings import ApiarySettings
-from apiary.store import events_to_arrow
+from apiary.store import arrow_to_events, events_to_arrow
 
 log = logging.getLogger("apiary.writer")
 
 
+class _LazyEvents(Sequence[Event]):
+    """The events of Arrow rows, turned into dicts only if something iterates them."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+        self._events: list[Event] | None = None
+
+    def _all(self) -> list[Event]:
+        if self._events is None:
+            self._events = arrow_to_events(self._table)
+        return self._events
+
+    def __bool__(self) -> bool:
+        return bool(self._table.num_rows > 0)
+
+    def __len__(self) -> int:
+        return int(self._table.num_rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | Sequence[Event]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._all())
+
+
 @dataclass(slots=True)
 class _Received:
+    """One message in a flush: a JSON batch (``batch["events"]``), or Arrow rows (``table``,
+    with ``batch`` holding the envelope) until something needs them as dicts."""
+
     msg: Msg
     batch: EventBatch
     deliveries: int
+    table: pa.Table | None = None
+    inherited: frozenset[str] = frozenset()
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.batch["events"])
+
+    def materialize(self) -> None:
+        """Continue with event dicts (for patches of these events, say)."""
+        if self.table is not None:
+            self.batch["events"] = arrow_to_events(self.table)
+            self.table = None
+
+    def for_hooks(self) -> EventBatch:
+        """The batch as after-write hooks read it: Arrow rows become dicts only if read."""
+        if self.table is None:
+            return self.batch
+        lazy: EventBatch = {**self.batch, "events": cast(list[Event], _LazyEvents(self.table))}
+        return lazy
 
 
 @dataclass
@@ -131,7 +194,7 @@ class WriterLoop:
                     if not pending:
                         first_at = time.monotonic()
                     pending.append(received)
-                    rows += len(received.batch["events"])
+                    rows += received.rows
                 if pending and (rows >= batch_rows or time.monotonic() - first_at >= interval):
                     await self._start_flush(pending)
                     pending, rows = [], 0
@@ -149,6 +212,13 @@ class WriterLoop:
         if deliveries > 1:
             self.stats.redelivered_messages += 1
         try:
+            if (msg.headers or {}).get(ENCODING_HEADER) == ARROW_ENCODING:
+                rows = decode_table(msg.data)
+                envelope: EventBatch = {"schema": WIRE_SCHEMA, "kind": rows.kind,
+                                        "tenant": rows.tenant, "version": rows.version,
+                                        "events": []}
+                return _Received(msg, envelope, deliveries, rows.table,
+                                 rows.inherited_sessions)
             batch = decode_batch(msg.data)
         except PoisonMessage as exc:
             await self._dead_letter(msg, exc)
@@ -163,6 +233,11 @@ class WriterLoop:
 
     async def _flush(self, received: list[_Received]) -> None:
         try:
+            for r in received:
+                # Patches wait for some of these events: continue with them as dicts.
+                if r.table is not None and self.updates.awaits_any(
+                        r.batch["tenant"]["project_id"], r.table.column("event_id")):
+                    r.materialize()
             await self.updates.prepare(received)  # patches (PUT /events): see _updates.py
             await self._enrich(received)
             await self._drop_already_stored(received)
@@ -196,6 +271,11 @@ class WriterLoop:
         for project_id, group in by_project.items():
             events = [e for r in group for e in r.batch["events"]]
             needed = self._enricher.lookups(project_id, events)
+            for r in group:
+                if r.table is not None:
+                    more = self._enricher.table_lookups(project_id, r.table, r.inherited)
+                    needed.traces |= more.traces
+                    needed.sessions |= more.sessions
             if needed:
                 try:
                     traces, sessions = await self._look_up(
@@ -208,6 +288,9 @@ class WriterLoop:
                     project_id, traces=traces, sessions=sessions, asked=needed
                 )
             self._enricher.enrich(project_id, events)
+            for r in group:
+                if r.table is not None:
+                    r.table = self._enricher.enrich_table(project_id, r.table, r.inherited)
 
     async def _look_up(
         self, project_id: str, traces: set[str], sessions: set[str]
@@ -231,12 +314,19 @@ class WriterLoop:
 
     async def _drop_already_stored(self, received: list[_Received]) -> None:
         for r in received:
-            if r.deliveries <= 1 or not r.batch["events"]:
+            if r.deliveries <= 1 or not r.rows:
                 continue
             project_id = r.batch["tenant"]["project_id"]
+            version = r.batch["version"]
+            if r.table is not None:
+                ids = r.table.column("event_id").to_pylist()
+                stored = await self._retrying(self._store.existing_versions, project_id, ids)
+                mask = [stored.get(i, -1) < version for i in ids]
+                self.stats.duplicates_dropped += mask.count(False)
+                r.table = r.table.filter(pa.array(mask, pa.bool_()))
+                continue
             ids = [e["event_id"] for e in r.batch["events"]]
             stored = await self._retrying(self._store.existing_versions, project_id, ids)
-            version = r.batch["version"]
             keep = [e for e in r.batch["events"] if stored.get(e["event_id"], -1) < version]
             self.stats.duplicates_dropped += len(r.batch["events"]) - len(keep)
             r.batch["events"] = keep
@@ -245,9 +335,10 @@ class WriterLoop:
 
     def _table(self, received: list[_Received]) -> pa.Table | None:
         tables = [
-            events_to_arrow(r.batch["tenant"], r.batch["version"], r.batch["events"])
+            r.table if r.table is not None
+            else events_to_arrow(r.batch["tenant"], r.batch["version"], r.batch["events"])
             for r in received
-            if r.batch["events"]
+            if r.rows
         ]
         if not tables:
             return None
@@ -281,6 +372,8 @@ class WriterLoop:
             self.stats.last_insert_rows = table.num_rows
             self.stats.last_insert_seconds = time.monotonic() - started
         await asyncio.gather(*(self._ack(r.msg) for r in received))
+        await online_evaluation.after_write(self._js, self._settings,
+                                            [r.for_hooks() for r in received])
 
     async def _retrying(self, call: Any, *args: Any, keep: list[_Received] | None = None) -> Any:
         """Run ``call`` until it succeeds or fails permanently, backing off exponentially."""

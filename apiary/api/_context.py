@@ -15,6 +15,7 @@ from apiary.actors.clickhouse import StoreClient, store_client
 from apiary.api._control_plane import ControlPlaneClient
 from apiary.auth import Authenticator, Permission, Principal, bearer_credential
 from apiary.dpdb.engine import DataPlaneDatabase, LazyDatabase
+from apiary.enrich import Enricher, PriceTable
 from apiary.errors import PipelineBackpressure, TooManyRequests
 from apiary.queue import (
     EVENTS_STREAM,
@@ -59,6 +60,9 @@ class DataPlaneContext:
             timeout=settings.ingest_publish_timeout_s,
             max_message_bytes=nc.max_payload,
         )
+        # Enrichment with what this replica has seen (sessions of earlier requests); the
+        # writer completes it with the store's knowledge.
+        self.enricher = Enricher(PriceTable.bundled())
         self._redis = open_redis(settings)
         self.ingest_limiter = ingest_rate_limiter(settings, self._redis)
         # dpdb and the control-plane client open on first use unless given (see properties).

@@ -14,11 +14,14 @@ from apiary.api import (
     configurations,
     datapoints,
     datasets,
+    evaluations,
     event_schema,
     events,
     ingest,
     metric_definitions,
+    proxy,
     query,
+    queues,
     runs,
     sessions,
 )
@@ -45,6 +48,9 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(metric_definitions.router)
     app.include_router(configurations.router)
+    app.include_router(evaluations.router)
+    app.include_router(proxy.router)
+    app.include_router(queues.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
     async def healthz(request: Request) -> JSONResponse:

@@ -18,6 +18,8 @@ import hashlib
 import math
 import time
 
+import orjson
+import pyarrow as pa
 from fastapi import APIRouter
 from google.rpc import status_pb2
 from starlette.requests import Request
@@ -29,9 +31,10 @@ from apiary.api._body import decompress, read_body
 from apiary.api._context import context_of
 from apiary.auth import Permission
 from apiary.errors import ApiaryError, Overloaded
-from apiary.event import EventBatch
-from apiary.queue import WIRE_SCHEMA
+from apiary.event import SPANS_KIND, Tenant
+from apiary.queue import TableBatch
 from apiary.ratelimit import admit
+from apiary.store import events_to_arrow
 
 router = APIRouter(tags=["ingestion"])
 
@@ -94,6 +97,27 @@ async def export_traces(request: Request) -> Response:
     return response
 
 
+def _rows(tenant: Tenant, version: int, mapped: otlp.MappedSpans) -> pa.Table | None:
+    """The spans' ``events`` rows; a span whose values cannot be stored (e.g. an integer
+    beyond 64 bits) is moved to ``mapped.rejected`` instead of failing the request."""
+    try:
+        return events_to_arrow(tenant, version, mapped.events)
+    except (orjson.JSONEncodeError, TypeError, ValueError, OverflowError, pa.ArrowException):
+        pass
+    kept = []
+    for event in mapped.events:
+        try:
+            events_to_arrow(tenant, version, [event])
+        except (orjson.JSONEncodeError, TypeError, ValueError, OverflowError,
+                pa.ArrowException) as exc:
+            mapped.rejected.append(otlp.RejectedSpan(
+                event["trace_id"], event["span_id"], f"value cannot be stored: {exc}"))
+        else:
+            kept.append(event)
+    mapped.events[:] = kept
+    return events_to_arrow(tenant, version, kept) if kept else None
+
+
 async def _export(request: Request) -> Response:
     context = context_of(request)
     principal = await context.principal(request, Permission.EVENTS_WRITE)
@@ -106,23 +130,24 @@ async def _export(request: Request) -> Response:
         body = decompress(body, request.headers.get("content-encoding"), limit)
         mapped = otlp.map_request(body, content_type)
         if mapped.events:
-            batch: EventBatch = {
-                "schema": WIRE_SCHEMA,
-                "kind": "spans",
-                "tenant": {
-                    "org_id": principal.org_id,
-                    "workspace_id": principal.workspace_id,
-                    "project_id": principal.project_id,
-                },
-                "version": time.time_ns(),
-                "events": mapped.events,
+            tenant: Tenant = {
+                "org_id": principal.org_id,
+                "workspace_id": principal.workspace_id,
+                "project_id": principal.project_id,
             }
+            resolved = context.enricher.enrich_request(tenant["project_id"], mapped.events)
+            version = time.time_ns()
+            table = _rows(tenant, version, mapped)
             digest = hashlib.blake2b(body, digest_size=16, person=b"apiary-otlp-v1")
             digest.update(principal.project_id.encode())
-            started = time.perf_counter()
-            await context.publisher.publish(batch, msg_id=digest.hexdigest())
-            metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-            metrics.SPANS_ACCEPTED.inc(len(mapped.events))
+            if table is not None:
+                started = time.perf_counter()
+                await context.publisher.publish_table(
+                    TableBatch(SPANS_KIND, tenant, version, table, frozenset(resolved)),
+                    msg_id=digest.hexdigest(),
+                )
+                metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+                metrics.SPANS_ACCEPTED.inc(table.num_rows)
         if mapped.rejected:
             metrics.SPANS_REJECTED.inc(len(mapped.rejected))
         payload, response_type = otlp.encode_response(mapped.rejected, content_type)

@@ -39,6 +39,7 @@ from starlette.requests import Request
 
 from apiary.api._common import ERRORS, credential_of, project_principal
 from apiary.api._context import context_of
+from apiary.api.evaluations import refresh_online_quietly
 from apiary.api.schemas_config import (
     LegacyMetricUpdate,
     MetricCreate,
@@ -237,6 +238,7 @@ async def create_metric(request: Request, body: MetricCreate) -> dict[str, Any]:
     if not enabled:
         await cp.update_evaluator(credential, principal.project_id, created["id"],
                                   {"enabled": False})
+    await refresh_online_quietly(context, credential, principal.project_id)
     return {"inserted": True, "metric_id": created["id"]}
 
 
@@ -266,6 +268,7 @@ async def _update(request: Request, metric_id: str, body: MetricUpdate) -> dict[
         await cp.deploy_evaluator(credential, project, metric_id, added["version"])
     if patch:
         await cp.update_evaluator(credential, project, metric_id, patch)
+    await refresh_online_quietly(context, credential, project)
     return {"updated": True}
 
 
@@ -287,6 +290,7 @@ async def _delete(request: Request, metric_id: str) -> dict[str, Any]:
     principal = await project_principal(context, request, WRITE)
     await context.control_plane.delete_evaluator(credential_of(request), principal.project_id,
                                                  metric_id)
+    await refresh_online_quietly(context, credential_of(request), principal.project_id)
     return {"deleted": True}
 
 
@@ -359,6 +363,7 @@ async def _deploy(request: Request, metric_id: str, number: int) -> dict[str, An
     if enabled is not None and bool(enabled) != evaluator["enabled"]:
         evaluator = await cp.update_evaluator(credential, project, metric_id,
                                               {"enabled": bool(enabled)})
+    await refresh_online_quietly(context, credential, project)
     return {"success": True, "data": version_out(evaluator, version)}
 
 

@@ -8,7 +8,9 @@ deploy the three applications of :func:`serve_config`, each built here from the
 - ``control-plane`` at ``/cp``: accounts, keys, tokens (:func:`control_plane`);
 - ``pools`` (no HTTP route): one :class:`PoolSupervisor` that creates the JetStream
   streams, migrates ClickHouse and keeps the writer actors running on nodes that offer
-  the custom resource :data:`WRITER_RESOURCE` (:func:`pools`).
+  the custom resource :data:`WRITER_RESOURCE`, and the pool scalers that size the
+  evaluator pool (on nodes offering :data:`EVALUATOR_RESOURCE`) and the extra writers on
+  queue depth (:func:`pools`, :mod:`apiary.actors.scaler`).
 
 A cluster has no embedded stores: :func:`cluster_settings` refuses to build anything unless
 NATS, ClickHouse, PostgreSQL (cpdb and dpdb), S3 and Redis are servers named by configuration (see
@@ -45,6 +47,9 @@ WRITER_RESOURCE = "writer"
 EVALUATOR_RESOURCE = "evaluator"
 #: CPUs each writer actor requests (beside one unit of :data:`WRITER_RESOURCE`).
 WRITER_NUM_CPUS = 1.0
+#: CPUs each evaluator actor requests (beside one unit of :data:`EVALUATOR_RESOURCE`); its
+#: sandbox workers and judge calls run within them.
+EVALUATOR_NUM_CPUS = 1.0
 #: Port of Serve's HTTP ingress (HAProxy) on every node; KubeRay's serve Service targets it.
 SERVE_HTTP_PORT = 8000
 #: Where HAProxy keeps its files on each node, and its stats and metrics ports.
@@ -180,10 +185,12 @@ def control_plane(args: dict[str, Any]) -> Application:
 
 
 class PoolSupervisor:
-    """Prepares the stores, then starts the writer pool and restarts writers Ray restarted.
+    """Prepares the stores, then starts the writer pool and the pool scalers (evaluators,
+    extra writers), and restarts what Ray restarted.
 
-    One replica per cluster. Writers are owned by the replica: if it dies they die with it
-    and JetStream redelivers what they held; on a graceful stop they drain first.
+    One replica per cluster. Writers and scalers (which own the evaluators and the extra
+    writers) are owned by the replica: if it dies they die with it and JetStream redelivers
+    what they held; on a graceful stop they drain first, evaluators before writers.
     """
 
     # Serve awaits an async constructor; mypy only knows synchronous ones.
@@ -207,15 +214,28 @@ class PoolSupervisor:
             settings, nats_url, num_cpus=WRITER_NUM_CPUS, resources={WRITER_RESOURCE: 1},
             get_if_exists=True,
         )
+        self._settings, self._nats_url = settings, nats_url
+        self._scalers: list[Any] = []
         # Writers may wait for the autoscaler to add a writer node: do not block start-up.
         self._task = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
+        from apiary.actors.scaler import start_scalers
+
         await asyncio.to_thread(self._pool.start)
+        # Evaluators (and extra writers) on nodes with their resource: a pool growing past
+        # the nodes there are makes the Ray autoscaler add nodes of that type.
+        self._scalers = await asyncio.to_thread(
+            start_scalers, self._settings, self._nats_url,
+            evaluator_options={"num_cpus": EVALUATOR_NUM_CPUS,
+                               "resources": {EVALUATOR_RESOURCE: 1}},
+            writer_options={"num_cpus": WRITER_NUM_CPUS, "resources": {WRITER_RESOURCE: 1}})
         while True:
             await asyncio.sleep(10.0)
             try:
                 await asyncio.to_thread(self._pool.ensure_running)
+                for scaler in self._scalers:
+                    await scaler.ensure_running.remote()
             except Exception as exc:  # keep supervising; Ray restarts writers itself
                 log.warning("writer supervision failed: %s", exc)
 
@@ -228,6 +248,10 @@ class PoolSupervisor:
         task = getattr(self, "_task", None)
         if task is not None:
             task.cancel()
+            from apiary.actors.scaler import stop_scalers
+
+            # Evaluators drain first: the scores they publish are stored by the writers.
+            await asyncio.to_thread(stop_scalers, getattr(self, "_scalers", []))
             await asyncio.to_thread(self._pool.stop)
 
 

@@ -25,7 +25,7 @@ from apiary.dpdb._base import Base, UTCDateTime
 class ProviderCredential(Base):
     __tablename__ = "provider_credentials"
     # One credential per provider in a workspace: the proxy never has to choose.
-    __table_args__ = (UniqueConstraint("workspace_id", "provider"),)
+    __table_args__ = (UniqueConstraint("org_id", "workspace_id", "provider"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     org_id: Mapped[str] = mapped_column(String(64))

@@ -12,6 +12,13 @@
 Inheritance happens when the session's context is known: from the same batch, the
 writer's cache, or one store look-up per batch for sessions it has not seen. An event that
 reaches a writer before its session event was ever written keeps only its own metadata.
+
+Two places enrich. The ingestion replica enriches each request with what it knows from
+its own traffic (``enrich(..., final=False)``: no store look-ups, no trace-derived
+sessions yet) and ships the rows as Arrow, naming the sessions it resolved. The writer
+finishes the job on those rows (:meth:`Enricher.table_lookups`,
+:meth:`Enricher.enrich_table`): it links what is still unlinked and inherits for the
+sessions the replica did not know, touching only those rows.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+import orjson
+import pyarrow as pa
 
 from apiary.enrich._prices import PriceTable
 from apiary.event import Event
@@ -154,6 +164,12 @@ class Enricher:
 
     # -- the two passes -------------------------------------------------------------------
 
+    def enrich_request(self, project_id: str, events: list[Event]) -> set[str]:
+        """What the ingestion replica does: learn from the request and enrich with what is
+        known, without the store (``final=False``); returns the resolved sessions."""
+        self.lookups(project_id, events)
+        return self.enrich(project_id, events, final=False)
+
     def lookups(self, project_id: str, events: list[Event]) -> Lookups:
         """Learn from ``events`` themselves, then say what only the store can tell."""
         self._learn_batch(project_id, events)
@@ -168,19 +184,29 @@ class Enricher:
                 needed.sessions.add(session_id)
         return needed
 
-    def enrich(self, project_id: str, events: list[Event]) -> None:
-        """Link, inherit and compute, in place. Call after :meth:`lookups` (and ``learn``)."""
+    def enrich(self, project_id: str, events: list[Event], *, final: bool = True) -> set[str]:
+        """Link, inherit and compute, in place. Call after :meth:`lookups` (and ``learn``).
+
+        ``final=False`` (the ingestion replica) leaves events of traces with no known
+        session unlinked, for the writer to settle. Returns the sessions whose context was
+        known here (their events inherited; a session event is its own context).
+        """
         prices = self.prices
+        resolved: set[str] = set()
         for event in events:
             if not event["session_id"] and event["trace_id"]:
                 session_id = self._trace_sessions.get((project_id, event["trace_id"]))
-                if session_id is None:
+                if session_id is None and final:
                     session_id = session_id_for_trace(event["trace_id"])
                     self._trace_sessions.put((project_id, event["trace_id"]), session_id)
-                event["session_id"] = session_id
-            if event["event_type"] != "session" and event["session_id"]:
+                if session_id is not None:
+                    event["session_id"] = session_id
+            if event["event_type"] == "session":
+                resolved.add(event["session_id"])
+            elif event["session_id"]:
                 context = self._context(project_id, event["session_id"])
-                if context is not None and context is not _ABSENT:
+                if context is not None:
+                    resolved.add(event["session_id"])
                     if context.metadata:
                         event["metadata"] = {**context.metadata, **event["metadata"]}
                     if context.user_properties:
@@ -205,3 +231,97 @@ class Enricher:
                     )
                     if cost is not None:
                         metadata["cost"] = cost
+        return resolved
+
+    # -- Arrow rows (spans shipped by the ingestion replica) ------------------------------
+
+    def table_lookups(self, project_id: str, table: pa.Table, resolved: frozenset[str]
+                      ) -> Lookups:
+        """Learn from the rows, then say what only the store can tell (cf. :meth:`lookups`).
+
+        Rows whose session is in ``resolved`` (the replica inherited for them) ask nothing.
+        """
+        sessions = table.column("session_id").to_pylist()
+        traces = table.column("trace_id").to_pylist()
+        types = table.column("event_type").to_pylist()
+        needed = Lookups()
+        metadata = user = None
+        for i, (session_id, trace_id, event_type) in enumerate(
+                zip(sessions, traces, types, strict=True)):
+            if not session_id:
+                if trace_id and self._trace_sessions.get((project_id, trace_id)) is None:
+                    needed.traces.add(trace_id)
+                continue
+            if trace_id:
+                self._trace_sessions.put((project_id, trace_id), session_id)
+            if event_type == "session":
+                if metadata is None or user is None:
+                    metadata = table.column("metadata").to_pylist()
+                    user = table.column("user_properties").to_pylist()
+                self._contexts.put((project_id, session_id), (SessionContext(
+                    _loads(metadata[i]), _loads(user[i])), 0.0))
+        for i, session_id in enumerate(sessions):
+            if (session_id and session_id not in resolved and types[i] != "session"
+                    and self._context(project_id, session_id) is None):
+                needed.sessions.add(session_id)
+        return needed
+
+    def enrich_table(self, project_id: str, table: pa.Table, resolved: frozenset[str]
+                     ) -> pa.Table:
+        """Link unlinked rows and inherit for sessions not in ``resolved``; the rows of
+        sessions the replica already resolved are passed through untouched."""
+        sessions = table.column("session_id").to_pylist()
+        types = table.column("event_type").to_pylist()
+        traces: list[Any] | None = None
+        metadata: list[Any] | None = None
+        user: list[Any] | None = None
+        linked = changed = False
+        for i, session_id in enumerate(sessions):
+            if not session_id:
+                if traces is None:
+                    traces = table.column("trace_id").to_pylist()
+                trace_id = traces[i]
+                if trace_id:
+                    found = self._trace_sessions.get((project_id, trace_id))
+                    if found is None:
+                        found = session_id_for_trace(trace_id)
+                        self._trace_sessions.put((project_id, trace_id), found)
+                    sessions[i] = session_id = found
+                    linked = True
+            if not session_id or session_id in resolved or types[i] == "session":
+                continue
+            context = self._context(project_id, session_id)
+            if context is None or context is _ABSENT:
+                continue
+            if context.metadata:
+                if metadata is None:
+                    metadata = table.column("metadata").to_pylist()
+                metadata[i] = orjson.dumps({**context.metadata, **_loads(metadata[i])})
+                changed = True
+            if context.user_properties:
+                if user is None:
+                    user = table.column("user_properties").to_pylist()
+                user[i] = orjson.dumps({**context.user_properties, **_loads(user[i])})
+                changed = True
+        if linked:
+            table = _replace(table, "session_id", pa.array(sessions, pa.string()))
+        if changed:
+            if metadata is not None:
+                table = _replace(table, "metadata", pa.array(metadata, pa.binary()))
+            if user is not None:
+                table = _replace(table, "user_properties", pa.array(user, pa.binary()))
+        return table
+
+
+def _loads(value: Any) -> dict[str, Any]:
+    if not value:
+        return {}
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _replace(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, column)

@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -159,11 +160,40 @@ def _at(obj: Any, path: Sequence[str]) -> Any:
     return obj
 
 
+def _float_text(x: float) -> str:
+    """A double as ClickHouse writes it back: shortest round-trip digits, in decimal
+    notation for 1e-6 <= |x| < 1e21 and as ``<digits>e<exp>`` otherwise (JavaScript's
+    rules without the ``+``)."""
+    if not math.isfinite(x):
+        return "null"
+    if x == 0:
+        return "-0" if math.copysign(1.0, x) < 0 else "0"
+    if x.is_integer() and abs(x) < 1e21:
+        return str(int(x))
+    text = repr(x)
+    mantissa, _, exponent = text.partition("e")
+    if 1e-6 <= abs(x) < 1e21:
+        return text if not exponent else format(Decimal(text), "f")
+    return f"{mantissa}e{int(exponent)}" if exponent else text
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON as ClickHouse's ``JSONExtractRaw`` returns it (numbers re-written)."""
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{orjson.dumps(str(k)).decode()}:{_json_text(v)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_json_text(v) for v in value) + "]"
+    return orjson.dumps(value).decode()
+
+
 def _as_text(found: Any) -> str:
     """The nested value as the SQL reads it: strings unescaped, else compact JSON."""
     if isinstance(found, str):
         return found
-    return orjson.dumps(found).decode()
+    return _json_text(found)
 
 
 def _as_time_us(found: Any) -> int | None:

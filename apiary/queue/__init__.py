@@ -28,7 +28,16 @@ from apiary.queue._topology import (
     ensure_topology,
     events_subject,
 )
-from apiary.queue._wire import WIRE_SCHEMA, decode_batch, encode_batch
+from apiary.queue._wire import (
+    ARROW_ENCODING,
+    ENCODING_HEADER,
+    WIRE_SCHEMA,
+    TableBatch,
+    decode_batch,
+    decode_table,
+    encode_batch,
+    encode_table,
+)
 
 
 async def connect(url: str, *, name: str, wait_s: float = 15.0) -> Client:
@@ -61,6 +70,8 @@ async def connect(url: str, *, name: str, wait_s: float = 15.0) -> Client:
 
 
 __all__ = [
+    "ARROW_ENCODING",
+    "ENCODING_HEADER",
     "EVALUATION_STREAM",
     "EVENTS_STREAM",
     "NOTIFICATIONS_STREAM",
@@ -68,11 +79,14 @@ __all__ = [
     "WRITERS_CONSUMER",
     "EventPublisher",
     "NatsServer",
+    "TableBatch",
     "connect",
     "consumer_backlog",
     "decode_batch",
+    "decode_table",
     "describe_url",
     "encode_batch",
+    "encode_table",
     "ensure_topology",
     "events_subject",
     "nats_server_binary",

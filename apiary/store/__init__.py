@@ -35,6 +35,7 @@ from apiary.store._rows import (
     API_FIELDS,
     EVENTS_ARROW_SCHEMA,
     ComputedFields,
+    arrow_to_events,
     events_to_arrow,
     row_to_event,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "EventStore",
     "Statement",
     "apply_migrations",
+    "arrow_to_events",
     "build_session_tree",
     "events_to_arrow",
     "load_migrations",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import orjson
 import pyarrow as pa
@@ -269,6 +269,31 @@ def events_to_arrow(
         pa.array([version] * n, pa.uint64()),
     ]
     return pa.Table.from_arrays(columns, schema=EVENTS_ARROW_SCHEMA)
+
+
+def arrow_to_events(table: pa.Table) -> list[Event]:
+    """The Event dicts of rows built by :func:`events_to_arrow` (its inverse for the Event
+    fields; the tenant, version and derived columns are left out)."""
+    columns = {
+        name: table.column(name).to_pylist()
+        for name in ("session_id", "event_id", "parent_id", "children_ids", "event_type",
+                     "event_name", "source", "duration", "error", "trace_id", "span_id",
+                     *JSON_COLUMNS)
+    }
+    starts = table.column("start_time").cast(pa.int64()).to_pylist()
+    ends = table.column("end_time").cast(pa.int64()).to_pylist()
+    loads = orjson.loads
+    events: list[Event] = []
+    for i in range(table.num_rows):
+        event: dict[str, Any] = {name: values[i] for name, values in columns.items()}
+        for name in JSON_COLUMNS:
+            event[name] = loads(event[name]) if event[name] else {}
+        event["parent_id"] = event["parent_id"] or None
+        event["children_ids"] = list(event["children_ids"] or [])
+        event["start_time"] = starts[i] / 1000.0
+        event["end_time"] = ends[i] / 1000.0
+        events.append(cast(Event, event))
+    return events
 
 
 def _apply_override(override: ComputedFields, i: int, model: list[str],

@@ -331,3 +331,50 @@ async def test_dpdb_is_a_file_of_its_own(product: Product) -> None:
     assert isinstance(database, DataPlaneDatabase)
     assert str(database.engine.url).endswith("/dp.sqlite")
     assert (product.context.settings.data_dir / "dp.sqlite").exists()
+
+
+async def test_the_openapi_spec_describes_the_product_endpoints(product: Product) -> None:
+    response = await product.http.get("/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    paths = spec["paths"]
+    expected = {
+        "/v1/datasets": {"get", "post", "put", "delete"},
+        "/v1/datasets/{dataset_id}": {"put", "delete"},
+        "/v1/datasets/{dataset_id}/datapoints": {"post"},
+        "/v1/datasets/{dataset_id}/{datapoint_id}": {"delete"},
+        "/v1/datasets/{dataset_id}/versions": {"get", "post"},
+        "/v1/datasets/{dataset_id}/import": {"post"},
+        "/v1/datasets/{dataset_id}/export": {"get"},
+        "/v1/datapoints": {"get", "post"},
+        "/v1/datapoints/{datapoint_id}": {"get", "put", "delete"},
+        "/v1/datapoints/batch": {"post"},
+        "/v1/runs": {"get", "post"},
+        "/v1/runs/{run_id}": {"get", "put", "delete"},
+        "/v1/runs/{run_id}/result": {"get"},
+        "/v1/runs/{new_run_id}/compare-with/{old_run_id}": {"get"},
+        "/v1/runs/compare/events": {"get"},
+        "/v1/metrics": {"get", "post", "put", "delete"},
+        "/v1/metrics/{metric_id}": {"put", "delete"},
+        "/v1/metrics/{metric_id}/versions": {"get", "post"},
+        "/v1/metrics/{metric_id}/versions/{version_name}/deploy": {"post"},
+        "/v1/configurations": {"get", "post"},
+        "/v1/configurations/{config_id}": {"put", "delete"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+        for method in methods:
+            operation = paths[path][method]
+            assert operation["summary"], (path, method)
+            assert {"200", "400", "401", "403", "404"} <= set(operation["responses"])
+            error = operation["responses"]["404"]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/ErrorResponse"}
+            if method in ("post", "put") and not path.endswith(("/import", "/deploy")):
+                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                assert "$ref" in body, (path, method)
+    schemas = spec["components"]["schemas"]
+    assert {"RunResult", "RunObject", "DatasetOut", "DatapointOut", "MetricOut",
+            "ConfigurationOut"} <= set(schemas)
+    result_schema = paths["/v1/runs/{run_id}/result"]["get"]["responses"]["200"]
+    assert result_schema["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RunResult"}

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -29,6 +33,7 @@ from honeyhive._generated.models import (
     AddDatapointsToDatasetRequest,
     CreateDatapointRequest,
     CreateDatasetRequest,
+    DatapointMapping,
     PostExperimentRunRequest,
     PutExperimentRunRequest,
 )
@@ -104,7 +109,7 @@ class Served:
 def served(nats_server: NatsServer, store: EventStore,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data_dir: Path = tmp_path_factory.mktemp("sdk")
-    settings = ApiarySettings(data_dir=data_dir, writer_flush_interval_s=0.05)
+    settings = ApiarySettings(data_dir=data_dir, writer_flush_interval_s=0.1)
     suffix = uuid.uuid4().hex[:8]
     projects = {"a": f"proj-sdk-a-{suffix}", "b": f"proj-sdk-b-{suffix}"}
     keys, stored = {}, []
@@ -119,7 +124,8 @@ def served(nats_server: NatsServer, store: EventStore,
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        assert thread.is_alive(), "the server stopped"
+        assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     yield Served(f"http://127.0.0.1:{port}", keys, projects)
     server.should_exit = True
@@ -136,12 +142,14 @@ def test_the_sdk_client_manages_datasets_datapoints_and_runs(served: Served) -> 
         linked_datasets=[dataset_id])).result.insertedIds[0]
     added = client.datasets.add_datapoints(dataset_id, AddDatapointsToDatasetRequest(
         data=[{"question": "q2", "answer": "a2"}],
-        mapping={"inputs": ["question"], "ground_truth": ["answer"]}))
+        mapping=DatapointMapping(inputs=["question"], ground_truth=["answer"])))
     assert added.inserted is True
     (dataset,) = client.datasets.list(dataset_id=dataset_id).datasets
-    assert dataset.name == name and dataset.datapoints == [point, *added.datapoint_ids]
+    assert dataset.name == name
+    assert dataset.datapoints == [point, *added.datapoint_ids]
     (got,) = client.datapoints.get(point).datapoint
-    assert got.inputs == {"q": "hello"} and got.ground_truth == {"a": "world"}
+    assert got.inputs == {"q": "hello"}
+    assert got.ground_truth == {"a": "world"}
     listed = client.datapoints.list(datapoint_ids=[point, *added.datapoint_ids])
     assert {d.id for d in listed.datapoints} == {point, *added.datapoint_ids}
 
@@ -149,14 +157,16 @@ def test_the_sdk_client_manages_datasets_datapoints_and_runs(served: Served) -> 
     created = client.experiments.create_run(PostExperimentRunRequest(
         run_id=run_id, name="sdk run", status="pending", dataset_id=dataset_id,
         datapoint_ids=[point], event_ids=[], configuration={}, metadata={}))
-    assert created.run_id == run_id and created.evaluation.dataset_id == dataset_id
+    assert created.run_id == run_id
+    assert created.evaluation.dataset_id == dataset_id
     client.experiments.update_run(run_id, PutExperimentRunRequest(status="completed",
                                                                   event_ids=[]))
     assert client.experiments.get_run(run_id).evaluation.status == "completed"
     runs = client.experiments.list_runs(dataset_id=dataset_id, run_ids=[run_id])
     assert [r.run_id for r in runs.evaluations] == [run_id]
     result = client.experiments.get_result(run_id, aggregate_function="average")
-    assert result["success"] is True and result["datapoints"] == []
+    assert result["success"] is True
+    assert result["datapoints"] == []
     assert client.experiments.delete_run(run_id).deleted is True
 
     # The other project's key sees none of it.
@@ -167,33 +177,46 @@ def test_the_sdk_client_manages_datasets_datapoints_and_runs(served: Served) -> 
     assert client.datasets.delete(dataset_id).result.id == dataset_id
 
 
-def test_evaluate_on_an_apiary_dataset(served: Served) -> None:
-    from honeyhive.experiments import evaluate
+_EVALUATE = """
+import json, sys
+from honeyhive.experiments import evaluate
 
+def answer(datapoint):
+    question = datapoint["inputs"]["question"]
+    return {"answer": "a" + question[1:] if question != "q3" else "wrong"}
+
+def exact(outputs, inputs, ground_truth):
+    return outputs["answer"] == ground_truth["expected"]
+
+def length(outputs, inputs, ground_truth):
+    return float(len(outputs["answer"]))
+
+summary = evaluate(answer, dataset_id=sys.argv[1], evaluators=[exact, length],
+                   api_key=sys.argv[2], server_url=sys.argv[3], name="apiary-eval",
+                   max_workers=2, print_results=False)
+print(json.dumps({"run_id": summary.run_id, "passed": summary.passed,
+                  "failed": summary.failed}))
+"""
+
+
+def test_evaluate_on_an_apiary_dataset(served: Served, tmp_path: Path) -> None:
+    """``evaluate()`` runs in a process of its own: its tracer instruments the process it
+    runs in, and must not trace the data plane serving it."""
     client = served.client()
     dataset_id = client.datasets.create(
         CreateDatasetRequest(name=f"eval-{uuid.uuid4().hex[:6]}")).result.insertedId
     rows = [{"question": f"q{i}", "expected": f"a{i}"} for i in range(4)]
     point_ids = client.datasets.add_datapoints(dataset_id, AddDatapointsToDatasetRequest(
-        data=rows, mapping={"inputs": ["question"], "ground_truth": ["expected"]})
+        data=rows, mapping=DatapointMapping(inputs=["question"], ground_truth=["expected"]))
     ).datapoint_ids
-
-    def answer(datapoint: dict[str, Any]) -> dict[str, Any]:
-        question = datapoint["inputs"]["question"]
-        return {"answer": "a" + question[1:] if question != "q3" else "wrong"}
-
-    def exact(outputs: dict[str, Any], inputs: dict[str, Any],
-              ground_truth: dict[str, Any]) -> bool:
-        return bool(outputs["answer"] == ground_truth["expected"])
-
-    def length(outputs: dict[str, Any], inputs: dict[str, Any],
-               ground_truth: dict[str, Any]) -> float:
-        return float(len(outputs["answer"]))
-
-    summary = evaluate(answer, dataset_id=dataset_id, evaluators=[exact, length],
-                       api_key=served.keys["a"], server_url=served.url, name="apiary-eval",
-                       max_workers=2, print_results=False)
-    run_id = summary.run_id
+    script = tmp_path / "run_evaluate.py"
+    script.write_text(_EVALUATE)
+    done = subprocess.run(
+        [sys.executable, str(script), dataset_id, served.keys["a"], served.url],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "HH_API_URL": served.url})
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
     # Results are computed from the exported spans: wait until the writer stored them.
     deadline = time.monotonic() + 60
     while True:
@@ -208,6 +231,7 @@ def test_evaluate_on_an_apiary_dataset(served: Served) -> None:
     assert set(result["failed"]) == {point_ids[3]}
     assert set(result["passed"]) == set(point_ids[:3])
     run = client.experiments.get_run(run_id).evaluation
-    assert run.status == "completed" and run.dataset_id == dataset_id
+    assert run.status == "completed"
+    assert run.dataset_id == dataset_id
     assert len(run.event_ids) == 4
     assert getattr(run, "dataset_version_id", None)

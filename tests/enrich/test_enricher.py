@@ -90,3 +90,37 @@ def test_computed_fields(prices: PriceTable) -> None:
     # What the client said is kept.
     assert priced["metadata"]["cost"] == 9.0
     assert priced["metadata"]["total_tokens"] == 11
+
+
+def test_rows_shipped_by_the_replica_are_finished_by_the_writer(prices: PriceTable) -> None:
+    import orjson
+
+    from apiary.store import events_to_arrow
+
+    tenant = {"org_id": "o", "workspace_id": "w", "project_id": "p"}
+    replica, writer = Enricher(prices), Enricher(prices)
+    # The session event arrived at the replica in an earlier request: it inherited there.
+    session = new_event(event_id="s1", session_id="s1", event_type="session",
+                        metadata={"tier": "gold"}, user_properties={"plan": "pro"})
+    inherited = new_event(event_id="c1", session_id="s1", metadata={"own": 1})
+    # Another replica never saw session s2; the writer learns it from the store.
+    unknown = new_event(event_id="c2", session_id="s2", metadata={"own": 2})
+    # A span of a trace with no session yet: left unlinked by the replica.
+    unlinked = new_event(event_id="c3", trace_id=TRACE)
+    replica.enrich_request("p", [session])
+    resolved = replica.enrich_request("p", [inherited, unknown, unlinked])
+    assert resolved == {"s1"}
+    assert inherited["metadata"] == {"tier": "gold", "own": 1}
+    assert unlinked["session_id"] == ""  # the replica does not invent sessions
+
+    table = events_to_arrow(tenant, 1, [inherited, unknown, unlinked])  # type: ignore[arg-type]
+    needed = writer.table_lookups("p", table, frozenset(resolved))
+    assert needed.sessions == {"s2"}
+    assert needed.traces == {TRACE}
+    writer.learn("p", traces={}, asked=needed,
+                 sessions={"s2": SessionContext({"region": "eu"}, {})})
+    out = writer.enrich_table("p", table, frozenset(resolved))
+    metadata = [orjson.loads(m) for m in out.column("metadata").to_pylist()]
+    assert metadata[0] == {"tier": "gold", "own": 1}  # untouched: already inherited
+    assert metadata[1] == {"region": "eu", "own": 2}
+    assert out.column("session_id").to_pylist()[2] == session_id_for_trace(TRACE)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine, text
 
-import apiary.dpdb.models  # noqa: F401  (registers every model on the metadata)
-import apiary.dpdb.models_proxy  # noqa: F401
+# Imported for their effect: each registers its models on the metadata.
+import apiary.dpdb.models
+import apiary.dpdb.models_proxy
 import apiary.dpdb.models_review  # noqa: F401
 from apiary.dpdb.migrate import VERSION_TABLE
 

@@ -44,8 +44,8 @@ def upgrade() -> None:
         _time("created_at"),
         _time("updated_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_provider_credentials")),
-        sa.UniqueConstraint("workspace_id", "provider",
-                            name=op.f("uq_provider_credentials_workspace_id_provider")),
+        sa.UniqueConstraint("org_id", "workspace_id", "provider",
+                            name=op.f("uq_provider_credentials_org_id_workspace_id_provider")),
     )
 
     op.create_table(

@@ -1,0 +1,81 @@
+"""Evaluator actors: the pool that scores events from the ``evaluation`` stream.
+
+Each :class:`EvaluatorActor` runs one :class:`~apiary.evaluation.loop.EvaluatorLoop` on the
+shared durable consumer ``evaluation/evaluators`` (see that module for the guarantees).
+The pool is sized by a :class:`~apiary.actors.scaler.PoolScaler`; on a cluster each actor
+requests CPUs and one unit of the custom resource ``evaluator``
+(:data:`apiary.deployments.serve_app.EVALUATOR_RESOURCE`), so a growing pool makes the Ray
+autoscaler add evaluator nodes. Stopping drains: the actor finishes, publishes and
+acknowledges the tasks it holds, then disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ray
+
+from apiary.evaluation.loop import EvaluatorLoop
+from apiary.evaluation.scoring import Scorer
+from apiary.objects import object_store
+from apiary.queue import connect
+from apiary.settings import ApiarySettings
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class EvaluatorActor:
+    """One evaluator. Restarted by Ray if it dies; JetStream redelivers what it held."""
+
+    def __init__(self, settings: ApiarySettings, nats_url: str, name: str) -> None:
+        self._settings = settings
+        self._nats_url = nats_url
+        self._name = name
+        self._loop: EvaluatorLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._scorer: Scorer | None = None
+        self._nc: Any = None
+
+    async def start(self) -> None:
+        """Connect and start consuming (idempotent: a restarted actor starts again)."""
+        if self._task is not None:
+            return
+        from apiary._private.logs import configure_logging
+        from apiary.actors.clickhouse import store_client
+
+        configure_logging(self._settings)
+        self._nc = await connect(self._nats_url, name=self._name)
+        self._scorer = Scorer.from_settings(self._settings)
+        settings = self._settings
+        self._loop = EvaluatorLoop(
+            js=self._nc.jetstream(), scorer=self._scorer, objects=object_store(settings),
+            settings=settings, name=self._name, store=lambda: store_client(settings),
+        )
+        self._task = asyncio.create_task(self._loop.run())
+
+    async def stats(self) -> dict[str, Any]:
+        if self._loop is None:
+            return {"name": self._name, "running": False}
+        stats = self._loop.stats.as_dict()
+        stats["name"] = self._name
+        stats["running"] = self._task is not None and not self._task.done()
+        if self._task is not None and self._task.done() and self._task.exception():
+            stats["last_error"] = repr(self._task.exception())
+        if self._scorer is not None and self._scorer.sandbox is not None:
+            stats["sandbox_jobs"] = self._scorer.sandbox.stats.jobs
+        return stats
+
+    async def stop(self) -> dict[str, Any]:
+        """Drain: stop fetching, finish and acknowledge the tasks held, then disconnect."""
+        if self._loop is not None and self._task is not None:
+            self._loop.stop()
+            await asyncio.gather(self._task, return_exceptions=True)
+        final = await self.stats()
+        if self._scorer is not None:
+            await self._scorer.close()
+        if self._nc is not None:
+            await self._nc.drain()
+        return final
+
+
+__all__ = ["EvaluatorActor"]
