@@ -117,6 +117,7 @@ class TreeSampler:
         self._roles: dict[int, str] = {}
         self.peak_pss = 0
         self.peak_rss = 0
+        self.pss_at_peak: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -128,6 +129,7 @@ class TreeSampler:
 
     def sample(self) -> None:
         pss = rss = 0
+        by_role: dict[str, int] = {}
         for p in self._processes():
             try:
                 t = p.cpu_times()
@@ -137,8 +139,12 @@ class TreeSampler:
                 info = p.memory_full_info()
                 pss += info.pss
                 rss += info.rss
+                role = self._roles.get(p.pid, "other")
+                by_role[role] = by_role.get(role, 0) + info.pss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+        if pss > self.peak_pss:
+            self.pss_at_peak = by_role
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_rss = max(self.peak_rss, rss)
 
@@ -350,6 +356,8 @@ def main() -> None:
             },
             "platform_peak_pss_gib": sampler.peak_pss / 1024**3,
             "platform_peak_rss_sum_gib": sampler.peak_rss / 1024**3,
+            "pss_mib_by_process": {k: round(v / 1024**2) for k, v in
+                                   sorted(sampler.pss_at_peak.items())},
         }
         if "baseline" in figures:
             figures["apiary"]["ratio_to_ceiling"] = (
@@ -378,7 +386,8 @@ def main() -> None:
         f"  HTTP statuses:            {a['statuses']} (client errors {a['client_errors']})\n"
         f"  platform CPU:             {a['platform_cpu_cores']:.2f} cores ({by_process})\n"
         f"  platform memory:          {a['platform_peak_pss_gib']:.2f} GiB PSS peak "
-        f"(RSS sum {a['platform_peak_rss_sum_gib']:.2f} GiB)"
+        f"(RSS sum {a['platform_peak_rss_sum_gib']:.2f} GiB; MiB by process: "
+        f"{', '.join(f'{k} {v}' for k, v in a['pss_mib_by_process'].items())})"
     )
     if "baseline" in figures:
         b = figures["baseline"]

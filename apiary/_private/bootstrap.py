@@ -59,6 +59,7 @@ def _key_id(api_key: str) -> str | None:
 def bootstrap_control_plane(settings: ApiarySettings) -> Bootstrap:
     """Create or reuse the bootstrap tenant and key in the (embedded) control plane."""
     from apiary.control import admin
+    from apiary.control.permissions import KEY_GRANTABLE
 
     previous = read_connection(settings.data_dir)
     first = admin.bootstrap(settings, admin_email=ADMIN_EMAIL, mint_key=False)
@@ -70,7 +71,12 @@ def bootstrap_control_plane(settings: ApiarySettings) -> Bootstrap:
         if k["revoked_at"] is None
     }
     if key_id is None or key_id not in active or previous.get("project_id") != project_id:
-        minted = admin.keys_create(settings, project_id=project_id, name="bootstrap")
+        # Everything a project key may do (ingest, read, datasets, runs, prompts, metrics):
+        # this is the key of the installation's first user, for the SDK and the CLI alike.
+        minted = admin.keys_create(
+            settings, project_id=project_id, name="bootstrap",
+            permissions=sorted(p.value for p in KEY_GRANTABLE),
+        )
         api_key = minted["api_key"]
     password = first.get("admin_password") or previous.get("admin_password")
     return Bootstrap(project_id, str(api_key), ADMIN_EMAIL, password)

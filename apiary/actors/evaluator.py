@@ -35,6 +35,7 @@ class EvaluatorActor:
         self._task: asyncio.Task[None] | None = None
         self._scorer: Scorer | None = None
         self._nc: Any = None
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect and start consuming (idempotent: a restarted actor starts again)."""
@@ -52,6 +53,9 @@ class EvaluatorActor:
             settings=settings, name=self._name, store=lambda: store_client(settings),
         )
         self._task = asyncio.create_task(self._loop.run())
+        # Preload the sandbox in the background: consuming starts at once (judge tasks need
+        # no sandbox), and the first Python metric does not wait seconds for the preload.
+        self._warming = asyncio.create_task(self._scorer.warm())
 
     async def stats(self) -> dict[str, Any]:
         if self._loop is None:
@@ -61,8 +65,9 @@ class EvaluatorActor:
         stats["running"] = self._task is not None and not self._task.done()
         if self._task is not None and self._task.done() and self._task.exception():
             stats["last_error"] = repr(self._task.exception())
-        if self._scorer is not None and self._scorer.sandbox is not None:
-            stats["sandbox_jobs"] = self._scorer.sandbox.stats.jobs
+        sandbox = self._scorer.sandbox if self._scorer is not None else None
+        stats["sandbox_ready"] = sandbox is not None
+        stats["sandbox_jobs"] = sandbox.stats.jobs if sandbox is not None else 0
         return stats
 
     async def stop(self) -> dict[str, Any]:
@@ -71,6 +76,8 @@ class EvaluatorActor:
             self._loop.stop()
             await asyncio.gather(self._task, return_exceptions=True)
         final = await self.stats()
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
         if self._scorer is not None:
             await self._scorer.close()
         if self._nc is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -15,7 +16,7 @@ from apiary.api._context import DataPlaneContext
 from apiary.api.models import ErrorResponse
 from apiary.auth import Permission, Principal, bearer_credential
 from apiary.dpdb import Owner
-from apiary.errors import PermissionDenied
+from apiary.errors import Conflict, InvalidRequest, PermissionDenied
 
 T = TypeVar("T")
 
@@ -53,11 +54,20 @@ def owner_of(principal: Principal) -> Owner:
 
 
 async def in_transaction(context: DataPlaneContext, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one dpdb transaction, in a worker thread."""
+    """Run ``work`` in one dpdb transaction, in a worker thread.
+
+    A constraint the database enforces (a name or id taken by a concurrent request) is a
+    409; a value the database refuses is a 400 — never a 500.
+    """
     def run() -> T:
         with context.dpdb.transaction() as db:
             return work(db)
-    return await asyncio.to_thread(run)
+    try:
+        return await asyncio.to_thread(run)
+    except IntegrityError:
+        raise Conflict("the change conflicts with a concurrent one; retry") from None
+    except DataError as exc:
+        raise InvalidRequest(f"a value cannot be stored: {str(exc.orig)[:200]}") from None
 
 
 def iso(moment: datetime | None) -> str | None:

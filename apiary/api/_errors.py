@@ -57,6 +57,15 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> Response:
+        # Only pathological input nests deep enough to exhaust the interpreter's stack
+        # (a JSON body nested ~1,000 levels, parsed before any handler runs).
+        return JSONResponse(
+            {"message": "the request body is nested too deeply", "errorCode": "invalid_request"},
+            status_code=400,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})

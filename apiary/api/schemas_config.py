@@ -9,9 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apiary.api._validation import StrictRequest
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class _Request(StrictRequest):
+    pass
 
 
 class SingleFilter(BaseModel):

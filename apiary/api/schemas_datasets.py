@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from apiary.api._validation import StrictRequest
 
 MAX_IDS = 10_000
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Request(StrictRequest):
+    pass
 
 
 # --- requests -------------------------------------------------------------------------

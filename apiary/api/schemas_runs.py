@@ -12,11 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apiary.api._validation import StrictRequest
+
 MAX_IDS = 100_000
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Request(StrictRequest):
+    pass
 
 
 class RunUpdate(_Request):

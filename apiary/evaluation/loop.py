@@ -120,7 +120,8 @@ class EvaluatorLoop:
         self.stats = EvaluatorStats()
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._working: dict[Msg, float] = {}  # tasks being handled, since their last beat
+        # Messages being handled (by id: Msg is not hashable), and since their last beat.
+        self._working: dict[int, tuple[Msg, float]] = {}
         self._ledger: ScoredLedger | None = None
         self._ack_wait = settings.writer_ack_wait_s
         self._max_deliver = settings.writer_max_deliver
@@ -183,7 +184,7 @@ class EvaluatorLoop:
         except PoisonMessage as exc:
             await self._dead_letter(msg, exc)
             return
-        self._working[msg] = time.monotonic()
+        self._working[id(msg)] = (msg, time.monotonic())
         try:
             await self._process(msg, task)
         except _Retry as exc:
@@ -192,7 +193,7 @@ class EvaluatorLoop:
             log.exception("evaluation failed unexpectedly", extra={"task_id": task["task_id"]})
             await self._hand_back(msg, deliveries, exc)
         finally:
-            self._working.pop(msg, None)
+            self._working.pop(id(msg), None)
 
     async def _process(self, msg: Msg, task: EvaluationTask) -> None:
         assert self._ledger is not None
@@ -294,9 +295,9 @@ class EvaluatorLoop:
         while True:
             await asyncio.sleep(period / 2)
             due = time.monotonic() - period
-            for msg, since in list(self._working.items()):
-                if since <= due:
-                    self._working[msg] = time.monotonic()
+            for key, (msg, since) in list(self._working.items()):
+                if since <= due and key in self._working:
+                    self._working[key] = (msg, time.monotonic())
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
 

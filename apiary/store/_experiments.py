@@ -10,7 +10,8 @@ strings; other values (labels, explanations) are returned as raw JSON with ``num
 Aggregates are computed by ClickHouse over the numeric values of each (metric, event
 name, event type): :data:`AGGREGATES` name the functions; ``pNN`` is the NN-th percentile
 with linear interpolation (``quantileExactInclusive``, numpy's default), ``median`` is
-``p50``. Versions are collapsed (``FINAL``) before anything is read.
+``p50``. Versions are collapsed (``FINAL``) before anything is read, within the run's
+sessions only (found first through the ``idx_run_id`` skip index, migration 0006).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from apiary.store._filters import Params, compile_filter
 from apiary.store._queries import (
     DedupMethod,
     Statement,
+    _db,
     _require_project,
     deduplicated_events,
 )
@@ -70,14 +72,20 @@ def _run_source(database: str, params: Params, project_id: str, run_id: str,
     if len(filters) > _MAX_FILTERS:
         raise InvalidRequest(f"at most {_MAX_FILTERS} filters", field="filters")
     compiled = [compile_filter(f, params) for f in filters]
-    member = f"JSONExtractString(metadata, 'run_id') = {params.bind(run_id, 'String')}"
+    tagged = f"JSONExtractString(metadata, 'run_id') = {params.bind(run_id, 'String')}"
+    # The run's sessions first (cheap: no FINAL, two columns, the run_id skip index), so
+    # that versions are collapsed only within them (the primary key starts with the
+    # project and the session).
+    sessions = (f"session_id IN (SELECT session_id FROM {_db(database)}.events "
+                f"WHERE project_id = {params.bind(project_id, 'String')} AND {tagged})")
+    member = tagged
     if session_ids:
-        member = (f"({member} OR session_id IN "
-                  f"{params.bind(sorted(set(session_ids)), 'Array(String)')})")
+        named = f"session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}"
+        sessions, member = f"({sessions} OR {named})", f"({tagged} OR {named})"
     conditions = [member, *(c.sql for c in compiled)]
     needed = columns | {"metadata", "session_id"} | {
         f["field"].split(".")[0] for f in filters if isinstance(f.get("field"), str)}
-    source = deduplicated_events(database, params, project_id, [], needed, method)
+    source = deduplicated_events(database, params, project_id, [sessions], needed, method)
     select = ", ".join(sorted(needed))
     return f"SELECT {select} FROM {source} AND " + " AND ".join(conditions)
 

@@ -258,7 +258,19 @@ async def test_replica_at_its_inflight_limit_answers_429_with_retry_after(plane:
     assert int(response.headers["retry-after"]) >= 1
 
 
+async def _settled(plane: Plane) -> None:
+    """Wait until the writer has stored and acknowledged everything published so far."""
+    deadline = time.monotonic() + 15
+    while True:
+        info = await plane.context.js.consumer_info("events", "writers")
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        assert time.monotonic() < deadline, "the writer did not settle"
+        await asyncio.sleep(0.05)
+
+
 async def test_count_endpoint_reports_rows_and_exact_events(plane: Plane) -> None:
+    await _settled(plane)
     project = plane.projects["a"]
     cheap = await plane.http.get("/v1/events/count", headers=plane.auth("a"))
     exact = await plane.http.get("/v1/events/count", params={"exact": "true"},
@@ -298,3 +310,10 @@ async def test_unknown_route_is_a_json_404(plane: Plane) -> None:
     assert response.status_code == 404
     assert response.json()["errorCode"] == "not_found"
 
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(plane: Plane) -> None:
+    body = b'{"filters": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await plane.http.post("/v1/events/export", content=body,
+                                      headers=plane.auth("a", "application/json"))
+    assert response.status_code == 400

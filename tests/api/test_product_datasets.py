@@ -378,3 +378,15 @@ async def test_the_openapi_spec_describes_the_product_endpoints(product: Product
     result_schema = paths["/v1/runs/{run_id}/result"]["get"]["responses"]["200"]
     assert result_schema["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/RunResult"}
+
+
+async def test_unstorable_values_are_400(product: Product) -> None:
+    for raw in (b'{"inputs": {"x": NaN}}', b'{"inputs": {"x": Infinity}}',
+                b'{"inputs": {"x": "a\\u0000b"}}',
+                b'{"inputs": ' + b'{"a": ' * 70 + b"1" + b"}" * 71):
+        failed = await product.fails(400, "POST", "/v1/datapoints", content=raw,
+                                     headers={"content-type": "application/json"})
+        assert failed["errorCode"] == "invalid_request"
+    await product.fails(400, "POST", "/v1/runs",
+                        json={"name": "nul\u0000name"})
+    await product.fails(400, "POST", "/v1/datasets", json={"name": "a\u0000b"})

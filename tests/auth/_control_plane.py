@@ -86,7 +86,7 @@ class ControlPlane:
             "iss": self.issuer, "aud": AUDIENCE, "sub": "user:alice", "iat": now, "nbf": now,
             "exp": now + self.token_lifetime_s, "jti": uuid.uuid4().hex, "org_id": ORG,
             "workspace_id": WORKSPACE, "project_id": PROJECT, "role": "member",
-            "permissions": ["events:write", "events:read", "prompts:read"],
+            "permissions": ["events:write", "events:read", "members:manage"],
         }
         base.update(overrides)
         return {k: v for k, v in base.items() if v is not ...}

@@ -51,7 +51,7 @@ async def test_a_valid_token_maps_its_claims_to_a_principal(
         "org-1", WORKSPACE, PROJECT,
     )
     assert principal.role == "viewer"
-    # "prompts:read" is a control-plane permission unknown here: it grants nothing.
+    # "members:manage" is a control-plane permission unknown here: it grants nothing.
     assert principal.permissions == {Permission.EVENTS_WRITE, Permission.EVENTS_READ}
     principal.require(Permission.EVENTS_WRITE)
     with pytest.raises(PermissionDenied):

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from ray.serve import Application
 
-from apiary.actors import clickhouse, writer
+from apiary.actors import clickhouse, scaler, writer
 from apiary.deployments import serve_app
 from apiary.deployments.serve_app import (
     cluster_problems,
@@ -167,6 +167,29 @@ class FakePool:
         self.stopped = True
 
 
+class FakeScalers:
+    """Stands in for the pool scalers (no Ray here): what the supervisor starts and stops."""
+
+    started: ClassVar[list[dict[str, Any]]] = []
+    stopped: ClassVar[list[list[Any]]] = []
+
+    @classmethod
+    def install(cls, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(cls, "started", [])
+        monkeypatch.setattr(cls, "stopped", [])
+
+        def start(settings: ApiarySettings, nats_url: str, **options: Any) -> list[Any]:
+            cls.started.append({"nats_url": nats_url, **options})
+            return ["evaluator-scaler"]
+
+        def stop(scalers: list[Any]) -> list[Any]:
+            assert not FakePool.instances[-1].stopped  # evaluators drain before writers
+            cls.stopped.append(list(scalers))
+            return []
+        monkeypatch.setattr(scaler, "start_scalers", start)
+        monkeypatch.setattr(scaler, "stop_scalers", stop)
+
+
 class _Supervisor(serve_app.PoolSupervisor):
     def __del__(self) -> None:  # type: ignore[override]
         """Garbage collection must not start the async shutdown; tests await it."""
@@ -190,9 +213,14 @@ async def test_pool_supervisor_prepares_stores_then_runs_writers(
                         lambda s: migrated.append(s.clickhouse_url) or ["0001"])
     monkeypatch.setattr(writer, "WriterPool", FakePool)
     monkeypatch.setattr(FakePool, "instances", [])
+    FakeScalers.install(monkeypatch)
     settings = ApiarySettings(data_dir=tmp_path, nats_url=nats_server.url,
                               clickhouse_url="http://ch:8123")
     supervisor = await _supervisor(settings)
+    for _ in range(200):
+        if FakeScalers.started:
+            break
+        await asyncio.sleep(0.01)
 
     nc = await connect(nats_server.url, name="test")
     try:
@@ -206,8 +234,16 @@ async def test_pool_supervisor_prepares_stores_then_runs_writers(
     assert pool.nats_url == nats_server.url
     assert pool.options == {"num_cpus": serve_app.WRITER_NUM_CPUS,
                             "resources": {serve_app.WRITER_RESOURCE: 1}, "get_if_exists": True}
+    # Evaluators (and extra writers) on the nodes that offer their resource.
+    assert FakeScalers.started == [{
+        "nats_url": nats_server.url,
+        "evaluator_options": {"num_cpus": serve_app.EVALUATOR_NUM_CPUS,
+                              "resources": {serve_app.EVALUATOR_RESOURCE: 1}},
+        "writer_options": {"num_cpus": serve_app.WRITER_NUM_CPUS,
+                           "resources": {serve_app.WRITER_RESOURCE: 1}}}]
     await supervisor.check_health()
     await serve_app.PoolSupervisor.__del__(supervisor)
+    assert FakeScalers.stopped == [["evaluator-scaler"]]
     assert pool.stopped
 
 
@@ -217,8 +253,10 @@ async def test_pool_supervisor_reports_a_pool_that_cannot_start(
     monkeypatch.setattr(clickhouse, "migrate_server", lambda s: [])
     monkeypatch.setattr(writer, "WriterPool", FakePool)
     monkeypatch.setattr(FakePool, "fail_start", True)
+    FakeScalers.install(monkeypatch)
     settings = ApiarySettings(data_dir=tmp_path, nats_url=nats_server.url)
     supervisor = await _supervisor(settings)
     with pytest.raises(RuntimeError, match="no writer fits"):
         await supervisor.check_health()
     await serve_app.PoolSupervisor.__del__(supervisor)
+    assert FakeScalers.started == []  # no evaluators without the writers that store scores

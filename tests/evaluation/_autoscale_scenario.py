@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 # Before Ray is imported (the test sets these for this process; fail loudly otherwise).
 assert os.environ.get("RAY_AUTH_MODE") == "disabled"
 assert os.environ.get("RAY_FAKE_CLUSTER") == "1"
+
 
 import psutil  # noqa: E402
 import ray  # noqa: E402
@@ -112,9 +115,7 @@ def worker_nodes() -> int:
     return sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get(EVALUATOR_RESOURCE))
 
 
-async def scenario(args: argparse.Namespace) -> dict[str, Any]:
-    with open(args.tasks) as f:
-        tasks: list[EvaluationTask] = json.load(f)
+async def scenario(args: argparse.Namespace, tasks: list[EvaluationTask]) -> dict[str, Any]:
     settings = ApiarySettings(
         data_dir=args.data_dir, evaluator_min=1, evaluator_max=args.max_nodes,
         evaluator_concurrency=2, evaluator_backlog_per_actor=args.backlog_per_actor,
@@ -181,7 +182,8 @@ def main() -> int:
         try:
             ray.init(address=head.gcs_address, namespace="apiary", log_to_driver=False,
                      logging_level="ERROR", configure_logging=False)
-            result = asyncio.run(scenario(args))
+            tasks: list[EvaluationTask] = json.loads(Path(args.tasks).read_text())
+            result = asyncio.run(scenario(args, tasks))
             print("SCENARIO-RESULT " + json.dumps(result), flush=True)
             return 0
         finally:
@@ -191,10 +193,8 @@ def main() -> int:
             ray.shutdown()
             head.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
             for proc in mine:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
             psutil.wait_procs(mine, timeout=10)
 
 

@@ -29,7 +29,8 @@ def default_reply(messages: list[dict[str, Any]]) -> str:
     """Score 1 when the prompt mentions France, else 0, with an explanation."""
     prompt = messages[-1]["content"]
     score = 1 if "France" in prompt else 0
-    return f'Here you go: {{"score": {score}, "explanation": "France is {"" if score else "not "}mentioned"}}'
+    said = "mentioned" if score else "not mentioned"
+    return f'Here you go: {{"score": {score}, "explanation": "France is {said}"}}'
 
 
 class FakeOpenAI:

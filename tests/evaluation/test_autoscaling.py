@@ -67,7 +67,8 @@ async def _run_scenario(args: list[str], timeout_s: float) -> dict[str, Any]:
         raise
     text = out.decode(errors="replace")
     lines = [line for line in text.splitlines() if line.startswith("SCENARIO-RESULT ")]
-    assert proc.returncode == 0 and lines, text[-6000:]
+    assert proc.returncode == 0, text[-6000:]
+    assert lines, text[-6000:]
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("SCENARIO-RESULT "))
     return result
 
@@ -129,7 +130,8 @@ async def test_a_backlog_scales_evaluators_and_nodes_up_and_down_exactly_once(
     assert max(p["ready"] for p in backlog) >= 2
     assert max(p["nodes"] for p in timeline) >= 2
     assert [p["nodes"] for p in timeline if p["phase"] == "cold"][-1] == 1
-    assert timeline[-1]["size"] == 1 and timeline[-1]["nodes"] == 1
+    assert timeline[-1]["size"] == 1
+    assert timeline[-1]["nodes"] == 1
     peak = max(range(len(timeline)), key=lambda i: timeline[i]["nodes"])
     assert timeline[peak]["t"] < timeline[-1]["t"]
     assert result["published"] == {"new": TASKS, "duplicates": 0}

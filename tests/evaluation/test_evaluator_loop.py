@@ -173,16 +173,16 @@ async def test_python_scores_become_metrics_of_the_events(plane: Plane) -> None:
     plane.insert(events)
     metric = _metric()
     tasks = [new_task(plane.tenant, e, metric, source="online") for e in events]
-    async with audit(plane.js, plane.tenant["project_id"]) as seen:
-        async with running(plane.loop()) as loop:
-            await plane.publish(tasks)
-            for i, event in enumerate(events):
-                stored = await plane.scored_event(event["event_id"], "answer_length")
-                assert stored["metrics"]["answer_length"] == len("Paris, France") + i
-                assert stored["metrics"]["answer_length_explanation"] == \
-                    "characters in the answer"
-                assert stored["outputs"] == event["outputs"]  # the rest of the event stays
-            await until(plane.drained, 10, "tasks acknowledged")
+    async with audit(plane.js, plane.tenant["project_id"]) as seen, \
+            running(plane.loop()) as loop:
+        await plane.publish(tasks)
+        for i, event in enumerate(events):
+            stored = await plane.scored_event(event["event_id"], "answer_length")
+            assert stored["metrics"]["answer_length"] == len("Paris, France") + i
+            assert stored["metrics"]["answer_length_explanation"] == \
+                "characters in the answer"
+            assert stored["outputs"] == event["outputs"]  # the rest of the event stays
+        await until(plane.drained, 10, "tasks acknowledged")
     assert (loop.stats.evaluations, loop.stats.scored, loop.stats.failed) == (3, 3, 0)
     assert len(seen) == 3
     patches = plane.patches([e["event_id"] for e in events])
@@ -236,7 +236,8 @@ async def test_a_crash_between_scoring_and_ack_yields_one_score(
     (first,) = _CrashAfterPublishing.published
     (second,) = _Recording.published
     assert first["version"] == second["version"] == task["created_ns"]
-    assert first["metrics"]["answer_length"] == 1 and second["metrics"]["answer_length"] == 2
+    assert first["metrics"]["answer_length"] == 1
+    assert second["metrics"]["answer_length"] == 2
     assert len(seen) == 1  # one score message on the stream
     assert len(plane.patches([event["event_id"]])[event["event_id"]]) == 1
     assert stored["metrics"]["answer_length"] == 1  # the score that was published first
@@ -278,18 +279,18 @@ async def test_a_task_queued_again_after_the_duplicate_window_is_not_scored_agai
     (event,) = _events(1)
     plane.insert([event])
     task = new_task(plane.tenant, event, _metric(), source="request")
-    async with audit(plane.js, plane.tenant["project_id"]) as seen:
-        async with running(plane.loop()) as loop:
-            await plane.publish([task])
-            await plane.scored_event(event["event_id"], "answer_length")
-            await until(plane.drained, 10)
-            again = await TaskPublisher(plane.js).publish([task])
-            assert (again.new, again.duplicates) == (0, 1)  # inside the window: dropped
-            await plane.js.publish(task_subject("request", plane.tenant["project_id"]),
-                                   encode_task(task), stream="evaluation",
-                                   headers={"Nats-Msg-Id": "after-the-window"})
-            await until(lambda: _true(loop.stats.already_scored == 1), 20, "ledger skip")
-            await until(plane.drained, 10)
+    async with audit(plane.js, plane.tenant["project_id"]) as seen, \
+            running(plane.loop()) as loop:
+        await plane.publish([task])
+        await plane.scored_event(event["event_id"], "answer_length")
+        await until(plane.drained, 10)
+        again = await TaskPublisher(plane.js).publish([task])
+        assert (again.new, again.duplicates) == (0, 1)  # inside the window: dropped
+        await plane.js.publish(task_subject("request", plane.tenant["project_id"]),
+                               encode_task(task), stream="evaluation",
+                               headers={"Nats-Msg-Id": "after-the-window"})
+        await until(lambda: _true(loop.stats.already_scored == 1), 20, "ledger skip")
+        await until(plane.drained, 10)
     assert (loop.stats.evaluations, loop.stats.scored) == (1, 1)
     assert len(seen) == 1
 

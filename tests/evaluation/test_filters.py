@@ -138,7 +138,7 @@ def test_python_filter_agrees_with_clickhouse(store: EventStore,
 def test_the_filter_set_is_not_trivial(store: EventStore,
                                        stored: tuple[str, list[Event]]) -> None:
     """Most filters match some but not all events, so agreement means something."""
-    project, events = stored
+    _project, events = stored
     partial = 0
     for raw in FILTERS:
         matched = sum(1 for e in events if compile_predicate(raw)(e))

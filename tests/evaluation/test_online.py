@@ -263,7 +263,8 @@ async def test_an_llm_judge_metric_scores_new_events(world: World, judge: FakeOp
     assert no["metrics"][f"{name}_explanation"] == "France is not mentioned"
     models = {r["body"]["model"] for r in judge.requests}
     assert models == {"openai/gpt-4o-mini"}
-    assert judge.per_event[ids[0]] == 1 and judge.per_event[ids[1]] == 1
+    assert judge.per_event[ids[0]] == 1
+    assert judge.per_event[ids[1]] == 1
 
 
 async def test_an_experiment_run_is_scored_on_request_once(world: World) -> None:
