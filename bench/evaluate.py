@@ -151,15 +151,19 @@ async def scale_up(js: JetStreamContext, url: str, data_dir: Path,
     try:
         await scaler.start.remote()  # one evaluator, idle, its sandbox preloading
         for _ in range(600):
-            if all(s["sandbox_ready"] for s in await scaler.actor_stats.remote()):
+            stats = await scaler.actor_stats.remote()
+            if stats and all(s["sandbox_ready"] for s in stats):
                 break
             await asyncio.sleep(0.2)
         tasks = _tasks(args.backlog, tenant)
         t0 = time.monotonic()
-        await TaskPublisher(js).publish(tasks)
-        marks["published"] = time.monotonic() - t0
+        # Published in the background: the clock runs from the first task on.
+        publishing = asyncio.create_task(TaskPublisher(js).publish(tasks))
         while counter.seen < len(tasks):
             now = time.monotonic() - t0
+            if publishing.done() and "all published" not in marks:
+                publishing.result()
+                marks["all published"] = now
             seen = await counter.poll()
             samples.append((now, seen))
             if seen and "first score" not in marks:

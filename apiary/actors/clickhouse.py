@@ -31,6 +31,8 @@ _METHODS = frozenset({
     "insert_patches", "event_patches", "latest_events", "recently_patched",
     # experiment runs: results, comparisons
     "run_result_rows", "run_events",
+    # charts
+    "chart_data",
 })
 
 
@@ -103,6 +105,10 @@ class StoreClient:
             "run_events", project_id, run_id, session_ids, filters, limit
         )
         return events
+
+    async def chart_data(self, project_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("chart_data", project_id, request)
+        return result
 
     async def query_rows(
         self, sql: str, parameters: dict[str, Any] | None = None

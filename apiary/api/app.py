@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 import apiary
 from apiary._private import metrics
 from apiary.api import (
+    charts,
     configurations,
     datapoints,
     datasets,
@@ -51,6 +52,7 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(evaluations.router)
     app.include_router(proxy.router)
     app.include_router(queues.router)
+    app.include_router(charts.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
     async def healthz(request: Request) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 Datasets, datapoints, dataset versions and experiment runs (:mod:`.models`); the LLM
 proxy's encrypted provider credentials (:mod:`.models_proxy`); annotation queues and their
-items (:mod:`.models_review`). PostgreSQL (``postgresql+psycopg://``, a database of its
+items (:mod:`.models_review`); saved charts (:mod:`.models_charts`, operations
+:mod:`.charts`). PostgreSQL (``postgresql+psycopg://``, a database of its
 own, never the control plane's) in production, the SQLite file ``<data-dir>/dp.sqlite`` as
 the embedded default (``settings.dp_database``); the same models and migrations serve
 both. Open with :class:`DataPlaneDatabase` (which migrates by default); the operations are
@@ -29,6 +30,7 @@ from apiary.dpdb.models import (
     DatasetVersionItem,
     ExperimentRun,
 )
+from apiary.dpdb.models_charts import Chart
 from apiary.dpdb.models_proxy import ProviderCredential
 from apiary.dpdb.models_review import AnnotationItem, AnnotationQueue
 
@@ -38,6 +40,7 @@ __all__ = [
     "AnnotationItem",
     "AnnotationQueue",
     "Base",
+    "Chart",
     "DataPlaneDatabase",
     "Datapoint",
     "DatapointSpec",

@@ -9,6 +9,8 @@ import pyarrow as pa
 
 from apiary.errors import NotFound
 from apiary.event import Event, EventPatch, Tenant
+from apiary.store._chart_spec import parse_chart_request
+from apiary.store._charts import plan_chart, shape_chart
 from apiary.store._drivers import ClickHouseDriver
 from apiary.store._experiments import (
     plan_run_event_details,
@@ -235,6 +237,19 @@ class EventStore:
         stmt = plan_run_events(self.database, project_id, run_id, session_ids,
                                filters=filters, limit=limit, method=self.dedup_method)
         return [row_to_event(row) for row in self._rows(stmt)]
+
+    # --- charts (apiary.store._charts) ----------------------------------------------------
+
+    def chart_data(self, project_id: str, request: Mapping[str, Any], *,
+                   now_ms: float | None = None) -> dict[str, Any]:
+        """A chart's series (``POST /v1/charts/query``): see
+        :mod:`apiary.store._chart_spec` for the request and :func:`~apiary.store._charts.
+        shape_chart` for the answer; bad requests are :class:`~apiary.errors.InvalidRequest`.
+        ``now_ms`` anchors relative date ranges (default: now)."""
+        plan = plan_chart(self.database, project_id,
+                          parse_chart_request(request, now_ms=now_ms),
+                          method=self.dedup_method)
+        return shape_chart(plan, self._rows(plan.statement))
 
     def close(self) -> None:
         self.driver.close()

@@ -26,7 +26,7 @@ from apiary.settings import ApiarySettings
 BOTH = pytest.mark.parametrize("empty_dp_url", ["sqlite", "postgresql"], indirect=True)
 TABLES = {"datasets", "datapoints", "dataset_datapoints", "dataset_versions",
           "dataset_version_items", "experiment_runs",
-          "provider_credentials", "annotation_queues", "annotation_items"}
+          "provider_credentials", "annotation_queues", "annotation_items", "charts"}
 
 
 def _tables(url: str) -> set[str]:
@@ -41,7 +41,7 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_from_empty_builds_exactly_the_models(empty_dp_url: str) -> None:
     assert current_revision(empty_dp_url) is None
     upgrade(empty_dp_url)
-    assert current_revision(empty_dp_url) == head_revision() == "0002"
+    assert current_revision(empty_dp_url) == head_revision() == "0003"
     assert _tables(empty_dp_url) == TABLES | {VERSION_TABLE} == set(Base.metadata.tables) | {
         "dp_alembic_version"}
     engine = open_engine(empty_dp_url)

@@ -38,7 +38,7 @@ def test_0002_upgrades_a_database_with_data_and_downgrades_cleanly(empty_dp_url:
     try:
         with database.transaction() as db:
             dataset_ops.create_dataset(db, OWNER, name="kept", description=None)
-        upgrade(empty_dp_url)
+        upgrade(empty_dp_url, "0002")
         assert current_revision(empty_dp_url) == "0002"
         with database.transaction() as db:
             queue_ops.create_queue(db, OWNER, name="q", description=None, filters=[],

@@ -104,6 +104,7 @@ def _llm_metric(api: httpx.Client) -> tuple[str, str]:
 
 
 def test_apiary_up_runs_online_python_metrics(node: ApiaryNode, api: httpx.Client) -> None:
+    _wait(lambda: node.pool_status()[0]["ready"] == 1, 60, "the first evaluator started")
     (status,) = node.pool_status()
     assert (status["pool"], status["size"], status["ready"]) == ("evaluators", 1, 1)
     name = f"length_{uuid.uuid4().hex[:6]}"

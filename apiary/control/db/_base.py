@@ -7,47 +7,19 @@ PostgreSQL and SQLite. :class:`UTCDateTime` stores UTC and always returns aware 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, String
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from apiary._private.sqldb import NAMING_CONVENTION, UTCDateTime, utcnow
+
+__all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow"]
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A point in time: stored in UTC, returned timezone-aware in UTC."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("cpdb times must be timezone-aware")
-        value = value.astimezone(UTC)
-        # SQLite stores text without an offset: store the UTC wall time.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def id_column(**kwargs: Any) -> Any:

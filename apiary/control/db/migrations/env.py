@@ -2,28 +2,7 @@
 
 from __future__ import annotations
 
-from alembic import context
-from sqlalchemy import Engine, text
-
 import apiary.control.db  # noqa: F401  (registers every model on the metadata)
-from apiary.control.db.migrate import VERSION_TABLE
+from apiary.control.db.migrate import MIGRATIONS
 
-# Any constant: the advisory lock key that serializes concurrent upgrades on PostgreSQL.
-_PG_LOCK_KEY = 0x61706961727943
-
-
-def _run() -> None:
-    engine: Engine = context.config.attributes["engine"]
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            version_table=VERSION_TABLE,
-            render_as_batch=connection.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            context.run_migrations()
-
-
-_run()
+MIGRATIONS.run_in_alembic_env()
