@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: up test lint typecheck pytest bench-ingest clean
+.PHONY: up test lint typecheck pytest system-deps bench-ingest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,17 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(BIN)/apiary up $(ARGS)
 
-test: lint typecheck pytest
+test: system-deps lint typecheck pytest
+
+# The tests start real servers: redis-server comes from Debian; PostgreSQL 15's binaries
+# (initdb, postgres) are part of this machine's image (/usr/local/bin).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v initdb >/dev/null 2>&1 || test -x /usr/local/bin/initdb || { \
+	  echo "PostgreSQL 15 binaries (initdb, postgres) are needed by the tests"; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check apiary tests bench scripts

@@ -28,6 +28,7 @@ from apiary.api import (
 )
 from apiary.api._context import DataPlaneContext, context_of
 from apiary.api._errors import install_error_handlers
+from apiary.api._openapi import describe_errors
 
 
 def create_app(context: DataPlaneContext) -> FastAPI:
@@ -39,6 +40,7 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     )
     app.state.dataplane = context
     install_error_handlers(app)
+    describe_errors(app, bearer=True, public=("/healthz", "/metrics"))
     app.include_router(ingest.router)
     app.include_router(query.router)
     app.include_router(sessions.router)
@@ -54,7 +56,9 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(charts.router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
+    @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state",
+             responses={503: {"description": "NATS is not connected (same body)",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def healthz(request: Request) -> JSONResponse:
         ctx = context_of(request)
         connected = ctx.nc.is_connected
@@ -69,7 +73,9 @@ def create_app(context: DataPlaneContext) -> FastAPI:
             status_code=200 if connected else 503,
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this replica")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this replica",
+             response_class=Response, responses={200: {"content": {
+                 CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

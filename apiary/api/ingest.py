@@ -43,6 +43,16 @@ _PROTOBUF = "application/x-protobuf"
 # gRPC status codes, as OTLP/HTTP's Status message expects.
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
 
+# Errors come in the request's encoding: google.rpc.Status for protobuf, else JSON.
+_OTLP_ERROR = {"content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["code", "message", "errorCode"],
+        "properties": {"code": {"type": "integer", "description": "gRPC status code"},
+                       "message": {"type": "string"}, "errorCode": {"type": "string"},
+                       "details": {"type": "object"}}}},
+    _PROTOBUF: {"schema": {"type": "string", "format": "binary",
+                           "description": "google.rpc.Status"}},
+}}
 _OTLP_OPENAPI = {
     "requestBody": {
         "required": True,
@@ -55,13 +65,14 @@ _OTLP_OPENAPI = {
     "responses": {
         "200": {"description": "Accepted and durable; partial_success names rejected spans.",
                 "content": {"application/x-protobuf": {}, "application/json": {}}},
-        "400": {"description": "Malformed body"},
-        "401": {"description": "Missing or unknown credentials"},
-        "403": {"description": "Credentials may not ingest"},
-        "413": {"description": "Body too large (before or after decompression)"},
-        "415": {"description": "Unsupported Content-Type or Content-Encoding"},
-        "429": {"description": "Replica busy; retry after Retry-After seconds"},
-        "503": {"description": "Pipeline full or queue unavailable; retry after Retry-After"},
+        "400": {**_OTLP_ERROR, "description": "Malformed body"},
+        "401": {**_OTLP_ERROR, "description": "Missing or unknown credentials"},
+        "403": {**_OTLP_ERROR, "description": "Credentials may not ingest"},
+        "413": {**_OTLP_ERROR, "description": "Body too large (before or after decompression)"},
+        "415": {**_OTLP_ERROR, "description": "Unsupported Content-Type or Content-Encoding"},
+        "429": {**_OTLP_ERROR, "description": "Replica busy; retry after Retry-After seconds"},
+        "503": {**_OTLP_ERROR,
+                "description": "Pipeline full or queue unavailable; retry after Retry-After"},
     },
 }
 

@@ -11,8 +11,8 @@ provider credentials.
   no answer ever contains one (:mod:`apiary.proxy.credentials`).
 
 The proxy of a replica (:func:`proxy_of`) is built on first use and shares the replica's
-NATS connection; this router's lifespan loads LiteLLM in the background at start-up and,
-at shutdown, waits for traces still being published.
+NATS connection (LiteLLM is imported, in a worker thread, by the replica's first proxy
+call); this router's lifespan, at shutdown, waits for traces still being published.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from apiary.api._common import ERRORS, in_transaction, project_principal
 from apiary.api._context import DataPlaneContext, context_of
+from apiary.api.event_models import ID_PATTERN, PathId
 from apiary.api.models import ErrorResponse
 from apiary.api.schemas_proxy import (
     CredentialCreate,
@@ -76,11 +77,12 @@ def proxy_of(context: DataPlaneContext) -> ChatProxy:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    warming = asyncio.create_task(warm_up())
+    # No LiteLLM warm-up here: its import holds the GIL for seconds, which would slow every
+    # request of a starting replica, also of replicas that never proxy. The first proxy
+    # call of a replica pays it instead (in a worker thread).
     try:
         yield
     finally:
-        warming.cancel()
         context: DataPlaneContext | None = getattr(app.state, "dataplane", None)
         proxy = _proxies.get(context) if context is not None else None
         if proxy is not None:
@@ -90,6 +92,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(tags=["llm proxy"], lifespan=_lifespan)
 
 _CHAT_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "OpenAI's chat completion object (JSON), or with stream: true "
+          "server-sent events of chunks ending with 'data: [DONE]'",
+          "content": {"application/json": {"schema": {"type": "object"}},
+                      "text/event-stream": {"schema": {"type": "string"}}}},
     **ERRORS,
     400: {"model": ErrorResponse, "description": "Invalid request, unknown provider, no "
           "credential for it (provider_not_configured), or refused by the provider "
@@ -101,8 +107,7 @@ _CHAT_ERRORS: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorResponse, "description": "The provider failed or is unreachable"},
     504: {"model": ErrorResponse, "description": "The provider did not answer in time"},
 }
-_ID = r"^[^\x00-\x1f\x7f]+$"
-LinkHeader = Annotated[str | None, Header(max_length=256, pattern=_ID)]
+LinkHeader = Annotated[str | None, Header(max_length=256, pattern=ID_PATTERN)]
 
 
 def _caller(principal: Principal) -> Caller:
@@ -111,9 +116,7 @@ def _caller(principal: Principal) -> Caller:
 
 
 @router.post("/v1/chat/completions", responses=_CHAT_ERRORS,
-             summary="OpenAI-compatible chat completion through the workspace's provider key",
-             response_description="OpenAI's chat completion object, or server-sent events "
-             "of chunks when stream is true")
+             summary="OpenAI-compatible chat completion through the workspace's provider key")
 async def chat_completions(
     request: Request, body: ChatCompletionRequest,
     x_apiary_session_id: LinkHeader = None, x_apiary_parent_id: LinkHeader = None,
@@ -188,7 +191,7 @@ async def list_credentials(request: Request) -> dict[str, Any]:
 
 @router.put("/v1/proxy/credentials/{credential_id}", response_model=CredentialOut,
             responses=ERRORS, summary="Rotate a provider key or change its endpoint")
-async def update_credential(request: Request, credential_id: str,
+async def update_credential(request: Request, credential_id: PathId,
                             body: CredentialUpdate) -> dict[str, Any]:
     context = context_of(request)
     principal = await context.principal(request, Permission.PROXY_MANAGE)
@@ -207,7 +210,7 @@ async def update_credential(request: Request, credential_id: str,
 
 @router.delete("/v1/proxy/credentials/{credential_id}", response_model=CredentialDeleted,
                responses=ERRORS, summary="Delete a provider credential")
-async def delete_credential(request: Request, credential_id: str) -> dict[str, Any]:
+async def delete_credential(request: Request, credential_id: PathId) -> dict[str, Any]:
     context = context_of(request)
     principal = await context.principal(request, Permission.PROXY_MANAGE)
 

@@ -33,6 +33,7 @@ from apiary.api._common import ERRORS, in_transaction, iso, owner_of, project_pr
 from apiary.api._context import DataPlaneContext, context_of
 from apiary.api._rest_events import publish_patch
 from apiary.api.event_models import PathId
+from apiary.api.models import ErrorResponse
 from apiary.api.schemas_queues import (
     AddItems,
     FillResult,
@@ -60,6 +61,12 @@ from apiary.review import queues as queue_ops
 from apiary.review.filler import QueueFiller
 
 READ, WRITE = Permission.QUEUES_READ, Permission.QUEUES_WRITE
+#: Recording a score publishes an event update: the pipeline's answers apply too.
+_SCORE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    413: {"model": ErrorResponse, "description": "Feedback too large for the queue"},
+    429: {"model": ErrorResponse, "description": "Replica busy; Retry-After"},
+}
 ANNOTATE = Permission.ANNOTATIONS_WRITE
 
 _fillers: weakref.WeakKeyDictionary[DataPlaneContext, QueueFiller] = (
@@ -330,7 +337,7 @@ async def update_item(request: Request, queue_id: PathId, event_id: PathId,
 
 
 @router.post("/v1/queues/{queue_id}/items/{event_id}/scores", response_model=ScoreRecorded,
-             responses=ERRORS, summary="Record a score: feedback on the event; completes "
+             responses=_SCORE_ERRORS, summary="Record a score: feedback on the event; completes "
              "the item")
 async def record_score(request: Request, queue_id: PathId, event_id: PathId,
                        body: ScoreIn) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 A run is recorded in dpdb with the dataset version it ran on; its **results are computed
 from ClickHouse on every read** — from the events carrying ``metadata.run_id`` (and the
 sessions the run names), their ``metrics.<name>`` scores and ``metadata.datapoint_id`` —
-never from summaries a client sent (:mod:`apiary.experiments`). Pass rules come from the
-run's ``passing_ranges``, then from the project's metric definitions (read from the control
-plane with the caller's credential when it may read evaluators).
+never from summaries a client sent (:mod:`apiary.experiments`). A result first waits (at
+most ``SETTLE_WAIT_S``, under the SDK's 5 s timeout) for the writers to store what the
+project sent before it: ``evaluate()`` asks the moment its last spans were acknowledged.
+Pass rules come from the run's ``passing_ranges``, then from the project's metric
+definitions (read from the control plane with the caller's credential when it may read
+evaluators).
 
 Permissions: runs are experiment data made of events: reading them (and their results)
 needs ``events:read``, recording, updating and deleting them ``events:write`` — what an
@@ -23,8 +26,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import nats.errors
 import orjson
 from fastapi import APIRouter, Query
+from nats.js.errors import NotFoundError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -62,6 +67,7 @@ from apiary.errors import (
     PermissionDenied,
 )
 from apiary.experiments import PassRule, build_comparison, build_result, pair_events
+from apiary.queue import EVENTS_STREAM, events_subject
 from apiary.store._experiments import aggregate_expression, check_filters
 from apiary.store._filters import parse_time
 
@@ -72,6 +78,8 @@ READ, WRITE = Permission.EVENTS_READ, Permission.EVENTS_WRITE
 OFFLINE_PREFIX = "EXT-"
 _RELATIVE = re.compile(r"^(\d{1,6})([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+#: Longest a result waits for the writers to store what its project sent before it.
+SETTLE_WAIT_S = 3.0
 _AGGREGATE = Query(description="average (default), median, min, max, sum, count, or a "
                    "percentile: p50, p90, p95, p99, ...", max_length=20)
 
@@ -319,6 +327,33 @@ async def _pass_rules(context: DataPlaneContext, request: Request, principal: Pr
     return rules
 
 
+async def _settled(context: DataPlaneContext, project_id: str) -> bool:
+    """Wait (at most ``SETTLE_WAIT_S``) until the writers have stored every message of the
+    project that the events stream held when the request came: ``evaluate()`` reads the
+    result the moment it closed the run, right after its spans and session updates were
+    acknowledged. A stored message is acknowledged, and acknowledged messages leave the
+    stream (interest retention), so the project's oldest message left tells. False if
+    they were not done in time."""
+    js, subject = context.js, events_subject("*", project_id)
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    try:
+        last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+        while time.monotonic() < deadline:
+            try:
+                oldest = await js.get_msg(EVENTS_STREAM, seq=1, subject=subject, next=True)
+            except NotFoundError:
+                return True
+            if oldest.seq is None or oldest.seq > last:
+                return True
+            await asyncio.sleep(0.05)
+    except NotFoundError:  # no events stream: nothing to wait for
+        return True
+    except nats.errors.Error as exc:  # NATS unreachable: answer from what is stored
+        log.warning("cannot tell whether the writers are done", extra={"error": str(exc)})
+        return False
+    return False
+
+
 async def _result(request: Request, run_id: str, aggregate: str, raw_filters: str | None,
                   principal: Principal | None = None) -> dict[str, Any]:
     context = context_of(request)
@@ -333,10 +368,14 @@ async def _result(request: Request, run_id: str, aggregate: str, raw_filters: st
     run, run_object = await in_transaction(context, work)
     warnings: list[str] = []
     started = time.perf_counter()
-    rows, rules = await asyncio.gather(
-        context.store.run_result_rows(principal.project_id, run.id, run.event_ids, aggregate,
-                                      filters),
+    settled, rules = await asyncio.gather(
+        _settled(context, principal.project_id),
         _pass_rules(context, request, principal, run, warnings))
+    if not settled:
+        warnings.append("computed before the writers stored every event sent before this "
+                        "request; ask again for the complete result")
+    rows = await context.store.run_result_rows(principal.project_id, run.id, run.event_ids,
+                                               aggregate, filters)
     result = build_result(run_object, rows, aggregate, rules)
     result["warnings"] = warnings
     log.debug("run result", extra={"run_id": run.id,

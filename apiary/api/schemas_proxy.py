@@ -8,22 +8,24 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from apiary.api.event_models import ID_PATTERN
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class CredentialCreate(_Request):
-    provider: str = Field(min_length=1, max_length=64,
+    provider: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN,
                           description="A LiteLLM provider: 'openai', 'anthropic', 'azure', ...")
     api_key: SecretStr = Field(description="The provider key. Stored encrypted; never shown "
                                "again (only its last four characters, for long keys).")
-    api_base: str | None = Field(default=None, max_length=2000,
+    api_base: str | None = Field(default=None, max_length=2000, pattern=ID_PATTERN,
                                  description="The provider's base URL, for self-hosted or "
                                  "OpenAI-compatible endpoints.")
-    api_version: str | None = Field(default=None, max_length=64,
+    api_version: str | None = Field(default=None, max_length=64, pattern=ID_PATTERN,
                                     description="API version (Azure OpenAI).")
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200, pattern=ID_PATTERN)
 
 
 class CredentialUpdate(_Request):
@@ -31,9 +33,9 @@ class CredentialUpdate(_Request):
     ``api_base``, ``api_version`` and ``name``)."""
 
     api_key: SecretStr | None = None
-    api_base: str | None = Field(default=None, max_length=2000)
-    api_version: str | None = Field(default=None, max_length=64)
-    name: str | None = Field(default=None, max_length=200)
+    api_base: str | None = Field(default=None, max_length=2000, pattern=ID_PATTERN)
+    api_version: str | None = Field(default=None, max_length=64, pattern=ID_PATTERN)
+    name: str | None = Field(default=None, max_length=200, pattern=ID_PATTERN)
 
 
 class CredentialOut(BaseModel):

@@ -12,13 +12,18 @@ items are assigned to) and, in answers, ``item_counts`` and ``last_filled_at``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apiary.api.event_models import ID_PATTERN, Id
 from apiary.api.models import EventFilter, EventOut
 
 MAX_IDS = 10_000
+#: Who reviews: a subject such as ``user:<id>`` or ``key:<id>``.
+Subject = Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
+# Text a database stores as text: no NUL (PostgreSQL refuses it).
+_TEXT = r"^[^\x00]*$"
 
 
 class _Request(BaseModel):
@@ -30,28 +35,28 @@ class QueueFilters(_Request):
 
 
 class QueueCreate(_Request):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=10_000)
+    name: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
+    description: str | None = Field(default=None, max_length=10_000, pattern=_TEXT)
     filters: QueueFilters | None = Field(
         default=None, description="Rules: events of the project matching every filter are "
         "added as they arrive (the export filter language).")
     enabled: bool | None = Field(default=None, description="Whether rules fill the queue. "
                                  "Default true.")
-    event_ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
-    reviewers: list[str] | None = Field(default=None, max_length=100,
+    event_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS)
+    reviewers: list[Subject] | None = Field(default=None, max_length=100,
                                         description="Subjects (user:<id>, key:<id>) new "
                                         "items are assigned to, least loaded first.")
 
 
 class QueueUpdate(_Request):
     id: str | None = Field(default=None, description="The SDK sends it; must be the path's.")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=10_000)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN)
+    description: str | None = Field(default=None, max_length=10_000, pattern=_TEXT)
     filters: QueueFilters | None = None
     enabled: bool | None = None
-    add_event_ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
-    remove_event_ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
-    reviewers: list[str] | None = Field(default=None, max_length=100)
+    add_event_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS)
+    remove_event_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS)
+    reviewers: list[Subject] | None = Field(default=None, max_length=100)
 
 
 class QueueOut(BaseModel):
@@ -105,7 +110,7 @@ class ItemsResponse(BaseModel):
 
 
 class AddItems(_Request):
-    event_ids: list[str] = Field(min_length=1, max_length=MAX_IDS)
+    event_ids: list[Id] = Field(min_length=1, max_length=MAX_IDS)
 
 
 class ItemsAdded(BaseModel):
@@ -120,8 +125,8 @@ class ItemRemoved(BaseModel):
 
 
 class ItemUpdate(_Request):
-    assignee: str | None = Field(default=None, max_length=200,
-                                 description="A subject, or null to unassign.")
+    assignee: Subject | None = Field(default=None,
+                                     description="A subject, or null to unassign.")
     status: str | None = Field(default=None, description="pending, in_progress or skipped")
 
 

@@ -1,9 +1,9 @@
 """LiteLLM, loaded once, off the event loop, and configured for a server.
 
-Importing LiteLLM takes seconds, so it is never imported with the app: :func:`warm_up` (at
-replica start-up) or the first proxy call loads it in a worker thread. It is configured so
-that it never reaches the network on its own (the bundled price map, not a download), never
-prints debugging banners to stdout, and never drops parameters silently.
+Importing LiteLLM takes seconds (holding the GIL), so it is never imported with the app: the
+first proxy call of a process loads it in a worker thread (:func:`litellm`, :func:`warm_up`).
+It is configured so that it never reaches the network on its own (the bundled price map, not
+a download), never prints debugging banners to stdout, and never drops parameters silently.
 
 The module is handled as ``Any``: LiteLLM's API is wide and dynamic, and every value that
 comes back from it is validated where it is used (:mod:`apiary.proxy._calls`).

@@ -150,10 +150,12 @@ class QueueFiller:
         return total
 
     async def run(self) -> None:
-        """Fill due queues every ``interval_s`` until cancelled."""
+        """Fill due queues every ``interval_s`` until cancelled, the first time one interval
+        after start: a replica starting up opens (and migrates) dpdb on its first request,
+        not from here at the same moment."""
         while True:
+            await asyncio.sleep(self.interval_s)
             try:
                 await self.fill_due()
             except Exception as exc:  # the store or dpdb may be back next time
                 log.warning("annotation queue fills failed", extra={"error": str(exc)})
-            await asyncio.sleep(self.interval_s)

@@ -159,6 +159,14 @@ class ChartSpec:
         return out or None
 
 
+def _path(name: str, what: str) -> tuple[str, tuple[str, ...]]:
+    """``split_field`` with errors naming the request field ``what``."""
+    try:
+        return split_field(name)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{what}: {exc.message}", field=what) from None
+
+
 def _canonical(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
@@ -169,7 +177,7 @@ def resolve_metric(raw: Any) -> tuple[Metric, tuple[str, tuple[str, ...]] | None
         raise InvalidRequest("metric is required: a metric name such as event_count, "
                              "duration, cost or metrics.<name>", field="metric")
     if "." in raw:
-        column, path = split_field(raw.strip())
+        column, path = _path(raw.strip(), "metric")
         if column not in JSON_COLUMNS or not path:
             raise InvalidRequest(f"metric {raw[:80]!r}: a nested metric must be a path into "
                                  "one of " + ", ".join(JSON_COLUMNS), field="metric")
@@ -215,7 +223,7 @@ def _group_by(raw: Any, metric: Metric) -> str | None:
         raise InvalidRequest("groupBy must be a string", field="groupBy")
     name = raw.strip()
     if "." in name:
-        column, path = split_field(name)
+        column, path = _path(name, "groupBy")
         if column not in JSON_COLUMNS or not path:
             raise InvalidRequest(f"groupBy {name[:80]!r}: use a column ("
                                  + ", ".join(sorted(DIMENSION_COLUMNS))

@@ -243,6 +243,10 @@ async def test_permissions_and_validation(review: Plane) -> None:
             {"field": "no_such_column", "operator": "is", "value": "x", "type": "string"}]}})
     assert "no_such_column" in bad["message"]
     await review.fails(400, "POST", "/v1/queues", "lead", json={"name": name, "bogus": 1})
+    # Text PostgreSQL cannot store (NUL) is refused up front, never a 500 later.
+    await review.fails(400, "POST", "/v1/queues", "lead", json={"name": "nul\x00name"})
+    await review.fails(400, "POST", "/v1/queues", "lead",
+                       json={"name": name, "event_ids": ["bad\x00id"]})
     queue = await _queue(review, name)
     assert (await review.fails(409, "POST", "/v1/queues", "lead", json={"name": name}))[
         "errorCode"] == "conflict"

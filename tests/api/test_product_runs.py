@@ -8,8 +8,11 @@ carry them; every number below is checked against a hand computation.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,12 @@ from honeyhive._generated.models import (
     PutExperimentRunResponse,
 )
 from honeyhive.experiments.models import AggregatedMetrics, DatapointResult
+
+from apiary.actors._writer_loop import WriterLoop
+from apiary.actors.clickhouse import DirectStoreClient
+from apiary.objects import LocalObjectStore
+from apiary.queue import NatsServer, connect, ensure_topology
+from apiary.settings import ApiarySettings
 
 ACCURACY = {"dp1": 0.2, "dp2": 0.4, "dp3": 0.9, "dp4": 1.0}
 EXACT = {"dp1": False, "dp2": True, "dp3": True, "dp4": True}
@@ -353,3 +362,58 @@ async def test_bad_result_queries_are_400(product: Product) -> None:
     await product.fails(403, "POST", "/v1/runs", "a_read", json={})
     await product.ok("GET", f"/v1/runs/{run_id}/result", "a_read")
     await product.fails(401, "GET", f"/v1/runs/{run_id}", headers={"authorization": "x"})
+
+
+def _scored_span(session: str, run_id: str, datapoint: str, score: float) -> dict[str, Any]:
+    """One datapoint's chain span as ``evaluate()`` exports it (OTLP JSON, the SDK's
+    encoder): run metadata and the evaluator's score as ``honeyhive_metrics.<name>``."""
+    now = time.time_ns()
+    attributes = {"honeyhive.session_id": session, "honeyhive.source": "evaluation",
+                  "honeyhive_event_type": "chain", "honeyhive_metadata.run_id": run_id,
+                  "honeyhive_metadata.datapoint_id": datapoint,
+                  "honeyhive_metrics.accuracy": score}
+    span = {"traceId": uuid.uuid4().hex, "spanId": uuid.uuid4().hex[:16], "parentSpanId": None,
+            "name": "answer", "kind": "SPAN_KIND_INTERNAL",
+            "startTimeUnixNano": str(now - 5_000_000), "endTimeUnixNano": str(now),
+            "attributes": [{"key": k, "value": {"stringValue": v} if isinstance(v, str)
+                            else {"doubleValue": v}} for k, v in attributes.items()],
+            "events": [], "status": {"code": "STATUS_CODE_UNSET"}}
+    return {"resourceSpans": [{"resource": {}, "scopeSpans": [
+        {"scope": {"name": "honeyhive.1"}, "spans": [span]}]}]}
+
+
+async def test_result_read_right_after_evaluate_exported_its_spans_includes_their_scores(
+    product: Product, nats_server: NatsServer, tmp_path: Path,
+) -> None:
+    """``evaluate()`` reads the result the moment it closed the run: the spans it exported
+    just before are acknowledged (in JetStream) but not necessarily stored yet. The result
+    waits for the writers to store what the project sent before it (it used to be computed
+    at once, so the SDK's summary came back without the scores)."""
+    settings = ApiarySettings(data_dir=tmp_path, writer_flush_interval_s=0.05)
+    nc = await connect(nats_server.url, name="late-writer")
+    await ensure_topology(nc.jetstream(), settings)
+    writer = WriterLoop(js=nc.jetstream(), store=DirectStoreClient(product.store),
+                        objects=LocalObjectStore(tmp_path / "objects"), settings=settings,
+                        name="late-writer")
+    run_id, session = str(uuid.uuid4()), str(uuid.uuid4())
+    await _open_run(product, run_id=run_id)
+    exported = await product.call("POST", "/opentelemetry/v1/traces",
+                                  json=_scored_span(session, run_id, "dp1", 0.75))
+    assert exported.status_code == 200, exported.text
+    await product.ok("PUT", f"/v1/runs/{run_id}",
+                     json={"status": "completed", "event_ids": [session]})
+
+    async def writer_starting_late() -> None:
+        await asyncio.sleep(0.5)  # the span waits in JetStream while the result is asked for
+        await writer.run()
+    task = asyncio.create_task(writer_starting_late())
+    try:
+        result = await _result(product, run_id)
+    finally:
+        writer.stop()
+        await task
+        await nc.close()
+    assert _detail(result, "accuracy")["values"] == [0.75]
+    assert [(d["session_id"], d["datapoint_id"]) for d in result["datapoints"]] == [
+        (session, "dp1")]
+    assert result["warnings"] == []

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 import apiary
 from apiary.api._errors import install_error_handlers
+from apiary.api._openapi import COMMON_ERRORS, describe_errors
 from apiary.control.api import routes_auth, routes_config, routes_keys, routes_sso, routes_tenancy
 from apiary.control.service import ControlPlane
 from apiary.errors import TooManyAttempts
@@ -39,6 +40,7 @@ def create_control_plane_app(control_plane: ControlPlane) -> FastAPI:
     )
     app.state.control_plane = control_plane
     install_error_handlers(app)
+    describe_errors(app, errors=COMMON_ERRORS)
 
     @app.exception_handler(TooManyAttempts)
     async def _locked(request: Request, exc: TooManyAttempts) -> Response:
