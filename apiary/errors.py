@@ -37,9 +37,17 @@ event id, queue depth, ...) in ``context`` so that logs and error bodies can nam
     │   ├── SandboxRuntimeError       the code raised, returned something unusable, or crashed
     │   │                             its worker process
     │   └── SandboxUnavailable        503 no sandbox worker could be started (retryable)
-    └── JudgeError                    an LLM-judge metric could not be scored (422)
-        ├── JudgeUnavailable          503 the judge endpoint is unreachable or busy (retryable)
-        └── JudgeRejected             the endpoint refused, or its answer holds no verdict
+    ├── JudgeError                    an LLM-judge metric could not be scored (422)
+    │   ├── JudgeUnavailable          503 the judge endpoint is unreachable or busy (retryable)
+    │   └── JudgeRejected             the endpoint refused, or its answer holds no verdict
+    ├── ProviderError                 502 an LLM provider behind the proxy failed (retryable)
+    │   ├── ProviderBadRequest        400 the provider refused the request as malformed
+    │   ├── ProviderAuthFailed        424 the workspace's provider key was refused
+    │   ├── ProviderModelNotFound     404 the provider does not know the model
+    │   ├── ProviderPayloadTooLarge   413 the provider refused the size
+    │   ├── ProviderTimeout           504 the provider did not answer in time (retryable)
+    │   └── ProviderRateLimited       429 the provider rate-limits the key (also Overloaded)
+    └── (RequestError) ProviderNotConfigured  400 no credential for that provider here
 """
 
 from __future__ import annotations
@@ -312,3 +320,57 @@ class JudgeRejected(JudgeError):
     """The judge endpoint refused the request, or its answer holds no usable verdict."""
 
     error_code = "judge_rejected"
+
+
+# --- the LLM proxy's providers -------------------------------------------------------
+
+
+class ProviderError(ApiaryError):
+    """A provider call failed for a reason the caller may retry (502 by default)."""
+
+    retryable = True
+    status = 502
+    error_code = "provider_unavailable"
+
+
+class ProviderBadRequest(ProviderError):
+    retryable = False
+    status = 400
+    error_code = "provider_bad_request"
+
+
+class ProviderAuthFailed(ProviderError):
+    retryable = False
+    status = 424
+    error_code = "provider_auth_failed"
+
+
+class ProviderModelNotFound(ProviderError):
+    retryable = False
+    status = 404
+    error_code = "provider_model_not_found"
+
+
+class ProviderPayloadTooLarge(ProviderError):
+    retryable = False
+    status = 413
+    error_code = "provider_payload_too_large"
+
+
+class ProviderTimeout(ProviderError):
+    status = 504
+    error_code = "provider_timeout"
+
+
+class ProviderRateLimited(ProviderError, Overloaded):
+    """The provider is rate limiting the workspace's key; ``Retry-After`` says when to
+    come back (the provider's own value when it sent one)."""
+
+    status = 429
+    error_code = "provider_rate_limited"
+
+
+class ProviderNotConfigured(InvalidRequest):
+    """The workspace has no credential for the provider the model names (400)."""
+
+    error_code = "provider_not_configured"

@@ -15,6 +15,7 @@ Alembic's bookkeeping in its own version table, so schemas can share a database.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from apiary.errors import ConfigurationError, StoreUnavailable
+
+# Alembic's runtime context is process-global: two schemas migrating at once in one process
+# (say cpdb and dpdb in threads) would run in each other's context.
+_ALEMBIC = threading.Lock()
 
 #: Constraint names by one convention, so migrations name them identically on PostgreSQL
 #: and SQLite.
@@ -159,7 +164,8 @@ class Migrations:
         """Bring the schema at ``url`` up to ``revision`` (default: the newest)."""
         engine, owned = self._engine(url)
         try:
-            command.upgrade(self._config(engine), revision)
+            with _ALEMBIC:
+                command.upgrade(self._config(engine), revision)
         finally:
             if owned:
                 engine.dispose()
@@ -168,7 +174,8 @@ class Migrations:
         """Take the schema at ``url`` down to ``revision`` (``"base"``: empty)."""
         engine, owned = self._engine(url)
         try:
-            command.downgrade(self._config(engine), revision)
+            with _ALEMBIC:
+                command.downgrade(self._config(engine), revision)
         finally:
             if owned:
                 engine.dispose()

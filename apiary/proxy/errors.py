@@ -32,61 +32,34 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from apiary.errors import ApiaryError, InvalidRequest, Overloaded
+from apiary.errors import (
+    ApiaryError,
+    ProviderAuthFailed,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderModelNotFound,
+    ProviderNotConfigured,
+    ProviderPayloadTooLarge,
+    ProviderRateLimited,
+    ProviderTimeout,
+)
+
+__all__ = [
+    "MAX_DETAIL",
+    "ProviderAuthFailed",
+    "ProviderBadRequest",
+    "ProviderError",
+    "ProviderModelNotFound",
+    "ProviderNotConfigured",
+    "ProviderPayloadTooLarge",
+    "ProviderRateLimited",
+    "ProviderTimeout",
+    "provider_error",
+    "redact",
+]
 
 MAX_DETAIL = 500
 _PREFIXES = re.compile(r"^(?:litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
-
-
-class ProviderError(ApiaryError):
-    """A provider call failed for a reason the caller may retry (502 by default)."""
-
-    retryable = True
-    status = 502
-    error_code = "provider_unavailable"
-
-
-class ProviderBadRequest(ProviderError):
-    retryable = False
-    status = 400
-    error_code = "provider_bad_request"
-
-
-class ProviderAuthFailed(ProviderError):
-    retryable = False
-    status = 424
-    error_code = "provider_auth_failed"
-
-
-class ProviderModelNotFound(ProviderError):
-    retryable = False
-    status = 404
-    error_code = "provider_model_not_found"
-
-
-class ProviderPayloadTooLarge(ProviderError):
-    retryable = False
-    status = 413
-    error_code = "provider_payload_too_large"
-
-
-class ProviderTimeout(ProviderError):
-    status = 504
-    error_code = "provider_timeout"
-
-
-class ProviderRateLimited(ProviderError, Overloaded):
-    """The provider is rate limiting the workspace's key; ``Retry-After`` says when to
-    come back (the provider's own value when it sent one)."""
-
-    status = 429
-    error_code = "provider_rate_limited"
-
-
-class ProviderNotConfigured(InvalidRequest):
-    """The workspace has no credential for the provider the model names (400)."""
-
-    error_code = "provider_not_configured"
 
 
 _BY_STATUS: dict[int, type[ProviderError]] = {

@@ -37,9 +37,6 @@ from apiary.settings import ApiarySettings
 from apiary.store import EventStore
 
 _STARTUP_S = 60.0
-#: Request line and headers uvicorn accepts (its default, 16 KiB, answers longer ones
-#: itself with a text/plain 400 before the app sees them).
-_MAX_REQUEST_HEAD = 1 << 20
 
 
 @contextlib.contextmanager
@@ -65,7 +62,7 @@ def served_data_plane(nats_url: str, store: EventStore, config: ApiarySettings,
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(
             create_app(context), host="127.0.0.1", port=port, log_level="warning",
-            access_log=False, h11_max_incomplete_event_size=_MAX_REQUEST_HEAD))
+            access_log=False))
         state.update(server=server, url=f"http://127.0.0.1:{port}")
         ready.set()
         try:

@@ -68,13 +68,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     cp.close()
 
 
-@pytest.fixture(scope="module")
-async def world(
-    control_plane: tuple[str, ApiarySettings], nats_server: NatsServer, store: EventStore,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[World]:
-    cp_url, cp_settings = control_plane
-    cp = httpx.Client(base_url=cp_url, timeout=30)
+def _set_up_tenants(cp: httpx.Client) -> dict[str, Any]:
+    """On the control plane: an owner, one org with projects a and b, their keys, and a
+    viewer of project a holding a token for this data plane."""
     owner = _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com")
     org = cp.post("/v1/orgs", headers=owner, json={"name": "Trust"}).json()
     ws = cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner, json={"name": "w"}).json()
@@ -102,6 +98,18 @@ async def world(
     token = cp.post("/v1/auth/token", headers=viewer,
                     json={"audience": DP_ID, "project_id": projects["a"]})
     assert token.status_code == 200, token.text
+    return {"owner": owner, "projects": projects, "keys": keys,
+            "token": token.json()["access_token"]}
+
+
+@pytest.fixture(scope="module")
+async def world(
+    control_plane: tuple[str, ApiarySettings], nats_server: NatsServer, store: EventStore,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[World]:
+    cp_url, cp_settings = control_plane
+    cp = httpx.Client(base_url=cp_url, timeout=30)
+    tenants = await asyncio.to_thread(_set_up_tenants, cp)
 
     dp_settings = cp_settings.model_copy(update={
         "data_dir": tmp_path_factory.mktemp("dp"), "control_plane_url": cp_url,
@@ -122,13 +130,13 @@ async def world(
     task = asyncio.create_task(writer.run())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(context)),
                                  base_url="http://dp") as dp:
-        yield World(cp, dp, store, projects, keys, token.json()["access_token"], owner,
-                    dp_settings)
+        yield World(cp, dp, store, tenants["projects"], tenants["keys"], tenants["token"],
+                    tenants["owner"], dp_settings)
     writer.stop()
     await task
     await context.close()
     await nc.close()
-    cp.close()
+    await asyncio.to_thread(cp.close)
 
 
 def _body(session: str, name: str) -> bytes:
