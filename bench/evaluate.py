@@ -19,10 +19,11 @@ Figures:
 
 1. evaluations/s with a fixed pool: 1 evaluator with 1 sandbox worker (the embedded
    default), 1 with 2, 2 with 1 each, after a warm-up (sandboxes started);
-2. scale-up from a cold backlog: a pool idle at its minimum (1 evaluator, warm) receives
+2. scale-up from a cold backlog: a pool idle at its minimum (1 evaluator, whose sandbox
+   starts with the first Python metric, as every evaluator's does) receives
    ``--backlog`` tasks at once; time to the first score, until the scaler decided the
    maximum size, until every evaluator is ready (actor started), until every evaluator
-   has scored (its sandbox preloaded), and until the backlog is drained, with the
+   has scored (its sandbox started), and until the backlog is drained, with the
    throughput while scaling and once scaled.
 """
 
@@ -149,10 +150,9 @@ async def scale_up(js: JetStreamContext, url: str, data_dir: Path,
     marks: dict[str, float] = {}
     samples: list[tuple[float, int]] = []
     try:
-        await scaler.start.remote()  # one evaluator, idle, its sandbox preloading
-        for _ in range(600):
-            stats = await scaler.actor_stats.remote()
-            if stats and all(s["sandbox_ready"] for s in stats):
+        await scaler.start.remote()
+        for _ in range(600):  # one evaluator, started and idle; its sandbox starts on demand
+            if (await scaler.status.remote())["ready"] == 1:
                 break
             await asyncio.sleep(0.2)
         tasks = _tasks(args.backlog, tenant)

@@ -35,7 +35,6 @@ class EvaluatorActor:
         self._task: asyncio.Task[None] | None = None
         self._scorer: Scorer | None = None
         self._nc: Any = None
-        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect and start consuming (idempotent: a restarted actor starts again)."""
@@ -53,9 +52,8 @@ class EvaluatorActor:
             settings=settings, name=self._name, store=lambda: store_client(settings),
         )
         self._task = asyncio.create_task(self._loop.run())
-        # Preload the sandbox in the background: consuming starts at once (judge tasks need
-        # no sandbox), and the first Python metric does not wait seconds for the preload.
-        self._warming = asyncio.create_task(self._scorer.warm())
+        # The sandbox starts with the first Python metric (a zygote with the allowed
+        # libraries preloaded, ~150 MB): an evaluator that only runs judges never pays it.
 
     async def stats(self) -> dict[str, Any]:
         if self._loop is None:
@@ -76,8 +74,6 @@ class EvaluatorActor:
             self._loop.stop()
             await asyncio.gather(self._task, return_exceptions=True)
         final = await self.stats()
-        if self._warming is not None:
-            await asyncio.gather(self._warming, return_exceptions=True)
         if self._scorer is not None:
             await self._scorer.close()
         if self._nc is not None:

@@ -182,7 +182,10 @@ class EvaluatorLoop:
         try:
             task = decode_task(msg.data)
         except PoisonMessage as exc:
-            await self._dead_letter(msg, exc)
+            try:
+                await self._dead_letter(msg, exc)
+            except Exception as store_error:  # comes back after ack_wait; try again then
+                log.warning("dead-lettering failed", extra={"error": repr(store_error)})
             return
         self._working[id(msg)] = (msg, time.monotonic())
         try:

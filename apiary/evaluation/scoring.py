@@ -1,7 +1,7 @@
 """Scoring one event with one metric version: Python in the sandbox, LLM judges over HTTP.
 
 :class:`Scorer` holds what scoring needs in one evaluator: a :class:`SandboxPool` (started
-by :meth:`Scorer.warm` or the first Python metric) and a
+on the first Python metric, so an evaluator that only runs judges never pays for it) and a
 :class:`~apiary.evaluation.judge.JudgeClient`. Python metrics of different projects never
 share a sandbox worker (the project id is the pool's isolation key).
 
@@ -13,7 +13,6 @@ this event (the code raised, timed out, the judge's answer held no verdict, ...)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,12 +57,6 @@ class Scorer:
                 await pool.start()
                 self._sandbox = pool
             return self._sandbox
-
-    async def warm(self) -> None:
-        """Start the sandbox now rather than on the first Python metric (its libraries take
-        seconds to preload); a failure is left for that metric to report."""
-        with contextlib.suppress(Exception):
-            await self._pool()
 
     async def score(self, metric: MetricSpec, event: Mapping[str, Any],
                     tenant: Tenant) -> MetricResult:

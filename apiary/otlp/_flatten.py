@@ -5,7 +5,10 @@ OTLP attributes are flat: the HoneyHive SDK writes ``{"a": {"b": [1, 2]}}`` as
 dotted keys are split on ``.`` and rebuilt:
 
 - a node whose keys are exactly ``"0" .. "n-1"`` (a dense sequence) becomes a list, in
-  index order; any gap or extra key keeps it an object (with the digit strings as keys).
+  index order. The HoneyHive SDK skips ``None`` items when it flattens a list, leaving
+  gaps: a node whose keys are all indices, starting at ``"0"``, with fewer gaps than items
+  (highest index < 2 × items) becomes a list too, with ``None`` in the gaps. Anything else
+  keeps it an object (with the digit strings as keys).
   Only nodes built here are turned into lists; a ``dict`` value that arrived as such
   (a ``kvlistValue``, decoded JSON) keeps its shape.
 - a **leaf/subtree collision** (``a = 1`` and ``a.b = 2``) keeps both: the leaf moves into
@@ -83,11 +86,27 @@ def insert(tree: dict[str, Any], parts: list[str], value: Any, created: Created)
 
 
 def densify(created: Created) -> None:
-    """Turn the recorded nodes that are dense ``"0".."n-1"`` maps into lists."""
+    """Turn the recorded nodes that are index maps (``"0".."n-1"``, or with the gaps the
+    SDK leaves for ``None`` items) into lists."""
     for parent, key, node in reversed(created):
+        if "0" not in node or parent.get(key) is not node:
+            continue
         n = len(node)
-        if "0" in node and all(str(i) in node for i in range(n)) and parent.get(key) is node:
+        if all(str(i) in node for i in range(n)):
             parent[key] = [node[str(i)] for i in range(n)]
+            continue
+        indices = [_index(k) for k in node]
+        if all(i is not None for i in indices):
+            top = max(i for i in indices if i is not None)
+            if top < 2 * n:
+                parent[key] = [node.get(str(i)) for i in range(top + 1)]
+
+
+def _index(key: str) -> int | None:
+    """``key`` as a list index if it is one written canonically (``"7"``, not ``"07"``)."""
+    if key.isascii() and key.isdigit() and (key == "0" or key[0] != "0"):
+        return int(key)
+    return None
 
 
 def _aside(tree: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -207,4 +226,6 @@ def _render(node: Any) -> str:
         return f"v[{node.i}]"
     if type(node) is list:
         return "[" + ", ".join(_render(item) for item in node) + "]"
+    if node is None:  # a gap the SDK left for a None item
+        return "None"
     return "{" + ", ".join(f"{key!r}: {_render(value)}" for key, value in node.items()) + "}"

@@ -26,7 +26,7 @@ def test_dense_numeric_segments_become_lists_in_order() -> None:
 
 
 @pytest.mark.parametrize("flat", [
-    {"a.0": 1, "a.2": 3},             # gap
+    {"a.0": 1, "a.5": 3},             # gaps outnumber the items
     {"a.1": 1, "a.2": 2},             # does not start at 0
     {"a.0": 1, "a.x": 2},             # mixed
     {"a.00": 1, "a.1": 2},            # not canonical
@@ -111,3 +111,13 @@ def test_tree_builder_quotes_keys_safely() -> None:
     builder = tree_builder([head + ".y", "z"])
     assert builder is not None
     assert builder(["v", 1]) == {head: {"y": "v"}, "z": 1}
+
+
+def test_sdk_list_with_none_items_comes_back_as_a_list_not_an_object() -> None:
+    # The SDK drops None items when flattening [a, None, b]: indices 0 and 2 arrive.
+    from apiary.otlp._flatten import unflatten
+
+    tree = unflatten({"result.0": "a", "result.2": "b", "codes.200": "ok", "steps.1": "x"})
+    assert tree["result"] == ["a", None, "b"]
+    assert tree["codes"] == {"200": "ok"}  # not a list: no "0", index far beyond the items
+    assert tree["steps"] == {"1": "x"}
