@@ -458,8 +458,9 @@ class ApiarySettings(BaseSettings):
     evaluator_judge_url: str | None = Field(
         default=None,
         description="Base URL of the OpenAI-compatible API that LLM-judge metrics call "
-        "({url}/chat/completions); unset: this data plane's LLM proxy at <base URL>/v1. "
-        "Default unset. Env APIARY_EVALUATOR_JUDGE_URL.",
+        "({url}/chat/completions); unset: this data plane's LLM proxy, called in-process as "
+        "the scored event's tenant (its workspace's provider key). Default unset. "
+        "Env APIARY_EVALUATOR_JUDGE_URL.",
     )
     evaluator_judge_api_key: SecretStr | None = Field(
         default=None,

@@ -45,8 +45,8 @@ class EvaluatorActor:
 
         configure_logging(self._settings)
         self._nc = await connect(self._nats_url, name=self._name)
-        self._scorer = Scorer.from_settings(self._settings)
         settings = self._settings
+        self._scorer = Scorer.from_settings(settings, judge_client=self._judge_client())
         self._loop = EvaluatorLoop(
             js=self._nc.jetstream(), scorer=self._scorer, objects=object_store(settings),
             settings=settings, name=self._name, store=lambda: store_client(settings),
@@ -54,6 +54,20 @@ class EvaluatorActor:
         self._task = asyncio.create_task(self._loop.run())
         # The sandbox starts with the first Python metric (a zygote with the allowed
         # libraries preloaded, ~150 MB): an evaluator that only runs judges never pays it.
+
+    def _judge_client(self) -> Any:
+        """LLM judges call the proxy in-process, as the scored event's tenant (its
+        workspace's provider key, traced into its project); with ``evaluator_judge_url``
+        set they call that OpenAI-compatible endpoint over HTTP instead."""
+        if self._settings.evaluator_judge_url is not None:
+            return None  # Scorer.from_settings builds the HTTP client
+        from apiary.proxy.runtime import ProxyJudgeClient, open_chat_proxy
+        from apiary.queue import EventPublisher
+
+        publisher = EventPublisher(self._nc.jetstream(),
+                                   timeout=self._settings.ingest_publish_timeout_s,
+                                   max_message_bytes=self._nc.max_payload)
+        return ProxyJudgeClient(open_chat_proxy(self._settings, publisher))
 
     async def stats(self) -> dict[str, Any]:
         if self._loop is None:

@@ -244,7 +244,7 @@ async def fill_queue(request: Request, queue_id: PathId) -> dict[str, Any]:
 async def list_items(
     request: Request, queue_id: PathId, status: str | None = None,
     assignee: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,  # offsets overflow beyond 2^63
 ) -> dict[str, Any]:
     context = context_of(request)
     principal = await project_principal(context, request, READ)

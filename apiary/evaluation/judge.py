@@ -46,6 +46,11 @@ _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 MAX_REPLY_CHARS = 64 * 1024
 
 
+#: The ``source`` of the model events that judge calls leave behind: online evaluators
+#: never score them, or a judge would end up judging its own calls.
+JUDGE_SOURCE = "apiary-judge"
+
+
 class JudgeClient(Protocol):
     """One chat completion; returns the assistant's text."""
 

@@ -34,6 +34,7 @@ from nats.js import JetStreamContext
 
 from apiary.errors import PipelineBackpressure, QueueError
 from apiary.evaluation.definitions import DefinitionCache
+from apiary.evaluation.judge import JUDGE_SOURCE
 from apiary.evaluation.publish import TaskPublisher
 from apiary.evaluation.tasks import EvaluationTask, new_task, sampled
 from apiary.event import UPDATES_KIND, EventBatch
@@ -85,6 +86,8 @@ class OnlineTrigger:
             for metric in metrics:
                 spec = metric.spec
                 for event in events:
+                    if event["source"] == JUDGE_SOURCE:
+                        continue  # a judge's own call: never judged again
                     if sampled(event["event_id"], spec) and metric.matches(event):
                         tasks.append(new_task(tenant, event, spec, source="online",
                                               created_ns=created))

@@ -7,7 +7,7 @@ dotted keys are split on ``.`` and rebuilt:
 - a node whose keys are exactly ``"0" .. "n-1"`` (a dense sequence) becomes a list, in
   index order. The HoneyHive SDK skips ``None`` items when it flattens a list, leaving
   gaps: a node whose keys are all indices, starting at ``"0"``, with fewer gaps than items
-  (highest index < 2 × items) becomes a list too, with ``None`` in the gaps. Anything else
+  (highest index < 2 * items) becomes a list too, with ``None`` in the gaps. Anything else
   keeps it an object (with the digit strings as keys).
   Only nodes built here are turned into lists; a ``dict`` value that arrived as such
   (a ``kvlistValue``, decoded JSON) keeps its shape.

@@ -17,6 +17,7 @@ from typing import Any
 
 from apiary.dpdb import DataPlaneDatabase, LazyDatabase
 from apiary.errors import ApiaryError, JudgeRejected, JudgeUnavailable
+from apiary.evaluation.judge import JUDGE_SOURCE
 from apiary.event import Tenant
 from apiary.proxy.envelope import Envelope, envelope_from_settings
 from apiary.proxy.request import ChatCompletionRequest
@@ -25,7 +26,6 @@ from apiary.proxy.tracing import TraceLink, TraceSink
 from apiary.queue import EventPublisher
 from apiary.settings import ApiarySettings
 
-JUDGE_SOURCE = "apiary-judge"
 JUDGE_SUBJECT = "service:evaluator"
 
 

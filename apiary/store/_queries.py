@@ -37,6 +37,7 @@ DEDUP_METHODS: tuple[DedupMethod, ...] = ("final", "limit_by")
 DEFAULT_EXPORT_LIMIT = 1000
 MAX_EXPORT_LIMIT = 10_000
 MAX_SESSION_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1
 _KEY = "project_id, session_id, event_id"
 _TENANT_COLUMNS = ("org_id", "workspace_id", "project_id")
 _PROJECTABLE = frozenset(API_FIELDS) | frozenset(COMPUTED_COLUMNS)
@@ -85,6 +86,15 @@ def _positive_int(value: Any, *, name: str, default: int) -> int:
     if number < 1:
         raise InvalidRequest(f"{name} must be a positive integer", field=name)
     return number
+
+
+def _offset(page: int, limit: int) -> int:
+    """The row offset of a 1-based page; InvalidRequest beyond what ClickHouse's UInt64
+    OFFSET holds (a larger one would wrap around to an early page)."""
+    offset = (page - 1) * limit
+    if offset > MAX_OFFSET:
+        raise InvalidRequest("page is beyond any result", field="page")
+    return offset
 
 
 def deduplicated_events(database: str, params: Params, project_id: str,
@@ -187,7 +197,7 @@ def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
     )
     page_stmt = Statement(page_sql, {**values, "limit": limit,
-                                     "offset": (page - 1) * limit})
+                                     "offset": _offset(page, limit)})
     total_stmt = Statement(f"SELECT count() AS n FROM {source}{where}", dict(values))
     return ExportPlan(page_stmt, total_stmt, projections, limit, page)
 
@@ -376,7 +386,7 @@ def plan_session_list(database: str, project_id: str, *, limit: Any = 50, page: 
     page_stmt = Statement(
         f"{grouped} ORDER BY first_start DESC, session_id DESC "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-        {**params.values, "limit": limit, "offset": (page - 1) * limit},
+        {**params.values, "limit": limit, "offset": _offset(page, limit)},
     )
     total_stmt = Statement(f"SELECT count() AS n FROM ({grouped})", dict(params.values))
     return page_stmt, total_stmt

@@ -351,3 +351,17 @@ async def test_the_writer_hook_costs_nothing_without_online_metrics(world: World
     assert (await world.event(ids[0], who="b"))["event_id"] == ids[0]
     assert trigger.stats.tasks_published == before
     assert trigger.stats.tasks_dropped == 0
+
+
+async def test_a_judge_own_model_call_is_never_judged_again(world: World) -> None:
+    """Judge calls are traced as model events (source apiary-judge): scoring those with
+    an online judge would make every judgement beget another, forever."""
+    name = f"loopguard_{uuid.uuid4().hex[:6]}"
+    await world.ok("POST", "/v1/metrics", json=_metric(name, WORD_COUNT))
+    await asyncio.sleep(0.6)  # past the writers' definitions TTL
+    judged, own_call = await world.send([
+        _model_event("a b c"), _model_event("verdict: yes", source="apiary-judge")])
+    scored = await world.scored(judged, name)
+    assert scored["metrics"][name] == 3
+    await world.settled()
+    assert name not in (await world.event(own_call))["metrics"]
