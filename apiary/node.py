@@ -25,6 +25,8 @@ import fcntl
 import hashlib
 import json
 import os
+import random
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -62,6 +64,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _spare_port() -> int:
+    """A free port below the kernel's ephemeral range (and Serve's 30000-31000): HAProxy
+    binds it only later, and ports handed out by ``bind(0)`` meanwhile cannot collide."""
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        if not _port_in_use("0.0.0.0", port):
+            return port
+    return _free_port()
+
+
 def _port_in_use(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -90,6 +102,7 @@ class ApiaryNode:
         self._nats: NatsServer | None = None
         self._nats_url: str | None = None
         self._started_ray = False
+        self._haproxy_dir: Path | None = None
         self._clickhouse: Any = None
         self._writers: Any = None
         self._scalers: list[Any] = []
@@ -210,9 +223,11 @@ class ApiaryNode:
         digest = hashlib.sha256(str(self.settings.data_dir).encode()).hexdigest()[:10]
         haproxy_dir = Path("/tmp") / f"aph-{digest}"
         haproxy_dir.mkdir(mode=0o700, exist_ok=True)
+        self._haproxy_dir = haproxy_dir
         env = (
             serve_environment(
-                haproxy_dir=str(haproxy_dir), stats_port=_free_port(), metrics_port=_free_port()
+                haproxy_dir=str(haproxy_dir), stats_port=_spare_port(),
+                metrics_port=_spare_port()
             )
             if self.settings.serve_ingress == "haproxy"
             else {}
@@ -231,7 +246,8 @@ class ApiaryNode:
         if self.settings.ray_address:
             ray.init(address=self.settings.ray_address, runtime_env={"env_vars": env}, **common)
         else:
-            ray.init(num_cpus=self.settings.ray_num_cpus, include_dashboard=False, **common)
+            ray.init(num_cpus=self.settings.ray_num_cpus, include_dashboard=False,
+                     object_store_memory=self.settings.ray_object_store_bytes, **common)
             self._started_ray = True
 
     def _start_clickhouse(self) -> None:
@@ -383,6 +399,9 @@ class ApiaryNode:
             self._progress("stopping nats-server")
             attempt("nats", self._nats.stop)
             self._nats = None
+        if self._haproxy_dir is not None:
+            shutil.rmtree(self._haproxy_dir, ignore_errors=True)
+            self._haproxy_dir = None
         state = self.settings.data_dir / "state.json"
         if state.exists():
             state.unlink()

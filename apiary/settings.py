@@ -51,6 +51,13 @@ class ApiarySettings(BaseSettings):
         "Default unset. Env APIARY_RAY_NUM_CPUS.",
     )
 
+    ray_object_store_bytes: int = Field(
+        default=512 * MiB, ge=78 * MiB,
+        description="Shared-memory object store of a locally started Ray (Arrow batches pass "
+        "through it on their way to the chDB owner). Default 512 MiB. "
+        "Env APIARY_RAY_OBJECT_STORE_BYTES.",
+    )
+
     # --- stores ------------------------------------------------------------------------
     nats_url: str | None = Field(
         default=None,
@@ -93,8 +100,15 @@ class ApiarySettings(BaseSettings):
     )
     ingest_replicas: int = Field(
         default=1, ge=1,
-        description="Replicas of the data-plane HTTP deployment. Default 1. "
-        "Env APIARY_INGEST_REPLICAS.",
+        description="Replicas of the data-plane HTTP deployment (the least, when it "
+        "autoscales). Default 1. Env APIARY_INGEST_REPLICAS.",
+    )
+    ingest_max_replicas: int = Field(
+        default=2, ge=1,
+        description="Most replicas of the data-plane deployment: above ingest_replicas, Serve "
+        "adds replicas while requests queue (decoding and mapping spans is CPU-bound, so one "
+        "replica uses one core) and removes them when idle. Default 2. "
+        "Env APIARY_INGEST_MAX_REPLICAS.",
     )
     serve_ingress: Literal["haproxy", "proxy"] = Field(
         default="haproxy",

@@ -56,6 +56,18 @@ def data_plane_app(
     autoscaling: AutoscalingConfig | None = None,
 ) -> Any:
     """The bound Serve application of the data plane."""
+    if autoscaling is None and settings.ingest_max_replicas > settings.ingest_replicas:
+        autoscaling = AutoscalingConfig(
+            min_replicas=settings.ingest_replicas,
+            max_replicas=settings.ingest_max_replicas,
+            # A request holds a replica's core for ~10 ms of decoding and mapping: a few
+            # queued per replica is the sign that another core would help.
+            target_ongoing_requests=3,
+            metrics_interval_s=2.0,
+            look_back_period_s=10.0,
+            upscale_delay_s=3.0,
+            downscale_delay_s=120.0,
+        )
     deployment = serve.deployment(
         DataPlane,
         name="DataPlane",

@@ -108,7 +108,10 @@ def deduplicated_events(database: str, params: Params, project_id: str,
     where = " AND ".join([f"project_id = {params.bind(project_id, 'String')}",
                           *key_conditions])
     if method == "final":
-        return f"{_db(database)}.events FINAL WHERE {where}"
+        # PREWHERE: the key conditions drop rows before versions are merged (exact, as every
+        # version of an event has the same key), so FINAL reads the wide JSON columns only
+        # for the rows it keeps (bench/query: a session tree 4x faster on 1M events).
+        return f"{_db(database)}.events FINAL PREWHERE {where} WHERE 1"
     if method != "limit_by":
         raise ValueError(f"unknown dedup method {method!r}")
     needed = sorted(set(columns) | {"project_id", "session_id", "event_id", "version"})
