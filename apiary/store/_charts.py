@@ -74,17 +74,16 @@ def _json_text(column: str, path: tuple[str, ...], params: Params) -> str:
     return f"JSONExtractRaw({column}, {keys})"
 
 
-def _group_sql(group_by: str | None, params: Params, *, session_rollup: bool) -> str:
+def _group_sql(group_by: str | None, *, session_rollup: bool) -> str:
     if group_by is None:
         return "''"
     if session_rollup:
         return "session_source"
     if "." not in group_by:
         return group_by
-    column, path = split_field(group_by)
-    raw = _json_text(column, path, params)
-    text = (f"if(startsWith({raw}, '\"'), JSONExtractString({raw}), "
-            f"if({raw} = 'null', '', {raw}))")
+    # The path is extracted once, as _graw (see _events_inner): spelling the extraction
+    # out at each use parsed the JSON each time (bench/query: 2.5x slower).
+    text = "if(startsWith(_graw, '\"'), JSONExtractString(_graw), if(_graw = 'null', '', _graw))"
     return f"substring({text}, 1, {MAX_GROUP_CHARS})"
 
 
@@ -146,9 +145,11 @@ def _events_inner(database: str, project_id: str, spec: ChartSpec, params: Param
     late = [c.sql for c in compiled if not c.key_only] + _range_sql(spec, "start_time",
                                                                      params)
     where = "".join(f" AND {cond}" for cond in late)
-    selects = [f"{_bucket_sql(spec, 'start_time', params)} AS bucket",
-               f"{_group_sql(spec.group_by, params, session_rollup=False)} AS grp",
-               "session_id"]
+    selects = [f"{_bucket_sql(spec, 'start_time', params)} AS bucket"]
+    if spec.group_by is not None and "." in spec.group_by:
+        selects.append(f"{_json_text(*split_field(spec.group_by), params)} AS _graw")
+    selects += [f"{_group_sql(spec.group_by, session_rollup=False)} AS grp",
+                "session_id"]
     if spec.json_path is not None:
         column, path = spec.json_path
         selects.append(f"{_json_text(column, path, params)} AS _raw")
@@ -169,7 +170,7 @@ def _sessions_inner(database: str, project_id: str, spec: ChartSpec,
               f"GROUP BY session_id{having_sql}")
     value = spec.metric.value_sql or "1"
     return (f"SELECT {_bucket_sql(spec, 'first_start', params)} AS bucket, "
-            f"{_group_sql(spec.group_by, params, session_rollup=True)} AS grp, "
+            f"{_group_sql(spec.group_by, session_rollup=True)} AS grp, "
             f"session_id, {value} AS v FROM ({rollup})")
 
 

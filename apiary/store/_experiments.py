@@ -64,10 +64,24 @@ def check_filters(filters: Sequence[Mapping[str, Any]]) -> None:
         compile_filter(raw, params)
 
 
+def plan_run_session_ids(database: str, project_id: str, run_id: str) -> Statement:
+    """The sessions holding an event tagged with the run (the run_id skip index; no FINAL:
+    a superset, as any version counts), to resolve once for a result's statements."""
+    params = Params()
+    return Statement(
+        f"SELECT DISTINCT session_id FROM {_db(database)}.events "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} AND "
+        f"JSONExtractString(metadata, 'run_id') = {params.bind(run_id, 'String')}",
+        params.values)
+
+
 def _run_source(database: str, params: Params, project_id: str, run_id: str,
                 session_ids: Sequence[str], filters: Sequence[Mapping[str, Any]],
-                columns: set[str], method: DedupMethod) -> str:
-    """``SELECT <columns> FROM`` the run's events (newest versions) matching ``filters``."""
+                columns: set[str], method: DedupMethod,
+                within: Sequence[str] | None = None) -> str:
+    """``SELECT <columns> FROM`` the run's events (newest versions) matching ``filters``;
+    ``within``, when given, is every session of the run (:func:`plan_run_session_ids`
+    and ``session_ids``), so the statement need not look them up itself."""
     project_id = _require_project(project_id)
     if len(filters) > _MAX_FILTERS:
         raise InvalidRequest(f"at most {_MAX_FILTERS} filters", field="filters")
@@ -76,12 +90,15 @@ def _run_source(database: str, params: Params, project_id: str, run_id: str,
     # The run's sessions first (cheap: no FINAL, two columns, the run_id skip index), so
     # that versions are collapsed only within them (the primary key starts with the
     # project and the session).
-    sessions = (f"session_id IN (SELECT session_id FROM {_db(database)}.events "
-                f"WHERE project_id = {params.bind(project_id, 'String')} AND {tagged})")
-    member = tagged
-    if session_ids:
-        named = f"session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}"
-        sessions, member = f"({sessions} OR {named})", f"({tagged} OR {named})"
+    named = (f"session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}"
+             if session_ids else None)
+    member = f"({tagged} OR {named})" if named else tagged
+    if within is not None:  # bench/query: 3 lookups of the sessions became 1 (run result)
+        sessions = f"session_id IN {params.bind(sorted(set(within)), 'Array(String)')}"
+    else:
+        sessions = (f"session_id IN (SELECT session_id FROM {_db(database)}.events "
+                    f"WHERE project_id = {params.bind(project_id, 'String')} AND {tagged})")
+        sessions = f"({sessions} OR {named})" if named else sessions
     conditions = [member, *(c.sql for c in compiled)]
     needed = columns | {"metadata", "session_id"} | {
         f["field"].split(".")[0] for f in filters if isinstance(f.get("field"), str)}
@@ -92,14 +109,15 @@ def _run_source(database: str, params: Params, project_id: str, run_id: str,
 
 def plan_run_metrics(database: str, project_id: str, run_id: str, session_ids: Sequence[str],
                      aggregate: str, *, filters: Sequence[Mapping[str, Any]] = (),
-                     method: DedupMethod = "final") -> Statement:
+                     method: DedupMethod = "final",
+                     within: Sequence[str] | None = None) -> Statement:
     """Per (metric, event name, event type): the aggregate and every value with its
     session, datapoint and event (``points``: tuples ``(session_id, datapoint_id,
     event_id, raw JSON, number or NULL)``)."""
     function = aggregate_expression(aggregate)
     params = Params()
     inner = _run_source(database, params, project_id, run_id, session_ids, filters,
-                        {"event_id", "event_name", "event_type", "metrics"}, method)
+                        {"event_id", "event_name", "event_type", "metrics"}, method, within)
     sql = (
         "SELECT metric_name, event_name, event_type, "
         f"{function}(num) AS aggregate, count(num) AS numeric_count, "
@@ -116,12 +134,13 @@ def plan_run_metrics(database: str, project_id: str, run_id: str, session_ids: S
 
 def plan_run_sessions(database: str, project_id: str, run_id: str, session_ids: Sequence[str],
                       *, filters: Sequence[Mapping[str, Any]] = (),
-                      method: DedupMethod = "final") -> Statement:
+                      method: DedupMethod = "final",
+                      within: Sequence[str] | None = None) -> Statement:
     """The run's sessions in start order, with their datapoint (and dataset) ids and
     event/error counts."""
     params = Params()
     inner = _run_source(database, params, project_id, run_id, session_ids, filters,
-                        {"event_id", "start_time", "error"}, method)
+                        {"event_id", "start_time", "error"}, method, within)
     dp = "JSONExtractString(metadata, 'datapoint_id')"
     ds = "JSONExtractString(metadata, 'dataset_id')"
     sql = (
@@ -136,11 +155,12 @@ def plan_run_sessions(database: str, project_id: str, run_id: str, session_ids: 
 def plan_run_event_details(database: str, project_id: str, run_id: str,
                            session_ids: Sequence[str], *,
                            filters: Sequence[Mapping[str, Any]] = (),
-                           method: DedupMethod = "final") -> Statement:
+                           method: DedupMethod = "final",
+                           within: Sequence[str] | None = None) -> Statement:
     """The distinct (event name, event type) pairs of the run's events."""
     params = Params()
     inner = _run_source(database, params, project_id, run_id, session_ids, filters,
-                        {"event_name", "event_type"}, method)
+                        {"event_name", "event_type"}, method, within)
     return Statement(f"SELECT DISTINCT event_name, event_type FROM ({inner}) "
                      "ORDER BY event_type, event_name", params.values)
 
@@ -158,5 +178,5 @@ def plan_run_events(database: str, project_id: str, run_id: str, session_ids: Se
 
 
 __all__ = ["AGGREGATES", "MAX_RUN_EVENTS", "aggregate_expression", "check_filters",
-           "plan_run_event_details", "plan_run_events",
-           "plan_run_metrics", "plan_run_sessions"]
+           "plan_run_event_details", "plan_run_events", "plan_run_metrics",
+           "plan_run_session_ids", "plan_run_sessions"]

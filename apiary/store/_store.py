@@ -16,6 +16,7 @@ from apiary.store._experiments import (
     plan_run_event_details,
     plan_run_events,
     plan_run_metrics,
+    plan_run_session_ids,
     plan_run_sessions,
 )
 from apiary.store._migrations import apply_migrations
@@ -221,13 +222,18 @@ class EventStore:
         event name and type: the aggregate and every value), ``sessions`` (with their
         datapoint ids) and ``event_details`` (distinct event names and types)."""
         args = (self.database, project_id, run_id, session_ids)
+        within = sorted({str(r["session_id"]) for r in self._rows(
+            plan_run_session_ids(self.database, project_id, run_id))} | set(session_ids))
+        if not within:
+            return {"metrics": [], "sessions": [], "event_details": []}
+        method = self.dedup_method
         return {
             "metrics": self._rows(plan_run_metrics(*args, aggregate, filters=filters,
-                                                   method=self.dedup_method)),
-            "sessions": self._rows(plan_run_sessions(*args, filters=filters,
-                                                     method=self.dedup_method)),
-            "event_details": self._rows(plan_run_event_details(*args, filters=filters,
-                                                               method=self.dedup_method)),
+                                                   method=method, within=within)),
+            "sessions": self._rows(plan_run_sessions(*args, filters=filters, method=method,
+                                                     within=within)),
+            "event_details": self._rows(plan_run_event_details(
+                *args, filters=filters, method=method, within=within)),
         }
 
     def run_events(self, project_id: str, run_id: str, session_ids: Sequence[str],
