@@ -134,7 +134,9 @@ class TreeSampler:
             try:
                 t = p.cpu_times()
                 self._cpu[p.pid] = t.user + t.system
-                if p.pid not in self._roles:
+                # A pooled Ray worker (ray::IDLE) becomes an actor or a replica later:
+                # only a specific role is final.
+                if self._roles.get(p.pid, "ray other") == "ray other":
                     self._roles[p.pid] = _role(p)
                 info = p.memory_full_info()
                 pss += info.pss
@@ -178,12 +180,18 @@ def _role(process: psutil.Process) -> str:
         text = " ".join(process.cmdline()) or process.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return "other"
-    for needle, role in (("nats-server", "nats-server"), ("haproxy", "haproxy"),
+    # A worker process is named after its actor only once started (setproctitle); before,
+    # its command line is default_worker.py's, whose arguments mention the raylet.
+    for needle, role in (("default_worker.py", "ray other"),
+                         ("nats-server", "nats-server"), ("haproxy", "haproxy"),
                          ("DataPlane", "data-plane replica"),
                          ("ControlPlane", "control-plane replica"),
                          ("EventWriter", "writer"), ("ClickHouse", "chdb owner"),
-                         ("gcs_server", "ray gcs"), ("raylet", "raylet"),
+                         ("gcs_server", "ray gcs"), ("raylet/raylet", "raylet"),
                          ("ServeController", "serve controller"), ("apiary.cli", "apiary up"),
+                         ("HAProxyManager", "haproxy"), ("ProxyActor", "serve proxy"),
+                         ("EvaluatorActor", "evaluators"), ("PoolScaler", "evaluators"),
+                         ("Dashboard", "ray dashboard"), ("dashboard", "ray dashboard"),
                          ("ray::", "ray other")):
         if needle in text:
             return role

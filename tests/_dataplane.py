@@ -1,12 +1,14 @@
 """A data plane in-process, for tests that need keys of their own choosing.
 
-The same wiring as ``tests/api/_event_api.py`` (the ``api`` fixture): the FastAPI app over
+The wiring of every in-process data-plane test (``tests/api/_event_api.py`` builds its ``api``
+fixture on it): the FastAPI app over
 ``httpx.ASGITransport`` with a real :class:`DataPlaneContext` (NATS from the session's
 ``nats_server``, a :class:`DirectStoreClient` over the session's chDB ``store``, dpdb in a
 SQLite file under ``data_dir``), and a real :class:`WriterLoop` on the same NATS, so a test
 writes over HTTP and reads back over HTTP once the writer stored it. Ray is not started.
 Keys are described by :class:`KeySpec` (tenant and permissions), so tests can hold keys of
-several projects, workspaces and organizations.
+several projects, workspaces and organizations; ``who`` names the key of a call (``a``
+unless told).
 """
 
 from __future__ import annotations
@@ -52,14 +54,15 @@ class Plane:
     subjects: dict[str, str]
     app: FastAPI
 
-    def auth(self, who: str) -> dict[str, str]:
+    def auth(self, who: str = "a") -> dict[str, str]:
         return {"authorization": f"Bearer {self.keys[who]}"}
 
-    async def call(self, method: str, path: str, who: str, **kwargs: Any) -> httpx.Response:
+    async def call(self, method: str, path: str, who: str = "a",
+                   **kwargs: Any) -> httpx.Response:
         headers = {**self.auth(who), **kwargs.pop("headers", {})}
         return await self.http.request(method, path, headers=headers, **kwargs)
 
-    async def ok(self, method: str, path: str, who: str, status: int = 200,
+    async def ok(self, method: str, path: str, who: str = "a", status: int = 200,
                  **kwargs: Any) -> Any:
         response = await self.call(method, path, who, **kwargs)
         assert response.status_code == status, (response.status_code, response.text)
@@ -74,7 +77,7 @@ class Plane:
         assert set(body) >= {"message", "errorCode"}, body
         return body
 
-    async def event(self, event_id: str, who: str,
+    async def event(self, event_id: str, who: str = "a",
                     until: Callable[[dict[str, Any]], bool] | None = None,
                     wait_s: float = 20.0) -> dict[str, Any]:
         """``GET /v1/events/{id}`` once the writer stored it (and ``until`` holds)."""

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from honeyhive.tracer.processing.otlp_exporter import OTLPJSONExporter
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -32,6 +33,28 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "otlp"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 FORMATS = ("protobuf", "otlp-json", "honeyhive-json")
+
+
+def to_any_value(value: Any) -> AnyValue:
+    """``value`` as an OTLP ``AnyValue``, nesting lists and dicts; None is the empty value."""
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if isinstance(value, list):
+        out = AnyValue()
+        out.array_value.values.extend(to_any_value(v) for v in value)
+        return out
+    if isinstance(value, dict):
+        out = AnyValue()
+        out.kvlist_value.values.extend(KeyValue(key=k, value=to_any_value(v))
+                                       for k, v in value.items())
+        return out
+    return AnyValue() if value is None else AnyValue(string_value=value)
 
 
 def record(build: Callable[[Tracer], None], resource: dict[str, Any] | None = None,

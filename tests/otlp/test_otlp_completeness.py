@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from otlp_support import FIXTURES, JSON, PROTOBUF, proto_to_otlp_json
+from otlp_support import FIXTURES, JSON, PROTOBUF, proto_to_otlp_json, to_any_value
 
 from apiary.otlp import decode_traces, map_request
 
@@ -85,28 +85,8 @@ MIXED: dict[str, Any] = {
 }
 
 
-def _any(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        out = AnyValue()
-        out.array_value.values.extend(_any(v) for v in value)
-        return out
-    if isinstance(value, dict):
-        out = AnyValue()
-        out.kvlist_value.values.extend(KeyValue(key=k, value=_any(v)) for k, v in value.items())
-        return out
-    return AnyValue() if value is None else AnyValue(string_value=value)
-
-
 def _kvs(attrs: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_any(v)) for k, v in attrs.items()]
+    return [KeyValue(key=k, value=to_any_value(v)) for k, v in attrs.items()]
 
 
 def mixed_request() -> ExportTraceServiceRequest:

@@ -15,7 +15,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.trace import Tracer
-from otlp_support import JSON, PROTOBUF, proto_to_otlp_json, record, span_with
+from otlp_support import (
+    JSON,
+    PROTOBUF,
+    proto_to_otlp_json,
+    record,
+    span_with,
+    to_any_value,
+)
 
 from apiary.errors import MalformedPayload, PayloadTooLarge, UnsupportedMediaType
 from apiary.otlp import decode_traces, map_request, media_type
@@ -52,28 +59,6 @@ def test_other_content_types_are_unsupported(content_type: str) -> None:
 
 # -- protobuf ------------------------------------------------------------------------------
 
-def _any(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        out = AnyValue()
-        out.array_value.values.extend(_any(v) for v in value)
-        return out
-    if isinstance(value, dict):
-        out = AnyValue()
-        out.kvlist_value.values.extend(KeyValue(key=k, value=_any(v)) for k, v in value.items())
-        return out
-    if value is None:
-        return AnyValue()
-    return AnyValue(string_value=value)
-
-
 def _request(attrs: dict[str, Any], **span_fields: Any) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     span = request.resource_spans.add().scope_spans.add().spans.add()
@@ -82,7 +67,7 @@ def _request(attrs: dict[str, Any], **span_fields: Any) -> ExportTraceServiceReq
     span.name = "s"
     for key, value in span_fields.items():
         setattr(span, key, value)
-    span.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in attrs.items())
+    span.attributes.extend(KeyValue(key=k, value=to_any_value(v)) for k, v in attrs.items())
     return request
 
 
