@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 KUBERAY_DIR = REPO / "kuberay"
 CLUSTER_YAML = REPO / "cluster.yaml"
-CRD_DIR = REPO.parent / "shared" / "kuberay-crds"
+CRD_DIR = REPO / "tests" / "fixtures" / "kuberay-crds"
 CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",
     "RayJob": "ray.io_rayjobs.yaml",

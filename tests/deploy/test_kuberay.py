@@ -2,8 +2,9 @@
 would check it, plus the cross-references no schema sees.
 
 - RayService (and any RayCluster/RayJob): the KubeRay CRD's openAPIV3Schema from
-  ../shared/kuberay-crds/, made strict (:func:`._manifests.strict_schema`: undeclared fields
-  rejected), and its metadata against Kubernetes' ObjectMeta.
+  tests/fixtures/kuberay-crds/ (KubeRay v1.7.0+, vendored), made strict
+  (:func:`._manifests.strict_schema`: undeclared fields rejected), and its metadata against
+  Kubernetes' ObjectMeta.
 - Core kinds: Kubernetes' strict JSON schemas shipped by kubernetes-validate (offline).
 - serveConfigV2: Ray Serve's own schema, strict, and equal to what the code deploys.
 - Cross-references: Service selectors and ports, ConfigMap/Secret references, env var names
