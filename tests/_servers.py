@@ -190,16 +190,20 @@ def postgres_server() -> Iterator[str]:
             _stop(proc, signal.SIGINT)
 
 
-def postgres_database(server_url: str, name: str) -> str:
-    """Create database ``name`` on the server of ``server_url``; return its URL."""
+def postgres_database(server_url: str, name: str, template: str | None = None) -> str:
+    """Create database ``name`` on the server of ``server_url`` (a copy of ``template``
+    when given: much faster than migrating again); return its URL."""
     import psycopg
     from psycopg import sql
 
     base, _, _ = server_url.rpartition("/")
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(
         server_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
     ) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(statement)
     return f"{base}/{name}"
 
 

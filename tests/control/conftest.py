@@ -16,12 +16,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
-from _servers import postgres_database, postgres_server
+from _servers import postgres_database
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from apiary.control import ControlPlane
 from apiary.control._common import utcnow
@@ -50,25 +48,9 @@ class FakeClock:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A real PostgreSQL server (tests/_servers.py); its URL."""
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def postgres_template(postgres: str) -> str:
     upgrade(postgres_database(postgres, "cp_template"))
     return "cp_template"
-
-
-def _clone(server_url: str, name: str, template: str) -> str:
-    """A new database copied from ``template`` (much faster than migrating again)."""
-    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)))
-    return f"{server_url.rpartition('/')[0]}/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +70,7 @@ def cp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{target}"
     server: str = request.getfixturevalue("postgres")
     template_name: str = request.getfixturevalue("postgres_template")
-    return _clone(server, f"cp_test_{next(_counter)}", template_name)
+    return postgres_database(server, f"cp_test_{next(_counter)}", template_name)
 
 
 @pytest.fixture

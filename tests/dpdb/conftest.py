@@ -12,10 +12,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from _servers import postgres_database, postgres_server
-from psycopg import sql
+from _servers import postgres_database
 
 from apiary.dpdb import DataPlaneDatabase, upgrade
 
@@ -23,14 +21,8 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def dp_postgres() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def dp_postgres_template(dp_postgres: str) -> str:
-    upgrade(postgres_database(dp_postgres, "dp_template"))
+def dp_postgres_template(postgres: str) -> str:
+    upgrade(postgres_database(postgres, "dp_template"))
     return "dp_template"
 
 
@@ -41,14 +33,6 @@ def dp_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _clone(server_url: str, name: str, template: str) -> str:
-    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)))
-    return f"{server_url.rpartition('/')[0]}/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def dp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, migrated dpdb for one test, on each database in turn."""
@@ -57,9 +41,9 @@ def dp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         target = tmp_path / "dp.sqlite"
         shutil.copyfile(template, target)
         return f"sqlite:///{target}"
-    server: str = request.getfixturevalue("dp_postgres")
+    server: str = request.getfixturevalue("postgres")
     name: str = request.getfixturevalue("dp_postgres_template")
-    return _clone(server, f"dp_test_{next(_counter)}", name)
+    return postgres_database(server, f"dp_test_{next(_counter)}", name)
 
 
 @pytest.fixture
@@ -74,5 +58,5 @@ def empty_dp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database (never migrated); parametrize indirectly with the kind."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'empty.sqlite'}"
-    server: str = request.getfixturevalue("dp_postgres")
+    server: str = request.getfixturevalue("postgres")
     return postgres_database(server, f"dp_empty_{next(_counter)}")
