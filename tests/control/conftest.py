@@ -9,15 +9,13 @@ TEMPLATE`` on PostgreSQL, a file copy on SQLite), so tests are isolated and quic
 from __future__ import annotations
 
 import base64
-import itertools
 import os
-import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from _servers import postgres_database
+from _databases import SchemaDatabases
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -31,7 +29,6 @@ ISSUER = "http://cp.test/cp"
 DATA_PLANE_ID = "dp-test"
 # Cheap argon2id parameters for tests; the production profile has its own test.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-_counter = itertools.count()
 
 
 class FakeClock:
@@ -48,38 +45,22 @@ class FakeClock:
 
 
 @pytest.fixture(scope="session")
-def postgres_template(postgres: str) -> str:
-    upgrade(postgres_database(postgres, "cp_template"))
-    return "cp_template"
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cp-template") / "cp.sqlite"
-    upgrade(f"sqlite:///{path}")
-    return path
+def cp_databases(tmp_path_factory: pytest.TempPathFactory) -> SchemaDatabases:
+    return SchemaDatabases("cp", upgrade, tmp_path_factory.mktemp("cp-template"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def cp_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def cp_url(request: pytest.FixtureRequest, tmp_path: Path,
+           cp_databases: SchemaDatabases) -> str:
     """A fresh, migrated cpdb for one test, on each database in turn."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path / "cp.sqlite"
-        shutil.copyfile(template, target)
-        return f"sqlite:///{target}"
-    server: str = request.getfixturevalue("postgres")
-    template_name: str = request.getfixturevalue("postgres_template")
-    return postgres_database(server, f"cp_test_{next(_counter)}", template_name)
+    return cp_databases.migrated(request, tmp_path)
 
 
 @pytest.fixture
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 cp_databases: SchemaDatabases) -> str:
     """An empty database (no migrations yet); parametrize indirectly with the kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.sqlite'}"
-    server: str = request.getfixturevalue("postgres")
-    return postgres_database(server, f"cp_empty_{next(_counter)}")
+    return cp_databases.empty(request, tmp_path)
 
 
 @pytest.fixture
