@@ -145,7 +145,14 @@ def test_cli_check(
 
 
 class FakePool:
-    """Stands in for WriterPool (no Ray here): records what the supervisor asks of it."""
+    """Stands in for WriterPool: records what the supervisor asks of it.
+
+    The supervisor is the cluster configuration, whose writers and migrations need a
+    ClickHouse server, and none can run here (chDB is embedded only); so these tests fake
+    the server's migration and the pools, and check the supervisor's order of work against
+    a real NATS. The pools themselves run on real Ray in tests/test_node.py (writers under
+    ``apiary up``) and tests/evaluation/test_autoscaling.py (scalers).
+    """
 
     instances: ClassVar[list[FakePool]] = []
     fail_start: ClassVar[bool] = False
@@ -168,7 +175,7 @@ class FakePool:
 
 
 class FakeScalers:
-    """Stands in for the pool scalers (no Ray here): what the supervisor starts and stops."""
+    """Stands in for the pool scalers (see FakePool): what the supervisor starts and stops."""
 
     started: ClassVar[list[dict[str, Any]]] = []
     stopped: ClassVar[list[list[Any]]] = []
