@@ -12,6 +12,7 @@ Public surface:
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -39,34 +40,57 @@ from apiary.queue._wire import (
     encode_table,
 )
 
+# What nats-server sends before it closes a connection whose credentials it refuses.
+_REFUSALS = ("authorization violation", "authentication", "user authentication expired")
+
 
 async def connect(url: str, *, name: str, wait_s: float = 15.0) -> Client:
     """Connect to NATS within ``wait_s`` seconds; once connected, reconnect forever on loss.
 
-    A server that refuses the credentials, or cannot be reached in time, is a
-    :class:`QueueError` naming the last problem seen.
+    A server that refuses the credentials is a :class:`QueueError` at once, saying so: retrying
+    the same token cannot succeed, and the resets the server answers later attempts with would
+    hide the reason. A server that cannot be reached in time is a :class:`QueueError` naming the
+    last problem seen.
     """
     problems: list[str] = []
+    refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def on_error(exc: Exception) -> None:
-        problems.append(str(exc) or type(exc).__name__)
+        problem = str(exc) or type(exc).__name__
+        problems.append(problem)
+        if any(word in problem.lower() for word in _REFUSALS) and not refused.done():
+            refused.set_result(problem)
 
-    try:
-        return await asyncio.wait_for(
-            nats.connect(
-                url,
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=5,
-                allow_reconnect=True,
-                error_cb=on_error,
-            ),
-            wait_s,
+    connecting = asyncio.ensure_future(
+        nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+            allow_reconnect=True,
+            error_cb=on_error,
         )
+    )
+    try:
+        waiting: set[asyncio.Future[Any]] = {connecting, refused}
+        done, _ = await asyncio.wait(waiting, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        if connecting in done:
+            return connecting.result()
     except Exception as exc:  # nats raises several unrelated types on connect
         detail = problems[-1] if problems else (str(exc) or type(exc).__name__)
         raise QueueError(f"cannot connect to NATS at {describe_url(url)}: {detail}") from exc
+    finally:
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+    if refused.done():
+        raise QueueError(
+            f"NATS at {describe_url(url)} refused the credentials ({refused.result()}); "
+            "check the token in APIARY_NATS_URL"
+        )
+    detail = problems[-1] if problems else f"no answer within {wait_s:g} s"
+    raise QueueError(f"cannot connect to NATS at {describe_url(url)}: {detail}")
 
 
 __all__ = [

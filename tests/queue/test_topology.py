@@ -43,5 +43,19 @@ async def test_ensure_topology_creates_streams_and_consumers_once(
 
 async def test_embedded_server_requires_its_token(nats_server: NatsServer) -> None:
     host = nats_server.url.split("@", 1)[1]
-    with pytest.raises(QueueError, match=r"(?i)authorization"):
-        await connect(f"nats://{host}", name="intruder", wait_s=3)
+    with pytest.raises(QueueError, match=r"refused the credentials.*(?i:authorization)"):
+        await connect(f"nats://{host}", name="intruder", wait_s=30)
+
+
+async def test_a_refused_token_is_not_reported_as_a_connection_reset(
+    nats_server: NatsServer,
+) -> None:
+    """CI once saw 'Connection reset by peer' here: the server closes after refusing, so later
+    attempts are reset and the last problem hid the first. A refusal now ends the attempt."""
+    host = nats_server.url.split("@", 1)[1]
+    for attempt in range(5):
+        with pytest.raises(QueueError) as refused:
+            await connect(f"nats://wrong-token@{host}", name=f"intruder-{attempt}", wait_s=30)
+        assert "refused the credentials" in str(refused.value)
+        assert "reset" not in str(refused.value).lower()
+        assert "wrong-token" not in str(refused.value)
