@@ -378,13 +378,16 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             apiary.kill()
     a = figures["apiary"]
+    queryable_after = a["all_queryable_after_s"]
+    stored_window = (f"all {a['acked_spans']:,} queryable after {queryable_after:.2f} s"
+                     if queryable_after is not None else "INCOMPLETE: not every span stored")
     by_process = ", ".join(
         f"{k} {v:.2f}" for k, v in a["cpu_cores_by_process"].items() if v >= 0.01)
     print(
         "\nresults\n"
         f"  accepted spans/s:         {a['accepted_spans_per_s']:,.0f}\n"
         f"  stored spans/s:           {a['stored_spans_per_s']:,.0f} "
-        f"(all {a['acked_spans']:,} queryable after {a['all_queryable_after_s']} s)\n"
+        f"({stored_window})\n"
         f"  ack latency p50 / p99:    {a['ack_p50_ms']:.1f} ms / {a['ack_p99_ms']:.1f} ms\n"
         f"  ingest-to-queryable lag:  p50 {a['lag_p50_s']:.2f} s / p95 {a['lag_p95_s']:.2f} s\n"
         f"  completeness:             {a['found_events']:,}/{a['acked_spans']:,} = "
