@@ -16,6 +16,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -41,14 +42,23 @@ def _text(rng: random.Random, size: int) -> str:
     return " ".join(out)[:size]
 
 
-def _kv(key: str, value: str | int | float) -> KeyValue:
+def any_value(value: Any) -> AnyValue:
+    """``value`` as an OTLP ``AnyValue``; lists become array values, anything else a string."""
     if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
+        return AnyValue(bool_value=value)
     if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
+        return AnyValue(int_value=value)
     if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
+        return AnyValue(double_value=value)
+    if isinstance(value, list):
+        out = AnyValue()
+        out.array_value.values.extend(any_value(v) for v in value)
+        return out
+    return AnyValue(string_value=str(value))
+
+
+def _kv(key: str, value: str | int | float) -> KeyValue:
+    return KeyValue(key=key, value=any_value(value))
 
 
 @dataclass

@@ -17,15 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from apiary.otlp import _conventions, _decode_proto, decode_traces, map_views
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._workload import any_value
 
 SPANS_PER_REQUEST = 100
 WORDS = [
@@ -47,26 +53,12 @@ def _text(rng: random.Random, low: int, high: int) -> str:
     return " ".join(words)[:size]
 
 
-def _value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, list):
-        out = AnyValue()
-        out.array_value.values.extend(_value(v) for v in value)
-        return out
-    return AnyValue(string_value=str(value))
-
-
 def _span(rng: random.Random, trace_id: bytes, parent: bytes, name: str, start: int,
           attrs: dict[str, Any], kind: Any = Span.SPAN_KIND_INTERNAL) -> Span:
     span = Span(trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=parent,
                 name=name, kind=kind, start_time_unix_nano=start,
                 end_time_unix_nano=start + rng.randint(1_000_000, 900_000_000))
-    span.attributes.extend(KeyValue(key=k, value=_value(v)) for k, v in attrs.items())
+    span.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs.items())
     return span
 
 
@@ -148,7 +140,7 @@ def build_request(seed: int) -> ExportTraceServiceRequest:
                        "deployment.environment.name": "production",
                        "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.language": "python",
                        "telemetry.sdk.version": "1.45.2"}.items():
-        rs.resource.attributes.add(key=key, value=_value(value))
+        rs.resource.attributes.add(key=key, value=any_value(value))
     ss = rs.scope_spans.add()
     ss.scope.name = "support_bot.agent"
     ss.scope.version = "1.4.2"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+from fastapi import Query
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -19,6 +20,11 @@ from apiary.dpdb import Owner
 from apiary.errors import Conflict, InvalidRequest, PermissionDenied
 
 T = TypeVar("T")
+
+#: Highest page of a list paged in dpdb: the SQL row offset overflows beyond 2^63.
+MAX_PAGE = 1_000_000
+#: A 1-based page number of a list paged in dpdb.
+DbPage = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid request (names the field)"},

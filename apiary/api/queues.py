@@ -29,7 +29,14 @@ from fastapi import APIRouter, FastAPI, Query
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from apiary.api._common import ERRORS, in_transaction, iso, owner_of, project_principal
+from apiary.api._common import (
+    ERRORS,
+    DbPage,
+    in_transaction,
+    iso,
+    owner_of,
+    project_principal,
+)
 from apiary.api._context import DataPlaneContext, context_of
 from apiary.api._rest_events import publish_patch
 from apiary.api.event_models import PathId
@@ -244,7 +251,7 @@ async def fill_queue(request: Request, queue_id: PathId) -> dict[str, Any]:
 async def list_items(
     request: Request, queue_id: PathId, status: str | None = None,
     assignee: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,  # offsets overflow beyond 2^63
+    page: DbPage = 1,
 ) -> dict[str, Any]:
     context = context_of(request)
     principal = await project_principal(context, request, READ)

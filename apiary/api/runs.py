@@ -35,6 +35,7 @@ from starlette.requests import Request
 
 from apiary.api._common import (
     ERRORS,
+    DbPage,
     credential_of,
     in_transaction,
     iso,
@@ -76,7 +77,6 @@ router = APIRouter(tags=["experiments"])
 
 READ, WRITE = Permission.EVENTS_READ, Permission.EVENTS_WRITE
 OFFLINE_PREFIX = "EXT-"
-MAX_PAGE = 1_000_000
 _RELATIVE = re.compile(r"^(\d{1,6})([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 #: Longest a result waits for the writers to store what its project sent before it.
@@ -207,7 +207,7 @@ async def _compare_events(request: Request, first_id: str, second_id: str,
 async def list_runs(
     request: Request,
     dataset_id: Annotated[str | None, Query(max_length=128)] = None,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,  # offsets overflow beyond 2^63
+    page: DbPage = 1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     bracketed: Annotated[list[str] | None, Query(alias="run_ids[]", max_length=1000)] = None,
     run_ids: Annotated[list[str] | None, Query(max_length=1000)] = None,

@@ -83,11 +83,13 @@ class OnlineTrigger:
                 continue
             tenant = batch["tenant"]
             metrics = await self.definitions.metrics(tenant["project_id"])
+            if not metrics:
+                continue
+            # A judge's own calls are never judged again.
+            scorable = [event for event in events if event["source"] != JUDGE_SOURCE]
             for metric in metrics:
                 spec = metric.spec
-                for event in events:
-                    if event["source"] == JUDGE_SOURCE:
-                        continue  # a judge's own call: never judged again
+                for event in scorable:
                     if sampled(event["event_id"], spec) and metric.matches(event):
                         tasks.append(new_task(tenant, event, spec, source="online",
                                               created_ns=created))

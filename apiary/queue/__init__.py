@@ -41,7 +41,7 @@ from apiary.queue._wire import (
 )
 
 # What nats-server sends before it closes a connection whose credentials it refuses.
-_REFUSALS = ("authorization violation", "authentication", "user authentication expired")
+_REFUSALS = ("authorization violation", "authentication")
 
 
 async def connect(url: str, *, name: str, wait_s: float = 15.0) -> Client:
