@@ -425,10 +425,17 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process; one that exited but was not yet reaped by
+    its parent (a zombie) is not: it holds nothing, and waiting for it never ends."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no procfs (macOS): signal 0 is all there is
+    # The state follows the parenthesised command name, which may itself hold ") ".
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"

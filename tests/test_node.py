@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from apiary.node import ApiaryNode, Connection
+from apiary.node import ApiaryNode, Connection, process_alive
 from apiary.settings import ApiarySettings
 
 pytestmark = pytest.mark.ray
@@ -254,3 +254,29 @@ def test_restart_on_the_same_data_dir_keeps_every_event(node: ApiaryNode, data_d
     finally:
         again.stop()
     assert not (data_dir / "state.json").exists()
+
+
+def test_down_does_not_wait_for_an_up_process_that_exited_unreaped(tmp_path: Path) -> None:
+    """`apiary up` started by a parent that had not reaped it yet (a supervisor, the
+    benchmark) stayed a zombie after stopping, and `apiary down` waited for it in vain."""
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 20
+        while process_alive(exited.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not process_alive(exited.pid)
+        assert exited.returncode is None  # still unreaped: a zombie, not a vanished pid
+        assert process_alive(running.pid)
+
+        (tmp_path / "state.json").write_text(json.dumps({"pid": exited.pid}))
+        down = subprocess.run(
+            [sys.executable, "-m", "apiary.cli", "down", "--data-dir", str(tmp_path),
+             "--timeout", "20"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        assert down.returncode == 0, down.stderr
+        assert "not running" in down.stdout  # not "did not stop within 20 s"
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()
