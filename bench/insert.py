@@ -1,0 +1,121 @@
+"""bench/insert: ClickHouse (chDB) CPU per stored event, by insert size, with and without views.
+
+Usage: bench/insert [--events 100000] [--sizes 1000,2500,5000,10000] [--per-view] [--seed 7]
+
+What a writer's flush costs the embedded ClickHouse: ``--events`` realistic events
+(bench/query's generator: sessions of ~10 events, 0.2 to 0.6 KiB texts) are converted to
+Arrow first, then inserted into a fresh, migrated chDB directory in batches of each size,
+as a writer does (``EventStore.insert_arrow``), and the process's CPU time is read
+(getrusage: chDB's threads included) after the inserts and again once background merges
+are idle. Two schemas: the real one (``events`` feeding ``session_aggregates``,
+``event_schemas`` and ``project_event_details`` through materialized views) and ``events``
+alone (views dropped), so the figures show what the views cost per insert and per row.
+``--per-view`` adds, at the largest size, ``events`` with each view on its own.
+
+chDB holds one data directory per process, so each case runs in its own child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from apiary.event import Event  # noqa: E402
+from apiary.store import EmbeddedClickHouse, EventStore, events_to_arrow  # noqa: E402
+from bench.query import TENANT, Generator, Loaded  # noqa: E402
+
+VIEWS = ("session_aggregates_mv", "event_schemas_mv", "project_event_details_mv")
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(events: int, size: int, keep: tuple[str, ...], seed: int) -> dict[str, float]:
+    """One case, in this process, with only the views in ``keep``: CPU per inserted row."""
+    with tempfile.TemporaryDirectory(prefix="bench-insert-") as tmp:
+        driver = EmbeddedClickHouse(Path(tmp), database="apiary")
+        store = EventStore(driver)
+        try:
+            store.migrate()
+            for view in VIEWS:
+                if view not in keep:
+                    driver.command(f"DROP VIEW IF EXISTS apiary.{view}")
+            batch: list[Event] = []
+            tables = []
+            for generated in Generator(seed).all(events, Loaded()):
+                batch.extend(generated)
+                while len(batch) >= size:
+                    tables.append(events_to_arrow(TENANT, 1, batch[:size]))
+                    batch = batch[size:]
+            if batch:
+                tables.append(events_to_arrow(TENANT, 1, batch))
+            rows = sum(t.num_rows for t in tables)
+            cpu0, wall0 = _cpu(), time.perf_counter()
+            for table in tables:
+                store.insert_arrow(table)
+            cpu1, wall1 = _cpu(), time.perf_counter()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                merging = driver.query_rows(
+                    "SELECT count() AS n FROM system.merges WHERE database = 'apiary'")[0]["n"]
+                if not merging:
+                    break
+            cpu2 = _cpu()
+            parts = driver.query_rows(
+                "SELECT count() AS n FROM system.parts WHERE database = 'apiary' AND "
+                "table = 'events' AND active")[0]["n"]
+        finally:
+            store.close()
+    return {"rows": rows, "inserts": len(tables), "insert_us_per_row": 1e6 * (cpu1 - cpu0) / rows,
+            "with_merges_us_per_row": 1e6 * (cpu2 - cpu0) / rows,
+            "rows_per_s_wall": rows / (wall1 - wall0), "parts": parts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--sizes", default="1000,2500,5000,10000",
+                        help="rows per insert, comma-separated")
+    parser.add_argument("--per-view", action="store_true",
+                        help="also measure each view alone, at the largest size")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--child", nargs=2, metavar=("SIZE", "VIEWS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        keep = tuple(v for v in args.child[1].split(",") if v in VIEWS)
+        print(json.dumps(measure(args.events, int(args.child[0]), keep, args.seed)))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    cases = [(size, views) for size in sizes for views in (",".join(VIEWS), "")]
+    if args.per_view:
+        cases += [(max(sizes), view) for view in VIEWS]
+    print(f"{args.events:,} events per case; CPU of the chDB process per inserted row")
+    print(f"{'rows/insert':>11}  {'schema':<36} {'insert':>10} {'+ merges':>10} "
+          f"{'rows/s (wall)':>14}")
+    for size, views in cases:
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.insert", "--events", str(args.events),
+             "--seed", str(args.seed), "--child", str(size), views or "-"],
+            cwd=ROOT, capture_output=True, text=True, check=True)
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        schema = ("events + 3 views" if views.count(",") == 2
+                  else f"events + {views.removesuffix('_mv')}" if views else "events alone")
+        print(f"{size:>11,}  {schema:<36} {result['insert_us_per_row']:>7.1f} µs "
+              f"{result['with_merges_us_per_row']:>7.1f} µs "
+              f"{result['rows_per_s_wall']:>14,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
