@@ -28,6 +28,8 @@ _METHODS = frozenset({
     "insert_arrow", "insert_arrow_ipc", "existing_versions", "export", "get_event", "session_tree",
     "session_events", "list_sessions", "event_schema", "event_details", "count_events",
     "count_duplicate_rows", "count_rows", "query_rows",
+    # traces a writer linked to a derived session (apiary.actors._relink)
+    "record_derived_traces", "derived_traces", "session_event_ids", "forget_sessions",
     # updates (PUT /events): the patch log and the writer's merge
     "insert_patches", "event_patches", "latest_events", "recently_patched",
     # experiment runs: results, comparisons
@@ -74,8 +76,10 @@ class StoreClient:
     async def insert_arrow(self, table: pa.Table) -> None:
         await self._call("insert_arrow", table)
 
-    async def existing_versions(self, project_id: str, event_ids: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = await self._call("existing_versions", project_id, event_ids)
+    async def existing_versions(self, project_id: str, event_ids: Sequence[str],
+                                session_ids: Sequence[str] | None = None) -> dict[str, int]:
+        found: dict[str, int] = await self._call("existing_versions", project_id, event_ids,
+                                                 session_ids)
         return found
 
     async def export(self, project_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,6 +162,23 @@ class StoreClient:
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await self._call("latest_events", project_id, event_ids)
         return rows
+
+    # -- traces linked to a derived session ----------------------------------------------
+
+    async def record_derived_traces(self, project_id: str, traces: Mapping[str, str]) -> None:
+        await self._call("record_derived_traces", project_id, dict(traces))
+
+    async def derived_traces(self, project_id: str, trace_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = await self._call("derived_traces", project_id, list(trace_ids))
+        return found
+
+    async def session_event_ids(self, project_id: str, session_ids: Sequence[str]) -> list[str]:
+        ids: list[str] = await self._call("session_event_ids", project_id, list(session_ids))
+        return ids
+
+    async def forget_sessions(self, project_id: str, session_ids: Sequence[str],
+                              trace_ids: Sequence[str]) -> None:
+        await self._call("forget_sessions", project_id, list(session_ids), list(trace_ids))
 
     async def recently_patched(self, *, hours: int, limit: int) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = await self._call(

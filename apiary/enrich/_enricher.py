@@ -118,6 +118,7 @@ class Enricher:
         self._trace_sessions: _LRU[tuple[str, str], str] = _LRU(capacity)
         self._contexts: _LRU[tuple[str, str], tuple[SessionContext, float]] = _LRU(capacity)
         self._absent_ttl_s = absent_ttl_s
+        self._derived: dict[str, dict[str, str]] = {}
 
     # -- learning -------------------------------------------------------------------------
 
@@ -142,9 +143,15 @@ class Enricher:
         sessions: dict[str, SessionContext],
         asked: Lookups,
     ) -> None:
-        """Record what the store answered for ``asked``; unanswered sessions are absent."""
+        """Record what the store answered for ``asked``; unanswered sessions are absent.
+
+        A trace's session named by an event of the batch being enriched wins over the
+        store's answer, which may still be the trace's derived session.
+        """
         for trace_id, session_id in traces.items():
-            self._trace_sessions.put((project_id, trace_id), session_id)
+            known = self._trace_sessions.get((project_id, trace_id))
+            if known is None or known == session_id_for_trace(trace_id):
+                self._trace_sessions.put((project_id, trace_id), session_id)
         now = time.monotonic()
         for session_id in asked.sessions:
             context = sessions.get(session_id)
@@ -161,6 +168,23 @@ class Enricher:
         if expires and expires < time.monotonic():
             return None
         return context
+
+    def _derive(self, project_id: str, trace_id: str) -> str:
+        session_id = session_id_for_trace(trace_id)
+        self._trace_sessions.put((project_id, trace_id), session_id)
+        self._derived.setdefault(project_id, {})[trace_id] = session_id
+        return session_id
+
+    def take_derived(self) -> dict[str, dict[str, str]]:
+        """The traces linked to their derived session since the last call, per project
+        (``{project_id: {trace_id: session_id}}``); the writer records them."""
+        derived, self._derived = self._derived, {}
+        return derived
+
+    def known_context(self, project_id: str, session_id: str) -> SessionContext | None:
+        """What ``session_id`` passes down, if its session event is known here."""
+        context = self._context(project_id, session_id)
+        return None if context is _ABSENT else context
 
     # -- the two passes -------------------------------------------------------------------
 
@@ -197,8 +221,7 @@ class Enricher:
             if not event["session_id"] and event["trace_id"]:
                 session_id = self._trace_sessions.get((project_id, event["trace_id"]))
                 if session_id is None and final:
-                    session_id = session_id_for_trace(event["trace_id"])
-                    self._trace_sessions.put((project_id, event["trace_id"]), session_id)
+                    session_id = self._derive(project_id, event["trace_id"])
                 if session_id is not None:
                     event["session_id"] = session_id
             if event["event_type"] == "session":
@@ -284,8 +307,7 @@ class Enricher:
                 if trace_id:
                     found = self._trace_sessions.get((project_id, trace_id))
                     if found is None:
-                        found = session_id_for_trace(trace_id)
-                        self._trace_sessions.put((project_id, trace_id), found)
+                        found = self._derive(project_id, trace_id)
                     sessions[i] = session_id = found
                     linked = True
             if not session_id or session_id in resolved or types[i] == "session":

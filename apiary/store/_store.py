@@ -37,6 +37,12 @@ from apiary.store._queries import (
     shape_export,
     shape_session,
 )
+from apiary.store._relink import (
+    derived_traces_to_arrow,
+    plan_derived_traces,
+    plan_forget_sessions,
+    plan_session_event_ids,
+)
 from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
 from apiary.store._updates import (
     patches_to_arrow,
@@ -100,6 +106,35 @@ class EventStore:
             for row in self._rows(stmt):
                 found[row["event_id"]] = int(row["version"])
         return found
+
+    # --- traces linked to a derived session, and moving them (apiary.actors._relink) ---
+
+    def record_derived_traces(self, project_id: str, traces: Mapping[str, str]) -> None:
+        """Remember that ``traces`` (trace id → derived session) were linked that way."""
+        if traces:
+            self.driver.insert_arrow(f"{self.database}.derived_traces",
+                                     derived_traces_to_arrow(project_id, traces))
+
+    def derived_traces(self, project_id: str, trace_ids: Sequence[str]) -> dict[str, str]:
+        """``{trace_id: derived session}`` for those of ``trace_ids`` linked that way."""
+        if not trace_ids:
+            return {}
+        rows = self._rows(plan_derived_traces(self.database, project_id, trace_ids))
+        return {str(r["trace_id"]): str(r["session_id"]) for r in rows}
+
+    def session_event_ids(self, project_id: str, session_ids: Sequence[str]) -> list[str]:
+        """The ids of the events stored under ``session_ids``."""
+        if not session_ids:
+            return []
+        stmt = plan_session_event_ids(self.database, project_id, session_ids)
+        return [str(r["event_id"]) for r in self._rows(stmt)]
+
+    def forget_sessions(self, project_id: str, session_ids: Sequence[str],
+                        trace_ids: Sequence[str]) -> None:
+        """Delete the rows and rollups of ``session_ids`` and the records of ``trace_ids``
+        (after their events were stored again elsewhere); idempotent."""
+        for stmt in plan_forget_sessions(self.database, project_id, session_ids, trace_ids):
+            self.driver.command(stmt.sql, stmt.parameters)
 
     # --- updates (PUT /events): the patch log and the merge's reads --------------------
 

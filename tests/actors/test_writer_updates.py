@@ -5,18 +5,14 @@ make the session rollups count an event twice."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
 
 import orjson
 import pytest
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
+from writer_harness import CrashBeforeAck, Writers, until
 
 from apiary.actors._updates import UpdateApplier, validate_patch
 from apiary.actors._writer_loop import WriterLoop
@@ -33,8 +29,7 @@ from apiary.event import (
     new_event,
 )
 from apiary.objects import LocalObjectStore
-from apiary.queue import WIRE_SCHEMA, EventPublisher, NatsServer, connect, ensure_topology
-from apiary.settings import ApiarySettings
+from apiary.queue import WIRE_SCHEMA
 from apiary.store import EventStore
 
 # --- apply_patch: the merge rules ------------------------------------------------------------
@@ -88,23 +83,6 @@ def test_unusable_patches_are_poison(raw: Any) -> None:
 # --- the writer ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def nc(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Client]:
-    client = await connect(nats_server.url, name="updates-test")
-    js = client.jetstream()
-    for stream in ("events", "evaluation", "notifications"):
-        with contextlib.suppress(NotFoundError):
-            await js.delete_stream(stream)
-    await ensure_topology(js, _settings(tmp_path))
-    yield client
-    await client.close()
-
-
-def _settings(tmp_path: Path) -> ApiarySettings:
-    return ApiarySettings(data_dir=tmp_path, writer_flush_interval_s=0.05,
-                          writer_ack_wait_s=2.0)
-
-
 def _tenant(project: str) -> Tenant:
     return {"org_id": "o", "workspace_id": "w", "project_id": project}
 
@@ -130,54 +108,6 @@ def _model(session_id: str, event_id: str | None = None, **fields: Any) -> Event
                      **fields)
 
 
-class _Writers:
-    def __init__(self, nc: Client, store: EventStore, tmp_path: Path) -> None:
-        self.js = nc.jetstream()
-        self.client = DirectStoreClient(store)
-        self.store = store
-        self.tmp_path = tmp_path
-        self.publisher = EventPublisher(self.js, timeout=5, max_message_bytes=nc.max_payload)
-        self.running: list[tuple[WriterLoop, asyncio.Task[None]]] = []
-
-    async def publish(self, batch: EventBatch) -> None:
-        await self.publisher.publish(batch, msg_id=uuid.uuid4().hex)
-
-    def start(self, cls: type[WriterLoop] = WriterLoop, name: str = "w") -> WriterLoop:
-        loop = cls(js=self.js, store=self.client, settings=_settings(self.tmp_path),
-                   objects=LocalObjectStore(self.tmp_path / "objects"), name=name)
-        self.running.append((loop, asyncio.create_task(loop.run())))
-        return loop
-
-    async def stop(self, loop: WriterLoop) -> None:
-        for item in list(self.running):
-            if item[0] is loop:
-                loop.stop()
-                await item[1]
-                self.running.remove(item)
-
-    async def drained(self) -> bool:
-        info = await self.js.consumer_info("events", "writers")
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
-
-
-@pytest.fixture
-async def writers(nc: Client, store: EventStore, tmp_path: Path) -> AsyncIterator[_Writers]:
-    handle = _Writers(nc, store, tmp_path)
-    yield handle
-    for loop, task in handle.running:
-        loop.stop()
-        await task
-
-
-async def _until(predicate: Any, wait_s: float = 20.0) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def _event(store: EventStore, project: str, event_id: str) -> dict[str, Any] | None:
     found = store.latest_events(project, [event_id])
     return found[0] if found else None
@@ -195,15 +125,8 @@ async def _settled(loop: WriterLoop, project: str, event_id: str) -> bool:
     return (project, event_id) not in loop.updates.pending()
 
 
-class _CrashBeforeAck(WriterLoop):
-    """Stores batches, then dies before acknowledging them (JetStream redelivers)."""
-
-    async def _ack(self, msg: Msg) -> None:
-        return None
-
-
 async def test_patches_merge_in_version_order_not_arrival_order(
-    writers: _Writers, project: str
+    writers: Writers, project: str
 ) -> None:
     session_id = str(uuid.uuid4())
     event = _model(session_id)
@@ -216,9 +139,9 @@ async def test_patches_merge_in_version_order_not_arrival_order(
                                                                               "only1": 1},
                                        outputs={"v": 1}))
     loop = writers.start()
-    await _until(lambda: _patches(writers.store, project, event_id, 2))
+    await until(lambda: _patches(writers.store, project, event_id, 2))
     await writers.publish(_events_batch(project, [event]))
-    await _until(lambda: _has(writers.store, project, event_id, metadata={"k": "second"}))
+    await until(lambda: _has(writers.store, project, event_id, metadata={"k": "second"}))
     stored = _event(writers.store, project, event_id)
     assert stored is not None
     assert stored["metadata"]["only1"] == 1
@@ -226,8 +149,8 @@ async def test_patches_merge_in_version_order_not_arrival_order(
     assert loop.updates.stats.applied_on_arrival == 1
     # Another update after the event: a merged version, still in version order.
     await writers.publish(_patch_batch(project, event_id, base + 3, metadata={"k": "third"}))
-    await _until(lambda: _has(writers.store, project, event_id, metadata={"k": "third"}))
-    await _until(lambda: _settled(loop, project, event_id))
+    await until(lambda: _has(writers.store, project, event_id, metadata={"k": "third"}))
+    await until(lambda: _settled(loop, project, event_id))
 
 
 async def _patches(store: EventStore, project: str, event_id: str, n: int) -> bool:
@@ -235,7 +158,7 @@ async def _patches(store: EventStore, project: str, event_id: str, n: int) -> bo
 
 
 async def test_updates_survive_redelivery_and_rollups_count_once(
-    writers: _Writers, project: str
+    writers: Writers, project: str
 ) -> None:
     session_id = str(uuid.uuid4())
     session = new_event(event_id=session_id, session_id=session_id, event_type="session",
@@ -246,13 +169,13 @@ async def test_updates_survive_redelivery_and_rollups_count_once(
     await writers.publish(_patch_batch(project, model_id, metadata={"reviewed": True,
                                                                    "cost": 0.75}))
     await writers.publish(_patch_batch(project, session_id, metrics={"score": 1}))
-    crashing = writers.start(_CrashBeforeAck, "crashing")
-    await _until(lambda: _has(writers.store, project, model_id, metadata={"reviewed": True}))
-    await _until(lambda: _has(writers.store, project, session_id, metrics={"score": 1}))
+    crashing = writers.start(CrashBeforeAck, "crashing")
+    await until(lambda: _has(writers.store, project, model_id, metadata={"reviewed": True}))
+    await until(lambda: _has(writers.store, project, session_id, metrics={"score": 1}))
     await writers.stop(crashing)
 
     healthy = writers.start(name="healthy")
-    await _until(lambda: _redelivered_and_drained(writers, healthy))
+    await until(lambda: _redelivered_and_drained(writers, healthy))
     await writers.stop(healthy)
     model_now = _event(writers.store, project, model_id)
     assert model_now is not None
@@ -265,46 +188,46 @@ async def test_updates_survive_redelivery_and_rollups_count_once(
     assert summary["total_tokens"] == 15
 
 
-async def _redelivered_and_drained(writers: _Writers, loop: WriterLoop) -> bool:
+async def _redelivered_and_drained(writers: Writers, loop: WriterLoop) -> bool:
     return loop.stats.redelivered_messages >= 3 and await writers.drained()
 
 
 async def test_a_restarted_writer_still_applies_updates_waiting_for_their_event(
-    writers: _Writers, project: str
+    writers: Writers, project: str
 ) -> None:
     event = _model(str(uuid.uuid4()))
     event_id = event["event_id"]
     first = writers.start(name="first")
     await writers.publish(_patch_batch(project, event_id, feedback={"rating": 3}))
-    await _until(lambda: _patches(writers.store, project, event_id, 1))
+    await until(lambda: _patches(writers.store, project, event_id, 1))
     assert (project, event_id) in first.updates.pending()
     await writers.stop(first)  # its memory of the pending update is gone
 
     second = writers.start(name="second")
     await writers.publish(_events_batch(project, [event]))
-    await _until(lambda: _has(writers.store, project, event_id, feedback={"rating": 3}))
-    await _until(lambda: _settled(second, project, event_id))
+    await until(lambda: _has(writers.store, project, event_id, feedback={"rating": 3}))
+    await until(lambda: _settled(second, project, event_id))
 
 
 async def test_an_event_stored_by_another_writer_is_merged_by_the_patch_owner(
-    writers: _Writers, project: str, store: EventStore
+    writers: Writers, project: str, store: EventStore
 ) -> None:
     event = _model(str(uuid.uuid4()))
     event_id = event["event_id"]
     owner = writers.start(name="owner")
     await writers.publish(_patch_batch(project, event_id, metadata={"late": 1}))
-    await _until(lambda: _patches(store, project, event_id, 1))
+    await until(lambda: _patches(store, project, event_id, 1))
     # Another writer, which never saw the update, stores the event as it arrived.
     store.insert_events(_tenant(project), time.time_ns(), [event])
-    await _until(lambda: _has(store, project, event_id, metadata={"late": 1}))
-    await _until(lambda: _settled(owner, project, event_id))
+    await until(lambda: _has(store, project, event_id, metadata={"late": 1}))
+    await until(lambda: _settled(owner, project, event_id))
     assert owner.updates.stats.merged_versions >= 1
     [summary] = store.list_sessions(project)["sessions"]
     assert summary["cost"] == pytest.approx(0.5)  # merged version adds no cost
 
 
 async def test_a_session_started_again_merges_into_the_stored_session(
-    writers: _Writers, project: str
+    writers: Writers, project: str
 ) -> None:
     session_id = str(uuid.uuid4())
 
@@ -315,9 +238,9 @@ async def test_a_session_started_again_merges_into_the_stored_session(
     writers.start()
     # Two starts in one batch, then a third later: one session, metadata merged.
     await writers.publish(_events_batch(project, [start(a=1), start(b=2)], API_KIND))
-    await _until(lambda: _has(writers.store, project, session_id, metadata={"b": 2}))
+    await until(lambda: _has(writers.store, project, session_id, metadata={"b": 2}))
     await writers.publish(_events_batch(project, [start(c=3, a=0)], API_KIND))
-    await _until(lambda: _has(writers.store, project, session_id, metadata={"c": 3}))
+    await until(lambda: _has(writers.store, project, session_id, metadata={"c": 3}))
     stored = _event(writers.store, project, session_id)
     assert stored is not None
     assert stored["metadata"] == {"a": 0, "b": 2, "c": 3}
@@ -325,7 +248,7 @@ async def test_a_session_started_again_merges_into_the_stored_session(
 
 
 async def test_a_poison_update_is_dead_lettered_and_others_applied(
-    writers: _Writers, project: str
+    writers: Writers, project: str
 ) -> None:
     event = _model(str(uuid.uuid4()))
     await writers.publish(_events_batch(project, [event]))
@@ -334,8 +257,8 @@ async def test_a_poison_update_is_dead_lettered_and_others_applied(
     await writers.publish(poison)
     await writers.publish(_patch_batch(project, event["event_id"], metadata={"y": 2}))
     loop = writers.start()
-    await _until(lambda: _has(writers.store, project, event["event_id"], metadata={"y": 2}))
-    await _until(writers.drained)
+    await until(lambda: _has(writers.store, project, event["event_id"], metadata={"y": 2}))
+    await until(writers.drained)
     assert loop.stats.dead_lettered == 1
     [key] = await LocalObjectStore(writers.tmp_path / "objects").keys("dlq/")
     record = orjson.loads(await LocalObjectStore(writers.tmp_path / "objects").get(key))

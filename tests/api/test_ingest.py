@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from apiary.actors.clickhouse import DirectStoreClient
 from apiary.api._context import DataPlaneContext
 from apiary.api.app import create_app
 from apiary.auth import ApiKeyAuthenticator, Permission, Principal, StoredKey, mint_api_key
+from apiary.enrich import session_id_for_trace
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer, connect, ensure_topology
 from apiary.settings import ApiarySettings
@@ -128,6 +130,52 @@ async def test_protobuf_export_is_acknowledged_in_protobuf_and_stored(plane: Pla
     decoded = ExportTraceServiceResponse.FromString(response.content)
     assert decoded.partial_success.rejected_spans == 0
     assert await _stored(plane, plane.projects["a"], before + 3) == before + 3
+
+
+def _spans_body(trace_id: bytes, spans: list[tuple[bytes, bytes, dict[str, str]]]) -> bytes:
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for span_id, parent, attributes in spans:
+        span = scope.spans.add(trace_id=trace_id, span_id=span_id, parent_span_id=parent,
+                               name="step", start_time_unix_nano=time.time_ns(),
+                               end_time_unix_nano=time.time_ns() + 1000)
+        for key, value in attributes.items():
+            span.attributes.add(key=key).value.string_value = value
+    return request.SerializeToString()
+
+
+async def test_spans_exported_before_the_root_that_names_the_session_join_it(
+    plane: Plane,
+) -> None:
+    """OpenTelemetry exports a span when it ends, so a root arrives after its children;
+    here only the root names the session, and the children must still end up in it."""
+    trace_id, root_id = os.urandom(16), os.urandom(8)
+    session = f"sess-{time.time_ns()}"
+    children = [(os.urandom(8), root_id, {"gen_ai.request.model": "gpt-4o"})
+                for _ in range(3)]
+    early = await plane.http.post("/v1/traces", content=_spans_body(trace_id, children),
+                                  headers=plane.auth("a"))
+    assert early.status_code == 200
+    await _settled(plane)
+    root = (root_id, b"", {"honeyhive.session_id": session, "honeyhive_event_type": "session",
+                           "honeyhive_metadata.tier": "gold"})
+    late = await plane.http.post("/v1/traces", content=_spans_body(trace_id, [root]),
+                                 headers=plane.auth("a"))
+    assert late.status_code == 200
+    await _settled(plane)
+
+    tree = await plane.http.get(f"/v1/sessions/{session}", headers=plane.auth("a"))
+    assert tree.status_code == 200
+    assert tree.json()["event_count"] == 4
+    kids = tree.json()["session"]["children"]
+    assert len(kids) == 3
+    assert {k["session_id"] for k in kids} == {session}
+    assert {k["metadata"]["tier"] for k in kids} == {"gold"}
+    listed = await plane.http.get("/v1/sessions", params={"limit": 1000},
+                                  headers=plane.auth("a"))
+    ids = {s["session_id"] for s in listed.json()["sessions"]}
+    assert session in ids
+    assert session_id_for_trace(trace_id.hex()) not in ids
 
 
 async def test_honeyhive_sdk_json_body_on_its_own_path(plane: Plane) -> None:
