@@ -176,7 +176,7 @@ def same_event(a: Event, b: Event) -> bool:
     return True
 
 
-def _with_rollups(table: pa.Table, stored: dict[str, Any]) -> pa.Table:
+def with_rollups(table: pa.Table, stored: dict[str, Any]) -> pa.Table:
     """``table`` (one merged event) plus its rollup deltas against the ``stored`` row."""
     for column in ROLLUP_COLUMNS:
         source = ROLLUP_SOURCES[column]
@@ -385,7 +385,7 @@ class UpdateApplier:
                                   "workspace_id": row.get("workspace_id") or "",
                                   "project_id": project_id}
                 table = events_to_arrow(tenant, version, [for_write(after)])
-                tables.append(_with_rollups(table, row))
+                tables.append(with_rollups(table, row))
                 merged_events.append(after)
             if tables:
                 table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)

@@ -33,6 +33,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from apiary.actors import _lookups as lookups
+from apiary.actors._backfill import SessionBackfill
 from apiary.actors._relink import TraceRelinker
 from apiary.actors._updates import UpdateApplier
 from apiary.actors.clickhouse import StoreClient
@@ -164,6 +165,8 @@ class WriterLoop:
                                      retrying=self._retrying, dead_letter=self._dead_letter)
         self.relinker = TraceRelinker(store=store, enricher=self._enricher,
                                       retrying=self._retrying)
+        self.backfill = SessionBackfill(store=store, enricher=self._enricher,
+                                        retrying=self._retrying)
 
     def stop(self) -> None:
         """Ask the loop to finish: it stops fetching, writes what it holds, and returns."""
@@ -246,6 +249,7 @@ class WriterLoop:
             # Before redelivered events are dropped: a flush handed back mid-move must
             # still find the session its (already stored) root names.
             await self.relinker.settle(received)  # late session names: see _relink.py
+            await self.backfill.settle(received)  # late session events: see _backfill.py
             await self._drop_already_stored(received)
             await self._insert(received)
         except Exception as exc:  # a bug or an unexpected store answer: never lose the batch

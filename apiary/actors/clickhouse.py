@@ -30,6 +30,8 @@ _METHODS = frozenset({
     "count_duplicate_rows", "count_rows", "query_rows",
     # traces a writer linked to a derived session (apiary.actors._relink)
     "record_derived_traces", "derived_traces", "session_event_ids", "forget_sessions",
+    # sessions whose events were stored before the session event (apiary.actors._backfill)
+    "record_uninherited_sessions", "uninherited_sessions", "forget_uninherited",
     # updates (PUT /events): the patch log and the writer's merge
     "insert_patches", "event_patches", "latest_events", "recently_patched",
     # experiment runs: results, comparisons
@@ -179,6 +181,19 @@ class StoreClient:
     async def forget_sessions(self, project_id: str, session_ids: Sequence[str],
                               trace_ids: Sequence[str]) -> None:
         await self._call("forget_sessions", project_id, list(session_ids), list(trace_ids))
+
+    async def record_uninherited_sessions(self, project_id: str,
+                                          session_ids: Sequence[str]) -> None:
+        await self._call("record_uninherited_sessions", project_id, sorted(session_ids))
+
+    async def uninherited_sessions(self, project_id: str,
+                                   session_ids: Sequence[str]) -> list[str]:
+        found: list[str] = await self._call("uninherited_sessions", project_id,
+                                            list(session_ids))
+        return found
+
+    async def forget_uninherited(self, project_id: str, session_ids: Sequence[str]) -> None:
+        await self._call("forget_uninherited", project_id, list(session_ids))
 
     async def recently_patched(self, *, hours: int, limit: int) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = await self._call(

@@ -55,6 +55,7 @@ class EventWriter:
             return {}
         stats = self._loop.stats.as_dict()
         stats.update(self._loop.relinker.stats.as_dict())
+        stats.update(self._loop.backfill.stats.as_dict())
         stats["running"] = self._task is not None and not self._task.done()
         if self._task is not None and self._task.done() and self._task.exception():
             stats["last_error"] = repr(self._task.exception())

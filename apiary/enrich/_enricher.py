@@ -11,7 +11,11 @@
 
 Inheritance happens when the session's context is known: from the same batch, the
 writer's cache, or one store look-up per batch for sessions it has not seen. An event that
-reaches a writer before its session event was ever written keeps only its own metadata.
+reaches a writer before its session event was ever written is stored with its own metadata,
+and its session is reported (:meth:`Enricher.take_uninherited`): the writer gives it what
+it inherits once the session event arrives (``apiary.actors._backfill``). A trace linked to
+its derived session is reported too (:meth:`Enricher.take_derived`), for the writer to move
+should a later span name the session (``apiary.actors._relink``).
 
 Two places enrich. The ingestion replica enriches each request with what it knows from
 its own traffic (``enrich(..., final=False)``: no store look-ups, no trace-derived
@@ -119,6 +123,7 @@ class Enricher:
         self._contexts: _LRU[tuple[str, str], tuple[SessionContext, float]] = _LRU(capacity)
         self._absent_ttl_s = absent_ttl_s
         self._derived: dict[str, dict[str, str]] = {}
+        self._uninherited: dict[str, set[str]] = {}
 
     # -- learning -------------------------------------------------------------------------
 
@@ -181,6 +186,12 @@ class Enricher:
         derived, self._derived = self._derived, {}
         return derived
 
+    def take_uninherited(self) -> dict[str, set[str]]:
+        """The sessions whose events were enriched without their session event (none was
+        stored yet) since the last call, per project; the writer records them."""
+        uninherited, self._uninherited = self._uninherited, {}
+        return uninherited
+
     def known_context(self, project_id: str, session_id: str) -> SessionContext | None:
         """What ``session_id`` passes down, if its session event is known here."""
         context = self._context(project_id, session_id)
@@ -228,6 +239,9 @@ class Enricher:
                 resolved.add(event["session_id"])
             elif event["session_id"]:
                 context = self._context(project_id, event["session_id"])
+                if context is _ABSENT and final and event["session_id"] != session_id_for_trace(
+                        event["trace_id"] or ""):
+                    self._uninherited.setdefault(project_id, set()).add(event["session_id"])
                 if context is not None:
                     resolved.add(event["session_id"])
                     if context.metadata:
@@ -313,6 +327,12 @@ class Enricher:
             if not session_id or session_id in resolved or types[i] == "session":
                 continue
             context = self._context(project_id, session_id)
+            if context is _ABSENT:
+                if traces is None:
+                    traces = table.column("trace_id").to_pylist()
+                # A trace's derived session never gets a session event of its own.
+                if session_id != session_id_for_trace(traces[i] or ""):
+                    self._uninherited.setdefault(project_id, set()).add(session_id)
             if context is None or context is _ABSENT:
                 continue
             if context.metadata:

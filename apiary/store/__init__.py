@@ -10,7 +10,10 @@
 - :func:`events_to_arrow` / :func:`row_to_event` convert between events and rows.
 - :class:`EventStore` inserts events and runs the read queries (export, session tree,
   session list, existing versions, counts), always scoped to one project, and keeps the
-  log of event updates (``event_updates``) the writers merge into events.
+  log of event updates (``event_updates``) the writers merge into events, the traces a
+  writer linked to a derived session (``derived_traces``) until a late root names one,
+  and the sessions whose events were stored before their session event
+  (``uninherited_sessions``).
 """
 
 from apiary.store._drivers import (

@@ -1,7 +1,9 @@
-"""The statements behind moving a trace from its derived session into the one it names.
+"""The statements behind late session facts: a trace moved from its derived session into
+the one a late span names, and events given what they inherit from a late session event.
 
-See ``migrations/0007_derived_traces.sql`` for why traces are recorded, and
-:mod:`apiary.actors._relink` for the move. Every statement is scoped to one project.
+See ``migrations/0007_derived_traces.sql`` and ``0008_uninherited_sessions.sql`` for what
+is recorded, and :mod:`apiary.actors._relink` and :mod:`apiary.actors._backfill` for what
+the writers do with it. Every statement is scoped to one project.
 """
 
 from __future__ import annotations
@@ -68,3 +70,39 @@ def plan_forget_sessions(database: str, project_id: str, session_ids: Sequence[s
             params.values,
         ))
     return statements
+
+
+UNINHERITED_SESSIONS_SCHEMA = pa.schema([("project_id", pa.string()), ("session_id", pa.string())])
+
+
+def uninherited_sessions_to_arrow(project_id: str, session_ids: Sequence[str]) -> pa.Table:
+    """Rows of ``uninherited_sessions``."""
+    ids = sorted(set(session_ids))
+    return pa.Table.from_arrays(
+        [pa.array([project_id] * len(ids), pa.string()), pa.array(ids, pa.string())],
+        schema=UNINHERITED_SESSIONS_SCHEMA,
+    )
+
+
+def plan_uninherited_sessions(database: str, project_id: str,
+                              session_ids: Sequence[str]) -> Statement:
+    """Which of ``session_ids`` have events stored before their session event."""
+    params = Params()
+    return Statement(
+        f"SELECT DISTINCT session_id FROM {_db(database)}.uninherited_sessions "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
+        f"AND session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}",
+        params.values,
+    )
+
+
+def plan_forget_uninherited(database: str, project_id: str,
+                            session_ids: Sequence[str]) -> Statement:
+    """Delete the records of ``session_ids`` (their events were given what they inherit)."""
+    params = Params()
+    return Statement(
+        f"DELETE FROM {_db(database)}.uninherited_sessions "
+        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
+        f"AND session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}",
+        params.values,
+    )

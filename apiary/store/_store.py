@@ -41,7 +41,10 @@ from apiary.store._relink import (
     derived_traces_to_arrow,
     plan_derived_traces,
     plan_forget_sessions,
+    plan_forget_uninherited,
     plan_session_event_ids,
+    plan_uninherited_sessions,
+    uninherited_sessions_to_arrow,
 )
 from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
 from apiary.store._updates import (
@@ -135,6 +138,24 @@ class EventStore:
         (after their events were stored again elsewhere); idempotent."""
         for stmt in plan_forget_sessions(self.database, project_id, session_ids, trace_ids):
             self.driver.command(stmt.sql, stmt.parameters)
+
+    def record_uninherited_sessions(self, project_id: str, session_ids: Sequence[str]) -> None:
+        """Remember that events of ``session_ids`` were stored before their session event."""
+        if session_ids:
+            self.driver.insert_arrow(f"{self.database}.uninherited_sessions",
+                                     uninherited_sessions_to_arrow(project_id, session_ids))
+
+    def uninherited_sessions(self, project_id: str, session_ids: Sequence[str]) -> list[str]:
+        """Those of ``session_ids`` recorded by :meth:`record_uninherited_sessions`."""
+        if not session_ids:
+            return []
+        rows = self._rows(plan_uninherited_sessions(self.database, project_id, session_ids))
+        return [str(r["session_id"]) for r in rows]
+
+    def forget_uninherited(self, project_id: str, session_ids: Sequence[str]) -> None:
+        """Delete the records of ``session_ids``; idempotent."""
+        stmt = plan_forget_uninherited(self.database, project_id, session_ids)
+        self.driver.command(stmt.sql, stmt.parameters)
 
     # --- updates (PUT /events): the patch log and the merge's reads --------------------
 

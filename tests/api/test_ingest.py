@@ -178,6 +178,34 @@ async def test_spans_exported_before_the_root_that_names_the_session_join_it(
     assert session_id_for_trace(trace_id.hex()) not in ids
 
 
+async def test_spans_stored_before_their_session_span_inherit_its_metadata(
+    plane: Plane,
+) -> None:
+    """Every span names the session, but the session span (the root) arrives last."""
+    trace_id, root_id = os.urandom(16), os.urandom(8)
+    session = f"sess-{time.time_ns()}"
+    children = [(os.urandom(8), root_id, {"session.id": session,
+                                          "gen_ai.request.model": "gpt-4o"})
+                for _ in range(2)]
+    early = await plane.http.post("/v1/traces", content=_spans_body(trace_id, children),
+                                  headers=plane.auth("a"))
+    assert early.status_code == 200
+    await _settled(plane)
+    root = (root_id, b"", {"session.id": session, "honeyhive_event_type": "session",
+                           "honeyhive_metadata.tier": "gold",
+                           "honeyhive_user_properties.plan": "team"})
+    late = await plane.http.post("/v1/traces", content=_spans_body(trace_id, [root]),
+                                 headers=plane.auth("a"))
+    assert late.status_code == 200
+    await _settled(plane)
+
+    tree = (await plane.http.get(f"/v1/sessions/{session}", headers=plane.auth("a"))).json()
+    assert tree["event_count"] == 3
+    kids = tree["session"]["children"]
+    assert [k["metadata"]["tier"] for k in kids] == ["gold", "gold"]
+    assert [k["user_properties"]["plan"] for k in kids] == ["team", "team"]
+
+
 async def test_honeyhive_sdk_json_body_on_its_own_path(plane: Plane) -> None:
     body = (FIXTURES / "honeyhive" / "traces_json_tracing.json").read_bytes()
     response = await plane.http.post("/opentelemetry/v1/traces", content=body,

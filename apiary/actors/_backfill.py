@@ -1,0 +1,126 @@
+"""Giving events what they inherit from a session event that arrived after them.
+
+A writer copies a session's ``metadata`` and ``user_properties`` into its events (keys an
+event sets itself win) when it knows the session event. An event that names its session
+but reaches the writer first (the session's root span ends, and is exported, last) is
+stored with its own fields only; the writer records the session (``uninherited_sessions``)
+before acknowledging the event.
+
+For each flush, after enrichment, :class:`SessionBackfill`
+
+1. records the sessions whose events the enrichment could not give their inheritance;
+2. looks the flush's session events up among the recorded sessions;
+3. for those, reads the newest version of each of the session's other events, and writes
+   a new version of each one that inheriting changes (version + 1, its rollup deltas
+   zero, so the session rollups do not count it again);
+4. then deletes the record.
+
+All of it happens before the flush is acknowledged; a redelivered flush finds the events
+already inheriting and writes nothing again. Later updates of a session's metadata are not
+propagated to its events (see ``docs/architecture.md``, "Known limits").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from apiary.actors._updates import (
+    Received,
+    Retrying,
+    event_from_stored,
+    for_write,
+    same_event,
+    with_rollups,
+)
+from apiary.actors.clickhouse import StoreClient
+from apiary.enrich import Enricher
+from apiary.event import Tenant
+from apiary.store import events_to_arrow
+
+
+@dataclass
+class BackfillStats:
+    """Counters of one writer since it started; part of the writer's ``stats()``."""
+
+    uninherited_sessions: int = 0
+    backfilled_sessions: int = 0
+    backfilled_events: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def session_events(received: Sequence[Received]) -> dict[str, set[str]]:
+    """``{project_id: session ids}`` of the session events in the flush."""
+    out: dict[str, set[str]] = {}
+    for r in received:
+        table: pa.Table | None = getattr(r, "table", None)
+        if table is not None:
+            pairs: Any = zip(table.column("event_type").to_pylist(),
+                             table.column("session_id").to_pylist(), strict=True)
+        else:
+            pairs = ((e["event_type"], e["session_id"]) for e in r.batch["events"])
+        found = {session for kind, session in pairs if kind == "session" and session}
+        if found:
+            out.setdefault(r.batch["tenant"]["project_id"], set()).update(found)
+    return out
+
+
+class SessionBackfill:
+    """One writer's part of late session events. Runs on the writer's loop."""
+
+    def __init__(self, *, store: StoreClient, enricher: Enricher, retrying: Retrying) -> None:
+        self._store = store
+        self._enricher = enricher
+        self._retrying = retrying
+        self.stats = BackfillStats()
+
+    async def settle(self, received: Sequence[Received]) -> None:
+        """Record this flush's uninherited sessions, and back-fill the ones it completes."""
+        keep = list(received)
+        for project_id, sessions in self._enricher.take_uninherited().items():
+            await self._retrying(self._store.record_uninherited_sessions, project_id,
+                                 sorted(sessions), keep=keep)
+            self.stats.uninherited_sessions += len(sessions)
+        for project_id, sessions in session_events(received).items():
+            waiting: list[str] = await self._retrying(
+                self._store.uninherited_sessions, project_id, sorted(sessions), keep=keep)
+            if waiting:
+                await self._backfill(project_id, sorted(waiting), keep)
+
+    async def _backfill(self, project_id: str, sessions: list[str], keep: list[Any]) -> None:
+        ids: list[str] = await self._retrying(
+            self._store.session_event_ids, project_id, sessions, keep=keep)
+        rows: list[dict[str, Any]] = []
+        if ids:
+            rows = await self._retrying(self._store.latest_events, project_id, ids,
+                                        keep=keep)
+        tables = []
+        for row in rows:
+            if row.get("event_type") == "session" or row.get("session_id") not in sessions:
+                continue
+            context = self._enricher.known_context(project_id, row["session_id"])
+            if context is None:
+                continue
+            before = event_from_stored(row)
+            after = event_from_stored(row)
+            after["metadata"] = {**context.metadata, **after["metadata"]}
+            after["user_properties"] = {**context.user_properties,
+                                        **after["user_properties"]}
+            if same_event(before, after):
+                continue
+            tenant: Tenant = {"org_id": row.get("org_id") or "",
+                              "workspace_id": row.get("workspace_id") or "",
+                              "project_id": project_id}
+            table = events_to_arrow(tenant, int(row["version"]) + 1, [for_write(after)])
+            tables.append(with_rollups(table, row))
+        if tables:
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            await self._retrying(self._store.insert_arrow, table, keep=keep)
+            self.stats.backfilled_events += table.num_rows
+        await self._retrying(self._store.forget_uninherited, project_id, sessions, keep=keep)
+        self.stats.backfilled_sessions += len(sessions)
