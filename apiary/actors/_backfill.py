@@ -22,6 +22,7 @@ propagated to its events (see ``docs/architecture.md``, "Known limits").
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ from apiary.actors.clickhouse import StoreClient
 from apiary.enrich import Enricher
 from apiary.event import Tenant
 from apiary.store import events_to_arrow
+
+_RECORDED_CAPACITY = 100_000
 
 
 @dataclass
@@ -78,14 +81,24 @@ class SessionBackfill:
         self._enricher = enricher
         self._retrying = retrying
         self.stats = BackfillStats()
+        # Sessions this writer recorded lately: a long session without a session event
+        # (OpenInference's session.id, say) is then recorded once, not at every flush.
+        self._recorded: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def settle(self, received: Sequence[Received]) -> None:
         """Record this flush's uninherited sessions, and back-fill the ones it completes."""
         keep = list(received)
         for project_id, sessions in self._enricher.take_uninherited().items():
-            await self._retrying(self._store.record_uninherited_sessions, project_id,
-                                 sorted(sessions), keep=keep)
-            self.stats.uninherited_sessions += len(sessions)
+            new = sorted(s for s in sessions if (project_id, s) not in self._recorded)
+            if not new:
+                continue
+            await self._retrying(self._store.record_uninherited_sessions, project_id, new,
+                                 keep=keep)
+            self.stats.uninherited_sessions += len(new)
+            for session_id in new:
+                self._recorded[(project_id, session_id)] = None
+            while len(self._recorded) > _RECORDED_CAPACITY:
+                self._recorded.popitem(last=False)
         for project_id, sessions in session_events(received).items():
             waiting: list[str] = await self._retrying(
                 self._store.uninherited_sessions, project_id, sorted(sessions), keep=keep)
@@ -123,4 +136,6 @@ class SessionBackfill:
             await self._retrying(self._store.insert_arrow, table, keep=keep)
             self.stats.backfilled_events += table.num_rows
         await self._retrying(self._store.forget_uninherited, project_id, sessions, keep=keep)
+        for session_id in sessions:
+            self._recorded.pop((project_id, session_id), None)
         self.stats.backfilled_sessions += len(sessions)

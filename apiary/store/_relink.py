@@ -20,6 +20,19 @@ DERIVED_TRACES_SCHEMA = pa.schema([
 ])
 
 
+def _in_project(database: str, project_id: str, head: str, column: str,
+                values: Sequence[str], tail: str = "") -> Statement:
+    """``head`` (naming its table ``{db}.<table>``), then ``WHERE project_id = <project>
+    AND <column> IN <values>``, then ``tail``: one project's rows, a statement."""
+    params = Params()
+    return Statement(
+        head.replace("{db}", _db(database))
+        + f" WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
+        f"AND {column} IN {params.bind(sorted(set(values)), 'Array(String)')}{tail}",
+        params.values,
+    )
+
+
 def derived_traces_to_arrow(project_id: str, traces: Mapping[str, str]) -> pa.Table:
     """Rows of ``derived_traces``: ``traces`` maps a trace id to its derived session."""
     ids = sorted(traces)
@@ -32,44 +45,25 @@ def derived_traces_to_arrow(project_id: str, traces: Mapping[str, str]) -> pa.Ta
 
 def plan_derived_traces(database: str, project_id: str, trace_ids: Sequence[str]) -> Statement:
     """Which of ``trace_ids`` were linked to a derived session, and to which."""
-    params = Params()
-    return Statement(
-        f"SELECT trace_id, any(session_id) AS session_id FROM {_db(database)}.derived_traces "
-        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
-        f"AND trace_id IN {params.bind(sorted(set(trace_ids)), 'Array(String)')} "
-        "GROUP BY trace_id",
-        params.values,
-    )
+    return _in_project(database, project_id,
+                       "SELECT trace_id, any(session_id) AS session_id FROM {db}.derived_traces",
+                       "trace_id", trace_ids, " GROUP BY trace_id")
 
 
 def plan_session_event_ids(database: str, project_id: str,
                            session_ids: Sequence[str]) -> Statement:
     """The ids of the events stored under ``session_ids`` (a primary-key range each)."""
-    params = Params()
-    return Statement(
-        f"SELECT DISTINCT event_id FROM {_db(database)}.events "
-        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
-        f"AND session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}",
-        params.values,
-    )
+    return _in_project(database, project_id, "SELECT DISTINCT event_id FROM {db}.events",
+                       "session_id", session_ids)
 
 
 def plan_forget_sessions(database: str, project_id: str, session_ids: Sequence[str],
                          trace_ids: Sequence[str]) -> list[Statement]:
     """Delete the derived sessions' rows, their rollups and the traces' records."""
-    db = _db(database)
-    project = _require_project(project_id)
-    statements = []
-    for table, column, values in (("events", "session_id", session_ids),
-                                  ("session_aggregates", "session_id", session_ids),
-                                  ("derived_traces", "trace_id", trace_ids)):
-        params = Params()
-        statements.append(Statement(
-            f"DELETE FROM {db}.{table} WHERE project_id = {params.bind(project, 'String')} "
-            f"AND {column} IN {params.bind(sorted(set(values)), 'Array(String)')}",
-            params.values,
-        ))
-    return statements
+    return [_in_project(database, project_id, f"DELETE FROM {{db}}.{table}", column, values)
+            for table, column, values in (("events", "session_id", session_ids),
+                                          ("session_aggregates", "session_id", session_ids),
+                                          ("derived_traces", "trace_id", trace_ids))]
 
 
 UNINHERITED_SESSIONS_SCHEMA = pa.schema([("project_id", pa.string()), ("session_id", pa.string())])
@@ -87,22 +81,13 @@ def uninherited_sessions_to_arrow(project_id: str, session_ids: Sequence[str]) -
 def plan_uninherited_sessions(database: str, project_id: str,
                               session_ids: Sequence[str]) -> Statement:
     """Which of ``session_ids`` have events stored before their session event."""
-    params = Params()
-    return Statement(
-        f"SELECT DISTINCT session_id FROM {_db(database)}.uninherited_sessions "
-        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
-        f"AND session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}",
-        params.values,
-    )
+    return _in_project(database, project_id,
+                       "SELECT DISTINCT session_id FROM {db}.uninherited_sessions",
+                       "session_id", session_ids)
 
 
 def plan_forget_uninherited(database: str, project_id: str,
                             session_ids: Sequence[str]) -> Statement:
     """Delete the records of ``session_ids`` (their events were given what they inherit)."""
-    params = Params()
-    return Statement(
-        f"DELETE FROM {_db(database)}.uninherited_sessions "
-        f"WHERE project_id = {params.bind(_require_project(project_id), 'String')} "
-        f"AND session_id IN {params.bind(sorted(set(session_ids)), 'Array(String)')}",
-        params.values,
-    )
+    return _in_project(database, project_id, "DELETE FROM {db}.uninherited_sessions",
+                       "session_id", session_ids)

@@ -8,19 +8,12 @@ import time
 import uuid
 from typing import Any
 
-from writer_harness import Writers, until
+from writer_harness import Writers, spans_batch, until
 
-from apiary.event import Event, EventBatch, new_event
-from apiary.queue import WIRE_SCHEMA
+from apiary.event import Event, new_event
 from apiary.store import EventStore
 
 NOW_MS = time.time() * 1000.0
-
-
-def _batch(project: str, events: list[Event]) -> EventBatch:
-    return {"schema": WIRE_SCHEMA, "kind": "spans", "version": time.time_ns(),
-            "tenant": {"org_id": "o", "workspace_id": "w", "project_id": project},
-            "events": events}
 
 
 def _child(trace: str, session: str) -> Event:
@@ -57,13 +50,13 @@ async def test_events_stored_before_their_session_event_inherit_it_when_it_arriv
     trace, session = os.urandom(16).hex(), f"sess-{uuid.uuid4()}"
     loop = writers.start()
     children = [_child(trace, session) for _ in range(3)]
-    await writers.publish(_batch(project, children))
+    await writers.publish(spans_batch(project, children))
     await until(writers.drained)
     ids = [c["event_id"] for c in children]
     assert all("region" not in e["metadata"] for e in store.latest_events(project, ids))
     assert store.uninherited_sessions(project, [session]) == [session]
 
-    await writers.publish(_batch(project, [_session_event(trace, session)]))
+    await writers.publish(spans_batch(project, [_session_event(trace, session)]))
     await until(lambda: _inheriting(store, project, ids))
     await until(writers.drained)
 
@@ -85,10 +78,10 @@ async def test_a_session_event_that_arrives_first_needs_no_backfill(
 ) -> None:
     trace, session = os.urandom(16).hex(), f"sess-{uuid.uuid4()}"
     loop = writers.start()
-    await writers.publish(_batch(project, [_session_event(trace, session)]))
+    await writers.publish(spans_batch(project, [_session_event(trace, session)]))
     await until(writers.drained)
     child = _child(trace, session)
-    await writers.publish(_batch(project, [child]))
+    await writers.publish(spans_batch(project, [child]))
     await until(writers.drained)
     assert store.latest_events(project, [child["event_id"]])[0]["metadata"]["region"] == "eu"
     assert store.uninherited_sessions(project, [session]) == []

@@ -8,23 +8,16 @@ import time
 import uuid
 from typing import Any
 
-from writer_harness import Writers, until
+from writer_harness import Writers, spans_batch, until
 
 from apiary.actors._writer_loop import WriterLoop
 from apiary.actors.clickhouse import DirectStoreClient
 from apiary.enrich import session_id_for_trace
 from apiary.errors import StoreRejected
-from apiary.event import Event, EventBatch, new_event
-from apiary.queue import WIRE_SCHEMA
+from apiary.event import Event, new_event
 from apiary.store import EventStore
 
 NOW_MS = time.time() * 1000.0
-
-
-def _batch(project: str, events: list[Event]) -> EventBatch:
-    return {"schema": WIRE_SCHEMA, "kind": "spans", "version": time.time_ns(),
-            "tenant": {"org_id": "o", "workspace_id": "w", "project_id": project},
-            "events": events}
 
 
 def _child(trace: str, parent: str, **fields: Any) -> Event:
@@ -59,13 +52,13 @@ async def test_children_exported_before_the_root_that_names_the_session_move_int
     derived = session_id_for_trace(trace)
     loop = writers.start()
     children = [_child(trace, parent=str(uuid.uuid4())) for _ in range(4)]
-    await writers.publish(_batch(project, children))
+    await writers.publish(spans_batch(project, children))
     await until(lambda: _stored(store, project, 4))
     await until(writers.drained)  # acknowledged: the rollups' inserts have returned too
     assert set(_sessions(store, project)) == {derived}
     assert store.derived_traces(project, [trace]) == {trace: derived}
 
-    await writers.publish(_batch(project, [_root(trace, session)]))
+    await writers.publish(spans_batch(project, [_root(trace, session)]))
     await until(lambda: _stored(store, project, 5))
     await until(writers.drained)
 
@@ -92,7 +85,7 @@ async def test_children_exported_before_the_root_that_names_the_session_move_int
 
     # A straggler of the trace, exported after the root, joins the named session too.
     straggler = _child(trace, parent=session)
-    await writers.publish(_batch(project, [straggler]))
+    await writers.publish(spans_batch(project, [straggler]))
     await until(lambda: _stored(store, project, 6))
     await until(writers.drained)
     assert store.latest_events(project, [straggler["event_id"]])[0]["session_id"] == session
@@ -118,13 +111,13 @@ async def test_a_move_interrupted_after_its_insert_is_finished_once_by_the_redel
     trace, session = os.urandom(16).hex(), f"sess-{uuid.uuid4()}"
     first = writers.start()
     children = [_child(trace, parent=str(uuid.uuid4())) for _ in range(3)]
-    await writers.publish(_batch(project, children))
+    await writers.publish(spans_batch(project, children))
     await until(lambda: _stored(store, project, 3))
     await writers.stop(first)
 
     flaky = writers.client = _FailsOnceAfterMoving(store)
     loop: WriterLoop = writers.start(name="flaky")
-    await writers.publish(_batch(project, [_root(trace, session)]))
+    await writers.publish(spans_batch(project, [_root(trace, session)]))
     await until(lambda: _stored(store, project, 4))
     await until(writers.drained, wait_s=30)
 
@@ -144,8 +137,8 @@ async def test_a_trace_that_never_names_a_session_stays_in_its_own(
 ) -> None:
     trace = os.urandom(16).hex()
     loop = writers.start()
-    await writers.publish(_batch(project, [_child(trace, parent="p")]))
-    await writers.publish(_batch(project, [_child(trace, parent="p")]))
+    await writers.publish(spans_batch(project, [_child(trace, parent="p")]))
+    await writers.publish(spans_batch(project, [_child(trace, parent="p")]))
     await until(lambda: _stored(store, project, 2))
     await until(writers.drained)
     assert set(_sessions(store, project)) == {session_id_for_trace(trace)}

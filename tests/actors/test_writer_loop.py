@@ -14,6 +14,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
+from writer_harness import until
 
 from apiary.actors._writer_loop import WriterLoop
 from apiary.actors.clickhouse import DirectStoreClient
@@ -63,15 +64,6 @@ def _batch(project: str, n: int, *, session: str | None = None) -> EventBatch:
             "events": events}
 
 
-async def _until(predicate, wait_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 class _CrashBeforeAck(WriterLoop):
     """A writer that stores batches and then dies before acknowledging them."""
 
@@ -92,7 +84,7 @@ async def test_batches_are_stored_enriched_and_acknowledged(
     loop = WriterLoop(js=js, store=client, objects=LocalObjectStore(tmp_path / "o"),
                       settings=settings, name="w")
     task = asyncio.create_task(loop.run())
-    await _until(lambda: _count(client, project, 10))
+    await until(lambda: _count(client, project, 10))
     loop.stop()
     await task
     events = (await client.export(project, {"limit": 100}))["events"]
@@ -123,7 +115,7 @@ async def test_redelivered_batch_stays_single(
     crashing = _CrashBeforeAck(js=js, store=client, objects=LocalObjectStore(tmp_path / "o"),
                                settings=settings, name="crashing")
     task = asyncio.create_task(crashing.run())
-    await _until(lambda: _count(client, project, 20))
+    await until(lambda: _count(client, project, 20))
     crashing.stop()
     await task
     assert crashing.stats.events_written == 20
@@ -137,7 +129,7 @@ async def test_redelivered_batch_stays_single(
         info = await js.consumer_info("events", "writers")
         return healthy.stats.redelivered_messages >= 1 and info.num_ack_pending == 0
 
-    await _until(redelivered_and_acked)
+    await until(redelivered_and_acked)
     healthy.stop()
     await task
     assert healthy.stats.duplicates_dropped == 20
@@ -162,7 +154,7 @@ async def test_undecodable_message_is_dead_lettered_and_the_rest_written(
     objects = LocalObjectStore(tmp_path / "objects")
     loop = WriterLoop(js=js, store=client, objects=objects, settings=settings, name="w")
     task = asyncio.create_task(loop.run())
-    await _until(lambda: _count(client, project, 5))
+    await until(lambda: _count(client, project, 5))
     loop.stop()
     await task
     [key] = await objects.keys("dlq/events/")
@@ -196,7 +188,7 @@ async def test_a_row_the_store_rejects_is_isolated_and_dead_lettered(
         info = await js.consumer_info("events", "writers")
         return loop.stats.messages >= 3 and info.num_ack_pending == 0 and info.num_pending == 0
 
-    await _until(settled)
+    await until(settled)
     loop.stop()
     await task
     assert store.count_events(project) == 8

@@ -6,18 +6,27 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
+from _dataplane import until
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from apiary.actors._writer_loop import WriterLoop
 from apiary.actors.clickhouse import DirectStoreClient
-from apiary.event import EventBatch
+from apiary.event import Event, EventBatch
 from apiary.objects import LocalObjectStore
-from apiary.queue import EventPublisher
+from apiary.queue import WIRE_SCHEMA, EventPublisher
 from apiary.settings import ApiarySettings
 from apiary.store import EventStore
+
+__all__ = ["CrashBeforeAck", "Writers", "spans_batch", "until", "writer_settings"]
+
+
+def spans_batch(project: str, events: list[Event]) -> EventBatch:
+    """A ``spans`` batch of ``events`` for ``project``, as a replica publishes it."""
+    return {"schema": WIRE_SCHEMA, "kind": "spans", "version": time.time_ns(),
+            "tenant": {"org_id": "o", "workspace_id": "w", "project_id": project},
+            "events": events}
 
 
 def writer_settings(tmp_path: Path) -> ApiarySettings:
@@ -55,15 +64,6 @@ class Writers:
     async def drained(self) -> bool:
         info = await self.js.consumer_info("events", "writers")
         return bool(info.num_pending == 0 and info.num_ack_pending == 0)
-
-
-async def until(predicate: Any, wait_s: float = 20.0) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 class CrashBeforeAck(WriterLoop):
