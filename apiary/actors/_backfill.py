@@ -35,11 +35,11 @@ from apiary.actors._updates import (
     event_from_stored,
     for_write,
     same_event,
+    stored_tenant,
     with_rollups,
 )
 from apiary.actors.clickhouse import StoreClient
 from apiary.enrich import Enricher
-from apiary.event import Tenant
 from apiary.store import events_to_arrow
 
 _RECORDED_CAPACITY = 100_000
@@ -106,30 +106,19 @@ class SessionBackfill:
                 await self._backfill(project_id, sorted(waiting), keep)
 
     async def _backfill(self, project_id: str, sessions: list[str], keep: list[Any]) -> None:
-        ids: list[str] = await self._retrying(
-            self._store.session_event_ids, project_id, sessions, keep=keep)
-        rows: list[dict[str, Any]] = []
-        if ids:
-            rows = await self._retrying(self._store.latest_events, project_id, ids,
-                                        keep=keep)
+        rows: list[dict[str, Any]] = await self._retrying(
+            self._store.latest_events_in_sessions, project_id, sessions, keep=keep)
         tables = []
         for row in rows:
-            if row.get("event_type") == "session" or row.get("session_id") not in sessions:
-                continue
-            context = self._enricher.known_context(project_id, row["session_id"])
-            if context is None:
+            if row["event_type"] == "session":
                 continue
             before = event_from_stored(row)
             after = event_from_stored(row)
-            after["metadata"] = {**context.metadata, **after["metadata"]}
-            after["user_properties"] = {**context.user_properties,
-                                        **after["user_properties"]}
+            self._enricher.enrich(project_id, [after])  # the session event is known now
             if same_event(before, after):
                 continue
-            tenant: Tenant = {"org_id": row.get("org_id") or "",
-                              "workspace_id": row.get("workspace_id") or "",
-                              "project_id": project_id}
-            table = events_to_arrow(tenant, int(row["version"]) + 1, [for_write(after)])
+            table = events_to_arrow(stored_tenant(row, project_id), int(row["version"]) + 1,
+                                    [for_write(after)])
             tables.append(with_rollups(table, row))
         if tables:
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)

@@ -37,10 +37,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from apiary.actors._updates import Received, Retrying, event_from_stored, for_write
+from apiary.actors._updates import (
+    Received,
+    Retrying,
+    event_from_stored,
+    for_write,
+    stored_tenant,
+)
 from apiary.actors.clickhouse import StoreClient
-from apiary.enrich import Enricher, Lookups, session_id_for_trace
-from apiary.event import Event, Tenant
+from apiary.enrich import Enricher, session_id_for_trace
+from apiary.event import Event
 from apiary.store import events_to_arrow
 
 
@@ -56,23 +62,22 @@ class RelinkStats:
         return dict(self.__dict__)
 
 
-def named_sessions(received: Sequence[Received]) -> dict[str, dict[str, tuple[str, Tenant]]]:
-    """``{project_id: {trace_id: (session, tenant)}}``: the first session each trace's
-    events in the flush name, when it is not the trace's derived session."""
-    out: dict[str, dict[str, tuple[str, Tenant]]] = {}
+def named_sessions(received: Sequence[Received]) -> dict[str, dict[str, str]]:
+    """``{project_id: {trace_id: session}}``: the first session each trace's events in the
+    flush name, when it is not the trace's derived session."""
+    out: dict[str, dict[str, str]] = {}
     for r in received:
-        tenant = r.batch["tenant"]
         table: pa.Table | None = getattr(r, "table", None)
         if table is not None:
             pairs: Any = zip(table.column("trace_id").to_pylist(),
                              table.column("session_id").to_pylist(), strict=True)
         else:
             pairs = ((e["trace_id"], e["session_id"]) for e in r.batch["events"])
-        found = out.setdefault(tenant["project_id"], {})
+        found = out.setdefault(r.batch["tenant"]["project_id"], {})
         for trace_id, session_id in pairs:
             if (trace_id and session_id and trace_id not in found
                     and session_id != session_id_for_trace(trace_id)):
-                found[trace_id] = (session_id, tenant)
+                found[trace_id] = session_id
     return {project: traces for project, traces in out.items() if traces}
 
 
@@ -95,51 +100,34 @@ class TraceRelinker:
         for project_id, named in named_sessions(received).items():
             recorded: dict[str, str] = await self._retrying(
                 self._store.derived_traces, project_id, sorted(named), keep=keep)
-            moves = {trace: (derived, named[trace]) for trace, derived in recorded.items()
-                     if derived != named[trace][0]}
+            # derived session → named session, for the recorded traces
+            moves = {derived: named[trace] for trace, derived in recorded.items()
+                     if derived != named[trace]}
             if moves:
-                await self._move(project_id, moves, keep)
+                await self._move(project_id, moves, sorted(recorded), keep)
 
-    async def _move(self, project_id: str,
-                    moves: dict[str, tuple[str, tuple[str, Tenant]]], keep: list[Any]) -> None:
-        target = {derived: named for derived, named in moves.values()}
-        derived_sessions = sorted(target)
-        ids: list[str] = await self._retrying(
-            self._store.session_event_ids, project_id, derived_sessions, keep=keep)
-        if ids:
-            rows: list[dict[str, Any]] = await self._retrying(
-                self._store.latest_events, project_id, ids, keep=keep)
-            rows = [row for row in rows if row.get("session_id") in target]
-            named_ids = sorted({target[row["session_id"]][0] for row in rows})
-            present: dict[str, int] = await self._retrying(
-                self._store.existing_versions, project_id, [r["event_id"] for r in rows],
-                named_ids, keep=keep)
-            tables = [self._moved(project_id, row, *target[row["session_id"]])
-                      for row in rows if row["event_id"] not in present]
-            if tables:
-                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-                await self._retrying(self._store.insert_arrow, table, keep=keep)
-                self.stats.moved_events += table.num_rows
-        await self._retrying(self._store.forget_sessions, project_id, derived_sessions,
-                             sorted(moves), keep=keep)
-        self._enricher.learn(project_id, traces={t: m[1][0] for t, m in moves.items()},
-                             sessions={}, asked=Lookups())
-        self.stats.relinked_traces += len(moves)
-
-    def _moved(self, project_id: str, row: dict[str, Any], session_id: str,
-               tenant: Tenant) -> pa.Table:
-        event: Event = event_from_stored(row)
-        event["session_id"] = session_id
-        context = self._enricher.known_context(project_id, session_id)
-        if context is not None and event["event_type"] != "session":
-            if context.metadata:
-                event["metadata"] = {**context.metadata, **event["metadata"]}
-            if context.user_properties:
-                event["user_properties"] = {**context.user_properties,
-                                            **event["user_properties"]}
-        owner: Tenant = {"org_id": row.get("org_id") or tenant["org_id"],
-                         "workspace_id": row.get("workspace_id") or tenant["workspace_id"],
-                         "project_id": project_id}
-        # The stored version, so that a redelivery of the event's own message is still
-        # recognised as already stored.
-        return events_to_arrow(owner, int(row["version"]), [for_write(event)])
+    async def _move(self, project_id: str, moves: dict[str, str], traces: list[str],
+                    keep: list[Any]) -> None:
+        rows: list[dict[str, Any]] = await self._retrying(
+            self._store.latest_events_in_sessions, project_id, sorted(moves), keep=keep)
+        present: dict[str, int] = await self._retrying(
+            self._store.existing_versions, project_id, [r["event_id"] for r in rows],
+            sorted(set(moves.values())), keep=keep) if rows else {}
+        tables = []
+        for row in rows:
+            if row["event_id"] in present:
+                continue
+            event: Event = event_from_stored(row)
+            event["session_id"] = moves[row["session_id"]]
+            self._enricher.enrich(project_id, [event])  # inherits from the named session
+            # The stored version, so that a redelivery of the event's own message is still
+            # recognised as already stored.
+            tables.append(events_to_arrow(stored_tenant(row, project_id), int(row["version"]),
+                                          [for_write(event)]))
+        if tables:
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            await self._retrying(self._store.insert_arrow, table, keep=keep)
+            self.stats.moved_events += table.num_rows
+        await self._retrying(self._store.forget_sessions, project_id, sorted(moves), traces,
+                             keep=keep)
+        self.stats.relinked_traces += len(traces)

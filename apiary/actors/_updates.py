@@ -157,6 +157,12 @@ def event_from_stored(row: dict[str, Any]) -> Event:
     return new_event(**fields)
 
 
+def stored_tenant(row: dict[str, Any], project_id: str) -> Tenant:
+    """The tenant of a stored row (as ``latest_events`` returns it)."""
+    return {"org_id": row.get("org_id") or "", "workspace_id": row.get("workspace_id") or "",
+            "project_id": project_id}
+
+
 def for_write(event: Event) -> Event:
     """A copy of ``event`` whose times store exactly the microseconds they denote."""
     return {**event, "start_time": _nudged(event["start_time"]),
@@ -381,10 +387,8 @@ class UpdateApplier:
                     continue
                 version = max(int(row["version"]),
                               max(p["version"] for p in event_patches)) + len(event_patches)
-                tenant: Tenant = {"org_id": row.get("org_id") or "",
-                                  "workspace_id": row.get("workspace_id") or "",
-                                  "project_id": project_id}
-                table = events_to_arrow(tenant, version, [for_write(after)])
+                table = events_to_arrow(stored_tenant(row, project_id), version,
+                                        [for_write(after)])
                 tables.append(with_rollups(table, row))
                 merged_events.append(after)
             if tables:

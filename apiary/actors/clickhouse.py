@@ -29,11 +29,12 @@ _METHODS = frozenset({
     "session_events", "list_sessions", "event_schema", "event_details", "count_events",
     "count_duplicate_rows", "count_rows", "query_rows",
     # traces a writer linked to a derived session (apiary.actors._relink)
-    "record_derived_traces", "derived_traces", "session_event_ids", "forget_sessions",
+    "record_derived_traces", "derived_traces", "forget_sessions",
     # sessions whose events were stored before the session event (apiary.actors._backfill)
     "record_uninherited_sessions", "uninherited_sessions", "forget_uninherited",
     # updates (PUT /events): the patch log and the writer's merge
-    "insert_patches", "event_patches", "latest_events", "recently_patched",
+    "insert_patches", "event_patches", "latest_events", "latest_events_in_sessions",
+    "recently_patched",
     # experiment runs: results, comparisons
     "run_result_rows", "run_events",
     # charts
@@ -165,6 +166,13 @@ class StoreClient:
         rows: list[dict[str, Any]] = await self._call("latest_events", project_id, event_ids)
         return rows
 
+    async def latest_events_in_sessions(
+        self, project_id: str, session_ids: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call("latest_events_in_sessions",
+                                                      project_id, list(session_ids))
+        return rows
+
     # -- traces linked to a derived session ----------------------------------------------
 
     async def record_derived_traces(self, project_id: str, traces: Mapping[str, str]) -> None:
@@ -174,17 +182,13 @@ class StoreClient:
         found: dict[str, str] = await self._call("derived_traces", project_id, list(trace_ids))
         return found
 
-    async def session_event_ids(self, project_id: str, session_ids: Sequence[str]) -> list[str]:
-        ids: list[str] = await self._call("session_event_ids", project_id, list(session_ids))
-        return ids
-
     async def forget_sessions(self, project_id: str, session_ids: Sequence[str],
                               trace_ids: Sequence[str]) -> None:
         await self._call("forget_sessions", project_id, list(session_ids), list(trace_ids))
 
     async def record_uninherited_sessions(self, project_id: str,
                                           session_ids: Sequence[str]) -> None:
-        await self._call("record_uninherited_sessions", project_id, sorted(session_ids))
+        await self._call("record_uninherited_sessions", project_id, list(session_ids))
 
     async def uninherited_sessions(self, project_id: str,
                                    session_ids: Sequence[str]) -> list[str]:

@@ -186,16 +186,16 @@ class Enricher:
         derived, self._derived = self._derived, {}
         return derived
 
+    def _note_uninherited(self, project_id: str, session_id: str, trace_id: str) -> None:
+        # A trace's derived session never gets a session event of its own.
+        if session_id != session_id_for_trace(trace_id):
+            self._uninherited.setdefault(project_id, set()).add(session_id)
+
     def take_uninherited(self) -> dict[str, set[str]]:
         """The sessions whose events were enriched without their session event (none was
         stored yet) since the last call, per project; the writer records them."""
         uninherited, self._uninherited = self._uninherited, {}
         return uninherited
-
-    def known_context(self, project_id: str, session_id: str) -> SessionContext | None:
-        """What ``session_id`` passes down, if its session event is known here."""
-        context = self._context(project_id, session_id)
-        return None if context is _ABSENT else context
 
     # -- the two passes -------------------------------------------------------------------
 
@@ -239,9 +239,9 @@ class Enricher:
                 resolved.add(event["session_id"])
             elif event["session_id"]:
                 context = self._context(project_id, event["session_id"])
-                if context is _ABSENT and final and event["session_id"] != session_id_for_trace(
-                        event["trace_id"] or ""):
-                    self._uninherited.setdefault(project_id, set()).add(event["session_id"])
+                if context is _ABSENT and final:
+                    self._note_uninherited(project_id, event["session_id"],
+                                           event["trace_id"] or "")
                 if context is not None:
                     resolved.add(event["session_id"])
                     if context.metadata:
@@ -327,13 +327,11 @@ class Enricher:
             if not session_id or session_id in resolved or types[i] == "session":
                 continue
             context = self._context(project_id, session_id)
-            if context is _ABSENT:
-                if traces is None:
-                    traces = table.column("trace_id").to_pylist()
-                # A trace's derived session never gets a session event of its own.
-                if session_id != session_id_for_trace(traces[i] or ""):
-                    self._uninherited.setdefault(project_id, set()).add(session_id)
             if context is None or context is _ABSENT:
+                if context is _ABSENT:
+                    if traces is None:
+                        traces = table.column("trace_id").to_pylist()
+                    self._note_uninherited(project_id, session_id, traces[i] or "")
                 continue
             if context.metadata:
                 if metadata is None:

@@ -19,6 +19,14 @@ from apiary.store._experiments import (
     plan_run_session_ids,
     plan_run_sessions,
 )
+from apiary.store._late_sessions import (
+    derived_traces_to_arrow,
+    plan_derived_traces,
+    plan_forget_sessions,
+    plan_forget_uninherited,
+    plan_uninherited_sessions,
+    uninherited_sessions_to_arrow,
+)
 from apiary.store._migrations import apply_migrations
 from apiary.store._queries import (
     DEDUP_METHODS,
@@ -36,15 +44,6 @@ from apiary.store._queries import (
     plan_session_list,
     shape_export,
     shape_session,
-)
-from apiary.store._relink import (
-    derived_traces_to_arrow,
-    plan_derived_traces,
-    plan_forget_sessions,
-    plan_forget_uninherited,
-    plan_session_event_ids,
-    plan_uninherited_sessions,
-    uninherited_sessions_to_arrow,
 )
 from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
 from apiary.store._updates import (
@@ -125,13 +124,6 @@ class EventStore:
         rows = self._rows(plan_derived_traces(self.database, project_id, trace_ids))
         return {str(r["trace_id"]): str(r["session_id"]) for r in rows}
 
-    def session_event_ids(self, project_id: str, session_ids: Sequence[str]) -> list[str]:
-        """The ids of the events stored under ``session_ids``."""
-        if not session_ids:
-            return []
-        stmt = plan_session_event_ids(self.database, project_id, session_ids)
-        return [str(r["event_id"]) for r in self._rows(stmt)]
-
     def forget_sessions(self, project_id: str, session_ids: Sequence[str],
                         trace_ids: Sequence[str]) -> None:
         """Delete the rows and rollups of ``session_ids`` and the records of ``trace_ids``
@@ -183,13 +175,27 @@ class EventStore:
         ids = list(dict.fromkeys(event_ids))
         found: list[dict[str, Any]] = []
         for start in range(0, len(ids), VERSION_LOOKUP_CHUNK):
-            stmt = plan_latest_events(self.database, project_id,
-                                      ids[start:start + VERSION_LOOKUP_CHUNK],
-                                      method=self.dedup_method)
-            for row in self._rows(stmt):
-                event = row_to_event(row)
-                event["version"] = int(row["version"])
-                found.append(event)
+            found += self._latest(plan_latest_events(
+                self.database, project_id, ids[start:start + VERSION_LOOKUP_CHUNK],
+                method=self.dedup_method))
+        return found
+
+    def latest_events_in_sessions(self, project_id: str,
+                                  session_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Like :meth:`latest_events`, for every event of ``session_ids`` (a primary-key
+        range each)."""
+        if not session_ids:
+            return []
+        return self._latest(plan_latest_events(self.database, project_id,
+                                               sorted(set(session_ids)), key="session_id",
+                                               method=self.dedup_method))
+
+    def _latest(self, stmt: Statement) -> list[dict[str, Any]]:
+        found = []
+        for row in self._rows(stmt):
+            event = row_to_event(row)
+            event["version"] = int(row["version"])
+            found.append(event)
         return found
 
     def recently_patched(self, *, hours: int = 24,

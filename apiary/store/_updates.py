@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 import pyarrow as pa
@@ -108,15 +108,16 @@ def rows_to_patches(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[EventPa
     return found
 
 
-def plan_latest_events(database: str, project_id: str, event_ids: Sequence[str], *,
+def plan_latest_events(database: str, project_id: str, ids: Sequence[str], *,
+                       key: Literal["event_id", "session_id"] = "event_id",
                        method: DedupMethod = "final") -> Statement:
-    """The newest stored version of each of ``event_ids``: every API column, the derived
-    columns and ``version``."""
+    """The newest stored version of each event whose ``key`` is in ``ids`` (events by id,
+    or every event of sessions): every API column, the derived columns and ``version``."""
     params = Params()
     columns = [*API_FIELDS, *COMPUTED_COLUMNS, "version"]
     source = deduplicated_events(
         database, params, _require_project(project_id),
-        [f"event_id IN {params.bind(list(event_ids), 'Array(String)')}"], columns, method,
+        [f"{key} IN {params.bind(list(ids), 'Array(String)')}"], columns, method,
     )
     return Statement(f"SELECT {', '.join(columns)} FROM {source}", params.values)
 

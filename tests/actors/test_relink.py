@@ -71,7 +71,7 @@ async def test_children_exported_before_the_root_that_names_the_session_move_int
         assert event["metadata"]["tier"] == "gold"  # inherited from the late session event
         assert event["metadata"]["own"] == "kept"  # the event's own key wins
         assert event["user_properties"] == {"user_id": "u-7"}
-    assert store.session_event_ids(project, [derived]) == []
+    assert store.session_events(project, derived) == []
     assert store.derived_traces(project, [trace]) == {}
     sessions = _sessions(store, project)
     assert set(sessions) == {session}

@@ -50,13 +50,6 @@ def plan_derived_traces(database: str, project_id: str, trace_ids: Sequence[str]
                        "trace_id", trace_ids, " GROUP BY trace_id")
 
 
-def plan_session_event_ids(database: str, project_id: str,
-                           session_ids: Sequence[str]) -> Statement:
-    """The ids of the events stored under ``session_ids`` (a primary-key range each)."""
-    return _in_project(database, project_id, "SELECT DISTINCT event_id FROM {db}.events",
-                       "session_id", session_ids)
-
-
 def plan_forget_sessions(database: str, project_id: str, session_ids: Sequence[str],
                          trace_ids: Sequence[str]) -> list[Statement]:
     """Delete the derived sessions' rows, their rollups and the traces' records."""
