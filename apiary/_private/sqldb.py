@@ -206,10 +206,17 @@ class Migrations:
 
         engine: Engine = context.config.attributes["engine"]
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
             context.configure(
                 connection=connection,
                 version_table=self.version_table,
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
+                # SQLite's DDL is transactional, but Alembic assumes otherwise and would
+                # read the version table outside any transaction: two processes migrating
+                # at once then both created the tables. In one transaction, its BEGIN
+                # IMMEDIATE (see _sqlite_begin) takes the write lock before the version
+                # is read, as the advisory lock does on PostgreSQL.
+                transactional_ddl=True if sqlite else None,
             )
             with context.begin_transaction():
                 if connection.dialect.name == "postgresql":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from apiary.dpdb import (
     VERSION_TABLE,
@@ -77,6 +77,26 @@ def test_concurrent_upgrades_serialize(empty_dp_url: str) -> None:
         pool.map(_open_and_close, [empty_dp_url] * 3)
     assert current_revision(empty_dp_url) == head_revision()
     assert _tables(empty_dp_url) == TABLES | {VERSION_TABLE}
+
+
+@BOTH
+def test_concurrent_upgrades_on_sqlite_failed_with_table_already_exists(
+    empty_dp_url: str,
+) -> None:
+    """Alembic committed after each SQLite migration, releasing the write lock between
+    them, so a second replica read the version mid-upgrade and created the same tables.
+    An upgrade from empty now holds one transaction (one BEGIN, one COMMIT) throughout."""
+    engine = open_engine(empty_dp_url)
+    begins: list[str] = []
+    commits: list[str] = []
+    event.listen(engine, "begin", lambda conn: begins.append("begin"))
+    event.listen(engine, "commit", lambda conn: commits.append("commit"))
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    assert current_revision(empty_dp_url) == head_revision() == "0003"  # three migrations
+    assert (len(begins), len(commits)) == (1, 1)
 
 
 def test_the_embedded_default_is_a_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
