@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 import pyotp
 from fastapi.testclient import TestClient
@@ -126,12 +128,14 @@ def test_login_is_throttled_per_account(
     assert login(client, "ada@example.com").status_code == 200
 
 
-def _enrol(client: TestClient, token: str) -> tuple[pyotp.TOTP, list[str]]:
+def _enrol(client: TestClient, token: str, now: datetime) -> tuple[pyotp.TOTP, list[str]]:
+    """Enrol with the code of the control plane's clock ``now``: a code of the real time
+    could be a step ahead of it, and then the next step's code counted as replayed."""
     enrolment = ok(client.post("/v1/me/totp", headers=auth(token)), 201)
     assert enrolment["otpauth_uri"].startswith("otpauth://totp/Apiary:")
     totp = pyotp.TOTP(enrolment["secret"])
     codes = ok(client.post("/v1/me/totp/verify", headers=auth(token),
-                           json={"code": totp.now()}))["recovery_codes"]
+                           json={"code": totp.at(now)}))["recovery_codes"]
     return totp, codes
 
 
@@ -170,7 +174,7 @@ def test_recovery_codes_are_hashed_and_single_use(
     client: TestClient, cp: ControlPlane
 ) -> None:
     token = signup(client, "ada@example.com")
-    _, codes = _enrol(client, token)
+    _, codes = _enrol(client, token, cp.now())
     with cp.transaction() as db:
         hashes = [r.code_hash for r in db.scalars(select(RecoveryCode))]
     assert len(hashes) == 10
@@ -183,7 +187,7 @@ def test_recovery_codes_are_hashed_and_single_use(
 
 def test_totp_disable_needs_a_code(client: TestClient, clock: FakeClock) -> None:
     token = signup(client, "ada@example.com")
-    totp, _ = _enrol(client, token)
+    totp, _ = _enrol(client, token, clock.now)
     refused = client.post("/v1/me/totp/disable", headers=auth(token), json={"code": "111111"})
     assert error_code(refused, 401) == "unauthenticated"
     clock.advance(30)
@@ -194,7 +198,7 @@ def test_totp_disable_needs_a_code(client: TestClient, clock: FakeClock) -> None
 
 def test_wrong_totp_codes_count_towards_the_lockout(client: TestClient, cp: ControlPlane) -> None:
     token = signup(client, "ada@example.com")
-    _enrol(client, token)
+    _enrol(client, token, cp.now())
     for _ in range(cp.settings.cp_login_max_failures):
         login(client, "ada@example.com", totp_code="000000")
     assert error_code(login(client, "ada@example.com", totp_code="000000"), 429) == (
