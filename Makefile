@@ -1,6 +1,8 @@
 # Apiary: the two commands of the README, and the checks CI runs.
 #   make up     start Apiary on its embedded defaults (installs into .venv first)
 #   make test   lint, type-check and run every test (installs into .venv first)
+#   make compile / make uncompile   build (or delete) the mypyc-compiled ingest hot path;
+#               up, test and bench-ingest build it when it is missing or stale
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: up test lint typecheck pytest system-deps bench-ingest clean
+.PHONY: up test lint typecheck pytest system-deps bench-ingest clean compile uncompile
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-up: $(STAMP)
+compile: $(STAMP)
+	$(BIN)/python scripts/compile.py --if-stale
+
+uncompile:
+	$(BIN)/python scripts/compile.py --clean
+
+up: $(STAMP) compile
 	$(BIN)/apiary up $(ARGS)
 
 test: system-deps lint typecheck pytest
@@ -37,11 +45,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Every test runs the compiled hot path; its unit tests run from source too (the form
+# without a C compiler), so both stay correct.
+FROM_SOURCE_TESTS := tests/otlp tests/enrich tests/store/test_rows.py tests/test_compiled.py
 
-bench-ingest: $(STAMP)
+pytest: $(STAMP) compile
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	APIARY_FROM_SOURCE=1 $(BIN)/python -m pytest -q $(FROM_SOURCE_TESTS)
+
+bench-ingest: $(STAMP) compile
 	bench/ingest $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
+	find apiary -name '*.so' -delete; rm -f apiary/_compiled.json

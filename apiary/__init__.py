@@ -6,11 +6,21 @@ Packages: ``apiary.otlp`` (OTLP decoding and span mapping), ``apiary.queue`` (Je
 ``apiary.store`` (ClickHouse), ``apiary.enrich``, ``apiary.actors`` (Ray actors),
 ``apiary.deployments`` (Ray Serve deployments), ``apiary.api`` (HTTP routes),
 ``apiary.cli`` (the ``apiary`` command).
+
+Importing it refuses (``ImportError``, saying how to fix it) when the compiled ingest hot
+path (``make compile``) no longer matches its sources: see :mod:`apiary._private.compiled`.
 """
 
-from apiary.event import Event, EventType
-from apiary.settings import ApiarySettings, load_settings
+from apiary._private import compiled as _compiled
+
+# Before anything below imports a compiled module in its stale form.
+COMPILED_MODULES = _compiled.verify()
+
+from apiary.event import Event, EventType  # noqa: E402
+from apiary.settings import ApiarySettings, load_settings  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["ApiarySettings", "Event", "EventType", "__version__", "load_settings"]
+__all__ = [
+    "COMPILED_MODULES", "ApiarySettings", "Event", "EventType", "__version__", "load_settings",
+]

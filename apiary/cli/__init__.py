@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+import apiary
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.settings import load_settings
 
@@ -57,6 +58,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     progress = _Progress()
     progress(f"Apiary starting on data dir {settings.data_dir}")
+    progress("ingest hot path: " + (
+        f"compiled ({len(apiary.COMPILED_MODULES)} modules)" if apiary.COMPILED_MODULES
+        else "from source (`make compile` compiles it: faster ingestion)"))
     node = ApiaryNode(settings, progress)
     stop = threading.Event()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from apiary.otlp import _messages as msgs
 from apiary.otlp._flatten import unflatten
-from apiary.otlp._model import SpanEventView, SpanLinkView, SpanView
+from apiary.otlp._model import SpanEventView, SpanLinkView, SpanView, millis
 
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _PROMPT_EVENT = "gen_ai.content.prompt"
@@ -79,7 +79,7 @@ def _exception(event: SpanEventView) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     for key, value in event.attributes.items():
         entry[key[10:] if key.startswith(_EXCEPTION_PREFIX) else key] = value
-    entry["time"] = event.time_unix_nano / 1_000_000
+    entry["time"] = millis(event.time_unix_nano)
     if event.dropped_attributes_count:
         entry["dropped_attributes_count"] = event.dropped_attributes_count
     return unflatten(entry)
@@ -87,7 +87,7 @@ def _exception(event: SpanEventView) -> dict[str, Any]:
 
 def event_entry(event: SpanEventView) -> dict[str, Any]:
     """A span event for ``metadata.events``: name, time (epoch ms), attributes."""
-    entry: dict[str, Any] = {"name": event.name, "time": event.time_unix_nano / 1_000_000}
+    entry: dict[str, Any] = {"name": event.name, "time": millis(event.time_unix_nano)}
     if event.attributes:
         entry["attributes"] = unflatten(event.attributes)
     if event.dropped_attributes_count:

@@ -51,7 +51,14 @@ from apiary.otlp._conventions import (
 from apiary.otlp._events import SpanEvents, event_entry, link_entry
 from apiary.otlp._flatten import VALUE_KEY, merge_flat, place, unflatten
 from apiary.otlp._ids import derive_event_id
-from apiary.otlp._model import SPAN_KIND_NAMES, STATUS_ERROR, STATUS_UNSET, Attributes, SpanView
+from apiary.otlp._model import (
+    SPAN_KIND_NAMES,
+    STATUS_ERROR,
+    STATUS_UNSET,
+    Attributes,
+    SpanView,
+    millis,
+)
 from apiary.otlp._sections import (
     Tree,
     agent_metadata,
@@ -305,9 +312,8 @@ def map_span(
             error = "span status ERROR"
     if status_message and status_message != error:
         derived["status_message"] = status_message
-    # int / int is correctly rounded; converting nanoseconds to float first is not.
-    start = span.start_time_unix_nano / 1_000_000
-    end = span.end_time_unix_nano / 1_000_000
+    start = millis(span.start_time_unix_nano)
+    end = millis(span.end_time_unix_nano)
     if duration is None:
         duration = end - start if end > start else 0.0
 
