@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from otlp_support import to_any_value
+from otlp_support import proto_to_otlp_json, to_any_value
 
 from apiary.enrich import Enricher, PriceTable
 from apiary.otlp import _conventions, map_request
@@ -84,7 +84,7 @@ def _attributes(rng: random.Random, count: int) -> list[KeyValue]:
     return [KeyValue(key=k, value=to_any_value(v)) for k, v in chosen.items()]
 
 
-def request(rng: random.Random) -> bytes:
+def request(rng: random.Random) -> ExportTraceServiceRequest:
     message = ExportTraceServiceRequest()
     rs = message.resource_spans.add()
     rs.resource.attributes.extend(_attributes(rng, rng.randrange(0, 3)))
@@ -115,23 +115,27 @@ def request(rng: random.Random) -> bytes:
             link = span.links.add()
             link.trace_id, link.span_id = rng.randbytes(16), rng.randbytes(8)
         ss.spans.append(span)
-    return message.SerializeToString()
+    return message
 
 
 def results(seed: int = 7, count: int = 400) -> list[str]:
-    """``repr`` of the events, rejections and Arrow rows of each request (NaN-safe)."""
+    """``repr`` of the events, rejections and Arrow rows of each request (NaN-safe), sent
+    as protobuf and as OTLP JSON: two results a request."""
     rng = random.Random(seed)
     enricher = Enricher(PriceTable.bundled())
     tenant = {"org_id": "o", "workspace_id": "w", "project_id": "p"}
     out: list[str] = []
     for _ in range(count):
-        try:
-            mapped = map_request(request(rng), "application/x-protobuf")
-            enricher.enrich_request("p", mapped.events)
-            rows = events_to_arrow(tenant, 1, mapped.events).to_pydict()  # type: ignore[arg-type]
-            out.append(repr((mapped.events, mapped.rejected, rows)))
-        except Exception as exc:  # the same failure in both forms is parity too
-            out.append(f"{type(exc).__name__}: {exc}")
+        message = request(rng)
+        for body, content_type in ((message.SerializeToString(), "application/x-protobuf"),
+                                   (proto_to_otlp_json(message), "application/json")):
+            try:
+                mapped = map_request(body, content_type)
+                enricher.enrich_request("p", mapped.events)
+                rows = events_to_arrow(tenant, 1, mapped.events).to_pydict()  # type: ignore[arg-type]
+                out.append(repr((mapped.events, mapped.rejected, rows)))
+            except Exception as exc:  # the same failure in both forms is parity too
+                out.append(f"{type(exc).__name__}: {exc}")
     return out
 
 
