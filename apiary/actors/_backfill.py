@@ -32,6 +32,7 @@ import pyarrow as pa
 from apiary.actors._updates import (
     Received,
     Retrying,
+    column_pairs,
     event_from_stored,
     for_write,
     same_event,
@@ -61,13 +62,8 @@ def session_events(received: Sequence[Received]) -> dict[str, set[str]]:
     """``{project_id: session ids}`` of the session events in the flush."""
     out: dict[str, set[str]] = {}
     for r in received:
-        table: pa.Table | None = getattr(r, "table", None)
-        if table is not None:
-            pairs: Any = zip(table.column("event_type").to_pylist(),
-                             table.column("session_id").to_pylist(), strict=True)
-        else:
-            pairs = ((e["event_type"], e["session_id"]) for e in r.batch["events"])
-        found = {session for kind, session in pairs if kind == "session" and session}
+        found = {session for kind, session in column_pairs(r, "event_type", "session_id")
+                 if kind == "session" and session}
         if found:
             out.setdefault(r.batch["tenant"]["project_id"], set()).update(found)
     return out
@@ -121,7 +117,7 @@ class SessionBackfill:
                                     [for_write(after)])
             tables.append(with_rollups(table, row))
         if tables:
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            table = pa.concat_tables(tables)
             await self._retrying(self._store.insert_arrow, table, keep=keep)
             self.stats.backfilled_events += table.num_rows
         await self._retrying(self._store.forget_uninherited, project_id, sessions, keep=keep)

@@ -40,6 +40,7 @@ import pyarrow as pa
 from apiary.actors._updates import (
     Received,
     Retrying,
+    column_pairs,
     event_from_stored,
     for_write,
     stored_tenant,
@@ -67,14 +68,8 @@ def named_sessions(received: Sequence[Received]) -> dict[str, dict[str, str]]:
     flush name, when it is not the trace's derived session."""
     out: dict[str, dict[str, str]] = {}
     for r in received:
-        table: pa.Table | None = getattr(r, "table", None)
-        if table is not None:
-            pairs: Any = zip(table.column("trace_id").to_pylist(),
-                             table.column("session_id").to_pylist(), strict=True)
-        else:
-            pairs = ((e["trace_id"], e["session_id"]) for e in r.batch["events"])
         found = out.setdefault(r.batch["tenant"]["project_id"], {})
-        for trace_id, session_id in pairs:
+        for trace_id, session_id in column_pairs(r, "trace_id", "session_id"):
             if (trace_id and session_id and trace_id not in found
                     and session_id != session_id_for_trace(trace_id)):
                 found[trace_id] = session_id
@@ -125,7 +120,7 @@ class TraceRelinker:
             tables.append(events_to_arrow(stored_tenant(row, project_id), int(row["version"]),
                                           [for_write(event)]))
         if tables:
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            table = pa.concat_tables(tables)
             await self._retrying(self._store.insert_arrow, table, keep=keep)
             self.stats.moved_events += table.num_rows
         await self._retrying(self._store.forget_sessions, project_id, sorted(moves), traces,

@@ -182,6 +182,16 @@ def same_event(a: Event, b: Event) -> bool:
     return True
 
 
+def column_pairs(r: Received, first: str, second: str) -> Iterable[tuple[Any, Any]]:
+    """``(first, second)`` of each event in the message: from its Arrow rows while it has
+    them (so the flush never turns them into dicts for this), else from its events."""
+    table: pa.Table | None = getattr(r, "table", None)
+    if table is not None:
+        return zip(table.column(first).to_pylist(), table.column(second).to_pylist(),
+                   strict=True)
+    return ((e[first], e[second]) for e in r.batch["events"])  # type: ignore[literal-required]
+
+
 def with_rollups(table: pa.Table, stored: dict[str, Any]) -> pa.Table:
     """``table`` (one merged event) plus its rollup deltas against the ``stored`` row."""
     for column in ROLLUP_COLUMNS:

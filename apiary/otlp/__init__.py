@@ -102,7 +102,7 @@ each distinct tuple of attribute keys gets a cached *plan* that splits attribute
 C-level calls and skips every convention the span does not use. Caches are bounded.
 ``make compile`` compiles the decoding and mapping modules with mypyc (about 1.5x faster;
 :mod:`apiary._private.compiled`), so they must stay mypyc-compatible: exact types at
-runtime, and no ``int / int`` on nanoseconds (:func:`._model.millis`).
+runtime, and no ``int / int`` on nanoseconds (:func:`._times.millis`).
 ``bench/otlp_mapping.py`` measures µs per span, ``bench/ingest_path.py`` the whole
 replica's work per span.
 """

@@ -6,7 +6,8 @@ from typing import Any
 
 from apiary.otlp import _messages as msgs
 from apiary.otlp._flatten import unflatten
-from apiary.otlp._model import SpanEventView, SpanLinkView, SpanView, millis
+from apiary.otlp._model import SpanEventView, SpanLinkView, SpanView
+from apiary.otlp._times import millis
 
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _PROMPT_EVENT = "gen_ai.content.prompt"

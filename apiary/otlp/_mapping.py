@@ -51,14 +51,7 @@ from apiary.otlp._conventions import (
 from apiary.otlp._events import SpanEvents, event_entry, link_entry
 from apiary.otlp._flatten import VALUE_KEY, merge_flat, place, unflatten
 from apiary.otlp._ids import derive_event_id
-from apiary.otlp._model import (
-    SPAN_KIND_NAMES,
-    STATUS_ERROR,
-    STATUS_UNSET,
-    Attributes,
-    SpanView,
-    millis,
-)
+from apiary.otlp._model import SPAN_KIND_NAMES, STATUS_ERROR, STATUS_UNSET, Attributes, SpanView
 from apiary.otlp._sections import (
     Tree,
     agent_metadata,
@@ -71,6 +64,7 @@ from apiary.otlp._sections import (
     tool_config,
     usage_metadata,
 )
+from apiary.otlp._times import millis
 
 _STATUS_NAMES = {1: "ok", 2: "error"}
 _SESSION = "session"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import truediv
 from typing import Any, NamedTuple
 
 from apiary.event import Event
@@ -33,18 +32,6 @@ SPAN_KIND_NAMES: dict[int, str] = {
 STATUS_UNSET = 0
 STATUS_OK = 1
 STATUS_ERROR = 2
-
-
-def millis(nanos: int) -> float:
-    """Epoch nanoseconds as epoch milliseconds, exact to the microsecond.
-
-    ``int / int`` is correctly rounded in CPython, but mypyc (``make compile``) compiles
-    it as a division of two doubles, and a nanosecond timestamp has more digits than a
-    double holds: 1_700_000_000_050_000_000 ns came out as ...049.9998 ms. ``truediv``
-    is CPython's own division, compiled or not.
-    """
-    result: float = truediv(nanos, 1_000_000)
-    return result
 
 
 class SpanEventView(NamedTuple):

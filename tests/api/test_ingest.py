@@ -132,7 +132,11 @@ async def test_protobuf_export_is_acknowledged_in_protobuf_and_stored(plane: Pla
     assert await _stored(plane, plane.projects["a"], before + 3) == before + 3
 
 
-def _spans_body(trace_id: bytes, spans: list[tuple[bytes, bytes, dict[str, str]]]) -> bytes:
+# (span id, parent span id, string attributes)
+SpanSpec = tuple[bytes, bytes, dict[str, str]]
+
+
+def _spans_body(trace_id: bytes, spans: list[SpanSpec]) -> bytes:
     request = ExportTraceServiceRequest()
     scope = request.resource_spans.add().scope_spans.add()
     for span_id, parent, attributes in spans:
@@ -144,6 +148,16 @@ def _spans_body(trace_id: bytes, spans: list[tuple[bytes, bytes, dict[str, str]]
     return request.SerializeToString()
 
 
+async def _export_in_turn(plane: Plane, trace_id: bytes, *exports: list[SpanSpec]) -> None:
+    """Export each list of spans of the trace in its own request, each stored before the
+    next is sent (as OpenTelemetry exports children before their root)."""
+    for spans in exports:
+        response = await plane.http.post("/v1/traces", content=_spans_body(trace_id, spans),
+                                         headers=plane.auth("a"))
+        assert response.status_code == 200
+        await _settled(plane)
+
+
 async def test_spans_exported_before_the_root_that_names_the_session_join_it(
     plane: Plane,
 ) -> None:
@@ -153,16 +167,9 @@ async def test_spans_exported_before_the_root_that_names_the_session_join_it(
     session = f"sess-{time.time_ns()}"
     children = [(os.urandom(8), root_id, {"gen_ai.request.model": "gpt-4o"})
                 for _ in range(3)]
-    early = await plane.http.post("/v1/traces", content=_spans_body(trace_id, children),
-                                  headers=plane.auth("a"))
-    assert early.status_code == 200
-    await _settled(plane)
     root = (root_id, b"", {"honeyhive.session_id": session, "honeyhive_event_type": "session",
                            "honeyhive_metadata.tier": "gold"})
-    late = await plane.http.post("/v1/traces", content=_spans_body(trace_id, [root]),
-                                 headers=plane.auth("a"))
-    assert late.status_code == 200
-    await _settled(plane)
+    await _export_in_turn(plane, trace_id, children, [root])
 
     tree = await plane.http.get(f"/v1/sessions/{session}", headers=plane.auth("a"))
     assert tree.status_code == 200
@@ -187,17 +194,10 @@ async def test_spans_stored_before_their_session_span_inherit_its_metadata(
     children = [(os.urandom(8), root_id, {"session.id": session,
                                           "gen_ai.request.model": "gpt-4o"})
                 for _ in range(2)]
-    early = await plane.http.post("/v1/traces", content=_spans_body(trace_id, children),
-                                  headers=plane.auth("a"))
-    assert early.status_code == 200
-    await _settled(plane)
     root = (root_id, b"", {"session.id": session, "honeyhive_event_type": "session",
                            "honeyhive_metadata.tier": "gold",
                            "honeyhive_user_properties.plan": "team"})
-    late = await plane.http.post("/v1/traces", content=_spans_body(trace_id, [root]),
-                                 headers=plane.auth("a"))
-    assert late.status_code == 200
-    await _settled(plane)
+    await _export_in_turn(plane, trace_id, children, [root])
 
     tree = (await plane.http.get(f"/v1/sessions/{session}", headers=plane.auth("a"))).json()
     assert tree["event_count"] == 3
