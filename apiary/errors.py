@@ -10,9 +10,13 @@ event id, queue depth, ...) in ``context`` so that logs and error bodies can nam
     ├── RequestError                  the caller sent something wrong (4xx, never retryable)
     │   ├── MalformedPayload          400 body does not decode as the declared format
     │   ├── InvalidRequest            400 decodes, but a field is missing or wrong
+    │   │   └── OutboundUrlRefused    400 a URL the platform would call breaks the outbound
+    │   │                             policy (``apiary.outbound``): not https, or internal
     │   ├── AuthenticationFailed      401 no credentials, or credentials not recognised
-    │   │   └── MfaRequired           401 password right; a TOTP or recovery code is needed
+    │   │   ├── MfaRequired           401 password right; a TOTP or recovery code is needed
+    │   │   └── ReauthenticationRequired  401 needs a session that logged in recently
     │   ├── PermissionDenied          403 recognised, but not allowed to do this
+    │   │   └── EmailNotVerified      403 the account has not proven its email address yet
     │   ├── NotFound                  404 the addressed thing does not exist (for this tenant)
     │   ├── Conflict                  409 clashes with current state (duplicate name, last owner)
     │   ├── Gone                      410 existed, but expired or was used up (invitation, login)
@@ -90,7 +94,7 @@ class ApiaryError(Exception):
 # Context keys that may be echoed to API callers; everything else stays in logs.
 _PUBLIC_CONTEXT = frozenset(
     {"field", "limit", "size", "content_type", "retry_after", "project_id", "event_id",
-     "session_id", "rejected", "error_type", "line"}
+     "session_id", "rejected", "error_type", "line", "reason"}
 )
 
 
@@ -117,6 +121,16 @@ class InvalidRequest(RequestError):
     error_code = "invalid_request"
 
 
+class OutboundUrlRefused(InvalidRequest):
+    """A user-given URL the platform would call (a provider's ``api_base``, an OIDC issuer
+    or endpoint, a webhook) breaks the outbound-URL policy (``apiary.outbound``): it is not
+    https, carries credentials, or reaches a loopback, private, link-local or otherwise
+    non-public address that the operator has not allow-listed. ``context`` holds ``url``,
+    ``field`` and ``reason``."""
+
+    error_code = "outbound_url_refused"
+
+
 class AuthenticationFailed(RequestError):
     status = 401
     error_code = "unauthenticated"
@@ -127,11 +141,27 @@ class PermissionDenied(RequestError):
     error_code = "forbidden"
 
 
+class EmailNotVerified(PermissionDenied):
+    """The account has not proven its email address (a mailed link): until it does it owns
+    nothing (no organizations, no invitations, no tokens) and nothing links to it."""
+
+    error_code = "email_not_verified"
+
+
 class MfaRequired(AuthenticationFailed):
     """The password was right, but the account has TOTP enrolled: send a code too."""
 
     status = 401
     error_code = "mfa_required"
+
+
+class ReauthenticationRequired(AuthenticationFailed):
+    """Managing keys, members, roles or the organization needs a logged-in user's session
+    that authenticated within ``cp_recent_auth_s``: log in again (or
+    ``POST /v1/auth/reauthenticate``). API keys and tokens can never do it."""
+
+    status = 401
+    error_code = "reauthentication_required"
 
 
 class NotFound(RequestError):

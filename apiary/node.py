@@ -9,7 +9,14 @@ evaluator pool under its scaler (and a scaler of extra writers with ``APIARY_WRI
 data-plane Serve application, which trusts the control plane only through its JWKS and
 token exchange. When :meth:`ApiaryNode.start` returns, the API answers and
 ``<data-dir>/connection.json`` names its URL, a project API key, the project id and the
-admin account.
+admin account's email (never its password: that is shown once, when the account is
+created, and only a hash is kept).
+
+Files: everything under the data directory is owner-only (directory 0700, files 0600).
+Before anything is started the process umask becomes 0o077 (inherited by nats-server and a
+locally started Ray, whose workers host chDB and the writers), and a data directory left
+with looser modes is tightened, with a line in the start-up log saying how many paths
+changed (:mod:`apiary._private.files`).
 
 :meth:`ApiaryNode.stop` reverses it: the API stops taking requests, evaluators drain
 (publish the scores of the tasks they hold), writers drain (store and acknowledge what
@@ -24,6 +31,7 @@ import asyncio
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -36,7 +44,13 @@ from typing import IO, Any
 
 import httpx
 
-from apiary._private.bootstrap import Bootstrap, bootstrap_control_plane, write_connection
+from apiary._private.bootstrap import (
+    Bootstrap,
+    bootstrap_control_plane,
+    read_connection,
+    write_connection,
+)
+from apiary._private.files import private_dir, restrict_umask, tighten_tree, write_private
 from apiary._private.logs import configure_logging
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.queue import NatsServer, connect, describe_url, ensure_topology
@@ -44,11 +58,23 @@ from apiary.settings import ApiarySettings
 
 Progress = Callable[[str], None]
 NAMESPACE = "apiary"
+#: What Apiary keeps in a data directory (glob patterns): tightened at start. Anything else
+#: there is not Apiary's, and is left as it is.
+DATA_DIR_ENTRIES = (
+    "nats", "clickhouse", "objects", "cp.sqlite*", "dp.sqlite*", "*.key", ".*.key.*",
+    "connection.json", "state.json", "apiary.lock", ".*.tmp",
+)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Connection:
-    """How a client reaches this installation (also written to ``connection.json``)."""
+    """How a client reaches this installation (``connection.json`` holds all but
+    ``admin_password``).
+
+    ``admin_password`` is set only by the start that created the admin account, so that
+    ``apiary up`` can show it that once; it is never written anywhere.
+    """
 
     url: str
     api_key: str
@@ -99,6 +125,7 @@ class ApiaryNode:
         self.settings = settings
         self._progress = progress or (lambda _msg: None)
         self._lock_file: IO[str] | None = None
+        self._previous_umask: int | None = None
         self._nats: NatsServer | None = None
         self._nats_url: str | None = None
         self._started_ray = False
@@ -123,7 +150,10 @@ class ApiaryNode:
     def _start(self) -> Connection:
         s = self.settings
         configure_logging(s)
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before any server starts: everything they create inherits it.
+        self._previous_umask = restrict_umask()
+        self._tighten_data_dir()
+        private_dir(s.data_dir)
         self._lock()
         if _port_in_use(s.host, s.port):
             raise ConfigurationError(
@@ -181,6 +211,9 @@ class ApiaryNode:
 
         cp_url = s.control_plane_url or ""
         if self.bootstrap is not None:
+            if "admin_password" in read_connection(s.data_dir):
+                self._progress("removing the admin password an earlier version kept in "
+                               "connection.json")
             write_connection(s, self.bootstrap)
             connection = Connection(
                 s.base_url, self.bootstrap.api_key, self.bootstrap.project_id, cp_url,
@@ -192,8 +225,20 @@ class ApiaryNode:
         self.connection = connection
         return connection
 
+    def _tighten_data_dir(self) -> None:
+        """Take group and other permissions away from everything in the data directory
+        (an older version, a copy or an archive may have left them)."""
+        data_dir = self.settings.data_dir
+        changed = tighten_tree(data_dir, only=DATA_DIR_ENTRIES)
+        if changed:
+            message = (f"tightened the modes of {len(changed)} path(s) in {data_dir} that "
+                       "its group or others could access (now owner-only)")
+            log.warning(message, extra={"paths": [str(p) for p in changed[:20]]})
+            self._progress(message)
+
     def _lock(self) -> None:
-        lock = open(self.settings.data_dir / "apiary.lock", "w")  # noqa: SIM115 - held until stop
+        fd = os.open(self.settings.data_dir / "apiary.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        lock = os.fdopen(fd, "w")  # held until stop
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -202,6 +247,7 @@ class ApiaryNode:
                 f"another Apiary is running on {self.settings.data_dir}; stop it with "
                 "`apiary down` or choose another --data-dir"
             ) from None
+        lock.truncate(0)
         lock.write(str(os.getpid()))
         lock.flush()
         self._lock_file = lock
@@ -326,7 +372,7 @@ class ApiaryNode:
             "ray_address": self._ray_address(),
             "started_at": time.time(),
         }
-        (self.settings.data_dir / "state.json").write_text(json.dumps(state, indent=2))
+        write_private(self.settings.data_dir / "state.json", json.dumps(state, indent=2))
 
     @staticmethod
     def _ray_address() -> str:
@@ -408,6 +454,9 @@ class ApiaryNode:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+        if self._previous_umask is not None:
+            os.umask(self._previous_umask)
+            self._previous_umask = None
         if errors:
             self._progress("stopped with errors: " + "; ".join(errors))
 

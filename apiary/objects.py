@@ -8,11 +8,11 @@ returns once the object is durable (S3 acknowledged it; the local file is fsync'
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from apiary._private.files import private_dir, write_private
 from apiary.errors import InvalidRequest, StoreUnavailable
 from apiary.settings import ApiarySettings
 
@@ -42,13 +42,10 @@ class LocalObjectStore:
 
     def _put(self, key: str, data: bytes) -> str:
         path = self.root / _check_key(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        # Dead letters hold whole events: owner-only, whatever the writer's umask.
+        private_dir(self.root)
+        private_dir(path.parent)
+        write_private(path, data)
         return path.as_uri()
 
     async def put(self, key: str, data: bytes) -> str:

@@ -10,11 +10,13 @@ says how to fix it.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from apiary.errors import ConfigurationError
 
@@ -233,6 +235,17 @@ class ApiarySettings(BaseSettings):
         "<data-dir>/dp.sqlite. Default unset. Env APIARY_DP_DATABASE_URL.",
     )
 
+    # --- outbound calls to user-given URLs (apiary.outbound) ---------------------------
+    outbound_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Hosts (exact names) or IP networks (CIDRs, or single addresses) that "
+        "user-given URLs (LLM provider bases, OIDC issuers and their endpoints, webhooks) may "
+        "reach although they are loopback, private or link-local, comma-separated; they (and "
+        "names resolving only into listed networks) may also be called over http. "
+        "Everything else must be https to a public address. "
+        "Default empty. Env APIARY_OUTBOUND_ALLOWLIST.",
+    )
+
     # --- LLM proxy and human review (data plane) -------------------------------------
     dp_envelope_key: SecretStr | None = Field(
         default=None,
@@ -282,8 +295,8 @@ class ApiarySettings(BaseSettings):
     )
     cp_token_ttl_s: int = Field(
         default=300, ge=30, le=3600,
-        description="Lifetime of the access tokens the control plane signs for data planes. "
-        "Default 300 s (5 min). Env APIARY_CP_TOKEN_TTL_S.",
+        description="Lifetime of the access tokens the control plane signs (for data planes, "
+        "and for itself). Default 300 s (5 min). Env APIARY_CP_TOKEN_TTL_S.",
     )
     cp_jwks_cache_s: int = Field(
         default=300, ge=0, le=86_400,
@@ -296,6 +309,12 @@ class ApiarySettings(BaseSettings):
         description="Lifetime of a user's login session. Default 604800 s (7 days). "
         "Env APIARY_CP_SESSION_TTL_S.",
     )
+    cp_recent_auth_s: int = Field(
+        default=900, ge=30, le=86_400,
+        description="How recently a session must have authenticated (logged in or "
+        "re-authenticated) to manage API keys, members, roles, SSO providers or the "
+        "organization. Default 900 s (15 min). Env APIARY_CP_RECENT_AUTH_S.",
+    )
     cp_signup_enabled: bool = Field(
         default=True,
         description="Whether anyone may create an account with email and password (invited "
@@ -307,18 +326,94 @@ class ApiarySettings(BaseSettings):
     )
     cp_login_max_failures: int = Field(
         default=5, ge=1,
-        description="Failed logins (wrong password or code) after which an account is locked "
-        "for APIARY_CP_LOGIN_LOCKOUT_S. Default 5. Env APIARY_CP_LOGIN_MAX_FAILURES.",
+        description="Wrong passwords one client address may try on one account before that "
+        "pair backs off exponentially (1 s, 2 s, 4 s, ... up to APIARY_CP_LOGIN_LOCKOUT_S); "
+        "other addresses, and the right password from them, are not affected. Default 5. "
+        "Env APIARY_CP_LOGIN_MAX_FAILURES.",
     )
     cp_login_lockout_s: int = Field(
         default=900, ge=1,
-        description="How long an account stays locked after too many failed logins, and the "
-        "window in which failures are counted. Default 900 s. Env APIARY_CP_LOGIN_LOCKOUT_S.",
+        description="Longest back-off of one client address on one account, and how long "
+        "its failures are remembered. Default 900 s. Env APIARY_CP_LOGIN_LOCKOUT_S.",
+    )
+    cp_login_account_backoff_max_s: float = Field(
+        default=5.0, ge=0,
+        description="Longest wait the account-wide back-off imposes between wrong passwords "
+        "on one account from all addresses together (it grows slowly after 20 failures); "
+        "seconds, never a lockout. Default 5 s. Env APIARY_CP_LOGIN_ACCOUNT_BACKOFF_MAX_S.",
+    )
+    cp_auth_ip_per_min: int = Field(
+        default=30, ge=1,
+        description="Credential checks (login, sign-up, password change, TOTP, SSO second "
+        "factor) one client address may make per minute, all at once at most; beyond it 429 "
+        "with Retry-After. Default 30. Env APIARY_CP_AUTH_IP_PER_MIN.",
+    )
+    cp_auth_ip_max_failures: int = Field(
+        default=20, ge=1,
+        description="Wrong passwords one client address may send across all accounts "
+        "(credential stuffing, password spraying) at once; beyond that it is held to that many "
+        "per hour (429 with Retry-After). Default 20. Env APIARY_CP_AUTH_IP_MAX_FAILURES.",
+    )
+    cp_session_token_per_min: int = Field(
+        default=60, ge=1,
+        description="Data-plane tokens one user, and one client address, may get by "
+        "exchanging a session per minute. Default 60. Env APIARY_CP_SESSION_TOKEN_PER_MIN.",
+    )
+    cp_totp_max_failures: int = Field(
+        default=5, ge=1,
+        description="Wrong TOTP or recovery codes (at login, SSO, enrolment, disabling) one "
+        "account may send within APIARY_CP_TOTP_WINDOW_S; then 429 for the window, doubling "
+        "at each repetition up to 1 hour. Default 5. Env APIARY_CP_TOTP_MAX_FAILURES.",
+    )
+    cp_totp_window_s: int = Field(
+        default=300, ge=1,
+        description="Window of APIARY_CP_TOTP_MAX_FAILURES, and the first TOTP back-off. "
+        "Default 300 s. Env APIARY_CP_TOTP_WINDOW_S.",
+    )
+    cp_max_concurrent_password_hashes: int = Field(
+        default_factory=lambda: min(8, 2 * (os.cpu_count() or 1)), ge=1,
+        description="Password hashes (argon2id, 64 MiB each) one control-plane process "
+        "computes at once; a request that finds no slot within "
+        "APIARY_CP_PASSWORD_HASH_WAIT_S gets 503 with Retry-After. Default 2 x CPUs, at "
+        "most 8. Env APIARY_CP_MAX_CONCURRENT_PASSWORD_HASHES.",
+    )
+    cp_password_hash_wait_s: float = Field(
+        default=2.0, ge=0,
+        description="How long a login waits for a password-hash slot. Default 2 s. "
+        "Env APIARY_CP_PASSWORD_HASH_WAIT_S.",
+    )
+    cp_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Networks (CIDRs or addresses, comma-separated) of reverse proxies whose "
+        "X-Forwarded-For names the client address the control plane throttles by; from any "
+        "other peer the header is ignored. Empty: the socket peer is the client. `apiary up`'s "
+        "HAProxy passes a client's X-Forwarded-For through unchanged, so never list it unless "
+        "a proxy that appends the real address stands in front of it. Default empty. "
+        "Env APIARY_CP_TRUSTED_PROXIES.",
     )
     cp_invitation_ttl_s: int = Field(
         default=7 * 86_400, ge=60,
         description="How long an invitation can be accepted. Default 604800 s (7 days). "
         "Env APIARY_CP_INVITATION_TTL_S.",
+    )
+    cp_email_verification_ttl_s: int = Field(
+        default=86_400, ge=60,
+        description="How long a mailed email-verification link (sign-up, email change) can "
+        "be used; each link works once. Default 86400 s (1 day). "
+        "Env APIARY_CP_EMAIL_VERIFICATION_TTL_S.",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="SMTP server that sends verification and invitation mail: "
+        "'smtp://host:port' (plain), 'smtp+starttls://user:pass@host:port' or "
+        "'smtps://user:pass@host:port' (TLS). Unset: no mail is sent; the log says a "
+        "verification is pending and `apiary users verify-link EMAIL` prints the link. "
+        "Default unset. Env APIARY_SMTP_URL.",
+    )
+    smtp_from: str = Field(
+        default="Apiary <apiary@localhost>", min_length=3, max_length=320,
+        description="From address of the mail Apiary sends. Default 'Apiary "
+        "<apiary@localhost>'. Env APIARY_SMTP_FROM.",
     )
     cp_key_last_used_resolution_s: int = Field(
         default=60, ge=1,
@@ -505,6 +600,49 @@ class ApiarySettings(BaseSettings):
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("outbound_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: object) -> object:
+        # The environment gives one comma-separated string; code may pass a sequence.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            return value
+        entries: list[str] = []
+        for item in items:
+            entry = str(item).strip().lower().rstrip(".")
+            if not entry:
+                continue
+            if "/" in entry or ":" in entry or entry.replace(".", "").isdigit():
+                try:
+                    ipaddress.ip_network(entry.strip("[]"), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{item!r} is neither a host name nor an IP network such as "
+                        "'10.0.0.0/8' or '127.0.0.1'"
+                    ) from None
+            entries.append(entry)
+        return tuple(entries)
+
+    @field_validator("cp_trusted_proxies", mode="before")
+    @classmethod
+    def _split_trusted_proxies(cls, value: object) -> object:
+        # The environment gives one comma-separated string; code may pass a sequence.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            return value
+        networks: list[str] = []
+        for item in items:
+            entry = str(item).strip()
+            if not entry:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip("[]"), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP network such as '10.0.0.0/8' or '127.0.0.1'"
+                ) from None
+        return tuple(networks)
+
     @field_validator("clickhouse_url")
     @classmethod
     def _http_clickhouse(cls, value: str | None) -> str | None:
@@ -554,6 +692,18 @@ class ApiarySettings(BaseSettings):
                 "APIARY_EVALUATOR_JUDGE_URL to use this data plane's LLM proxy"
             )
         return value.rstrip("/") if value is not None else None
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("smtp://", "smtps://", "smtp+starttls://")
+        ):
+            raise ValueError(
+                "must be an smtp://, smtp+starttls:// or smtps:// URL; unset APIARY_SMTP_URL "
+                "to print verification links with `apiary users verify-link`"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

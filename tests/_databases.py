@@ -40,7 +40,9 @@ class SchemaDatabases:
             return f"sqlite:///{target}"
         server: str = request.getfixturevalue("postgres")
         if self._postgres_template is None:
-            name = f"{self.prefix}_template"
+            # Numbered: a directory whose conftest re-exports this fixture (tests/security)
+            # gets a second session-wide instance, which must not reuse the name.
+            name = f"{self.prefix}_template_{next(_counter)}"
             self._upgrade(postgres_database(server, name))
             self._postgres_template = name
         return postgres_database(server, f"{self.prefix}_test_{next(_counter)}",

@@ -38,10 +38,15 @@ from apiary.store import EventStore
 
 @dataclass(frozen=True)
 class KeySpec:
+    """A key's tenant and permissions. ``workspace_permissions`` are those it holds on the
+    workspace itself (``Principal.workspace_permissions``); None: a workspace key
+    (``project_id`` empty) holds its permissions there, a project key nothing."""
+
     project_id: str
     permissions: tuple[Permission, ...]
     workspace_id: str = "ws-1"
     org_id: str = "org-1"
+    workspace_permissions: tuple[Permission, ...] | None = None
 
 
 @dataclass
@@ -130,9 +135,12 @@ async def open_plane(nats_server: NatsServer, store: EventStore, data_dir: Path,
     stored: list[StoredKey] = []
     for name, spec in keys.items():
         key = mint_api_key()
+        on_workspace = (spec.workspace_permissions if spec.workspace_permissions is not None
+                        else () if spec.project_id else spec.permissions)
         principal = Principal(subject=f"key:{key.key_id}", org_id=spec.org_id,
                               workspace_id=spec.workspace_id, project_id=spec.project_id,
-                              permissions=frozenset(spec.permissions))
+                              permissions=frozenset(spec.permissions),
+                              workspace_permissions=frozenset(on_workspace))
         values[name] = key.value
         subjects[name] = principal.subject
         stored.append(StoredKey(key.key_id, key.secret_hash, principal))

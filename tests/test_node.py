@@ -18,12 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
+from _accounts import verify_email
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from apiary._private.files import loose_paths
 from apiary.node import ApiaryNode, Connection, process_alive
 from apiary.settings import ApiarySettings
 
@@ -79,8 +81,15 @@ def test_up_writes_connection_json(node: ApiaryNode, data_dir: Path) -> None:
     assert connection["project_id"] == node.connection.project_id
     assert connection["control_plane_url"] == f"{node.settings.base_url}/cp"
     assert connection["admin_email"] == "admin@apiary.local"
-    assert len(connection["admin_password"]) >= 16
+    # The admin's password is shown once (the start that created the account returns it)
+    # and written nowhere.
+    assert "admin_password" not in connection
+    assert node.connection.admin_password is not None
+    assert len(node.connection.admin_password) >= 16
     assert (data_dir / "connection.json").stat().st_mode & 0o077 == 0
+    # Everything in the data directory is owner-only (apiary._private.files).
+    assert loose_paths(data_dir) == []
+    assert data_dir.stat().st_mode & 0o777 == 0o700
     # The control plane keeps hashes only: the key is nowhere in its database.
     secret = connection["api_key"].rsplit("_", 1)[1].encode()
     assert secret not in (data_dir / "cp.sqlite").read_bytes()
@@ -180,6 +189,8 @@ def test_a_new_user_signs_up_enrols_totp_and_ingests_into_their_own_project(
                                                     "password": "correct horse battery 9"})
         assert signup.status_code == 201, signup.text
         session = {"authorization": f"Bearer {signup.json()['session_token']}"}
+        # No SMTP on this node: the operator prints the link, the user opens it.
+        verify_email(node.settings, cp, "ada@example.com")
         enrol = http.post("/v1/me/totp", headers=session)
         assert enrol.status_code == 201, enrol.text
         totp = pyotp.TOTP(enrol.json()["secret"])
@@ -250,6 +261,7 @@ def test_restart_on_the_same_data_dir_keeps_every_event(node: ApiaryNode, data_d
         second = again.start()
         assert second.api_key == connection.api_key
         assert second.project_id == connection.project_id
+        assert second.admin_password is None  # shown when created, never again
         assert _export(second, {"limit": 1})["totalEvents"] == before
     finally:
         again.stop()

@@ -6,18 +6,22 @@ token audience. Later starts reuse all of it (the project id stays, so events wr
 before a restart stay visible), and reuse the key recorded in ``connection.json`` while the
 control plane still knows it as active; otherwise a new key is minted.
 
-``connection.json`` (mode 0600) is the one place the key and the admin's initial password
-are written; the control plane keeps only their hashes.
+``connection.json`` (mode 0600) holds the URL, the key, the project id and the admin's
+email; the control plane keeps only the key's hash. The admin's password is generated when
+the account is created, returned in :attr:`Bootstrap.admin_password` of that one start so
+that ``apiary up`` can show it once, and written nowhere: a forgotten one is replaced with
+``apiary users reset-password admin@apiary.local``. An ``admin_password`` left in
+``connection.json`` by an earlier version is dropped the next time it is written.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apiary._private.files import write_private
 from apiary.settings import ApiarySettings
 
 ADMIN_EMAIL = "admin@apiary.local"
@@ -25,19 +29,13 @@ ADMIN_EMAIL = "admin@apiary.local"
 
 @dataclass(frozen=True)
 class Bootstrap:
+    """The bootstrap tenant. ``admin_password`` is set only when this start created the
+    admin account (shown once, stored nowhere)."""
+
     project_id: str
     api_key: str
     admin_email: str
     admin_password: str | None
-
-
-def _write_private(path: Path, doc: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_connection(data_dir: Path) -> dict[str, Any]:
@@ -78,11 +76,15 @@ def bootstrap_control_plane(settings: ApiarySettings) -> Bootstrap:
             permissions=sorted(p.value for p in KEY_GRANTABLE),
         )
         api_key = minted["api_key"]
-    password = first.get("admin_password") or previous.get("admin_password")
+    # Only a password this call generated: one an older version kept in connection.json
+    # is not carried forward (the file is rewritten without it).
+    password = first.get("admin_password")
     return Bootstrap(project_id, str(api_key), ADMIN_EMAIL, password)
 
 
 def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
+    """Write ``connection.json`` (mode 0600): URL, API key, project id, control plane URL
+    and admin email. Never the admin password."""
     path = settings.data_dir / "connection.json"
     doc: dict[str, object] = {
         "url": settings.base_url,
@@ -91,7 +93,5 @@ def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
         "control_plane_url": settings.control_plane_url,
         "admin_email": bootstrap.admin_email,
     }
-    if bootstrap.admin_password:
-        doc["admin_password"] = bootstrap.admin_password
-    _write_private(path, doc)
+    write_private(path, json.dumps(doc, indent=2) + "\n")
     return path

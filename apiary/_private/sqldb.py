@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from apiary._private.files import private_dir, private_file
 from apiary.errors import ConfigurationError, StoreUnavailable
 
 # Alembic's runtime context is process-global: two schemas migrating at once in one process
@@ -82,7 +83,12 @@ def open_engine(url: str, *, what: str, **kwargs: Any) -> Engine:
     if parsed.drivername == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise ConfigurationError(f"{what} on SQLite needs a file: sqlite:///path/{what}.sqlite")
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database)
+        if not path.parent.exists():
+            private_dir(path.parent)
+        # Created owner-only before SQLite opens it: its -wal and -shm files take the
+        # main file's mode, and the databases hold password hashes and sealed keys.
+        private_file(path)
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
         )

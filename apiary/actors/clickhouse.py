@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from apiary._private.files import private_dir, restrict_umask
 from apiary.event import EventPatch, Tenant
 from apiary.settings import ApiarySettings
 from apiary.store import EventStore, open_driver
@@ -45,7 +46,11 @@ _METHODS = frozenset({
 def open_event_store(settings: ApiarySettings) -> EventStore:
     path = None if settings.clickhouse_url else settings.data_dir / "clickhouse"
     if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
+        # chDB writes parts for as long as this process lives, with this process's umask:
+        # owner-only, even when the process was not started by `apiary up` (a joined or
+        # pre-started Ray).
+        restrict_umask()
+        private_dir(path)
     driver = open_driver(
         url=settings.clickhouse_url, path=path, database=settings.clickhouse_database
     )

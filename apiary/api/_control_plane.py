@@ -2,10 +2,16 @@
 
 Prompt templates and evaluator definitions are control-plane configuration (DESIGN.md):
 the data plane never stores them. It serves them by calling the control plane's project
-API (``/v1/projects/{project_id}/prompts|evaluators...``) **with the caller's own
-credential** (the API key or access token of the request), so the control plane
-authenticates the caller and checks its permission itself; the data plane adds no
-privilege of its own and holds no control-plane secret.
+API (``/v1/projects/{project_id}/prompts|evaluators...``) **with the caller's own API
+key**, so the control plane authenticates the caller and checks its permission itself; the
+data plane adds no privilege of its own and holds no control-plane secret.
+
+- A caller holding a *token* gets 403 before anything is sent: the token was minted for
+  this data plane, the control plane refuses every token not minted for it (so a token a
+  data plane sees can never act on the control plane), and a data plane must not be able to
+  turn its callers' tokens into control-plane credentials. Such a caller reads and changes
+  configuration at the control plane itself (with a session or a control-plane token), or
+  here with an API key.
 
 - The URL is the configured one only (``APIARY_CONTROL_PLANE_URL``, else the control plane
   ``apiary up`` runs at ``<base URL>/cp``); ids from callers go into paths only after
@@ -23,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from apiary.auth import looks_like_jwt
 from apiary.errors import (
     ApiaryError,
     AuthenticationFailed,
@@ -76,7 +83,15 @@ class ControlPlaneClient:
     async def request(self, method: str, path: str, credential: str, *,
                       json: Any = None, params: dict[str, str] | None = None) -> Any:
         """Call ``path`` (under the base URL) as the caller; the decoded JSON answer
-        (None for 204), or the error the answer means (module docstring)."""
+        (None for 204), or the error the answer means (module docstring). A token as
+        ``credential`` is refused (403) without a request: only API keys are forwarded."""
+        if looks_like_jwt(credential):
+            raise PermissionDenied(
+                "configuration (prompt templates, evaluators) is held by the control plane, "
+                "which does not accept tokens minted for a data plane: call this endpoint "
+                "with an API key, or use the control plane's API "
+                "(/v1/projects/{project_id}/prompts or /evaluators) with a session or a "
+                "control-plane token")
         if self._client is None:
             self._client = httpx.AsyncClient()
         url = self.base_url + path

@@ -2,7 +2,8 @@
 
 A configuration is a control-plane prompt template; this data plane never stores one. Each
 call goes to the control plane's prompt API through the trusted seam
-(:mod:`apiary.api._control_plane`) with the caller's own credential; the control plane
+(:mod:`apiary.api._control_plane`) with the caller's own API key (a token is refused with
+403: the control plane accepts no token minted for a data plane); the control plane
 authorizes it (``prompts:read`` / ``prompts:write``, checked here first too).
 
 Mapping (HoneyHive ``ConfigurationItem`` ⇄ prompt template and its latest version):

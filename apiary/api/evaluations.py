@@ -4,12 +4,15 @@
   version of a metric (:mod:`apiary.evaluation.requests`). Answers once every task is on
   the ``evaluation`` stream (durable); the scores follow as the evaluators work, as
   updates of the events (``metrics.<name>``, ``metrics.<name>_explanation``). Needs
-  ``events:read``, ``events:write`` and ``evaluators:read``; the metric is read from the
-  control plane with the caller's credential.
+  ``events:read``, ``events:write`` and ``evaluators:read``, and ``proxy:use`` for an LLM
+  metric (its judge spends the workspace's provider key; 403 otherwise); the metric is
+  read from the control plane with the caller's credential.
 - ``GET /v1/evaluations/online``: the metrics this data plane runs on the project's new
   events (its copy, :mod:`apiary.evaluation.definitions`).
 - ``POST /v1/evaluations/online/refresh``: read them again from the control plane (after
   a change made there directly; changes made through ``/v1/metrics`` refresh it already).
+  A caller without ``proxy:use`` deploys no new LLM judge: those are listed in
+  ``withheld`` and keep running only in the version already deployed, if any.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from apiary.api._common import ERRORS, credential_of, in_transaction, project_pr
 from apiary.api._context import DataPlaneContext, context_of
 from apiary.auth import Permission, Principal
 from apiary.dpdb import runs as run_ops
-from apiary.errors import ApiaryError, InvalidRequest
+from apiary.errors import ApiaryError, InvalidRequest, PermissionDenied
 from apiary.evaluation.definitions import DefinitionStore, refresh_project
-from apiary.evaluation.metrics import AUTO_KINDS, MetricSpec, spec_of
+from apiary.evaluation.metrics import AUTO_KINDS, JUDGE_KIND, MetricSpec, spec_of
 from apiary.evaluation.publish import TaskPublisher
 from apiary.evaluation.requests import MAX_REQUEST_EVENTS, request_tasks, select_events
 from apiary.event import Tenant
@@ -63,6 +66,18 @@ class EvaluationQueued(BaseModel):
 class OnlineMetrics(BaseModel):
     project_id: str
     metrics: list[dict[str, Any]]
+    withheld: list[dict[str, Any]] = Field(
+        default_factory=list, description="LLM judges defined at the control plane that "
+        "this refresh did not deploy, because its caller lacks proxy:use")
+
+
+def require_judge_permission(principal: Principal, kind: str) -> None:
+    """403 unless ``principal`` may spend the workspace's provider key when ``kind`` is an
+    LLM judge: defining, deploying or running one needs ``proxy:use``."""
+    if kind == JUDGE_KIND and Permission.PROXY_USE not in principal.permissions:
+        raise PermissionDenied(
+            "an LLM-judge metric spends the workspace's provider key: defining, deploying "
+            "or running one needs proxy:use", project_id=principal.project_id or None)
 
 
 def _tenant(principal: Principal) -> Tenant:
@@ -92,6 +107,7 @@ async def create_evaluation(request: Request, body: EvaluationRequest) -> dict[s
     if metric["kind"] not in AUTO_KINDS:
         raise InvalidRequest(f"{metric['kind']} metrics are scored by reviewers, not "
                              "automatically", field="metric_id")
+    require_judge_permission(principal, metric["kind"])
     run: tuple[str, list[str]] | None = None
     if body.run_id is not None:
         run_id = body.run_id
@@ -116,22 +132,30 @@ async def create_evaluation(request: Request, body: EvaluationRequest) -> dict[s
 
 
 async def refresh_online(context: DataPlaneContext, credential: str,
-                         project_id: str) -> list[MetricSpec]:
+                         principal: Principal) -> tuple[list[MetricSpec], list[MetricSpec]]:
     """Re-read the project's evaluators from the control plane (as the caller) and store
-    the online ones where the writers read them."""
+    the online ones where the writers read them; ``(stored, withheld)``. New LLM judges
+    are withheld unless ``principal`` holds ``proxy:use``."""
+    project_id = principal.project_id
     evaluators = await context.control_plane.list_evaluators(credential, project_id)
-    return await refresh_project(context.js, context.settings, evaluators, project_id)
+    stored, withheld = await refresh_project(
+        context.js, context.settings, evaluators, project_id,
+        may_spend=Permission.PROXY_USE in principal.permissions)
+    if withheld:
+        log.info("online LLM judges withheld: the caller lacks proxy:use",
+                 extra={"project_id": project_id, "metrics": [s["id"] for s in withheld]})
+    return stored, withheld
 
 
 async def refresh_online_quietly(context: DataPlaneContext, credential: str,
-                                 project_id: str) -> None:
+                                 principal: Principal) -> None:
     """:func:`refresh_online` after a metric change the caller already made: a failure
     is logged (the change stands; ``/v1/evaluations/online/refresh`` retries it)."""
     try:
-        await refresh_online(context, credential, project_id)
+        await refresh_online(context, credential, principal)
     except (ApiaryError, OSError) as exc:
-        log.warning("online evaluators not refreshed", extra={"project_id": project_id,
-                                                              "error": str(exc)})
+        log.warning("online evaluators not refreshed",
+                    extra={"project_id": principal.project_id, "error": str(exc)})
 
 
 @router.get("/v1/evaluations/online", response_model=OnlineMetrics, responses=ERRORS,
@@ -150,8 +174,10 @@ async def online_metrics(request: Request) -> dict[str, Any]:
 async def refresh_online_metrics(request: Request) -> dict[str, Any]:
     context = context_of(request)
     principal = await project_principal(context, request, Permission.EVALUATORS_READ)
-    specs = await refresh_online(context, credential_of(request), principal.project_id)
-    return {"project_id": principal.project_id, "metrics": [dict(s) for s in specs]}
+    specs, withheld = await refresh_online(context, credential_of(request), principal)
+    return {"project_id": principal.project_id, "metrics": [dict(s) for s in specs],
+            "withheld": [{"id": s["id"], "name": s["name"], "version": s["version"]}
+                         for s in withheld]}
 
 
-__all__ = ["refresh_online", "refresh_online_quietly", "router"]
+__all__ = ["refresh_online", "refresh_online_quietly", "require_judge_permission", "router"]

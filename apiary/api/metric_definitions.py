@@ -7,7 +7,8 @@ range, sampling percentage, event filters, immutable numbered versions and a dep
 one), and one control plane serves many data planes, which must all run the same
 definitions. So this data plane stores none: each call goes to the control plane's
 evaluator API through the trusted seam (:mod:`apiary.api._control_plane`) with the
-caller's own credential, and the control plane authorizes it (``evaluators:read`` /
+caller's own API key (a token is refused with 403: the control plane accepts no token
+minted for a data plane), and the control plane authorizes it (``evaluators:read`` /
 ``evaluators:write``, checked here first too). The cost — a control-plane round trip per
 call and no metric API while the control plane is down (503) — is acceptable for
 configuration; the evaluation service of a later issue will receive definitions by the
@@ -25,6 +26,8 @@ Mapping (HoneyHive ``MetricItem`` ⇄ control-plane evaluator and its versions):
   ``full_sha`` is the SHA-256 of the version's content. Creating deploys version 1; a
   ``PUT`` that changes the definition adds a version and deploys it; ``POST .../versions``
   adds one (deployed only with ``deploy_immediately``).
+- An LLM metric's judge spends the workspace's provider key: creating, changing, adding a
+  version to or deploying one also needs ``proxy:use`` (403); deleting one does not.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from starlette.requests import Request
 
 from apiary.api._common import ERRORS, credential_of, project_principal
 from apiary.api._context import context_of
-from apiary.api.evaluations import refresh_online_quietly
+from apiary.api.evaluations import refresh_online_quietly, require_judge_permission
 from apiary.api.schemas_config import (
     LegacyMetricUpdate,
     MetricCreate,
@@ -228,6 +231,7 @@ async def create_metric(request: Request, body: MetricCreate) -> dict[str, Any]:
     context = context_of(request)
     principal = await project_principal(context, request, WRITE)
     kind = _kind(body.type)
+    require_judge_permission(principal, kind)
     fields = body.model_dump(exclude_none=True)
     version = _version_body(kind, fields, "created")
     credential, cp = credential_of(request), context.control_plane
@@ -238,7 +242,7 @@ async def create_metric(request: Request, body: MetricCreate) -> dict[str, Any]:
     if not enabled:
         await cp.update_evaluator(credential, principal.project_id, created["id"],
                                   {"enabled": False})
-    await refresh_online_quietly(context, credential, principal.project_id)
+    await refresh_online_quietly(context, credential, principal)
     return {"inserted": True, "metric_id": created["id"]}
 
 
@@ -247,6 +251,7 @@ async def _update(request: Request, metric_id: str, body: MetricUpdate) -> dict[
     principal = await project_principal(context, request, WRITE)
     credential, cp, project = credential_of(request), context.control_plane, principal.project_id
     evaluator = await cp.get_evaluator(credential, project, metric_id)
+    require_judge_permission(principal, evaluator["type"])
     if body.type is not None and _kind(body.type) != evaluator["type"]:
         raise InvalidRequest("a metric's type cannot change; create another metric",
                              field="type")
@@ -268,7 +273,7 @@ async def _update(request: Request, metric_id: str, body: MetricUpdate) -> dict[
         await cp.deploy_evaluator(credential, project, metric_id, added["version"])
     if patch:
         await cp.update_evaluator(credential, project, metric_id, patch)
-    await refresh_online_quietly(context, credential, project)
+    await refresh_online_quietly(context, credential, principal)
     return {"updated": True}
 
 
@@ -290,7 +295,7 @@ async def _delete(request: Request, metric_id: str) -> dict[str, Any]:
     principal = await project_principal(context, request, WRITE)
     await context.control_plane.delete_evaluator(credential_of(request), principal.project_id,
                                                  metric_id)
-    await refresh_online_quietly(context, credential_of(request), principal.project_id)
+    await refresh_online_quietly(context, credential_of(request), principal)
     return {"deleted": True}
 
 
@@ -337,6 +342,7 @@ async def create_metric_version(request: Request, metric_id: str, body: MetricVe
     principal = await project_principal(context, request, WRITE)
     credential, cp, project = credential_of(request), context.control_plane, principal.project_id
     evaluator = await cp.get_evaluator(credential, project, metric_id)
+    require_judge_permission(principal, evaluator["type"])
     if _kind(body.content.type) != evaluator["type"]:
         raise InvalidRequest("a version cannot change the metric's type", field="content.type")
     if body.content.name != evaluator["name"]:
@@ -357,13 +363,16 @@ async def _deploy(request: Request, metric_id: str, number: int) -> dict[str, An
     context = context_of(request)
     principal = await project_principal(context, request, WRITE)
     credential, cp, project = credential_of(request), context.control_plane, principal.project_id
+    if Permission.PROXY_USE not in principal.permissions:  # only then is the type needed
+        evaluator = await cp.get_evaluator(credential, project, metric_id)
+        require_judge_permission(principal, evaluator["type"])
     evaluator = await cp.deploy_evaluator(credential, project, metric_id, number)
     version = next(v for v in evaluator["versions"] if v["version"] == number)
     enabled = (version.get("model_params") or {}).get("enabled_in_prod")
     if enabled is not None and bool(enabled) != evaluator["enabled"]:
         evaluator = await cp.update_evaluator(credential, project, metric_id,
                                               {"enabled": bool(enabled)})
-    await refresh_online_quietly(context, credential, project)
+    await refresh_online_quietly(context, credential, principal)
     return {"success": True, "data": version_out(evaluator, version)}
 
 

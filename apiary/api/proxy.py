@@ -6,9 +6,15 @@ provider credentials.
   with ``x-apiary-event-id`` naming the model event the call is traced as. Optional
   headers place that event: ``x-apiary-session-id``, ``x-apiary-parent-id``,
   ``x-apiary-event-name``, ``x-apiary-source``. Errors: :mod:`apiary.proxy.errors`.
-- ``/v1/proxy/credentials`` (``proxy:manage``; listing also with ``proxy:use``): create,
-  list, rotate and delete the provider keys of the caller's workspace. Keys are write-only:
-  no answer ever contains one (:mod:`apiary.proxy.credentials`).
+- ``/v1/proxy/credentials``: create, list, rotate and delete the provider keys of the
+  caller's workspace. A credential is shared by every project of the workspace, so creating,
+  changing and deleting one needs ``proxy:manage`` *on the workspace*
+  (``Principal.workspace_permissions``: a workspace admin's token or a workspace key), never
+  just on a project (403); listing needs ``proxy:manage`` or ``proxy:use`` (keys masked).
+  Keys are write-only: no answer ever contains one (:mod:`apiary.proxy.credentials`).
+  ``api_base`` must pass the outbound-URL policy (:mod:`apiary.outbound`, 400
+  ``outbound_url_refused``) and can only change together with ``api_key`` (400, field
+  ``api_key``).
 
 The proxy of a replica (:func:`proxy_of`) is built on first use and shares the replica's
 NATS connection (LiteLLM is imported, in a worker thread, by the replica's first proxy
@@ -41,7 +47,9 @@ from apiary.api.schemas_proxy import (
 )
 from apiary.auth import Permission, Principal, bearer_credential
 from apiary.errors import InvalidRequest, PermissionDenied
+from apiary.outbound import OutboundPolicy
 from apiary.proxy import credentials as vault
+from apiary.proxy._egress import UNGUARDED_PROVIDERS
 from apiary.proxy._litellm import known_providers, warm_up
 from apiary.proxy.envelope import Envelope, envelope_from_settings
 from apiary.proxy.request import ChatCompletionRequest
@@ -71,7 +79,8 @@ def proxy_of(context: DataPlaneContext) -> ChatProxy:
     if proxy is None:
         proxy = _proxies.setdefault(context, ChatProxy(
             database=lambda: context.dpdb, envelope=lambda: envelope_of(context),
-            sink=TraceSink(context.publisher), timeout_s=context.settings.proxy_timeout_s))
+            sink=TraceSink(context.publisher), timeout_s=context.settings.proxy_timeout_s,
+            outbound=OutboundPolicy.from_settings(context.settings)))
     return proxy
 
 
@@ -141,6 +150,17 @@ def _workspace(principal: Principal) -> vault.Workspace:
     return vault.Workspace(principal.org_id, principal.workspace_id)
 
 
+async def _workspace_manager(context: DataPlaneContext, request: Request) -> Principal:
+    """The caller, holding ``proxy:manage`` on its workspace itself (403 otherwise)."""
+    principal = await context.principal(request, Permission.PROXY_MANAGE)
+    if Permission.PROXY_MANAGE not in principal.workspace_permissions:
+        raise PermissionDenied(
+            "provider credentials are shared by every project of the workspace: changing "
+            "them needs proxy:manage on the workspace, not only on a project",
+            project_id=principal.project_id or None)
+    return principal
+
+
 async def _listing_principal(context: DataPlaneContext, request: Request) -> Principal:
     principal = await context.authenticator.authenticate(
         bearer_credential(request.headers.get("authorization")))
@@ -154,6 +174,9 @@ def _check_known(provider: str) -> str:
     if name not in known_providers():
         raise InvalidRequest(f"unknown provider {name!r}: use a LiteLLM provider name such as "
                              "'openai' or 'anthropic'", field="provider")
+    if name in UNGUARDED_PROVIDERS:
+        raise InvalidRequest(f"provider {name!r} is not supported: its connections cannot be "
+                             "checked against the outbound-URL policy", field="provider")
     return name
 
 
@@ -161,14 +184,15 @@ def _check_known(provider: str) -> str:
              responses=ERRORS, summary="Store a provider key for the caller's workspace")
 async def create_credential(request: Request, body: CredentialCreate) -> dict[str, Any]:
     context = context_of(request)
-    principal = await context.principal(request, Permission.PROXY_MANAGE)
+    principal = await _workspace_manager(context, request)
     await warm_up()
     provider = await asyncio.to_thread(_check_known, body.provider)
     envelope = envelope_of(context)
+    outbound = OutboundPolicy.from_settings(context.settings)
 
     def work(db: Session) -> dict[str, Any]:
         credential = vault.create_credential(
-            db, envelope, _workspace(principal), provider=provider,
+            db, envelope, _workspace(principal), provider=provider, outbound=outbound,
             api_key=body.api_key.get_secret_value(), api_base=body.api_base,
             api_version=body.api_version, name=body.name, created_by=principal.subject)
         return vault.describe(credential)
@@ -194,15 +218,16 @@ async def list_credentials(request: Request) -> dict[str, Any]:
 async def update_credential(request: Request, credential_id: PathId,
                             body: CredentialUpdate) -> dict[str, Any]:
     context = context_of(request)
-    principal = await context.principal(request, Permission.PROXY_MANAGE)
+    principal = await _workspace_manager(context, request)
     changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     if changes.get("api_key") is not None:
         changes["api_key"] = body.api_key.get_secret_value() if body.api_key else None
     envelope = envelope_of(context)
+    outbound = OutboundPolicy.from_settings(context.settings)
 
     def work(db: Session) -> dict[str, Any]:
         credential = vault.get_credential(db, _workspace(principal), credential_id)
-        vault.update_credential(db, envelope, credential, changes=changes)
+        vault.update_credential(db, envelope, credential, changes=changes, outbound=outbound)
         return vault.describe(credential)
 
     return await in_transaction(context, work)
@@ -212,7 +237,7 @@ async def update_credential(request: Request, credential_id: PathId,
                responses=ERRORS, summary="Delete a provider credential")
 async def delete_credential(request: Request, credential_id: PathId) -> dict[str, Any]:
     context = context_of(request)
-    principal = await context.principal(request, Permission.PROXY_MANAGE)
+    principal = await _workspace_manager(context, request)
 
     def work(db: Session) -> dict[str, Any]:
         credential = vault.get_credential(db, _workspace(principal), credential_id)

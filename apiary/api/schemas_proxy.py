@@ -22,7 +22,9 @@ class CredentialCreate(_Request):
                                "again (only its last four characters, for long keys).")
     api_base: str | None = Field(default=None, max_length=2000, pattern=ID_PATTERN,
                                  description="The provider's base URL, for self-hosted or "
-                                 "OpenAI-compatible endpoints.")
+                                 "OpenAI-compatible endpoints: https to a public address "
+                                 "(http or private addresses only for hosts on the "
+                                 "operator's APIARY_OUTBOUND_ALLOWLIST).")
     api_version: str | None = Field(default=None, max_length=64, pattern=ID_PATTERN,
                                     description="API version (Azure OpenAI).")
     name: str | None = Field(default=None, max_length=200, pattern=ID_PATTERN)
@@ -30,7 +32,8 @@ class CredentialCreate(_Request):
 
 class CredentialUpdate(_Request):
     """Fields present are changed (``api_key`` rotates the key; null clears the optional
-    ``api_base``, ``api_version`` and ``name``)."""
+    ``api_base``, ``api_version`` and ``name``). Changing ``api_base`` needs ``api_key`` in
+    the same request: a stored key is never sent to a new endpoint."""
 
     api_key: SecretStr | None = None
     api_base: str | None = Field(default=None, max_length=2000, pattern=ID_PATTERN)

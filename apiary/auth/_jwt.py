@@ -423,16 +423,21 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     role = claims.get("role")
     if role is not None and not isinstance(role, str):
         raise AuthenticationFailed("the token's claim 'role' must be a string")
-    granted = claims.get("permissions", [])
-    if not isinstance(granted, list) or not all(isinstance(p, str) for p in granted):
-        raise AuthenticationFailed("the token's claim 'permissions' must be a list of strings")
     return Principal(
         subject=text("sub"),
         org_id=text("org_id"),
         workspace_id=text("workspace_id"),
         project_id=project_id or "",
-        permissions=frozenset(
-            _KNOWN_PERMISSIONS[p] for p in granted if p in _KNOWN_PERMISSIONS
-        ),
+        permissions=_permissions(claims, "permissions"),
         role=role,
+        workspace_permissions=_permissions(claims, "workspace_permissions"),
     )
+
+
+def _permissions(claims: Mapping[str, Any], name: str) -> frozenset[Permission]:
+    """The known permissions of a list-of-strings claim (absent: none). Strings this data
+    plane does not know grant nothing: the control plane may add permissions first."""
+    granted = claims.get(name, [])
+    if not isinstance(granted, list) or not all(isinstance(p, str) for p in granted):
+        raise AuthenticationFailed(f"the token's claim {name!r} must be a list of strings")
+    return frozenset(_KNOWN_PERMISSIONS[p] for p in granted if p in _KNOWN_PERMISSIONS)

@@ -57,6 +57,12 @@ class Principal:
     with ``project_id: null``); such a principal is refused every project-bound permission
     (writing events) by :meth:`require`. ``role`` is informational: checks use
     ``permissions``.
+
+    ``workspace_permissions`` are the permissions the subject holds on its *workspace
+    itself* (the token's ``workspace_permissions`` claim): a user's role on the workspace
+    node, a workspace key's permissions, nothing for a project key. Things shared by every
+    project of the workspace (its provider credentials) check these, so a project-level
+    admin cannot change what other projects use. Empty unless the credential says otherwise.
     """
 
     subject: str
@@ -65,6 +71,7 @@ class Principal:
     project_id: str
     permissions: frozenset[Permission]
     role: str | None = None
+    workspace_permissions: frozenset[Permission] = frozenset()
 
     @property
     def workspace_scoped(self) -> bool:

@@ -2,7 +2,13 @@
 plane (``users``, ``projects``, ``keys``, ``data-planes``; see :mod:`apiary.control.cli`).
 
 ``apiary up`` runs in the foreground until Ctrl-C (or ``apiary down``), showing progress
-while it starts and printing the API's URL and a project API key when it is ready.
+while it starts and printing the API's URL and a project API key when it is ready. The
+admin account's password is printed once, by the start that creates the account; later
+starts say how to reset it (``apiary users reset-password``).
+
+Every command runs with umask 0o077, set before anything else happens: the data directory
+and all it holds (databases, queue, keys, ``connection.json``) are owner-only, and so is
+whatever the servers ``apiary up`` starts create (:mod:`apiary._private.files`).
 Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 (``status``) not running.
 """
 
@@ -21,6 +27,7 @@ from typing import Any
 import httpx
 
 import apiary
+from apiary._private.files import restrict_umask
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.settings import load_settings
 
@@ -69,18 +76,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         connection = node.start()
-    except KeyboardInterrupt:
-        print("interrupted during start-up; stopped", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        # The admin account may have been created before start-up failed: its password
+        # exists nowhere else, so show it now rather than lose it.
+        if node.bootstrap is not None and node.bootstrap.admin_password:
+            print(_admin_line(node.bootstrap.admin_email, node.bootstrap.admin_password),
+                  flush=True)
+        if isinstance(exc, KeyboardInterrupt):
+            print("interrupted during start-up; stopped", file=sys.stderr)
+            return 1
+        raise
     # After start: Ray installs handlers of its own while it starts.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     admin = ""
     if connection.admin_email:
-        admin = f"  admin:      {connection.admin_email}"
-        if connection.admin_password:
-            admin += f" / {connection.admin_password}"
-        admin += "\n"
+        admin = "  " + _admin_line(connection.admin_email, connection.admin_password) + "\n"
     print(
         "\nApiary is ready.\n"
         f"  URL:           {connection.url}\n"
@@ -104,6 +115,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         node.stop()
         progress("stopped")
     return 0
+
+
+def _admin_line(email: str, password: str | None) -> str:
+    """What ``apiary up`` says of the admin account: its new password on the start that
+    created it, else where the password went and how to replace it."""
+    if password:
+        return (f"admin:         {email} / {password}\n"
+                "                (shown this once and stored nowhere: note it now; "
+                f"`apiary users reset-password {email}` replaces it)")
+    return (f"admin: {email} (password shown when it was created; reset with "
+            f"`apiary users reset-password {email}`)")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -196,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all: every file this process or its children create is owner-only.
+    restrict_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 from apiary.control import apikeys, tenancy
 from apiary.control.authz import SYSTEM, access
 from apiary.control.dataplanes import list_data_planes, register_data_plane
-from apiary.control.db import ApiKey, DataPlane, Organization, Project, User, Workspace
+from apiary.control.db import (
+    ApiKey,
+    DataPlane,
+    Organization,
+    OrgDomain,
+    Project,
+    User,
+    Workspace,
+)
 from apiary.control.identity.accounts import create_user, find_user_by_email
 from apiary.control.service import ControlPlane
 from apiary.errors import Conflict, InvalidRequest, NotFound
@@ -68,11 +76,111 @@ def users_create(
     generated = password is None
     password = password or secrets.token_urlsafe(18)
     with control_plane(settings) as cp, cp.transaction() as db:
-        user = create_user(cp, db, email=email, password=password, display_name=display_name)
+        # The operator vouches for the address of the accounts they create.
+        user = create_user(cp, db, email=email, password=password, display_name=display_name,
+                           verified=True)
         result = user_dict(user)
     if generated:
         result["password"] = password
     return result
+
+
+def users_reset_password(
+    settings: ApiarySettings, *, email: str, password: str | None = None
+) -> dict[str, Any]:
+    """Replace a user's password (the operator's recovery path, e.g. for the bootstrap
+    admin, whose first password is shown once and stored nowhere).
+
+    Without ``password`` one is generated and returned once in ``password``. Every live
+    session of the user is revoked (whoever knew the old password is logged out) and the
+    account's lockout is cleared. TOTP enrolment is left as it is: a second factor still
+    guards the account. Raises :class:`NotFound` for an unknown email,
+    :class:`InvalidRequest` for a password the policy refuses.
+    """
+    from apiary.control.identity.accounts import validate_password
+    from apiary.control.identity.sessions import revoke_user_sessions
+    from apiary.control.passwords import hash_password
+
+    generated = password is None
+    password = password if password is not None else secrets.token_urlsafe(18)
+    with control_plane(settings) as cp:
+        validate_password(cp, password)
+        with cp.transaction() as db:
+            if find_user_by_email(db, email) is None:
+                raise NotFound(f"no user with email {email}")
+        # Hashed outside the transaction: argon2 takes tens of milliseconds.
+        new_hash = hash_password(cp.password_hasher, password)
+        with cp.transaction() as db:
+            user = find_user_by_email(db, email)
+            if user is None:
+                raise NotFound(f"no user with email {email}")
+            was_locked = user.locked_until is not None and user.locked_until > cp.now()
+            user.password_hash = new_hash
+            user.failed_logins = 0
+            user.last_failed_login_at = None
+            user.locked_until = None
+            user.updated_at = cp.now()
+            revoked = revoke_user_sessions(cp, db, user.id)
+            result = {**user_dict(user), "sessions_revoked": revoked,
+                      "lockout_cleared": was_locked}
+    if generated:
+        result["password"] = password
+    return result
+
+
+def users_verify_link(settings: ApiarySettings, *, email: str) -> dict[str, Any]:
+    """A fresh verification link for ``email`` (an unverified account's address, or a
+    pending change to it), for an operator to hand over when no SMTP server is configured.
+    Older unused links of the same kind stop working. The link is a secret: printed once,
+    stored only as a hash."""
+    from apiary.control.identity import verification
+
+    with control_plane(settings) as cp, cp.transaction() as db:
+        issued = verification.operator_link(cp, db, email)
+        return {"email": issued.email, "user_id": issued.user_id, "purpose": issued.purpose,
+                "link": issued.link, "token": issued.token,
+                "expires_at": _time(issued.expires_at)}
+
+
+def users_set_instance_admin(
+    settings: ApiarySettings, *, email: str, enabled: bool = True
+) -> dict[str, Any]:
+    """Make a user an instance admin (or not): they may approve organizations' email-domain
+    claims (``/v1/admin/domains``)."""
+    with control_plane(settings) as cp, cp.transaction() as db:
+        user = find_user_by_email(db, email)
+        if user is None:
+            raise NotFound(f"no user with email {email}")
+        user.is_instance_admin = enabled
+        user.updated_at = cp.now()
+        return {**user_dict(user), "is_instance_admin": user.is_instance_admin}
+
+
+def _domain_dict(row: OrgDomain) -> dict[str, Any]:
+    return {"id": row.id, "org_id": row.org_id, "domain": row.domain,
+            "created_at": _time(row.created_at), "approved_at": _time(row.approved_at),
+            "approved_by": row.approved_by}
+
+
+def domains_list(settings: ApiarySettings, *, pending_only: bool = False) -> dict[str, Any]:
+    """Every organization's email-domain claims (``pending_only``: not yet approved)."""
+    from apiary.control.identity import domains
+
+    with control_plane(settings) as cp, cp.transaction() as db:
+        return {"domains": [_domain_dict(d) for d in
+                            domains.list_claims(db, pending_only=pending_only)]}
+
+
+def domains_approve(settings: ApiarySettings, *, claim_id: str) -> dict[str, Any]:
+    """Approve a domain claim as the operator: the organization's identity providers become
+    trusted for that domain's addresses, within that organization. Approve only after
+    checking the organization owns the domain."""
+    from apiary.control.identity import domains
+
+    with control_plane(settings) as cp, cp.transaction() as db:
+        row = domains.approve(cp, db, domains.get_claim(db, claim_id),
+                              approved_by=SYSTEM.subject)
+        return _domain_dict(row)
 
 
 def _org_by_id_or_name(db: Session, ref: str) -> Organization | None:
@@ -201,8 +309,12 @@ def bootstrap(
         if user is None:
             password = secrets.token_urlsafe(18)
             user = create_user(cp, db, email=admin_email, password=password,
-                               display_name="Administrator")
+                               display_name="Administrator", verified=True)
             result["admin_password"] = password
+        # The installation's own admin: verified by the operator, approves domain claims.
+        if user.email_verified_at is None:
+            user.email_verified_at = cp.now()
+        user.is_instance_admin = True
         org = db.execute(select(Organization).where(
             Organization.name == org_name, Organization.created_by == user.id
         )).scalars().first() or tenancy.create_org(cp, db, name=org_name, owner_user_id=user.id)

@@ -1,7 +1,7 @@
 """Authorization: the one place that decides whether a caller may do something.
 
 Callers of the control plane are :class:`UserPrincipal` (a person, through a login session),
-:class:`KeyPrincipal` (an API key, or a :class:`TokenPrincipal`: an access token this
+:class:`KeyPrincipal` (an API key, or a :class:`TokenPrincipal`: a control-plane token this
 control plane signed, which carries a key's or a user's tenant and permissions) or
 :data:`SYSTEM` (the operator's CLI, which has the database anyway). Every endpoint names
 one :class:`~apiary.control.permissions.Permission` and the :class:`Resource`
@@ -24,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from apiary.control.permissions import ALL_PERMISSIONS, Permission
@@ -66,12 +67,18 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class UserPrincipal:
-    """A logged-in user with all their memberships, loaded once per request."""
+    """A logged-in user with all their memberships, loaded once per request.
+
+    ``authenticated_at`` is when the session proved the user's credentials (its creation:
+    login, SSO or re-authentication); management that needs a recent login compares it
+    with ``cp_recent_auth_s``. None when unknown, which never counts as recent.
+    """
 
     user_id: str
     email: str
     session_id: str | None
     grants: dict[str, Grant] = field(default_factory=dict)  # scope_id -> grant
+    authenticated_at: datetime | None = None
 
     @property
     def subject(self) -> str:
@@ -95,10 +102,10 @@ class KeyPrincipal:
 
 @dataclass(frozen=True, slots=True)
 class TokenPrincipal(KeyPrincipal):
-    """A data-plane access token this control plane signed, presented back to it (a data
-    plane forwarding its caller's token, :mod:`apiary.control.tokens`). It acts exactly
-    like a key with the token's tenant and permissions; ``key_id`` holds the token's
-    ``jti`` and :attr:`subject` its ``sub`` (``key:...`` or ``user:...``)."""
+    """A control-plane token (``aud`` = this issuer, :mod:`apiary.control.tokens`). It
+    acts exactly like a key with the token's tenant and permissions (never one that needs a
+    recent login); ``key_id`` holds the token's ``jti`` and :attr:`subject` its ``sub``
+    (``key:...`` or ``user:...``)."""
 
     token_subject: str = ""
 

@@ -1,4 +1,4 @@
-"""``apiary users|projects|keys|data-planes``: administration from the command line.
+"""``apiary users|domains|projects|keys|data-planes``: administration from the command line.
 
 :func:`add_control_commands` adds the subcommands to the ``apiary`` parser; each sets
 ``func`` to a handler taking the parsed arguments and returning an exit code (errors are
@@ -91,6 +91,40 @@ def add_control_commands(
                        help="ask for the password on the terminal")
     create_user.set_defaults(func=_run(lambda a, s: admin.users_create(
         s, email=a.email, password=_password(a), display_name=a.display_name)))
+    reset = leaf(users, "reset-password", "replace a user's password (prints a generated one "
+                 "once unless one is given), log out all their sessions and clear a lockout")
+    reset.add_argument("email", help="the user's email (e.g. admin@apiary.local)")
+    given_reset = reset.add_mutually_exclusive_group()
+    given_reset.add_argument("--password-stdin", action="store_true",
+                             help="read the password from the first line of stdin")
+    given_reset.add_argument("--prompt-password", action="store_true",
+                             help="ask for the password on the terminal")
+    reset.set_defaults(func=_run(lambda a, s: admin.users_reset_password(
+        s, email=a.email, password=_password(a))))
+
+    verify_link = leaf(users, "verify-link", "print a fresh email-verification link for an "
+                       "unverified account (or a pending email change) when no SMTP server "
+                       "is configured; the link is a secret")
+    verify_link.add_argument("email", help="the address to verify")
+    verify_link.set_defaults(func=_run(lambda a, s: admin.users_verify_link(s, email=a.email)))
+    instance_admin = leaf(users, "set-instance-admin", "let a user approve organizations' "
+                          "email-domain claims (or, with --revoke, no longer)")
+    instance_admin.add_argument("email")
+    instance_admin.add_argument("--revoke", action="store_true")
+    instance_admin.set_defaults(func=_run(lambda a, s: admin.users_set_instance_admin(
+        s, email=a.email, enabled=not a.revoke)))
+
+    claimed = sub.add_parser("domains", help="organizations' email-domain claims for SSO"
+                             ).add_subparsers(dest="domains_command", required=True,
+                                              metavar="COMMAND")
+    list_claims = leaf(claimed, "list", "list domain claims")
+    list_claims.add_argument("--pending", action="store_true", help="only unapproved claims")
+    list_claims.set_defaults(func=_run(lambda a, s: admin.domains_list(
+        s, pending_only=a.pending)))
+    approve = leaf(claimed, "approve", "approve a domain claim (after checking the "
+                   "organization owns the domain): its IdPs become trusted for it, in that org")
+    approve.add_argument("claim_id", help="the claim's id (from `apiary domains list`)")
+    approve.set_defaults(func=_run(lambda a, s: admin.domains_approve(s, claim_id=a.claim_id)))
 
     projects = sub.add_parser("projects", help="manage projects").add_subparsers(
         dest="projects_command", required=True, metavar="COMMAND")

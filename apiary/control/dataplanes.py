@@ -24,6 +24,11 @@ def register_data_plane(
 ) -> DataPlane:
     if not _DP_ID.match(dp_id):
         raise InvalidRequest("a data plane id is 1-200 of A-Z a-z 0-9 . _ : / -", field="id")
+    if dp_id.rstrip("/") == cp.issuer:
+        # The issuer is the audience of control-plane tokens: a data plane with that id
+        # would receive tokens the control plane accepts.
+        raise InvalidRequest("a data plane id must not be the control plane's issuer URL",
+                             field="id")
     if not url.startswith(("http://", "https://")):
         raise InvalidRequest("a data plane URL is http:// or https://", field="url")
     if db.get(DataPlane, dp_id) is not None:

@@ -1,9 +1,12 @@
 """Invitations: a single-use token that gives its holder a role on an org, workspace or
 project.
 
-The token (``apinv_`` + 256 random bits) is returned once to the inviter, who passes it
-on (mail delivery is the notifier's job); only its hash is stored. It is accepted by the
-logged-in user whose email it names, at most once, before it expires (410 after).
+The token (``apinv_`` + 256 random bits) is returned once to the inviter and, when SMTP
+is configured, mailed to the invited address; only its hash is stored. It is accepted by
+the logged-in user whose email it names, at most once, before it expires (410 after), and
+only once that user's address is verified: the inviter also holds the token, so accepting
+it cannot prove the address (otherwise an org admin could sign up as the invitee and
+"verify" the address with their own invitation).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from sqlalchemy.orm import Session
 from apiary.control._common import new_id, new_token, normalize_email, token_hash
 from apiary.control.authz import Access, Resource
 from apiary.control.db import Invitation, Membership, Role, User
+from apiary.control.identity import mail
 from apiary.control.identity.accounts import validate_email
+from apiary.control.identity.verification import require_verified
 from apiary.control.memberships import grant_from_invitation
 from apiary.control.roles import check_can_grant, resolve_role, role_permissions
 from apiary.control.service import ControlPlane
@@ -53,6 +58,17 @@ def create_invitation(
     return IssuedInvitation(invitation, role, token)
 
 
+def deliver(cp: ControlPlane, issued: IssuedInvitation) -> bool:
+    """Mail the invitation to the invited address (after the transaction that stored it);
+    False without SMTP or when delivery failed. Never logs the token."""
+    body = ("You were invited to an organization on Apiary.\n\nLog in (or sign up and "
+            "confirm this address) with this email address, then accept the invitation "
+            f"with this token before {issued.invitation.expires_at:%Y-%m-%d %H:%M} UTC:\n\n"
+            f"{issued.token}\n\n(POST {cp.issuer}/v1/invitations/accept)\n")
+    return mail.send(cp.settings, to=issued.invitation.email,
+                     subject="You are invited to Apiary", body=body)
+
+
 def list_invitations(db: Session, org_id: str) -> list[tuple[Invitation, Role]]:
     return list(db.execute(
         select(Invitation, Role).join(Role, Role.id == Invitation.role_id)
@@ -85,6 +101,9 @@ def accept_invitation(cp: ControlPlane, db: Session, user: User, token: str) -> 
         raise Gone("this invitation has expired; ask for a new one")
     if normalize_email(user.email) != invitation.email:
         raise PermissionDenied("this invitation was sent to another email address")
+    # The inviter saw the token too, so accepting it proves nothing about the address: the
+    # account must have proven it (a pre-hijacker's unverified account gets nothing).
+    require_verified(user, "accept an invitation")
     role = db.get(Role, invitation.role_id)
     assert role is not None
     resource = Resource(invitation.org_id, invitation.workspace_id, invitation.project_id)

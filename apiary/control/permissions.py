@@ -95,6 +95,33 @@ KEY_GRANTABLE: frozenset[Permission] = frozenset(
     }
 )
 
+#: What a data-plane token may carry: the permissions a data plane checks itself. Tokens
+#: minted for a data plane are intersected with this set (``apiary.control.tokens``), so no
+#: management permission (keys, members, roles, org/workspace/project changes) ever leaves
+#: the control plane inside one. ``prompts:*`` and ``evaluators:*`` are included because the
+#: data plane checks them locally before it serves configuration (``/v1/configurations``,
+#: ``/v1/metrics``, evaluations) by forwarding the caller's *API key* to the control plane,
+#: which checks them again; a data-plane token is never forwarded, so these grant nothing at
+#: the control plane. ``alerts:*`` and ``workspace:read``/``project:read`` are not checked by
+#: any data plane and stay out.
+DATA_PLANE: frozenset[Permission] = frozenset(
+    {
+        Permission.EVENTS_WRITE, Permission.EVENTS_READ,
+        Permission.DATASETS_WRITE, Permission.DATASETS_READ,
+        Permission.PROMPTS_READ, Permission.PROMPTS_WRITE,
+        Permission.EVALUATORS_READ, Permission.EVALUATORS_WRITE,
+        Permission.PROXY_USE, Permission.PROXY_MANAGE,
+        Permission.QUEUES_READ, Permission.QUEUES_WRITE, Permission.ANNOTATIONS_WRITE,
+    }
+)
+
+#: Permissions whose routes need a control-plane *session* with recent authentication
+#: (:mod:`apiary.control.api._guards`): they mint credentials or change who may do what, so
+#: they are account-takeover vectors. No API key or token can exercise them.
+RECENT_AUTH: frozenset[Permission] = frozenset(
+    {Permission.KEYS_MANAGE, Permission.MEMBERS_MANAGE, Permission.ORG_MANAGE}
+)
+
 #: What a new ingestion key may do when its creator names nothing else.
 DEFAULT_KEY_PERMISSIONS: frozenset[Permission] = frozenset(
     {Permission.EVENTS_WRITE, Permission.EVENTS_READ}

@@ -15,10 +15,12 @@ import httpx
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
+from apiary._private.files import private_dir
 from apiary.control._common import Clock, utcnow
 from apiary.control.db import Database, upgrade
 from apiary.control.envelope import Envelope, envelope_from_settings
-from apiary.control.passwords import DEFAULT_HASHER
+from apiary.control.passwords import DEFAULT_HASHER, HASH_SLOTS
+from apiary.outbound import OutboundPolicy
 from apiary.settings import ApiarySettings
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ class ControlPlane:
     """Everything control-plane operations need, created once per process.
 
     ``clock`` and ``password_hasher`` are injectable so tests can move time and use cheap
-    hash parameters; ``http`` is the client used to talk to SSO providers.
+    hash parameters; ``http`` is the client used to talk to SSO providers (by default the
+    outbound-URL policy's client, :mod:`apiary.outbound`).
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class ControlPlane:
     ) -> None:
         from apiary.control.apikeys import LastUsedRecorder
         from apiary.control.identity.oidc import OidcLogin
+        from apiary.control.identity.throttle import AuthThrottle
         from apiary.control.signing import SigningKeys
 
         self.settings = settings
@@ -51,10 +55,19 @@ class ControlPlane:
         self.envelope = envelope or envelope_from_settings(settings)
         self.clock = clock
         self.password_hasher = password_hasher
-        self.http = http or httpx.Client(timeout=10.0, follow_redirects=False)
+        # SSO providers are user-given URLs: the outbound policy's client re-checks every
+        # address it connects to (no internal targets, no redirects).
+        self.outbound = OutboundPolicy.from_settings(settings)
+        self.http = http or self.outbound.client(timeout=10.0)
         self.signing: SigningKeys = SigningKeys(self)
         self.key_usage = LastUsedRecorder(settings.cp_key_last_used_resolution_s)
-        self.oidc = OidcLogin(self.http)
+        self.oidc = OidcLogin(self.http, self.outbound)
+        # Throttling of credential checks (apiary.control.identity.throttle) and the
+        # process-wide bound on concurrent password hashes (apiary.control.passwords).
+        self.throttle = AuthThrottle(settings, self.envelope,
+                                     clock=lambda: self.clock().timestamp())
+        HASH_SLOTS.configure(settings.cp_max_concurrent_password_hashes,
+                             settings.cp_password_hash_wait_s)
 
     @classmethod
     def open(
@@ -63,7 +76,7 @@ class ControlPlane:
         """Connect to cpdb (``settings.cp_database``), migrating it first unless told not to."""
         url = settings.cp_database
         if url.startswith("sqlite:///"):
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)
         database = Database.open(url)
         if migrate:
             upgrade(database.engine)
@@ -82,5 +95,6 @@ class ControlPlane:
             yield db
 
     def close(self) -> None:
+        self.throttle.close()
         self.http.close()
         self.database.dispose()

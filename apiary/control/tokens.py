@@ -1,9 +1,10 @@
-"""Access tokens for data planes, and the token exchange that issues them.
+"""Access tokens, and the token exchange that issues them.
 
 A token is an ES256 JWT (header ``alg: ES256``, ``typ: at+jwt``, ``kid``) with claims::
 
     iss          the control plane's issuer URL (settings.cp_issuer_url)
-    aud          the id of a registered data plane (a string, never a list)
+    aud          the id of a registered data plane, or the issuer URL itself for a
+                 control-plane token (a string, never a list)
     sub          "key:<key id>" or "user:<user id>"
     iat, nbf     issue time (nbf = iat)
     exp          iat + cp_token_ttl_s (default 300 s)
@@ -11,19 +12,27 @@ A token is an ES256 JWT (header ``alg: ES256``, ``typ: at+jwt``, ``kid``) with c
     org_id, workspace_id, project_id   the tenant; project_id is null for a workspace key
     role         "api_key" for keys; for users their role on the project
     permissions  sorted list of permission strings (apiary.control.permissions)
+    workspace_permissions  what the subject holds on the workspace node itself: a user's
+                 role there, a workspace key's permissions, nothing for a project key
+
+Two audiences, two permission sets (the planes share no credentials):
+
+- A **data-plane token** (``aud`` = a registered data plane) carries only
+  :data:`~apiary.control.permissions.DATA_PLANE` permissions, never a management one, so a
+  token seen by a data plane (or its logs) cannot mint keys or change memberships. The
+  control plane refuses it (:func:`verify_access_token`).
+- A **control-plane token** (``aud`` = the issuer) is the only token the control plane
+  accepts. It carries the key's permissions, or the user's minus those that need a recent
+  login (:data:`~apiary.control.permissions.RECENT_AUTH`), which only a session may use.
 
 Exchange (``POST /v1/auth/token``): an API key plus an audience gives a token with the
 key's tenant and permissions; a user session plus an audience and a project gives a token
-with the user's effective role and permissions on that project. This is how a data plane
-checks API keys without cpdb: it exchanges the key once, caches the token, and verifies
-tokens locally against the JWKS.
+with the user's effective role and permissions on that project, both narrowed to the
+audience's set. This is how a data plane checks API keys without cpdb: it exchanges the
+key once, caches the token, and verifies tokens locally against the JWKS.
 
-The control plane also accepts its own tokens (:func:`verify_access_token`): a data plane
-serving control-plane configuration (prompt templates, evaluators) forwards its caller's
-credential, which may be such a token. The checks are the data plane's: ES256 pinned, a
-published key, ``iss`` = this issuer, ``aud`` a registered data plane of the token's
-organization, ``exp``/``nbf``/``iat`` with :data:`LEEWAY_S`; the token then acts with
-exactly its tenant and permissions (:class:`~apiary.control.authz.TokenPrincipal`).
+A data plane serving control-plane configuration (prompt templates, evaluators) forwards
+its caller's API key, never a data-plane token (``apiary.api._control_plane``).
 """
 
 from __future__ import annotations
@@ -37,19 +46,32 @@ import jwt
 from sqlalchemy.orm import Session
 
 from apiary.control.apikeys import authenticate_key
-from apiary.control.authz import TokenPrincipal, UserPrincipal, access
+from apiary.control.authz import Resource, TokenPrincipal, UserPrincipal, access
 from apiary.control.dataplanes import audience_for
 from apiary.control.db import Project, SigningKey
-from apiary.control.permissions import Permission, sorted_values
+from apiary.control.permissions import (
+    ALL_PERMISSIONS,
+    DATA_PLANE,
+    RECENT_AUTH,
+    Permission,
+    sorted_values,
+)
 from apiary.control.service import ControlPlane
 from apiary.control.signing import ALGORITHM
 from apiary.control.tenancy import get_project, resource_of
-from apiary.errors import AuthenticationFailed, InvalidRequest, NotFound
+from apiary.errors import AuthenticationFailed, NotFound
 
 TOKEN_TYPE = "at+jwt"
 #: Clock skew tolerated when this control plane checks a token it signed.
 LEEWAY_S = 30
 _PERMISSIONS = {p.value: p for p in Permission}
+#: What a control-plane token may carry: everything but what needs a recent login.
+CONTROL_PLANE: frozenset[Permission] = ALL_PERMISSIONS - RECENT_AUTH
+
+
+def is_control_plane_audience(cp: ControlPlane, audience: str) -> bool:
+    """Whether ``audience`` names this control plane (its issuer URL) rather than a DP."""
+    return audience.rstrip("/") == cp.issuer
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +88,21 @@ class AccessToken:
 def issue_token(
     cp: ControlPlane, db: Session, *, audience: str, subject: str, org_id: str,
     workspace_id: str, project_id: str | None, role: str, permissions: frozenset[Permission],
+    workspace_permissions: frozenset[Permission] = frozenset(),
 ) -> AccessToken:
-    """Sign a token for a registered data plane (``audience``) with the current key."""
-    audience_for(db, audience, org_id)
+    """Sign a token for ``audience`` with the current key: a registered data plane of
+    ``org_id`` (400 otherwise) or this control plane (its issuer URL).
+
+    Both permission sets are narrowed to what that audience may receive
+    (:data:`~apiary.control.permissions.DATA_PLANE` or :data:`CONTROL_PLANE`), whatever
+    the caller passes: this is the one place a token's permissions are decided.
+    """
+    if is_control_plane_audience(cp, audience):
+        audience, allowed = cp.issuer, CONTROL_PLANE
+    else:
+        audience_for(db, audience, org_id)
+        allowed = DATA_PLANE
+    permissions, workspace_permissions = permissions & allowed, workspace_permissions & allowed
     key = cp.signing.current(db)
     now = cp.now().replace(microsecond=0)
     ttl = cp.settings.cp_token_ttl_s
@@ -78,6 +112,7 @@ def issue_token(
         "exp": int((now + timedelta(seconds=ttl)).timestamp()), "jti": str(uuid.uuid4()),
         "org_id": org_id, "workspace_id": workspace_id, "project_id": project_id,
         "role": role, "permissions": sorted_values(permissions),
+        "workspace_permissions": sorted_values(workspace_permissions),
     }
     token = jwt.encode(
         claims, cp.signing.private_key(key), algorithm=ALGORITHM,
@@ -89,10 +124,13 @@ def issue_token(
 def exchange_api_key(
     cp: ControlPlane, db: Session, credential: str, audience: str, project_id: str | None = None
 ) -> AccessToken:
-    """A token carrying an API key's tenant and permissions (401 for a bad or revoked key).
+    """A token carrying an API key's tenant and permissions (401 for a bad or revoked key),
+    narrowed to the audience's permission set (:func:`issue_token`).
 
     ``project_id`` narrows a workspace key's token to one project of its workspace (for a
-    project key it must be the key's own project); other projects are 404.
+    project key it must be the key's own project); other projects are 404. The token's
+    ``workspace_permissions`` are a workspace key's permissions (even when narrowed to a
+    project: the key holds them on the workspace) and empty for a project key.
     """
     key = authenticate_key(cp, db, credential)
     scoped_project = key.project_id
@@ -105,6 +143,7 @@ def exchange_api_key(
         cp, db, audience=audience, subject=key.subject, org_id=key.org_id,
         workspace_id=key.workspace_id, project_id=scoped_project, role="api_key",
         permissions=key.permissions,
+        workspace_permissions=key.permissions if key.project_id is None else frozenset(),
     )
 
 
@@ -112,21 +151,32 @@ def exchange_session(
     cp: ControlPlane, db: Session, user: UserPrincipal, audience: str, project_id: str
 ) -> AccessToken:
     """A token with a user's effective role and permissions on one project (404 if the
-    user has no role there)."""
+    user has no role there), narrowed to the audience's permission set (:func:`issue_token`).
+    Its ``workspace_permissions`` are those of the user's role on the project's workspace
+    node (none if their only role is on the project)."""
     project = get_project(db, project_id)
     granted = access(user, resource_of(project))
     if granted is None:
         raise NotFound("project not found", project_id=project_id)
+    on_workspace = access(user, Resource(project.org_id, project.workspace_id))
     return issue_token(
         cp, db, audience=audience, subject=user.subject, org_id=project.org_id,
         workspace_id=project.workspace_id, project_id=project.id, role=granted.role,
         permissions=granted.permissions,
+        workspace_permissions=on_workspace.permissions if on_workspace else frozenset(),
     )
 
 
 def verify_access_token(cp: ControlPlane, db: Session, token: str) -> TokenPrincipal:
-    """The principal of an access token this control plane signed (module docstring);
-    :class:`AuthenticationFailed` naming the failed check otherwise."""
+    """The principal of a control-plane token this control plane signed; otherwise
+    :class:`AuthenticationFailed` naming the failed check.
+
+    Checks: ES256 pinned, a published ``kid``, ``iss`` = this issuer, ``aud`` = this issuer
+    exactly (a data-plane token is refused, saying so), ``exp``/``nbf``/``iat`` with
+    :data:`LEEWAY_S`. The token then acts with exactly its tenant and permissions
+    (:class:`~apiary.control.authz.TokenPrincipal`), narrowed again to
+    :data:`CONTROL_PLANE`, so it never passes a recent-authentication guard.
+    """
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -149,18 +199,22 @@ def verify_access_token(cp: ControlPlane, db: Session, token: str) -> TokenPrinc
         raise AuthenticationFailed(f"the token is not valid: {exc}") from None
     audience, org_id = claims.get("aud"), claims.get("org_id")
     workspace_id, project_id = claims.get("workspace_id"), claims.get("project_id")
-    if not isinstance(audience, str) or not isinstance(org_id, str) or \
-            not isinstance(workspace_id, str) or not (
-                project_id is None or isinstance(project_id, str)):
-        raise AuthenticationFailed("the token lacks its audience or tenant")
-    try:
-        audience_for(db, audience, org_id)
-    except InvalidRequest:
-        raise AuthenticationFailed("the token's audience is not a data plane of its "
-                                   "organization") from None
+    if not isinstance(audience, str):
+        raise AuthenticationFailed("the token's audience must be one string")
+    if audience != cp.issuer:
+        # A data-plane token: whoever holds it (a data plane, a log line) must not be able
+        # to act on the control plane with it.
+        raise AuthenticationFailed(
+            "this token was issued for a data plane (aud is not the control plane): the "
+            "control plane accepts only control-plane tokens (POST /v1/auth/token with "
+            "audience = the issuer), sessions and API keys")
+    if not isinstance(org_id, str) or not isinstance(workspace_id, str) or not (
+            project_id is None or isinstance(project_id, str)):
+        raise AuthenticationFailed("the token lacks its tenant")
     raw = claims.get("permissions")
     permissions = frozenset(_PERMISSIONS[p] for p in raw if isinstance(p, str)
                             and p in _PERMISSIONS) if isinstance(raw, list) else frozenset()
+    permissions &= CONTROL_PLANE
     return TokenPrincipal(
         key_id=str(claims["jti"]), org_id=org_id, workspace_id=workspace_id,
         project_id=project_id, permissions=permissions, token_subject=str(claims["sub"]),

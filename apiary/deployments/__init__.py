@@ -29,6 +29,12 @@ def serve_environment(*, haproxy_dir: str, stats_port: int, metrics_port: int) -
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
         # One machine, no external load balancer to drain: stop replicas promptly.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        # Serve's uvicorn servers believe X-Forwarded-For from 127.0.0.1 by default and
+        # rewrite the ASGI client address from it; HAProxy (on loopback) passes the
+        # client's header through unchanged, so any client could choose the address the
+        # control plane throttles logins by. Trust no peer here: the control plane reads
+        # the header itself, only from APIARY_CP_TRUSTED_PROXIES.
+        "FORWARDED_ALLOW_IPS": "",
     }
 
 

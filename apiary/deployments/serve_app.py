@@ -1,22 +1,32 @@
-"""Apiary's Serve applications on a Ray cluster: the import paths of a Serve config.
+"""Apiary's Serve applications on Ray clusters: the import paths of their Serve configs.
 
-``ray up cluster.yaml`` (``serve deploy``) and KubeRay's RayService (``serveConfigV2``)
-deploy the three applications of :func:`serve_config`, each built here from the
-``APIARY_*`` environment of the Ray node that builds it:
+A deployment is **two Ray clusters**, one per plane, because the planes share no
+credentials: every member of a Ray cluster can run code on every other member (tasks,
+actors, the job API) and Serve keeps each application's arguments (Apiary's settings,
+secrets included) in the head's GCS, so a secret given to any node of a cluster is
+readable from all of them. Each plane's cluster gets its plane's secrets only, and the
+two talk over HTTP: the data plane trusts the control plane through its JWKS and token
+exchange (``APIARY_CONTROL_PLANE_URL``).
 
-- ``data-plane`` at ``/``: ingestion and queries (:func:`data_plane`);
-- ``control-plane`` at ``/cp``: accounts, keys, tokens (:func:`control_plane`);
-- ``pools`` (no HTTP route): one :class:`PoolSupervisor` that creates the JetStream
-  streams, migrates ClickHouse and keeps the writer actors running on nodes that offer
-  the custom resource :data:`WRITER_RESOURCE`, and the pool scalers that size the
-  evaluator pool (on nodes offering :data:`EVALUATOR_RESOURCE`) and the extra writers on
-  queue depth (:func:`pools`, :mod:`apiary.actors.scaler`).
+- **data plane** (``cluster.yaml``; KubeRay RayService ``apiary``), :func:`serve_config`
+  ``("data")``: ``data-plane`` at ``/`` (ingestion and queries, the LLM proxy;
+  :func:`data_plane`) and ``pools`` (no HTTP route): one :class:`PoolSupervisor` that
+  creates the JetStream streams, migrates ClickHouse and keeps the writer actors running on
+  nodes that offer the custom resource :data:`WRITER_RESOURCE`, and the pool scalers that
+  size the evaluator pool (on nodes offering :data:`EVALUATOR_RESOURCE`) and the extra
+  writers on queue depth (:func:`pools`, :mod:`apiary.actors.scaler`).
+- **control plane** (``cluster-cp.yaml``; RayService ``apiary-cp``), :func:`serve_config`
+  ``("control")``: ``control-plane`` at ``/cp``: accounts, keys, tokens
+  (:func:`control_plane`).
 
-A cluster has no embedded stores: :func:`cluster_settings` refuses to build anything unless
-NATS, ClickHouse, PostgreSQL (cpdb and dpdb), S3 and Redis are servers named by configuration (see
-``docs/deploy.md``). Run ``python -m apiary.deployments.serve_app check`` on a node to see
-what is missing; ``config`` prints the Serve config and ``env`` the environment (HAProxy
-ingress) that every Ray node must start with.
+Each builder reads the ``APIARY_*`` environment of the Ray node that builds it, and
+:func:`cluster_settings` refuses to build anything unless its plane's stores are servers
+named by configuration (no embedded stores on a cluster), no value still holds a template's
+``CHANGE-ME``, and no secret of the *other* plane is present (:data:`PLANE_SECRETS`): a
+recipe that hands a data-plane node the control plane's database URL or envelope key does
+not start. Run ``python -m apiary.deployments.serve_app check --plane data|control`` on a
+node to see what is wrong; ``config --plane ...`` prints the plane's Serve config and
+``env`` the environment (HAProxy ingress) that every Ray node must start with.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import json
 import logging
 import shlex
 import sys
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ray import serve
 from ray.serve import Application
@@ -59,24 +69,47 @@ HAPROXY_METRICS_PORT = 9101
 #: Marker of a value that a deployment template leaves for the operator to fill in.
 PLACEHOLDER = "CHANGE-ME"
 
+#: The two planes, each deployed as a Ray cluster of its own (module docstring).
+Plane = Literal["data", "control"]
+PLANES: tuple[Plane, ...] = get_args(Plane)
+
 # Spelled out: under `python -m` this module is __main__, but Serve imports it by name.
 _MODULE = "apiary.deployments.serve_app"
-APPLICATIONS: tuple[tuple[str, str | None, str], ...] = (
+APPLICATIONS: dict[Plane, tuple[tuple[str, str | None, str], ...]] = {
     # (application name, HTTP route prefix or None, import path of its builder)
-    ("data-plane", "/", f"{_MODULE}:data_plane"),
-    ("control-plane", CP_ROUTE_PREFIX, f"{_MODULE}:control_plane"),
-    ("pools", None, f"{_MODULE}:pools"),
-)
+    "data": (
+        ("data-plane", "/", f"{_MODULE}:data_plane"),
+        ("pools", None, f"{_MODULE}:pools"),
+    ),
+    "control": (
+        ("control-plane", CP_ROUTE_PREFIX, f"{_MODULE}:control_plane"),
+    ),
+}
+
+#: Settings holding a plane's secrets (credentials in URLs, keys). A node of the other plane
+#: must not have them: its cluster refuses to start when it does.
+PLANE_SECRETS: dict[Plane, tuple[str, ...]] = {
+    "control": ("cp_database_url", "cp_envelope_key", "smtp_url"),
+    "data": ("dp_database_url", "dp_envelope_key", "nats_url", "clickhouse_url",
+             "evaluator_judge_api_key"),
+}
+#: Settings each plane's cluster must have (no embedded store, no generated key file).
+REQUIRED: dict[Plane, tuple[str, ...]] = {
+    "data": ("nats_url", "clickhouse_url", "dp_database_url", "dp_envelope_key",
+             "object_store_url", "redis_url", "control_plane_url"),
+    "control": ("cp_database_url", "cp_envelope_key", "cp_issuer", "redis_url"),
+}
 
 
-def serve_config() -> dict[str, Any]:
-    """The Serve config (``serve deploy`` file, RayService ``serveConfigV2``) of a cluster."""
+def serve_config(plane: Plane) -> dict[str, Any]:
+    """The Serve config (``serve deploy`` file, RayService ``serveConfigV2``) of one plane's
+    cluster."""
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": SERVE_HTTP_PORT},
         "applications": [
             {"name": name, "route_prefix": prefix, "import_path": path}
-            for name, prefix, path in APPLICATIONS
+            for name, prefix, path in APPLICATIONS[plane]
         ],
     }
 
@@ -96,58 +129,88 @@ def cluster_serve_environment() -> dict[str, str]:
     return env
 
 
-def cluster_problems(settings: ApiarySettings) -> list[str]:
-    """What keeps ``settings`` from running on a cluster (empty if nothing)."""
-    from apiary.control.envelope import envelope_from_settings
+def _env(field: str) -> str:
+    return f"APIARY_{field.upper()}"
 
+
+def _value(settings: ApiarySettings, field: str) -> str | None:
+    value = getattr(settings, field)
+    if value is None:
+        return None
+    if hasattr(value, "get_secret_value"):
+        return str(value.get_secret_value())
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def cluster_problems(settings: ApiarySettings, plane: Plane) -> list[str]:
+    """What keeps ``settings`` from running ``plane`` on a cluster (empty if nothing).
+
+    Refused: a required setting unset (:data:`REQUIRED`), any ``APIARY_*`` value still
+    holding the template placeholder, a secret of the other plane present
+    (:data:`PLANE_SECRETS`), a database that is not PostgreSQL, fewer than 3 JetStream
+    replicas, a data plane trusting another issuer than the control plane signs as, and an
+    envelope key that is not 32 bytes.
+    """
     problems: list[str] = []
-    envelope_key = settings.cp_envelope_key.get_secret_value() if settings.cp_envelope_key else None
-    required = {
-        "APIARY_NATS_URL": settings.nats_url,
-        "APIARY_CLICKHOUSE_URL": settings.clickhouse_url,
-        "APIARY_CP_DATABASE_URL": settings.cp_database_url,
-        "APIARY_DP_DATABASE_URL": settings.dp_database_url,
-        "APIARY_OBJECT_STORE_URL": settings.object_store_url,
-        "APIARY_REDIS_URL": settings.redis_url,
-        "APIARY_CONTROL_PLANE_URL": settings.control_plane_url,
-        "APIARY_CP_ISSUER": settings.cp_issuer,
-        "APIARY_CP_ENVELOPE_KEY": envelope_key,
-    }
-    for env, value in required.items():
-        if not value:
-            problems.append(f"{env} is unset: a cluster has no embedded stores or keys")
-        elif PLACEHOLDER in value:
-            problems.append(f"{env} still holds the template placeholder {PLACEHOLDER!r}")
-    for env, url in (("APIARY_CP_DATABASE_URL", settings.cp_database_url),
-                     ("APIARY_DP_DATABASE_URL", settings.dp_database_url)):
-        if url and not url.startswith("postgresql"):
-            problems.append(f"{env} must name PostgreSQL: every replica shares it")
-    if settings.cp_database_url and settings.cp_database_url == settings.dp_database_url:
-        problems.append("APIARY_DP_DATABASE_URL must name a database of its own, not cpdb")
-    if settings.nats_replicas < 3:
-        problems.append("APIARY_NATS_REPLICAS must be 3 (or 5): streams must survive a node")
-    if settings.cp_issuer and settings.trusted_issuer != settings.cp_issuer_url:
-        problems.append(
-            f"the data plane trusts tokens of {settings.trusted_issuer!r} but the control plane "
-            f"signs as {settings.cp_issuer_url!r}: set APIARY_JWT_ISSUER to APIARY_CP_ISSUER"
-        )
-    if envelope_key and PLACEHOLDER not in envelope_key:
+    for field in REQUIRED[plane]:
+        if not _value(settings, field):
+            problems.append(f"{_env(field)} is unset: a cluster has no embedded stores or keys")
+    for field in ApiarySettings.model_fields:
+        value = _value(settings, field)
+        if value and PLACEHOLDER in value:
+            problems.append(
+                f"{_env(field)} still holds the template placeholder {PLACEHOLDER!r}")
+    other: Plane = "data" if plane == "control" else "control"
+    for field in PLANE_SECRETS[other]:
+        if _value(settings, field):
+            problems.append(
+                f"{_env(field)} is set, but it is a secret of the {other} plane: a {plane}-plane "
+                f"node must not hold it (give it only to the {other} plane's cluster)")
+    database = "cp_database_url" if plane == "control" else "dp_database_url"
+    url = _value(settings, database)
+    if url and not url.startswith("postgresql"):
+        problems.append(f"{_env(database)} must name PostgreSQL: every replica shares it")
+    if plane == "data":
+        if settings.nats_replicas < 3:
+            problems.append(
+                "APIARY_NATS_REPLICAS must be 3 (or 5): streams must survive a node")
+        if settings.cp_issuer and settings.trusted_issuer != settings.cp_issuer_url:
+            problems.append(
+                f"the data plane trusts tokens of {settings.trusted_issuer!r} but the control "
+                f"plane signs as {settings.cp_issuer_url!r}: set APIARY_JWT_ISSUER to "
+                "APIARY_CP_ISSUER")
+    key_field = "cp_envelope_key" if plane == "control" else "dp_envelope_key"
+    key = _value(settings, key_field)
+    if key and PLACEHOLDER not in key:
         try:
-            envelope_from_settings(settings)
+            _check_envelope(settings, plane)
         except ConfigurationError as exc:
             problems.append(exc.message)
     return problems
 
 
-def cluster_settings() -> ApiarySettings:
-    """Settings from this process's environment, checked for a cluster (no embedded stores).
+def _check_envelope(settings: ApiarySettings, plane: Plane) -> None:
+    """Open the plane's envelope as its services will (a bad key raises)."""
+    if plane == "control":
+        from apiary.control.envelope import envelope_from_settings as cp_envelope
+
+        cp_envelope(settings)
+    else:
+        from apiary.proxy.envelope import envelope_from_settings as dp_envelope
+
+        dp_envelope(settings)
+
+
+def cluster_settings(plane: Plane) -> ApiarySettings:
+    """Settings from this process's environment, checked for ``plane`` on a cluster.
 
     Raises :class:`ConfigurationError` listing every problem.
     """
     settings = load_settings()
-    problems = cluster_problems(settings)
+    problems = cluster_problems(settings, plane)
     if problems:
-        raise ConfigurationError("not a cluster configuration: " + "; ".join(problems))
+        raise ConfigurationError(
+            f"not a {plane}-plane cluster configuration: " + "; ".join(problems))
     return settings
 
 
@@ -170,7 +233,7 @@ def data_plane(args: dict[str, Any]) -> Application:
     from apiary.auth import control_plane_authenticator
 
     _no_args("data-plane", args)
-    settings = cluster_settings()
+    settings = cluster_settings("data")
     app: Application = data_plane_app(
         settings, _nats_url(settings), control_plane_authenticator(settings)
     )
@@ -180,7 +243,7 @@ def data_plane(args: dict[str, Any]) -> Application:
 def control_plane(args: dict[str, Any]) -> Application:
     """Builder of the ``control-plane`` application (cpdb on PostgreSQL)."""
     _no_args("control-plane", args)
-    app: Application = control_plane_app(cluster_settings())
+    app: Application = control_plane_app(cluster_settings("control"))
     return app
 
 
@@ -267,33 +330,37 @@ def pools(args: dict[str, Any]) -> Application:
         # Writers store and acknowledge what they hold before the replica exits.
         graceful_shutdown_timeout_s=120,
     )
-    app: Application = deployment.bind(cluster_settings())  # type: ignore[attr-defined]
+    app: Application = deployment.bind(cluster_settings("data"))  # type: ignore[attr-defined]
     return app
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m apiary.deployments.serve_app",
-        description="Apiary on a Ray cluster: print the Serve config or the node environment, "
-        "or check this environment's APIARY_* settings.",
+        description="Apiary on Ray clusters (one per plane): print a plane's Serve config or "
+        "the node environment, or check this environment's APIARY_* settings for a plane.",
     )
     parser.add_argument("command", choices=["config", "env", "check"])
-    command = parser.parse_args(argv).command
-    if command == "config":
-        print(json.dumps(serve_config(), indent=2))
-    elif command == "env":
+    parser.add_argument("--plane", choices=PLANES,
+                        help="the plane this cluster runs (required for config and check)")
+    args = parser.parse_args(argv)
+    if args.command != "env" and args.plane is None:
+        parser.error(f"{args.command} needs --plane data or --plane control")
+    if args.command == "config":
+        print(json.dumps(serve_config(args.plane), indent=2))
+    elif args.command == "env":
         for key, value in cluster_serve_environment().items():
             print(f"export {key}={shlex.quote(value)}")
     else:
         try:
-            problems = cluster_problems(load_settings())
+            problems = cluster_problems(load_settings(), args.plane)
         except ConfigurationError as exc:
             problems = [exc.message]
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
             return 2
-        print("cluster configuration OK")
+        print(f"{args.plane}-plane cluster configuration OK")
     return 0
 
 

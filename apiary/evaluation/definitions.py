@@ -12,6 +12,11 @@ writer on the cluster), written:
   control plane;
 - later by the controller's config push (DESIGN.md), which replaces both.
 
+LLM judges spend the workspace's provider key on every sampled event, so an LLM metric
+enters this copy only through a caller who holds ``proxy:use``: a refresh by anyone else
+keeps the judges already deployed (the same id and version, as stored) and withholds new
+ones (:func:`withhold_new_judges`).
+
 Writers read it through :class:`DefinitionCache` (per project, ``ttl_s``, so a change takes
 effect within that time; a bucket that cannot be read keeps the last copy in use).
 """
@@ -35,7 +40,7 @@ from nats.js.kv import KeyValue
 from apiary.errors import InvalidRequest
 from apiary.evaluation.filters import Predicate, compile_predicates
 from apiary.evaluation.ledger import open_bucket
-from apiary.evaluation.metrics import MetricSpec, online_specs
+from apiary.evaluation.metrics import JUDGE_KIND, MetricSpec, online_specs
 from apiary.settings import ApiarySettings
 
 log = logging.getLogger("apiary.evaluation")
@@ -78,14 +83,42 @@ class DefinitionStore:
         return metrics
 
 
+def withhold_new_judges(specs: Sequence[MetricSpec], deployed: Sequence[MetricSpec]
+                        ) -> tuple[list[MetricSpec], list[MetricSpec]]:
+    """``(kept, withheld)`` of ``specs`` for a refresh by a caller without ``proxy:use``.
+
+    Every non-judge spec is kept. A judge (``llm``) spec is kept only if the same id and
+    version is in ``deployed`` (the copy in force), and then as stored there; any other
+    judge -- new, or a new version -- is withheld, so such a caller can stop a judge but
+    never start or change one.
+    """
+    current = {(s["id"], s["version"]): s for s in deployed if s["kind"] == JUDGE_KIND}
+    kept: list[MetricSpec] = []
+    withheld: list[MetricSpec] = []
+    for spec in specs:
+        if spec["kind"] != JUDGE_KIND:
+            kept.append(spec)
+        elif (spec["id"], spec["version"]) in current:
+            kept.append(current[(spec["id"], spec["version"])])
+        else:
+            withheld.append(spec)
+    return kept, withheld
+
+
 async def refresh_project(js: JetStreamContext, settings: ApiarySettings,
                           evaluators: Sequence[Mapping[str, Any]],
-                          project_id: str) -> list[MetricSpec]:
-    """Store the online specs of ``evaluators`` (the control plane's list for the project)."""
+                          project_id: str, *, may_spend: bool = True,
+                          ) -> tuple[list[MetricSpec], list[MetricSpec]]:
+    """Store the online specs of ``evaluators`` (the control plane's list for the project);
+    ``(stored, withheld)``. ``may_spend``: the caller holds ``proxy:use``; otherwise new
+    LLM judges are withheld (:func:`withhold_new_judges`)."""
     specs = online_specs(evaluators)
     store = await DefinitionStore.open(js, settings)
+    withheld: list[MetricSpec] = []
+    if not may_spend:
+        specs, withheld = withhold_new_judges(specs, await store.get(project_id))
     await store.put(project_id, specs)
-    return specs
+    return specs, withheld
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,4 +191,4 @@ class DefinitionCache:
 
 
 __all__ = ["DEFINITIONS_BUCKET", "DefinitionCache", "DefinitionStore", "OnlineMetric",
-           "refresh_project"]
+           "refresh_project", "withhold_new_judges"]

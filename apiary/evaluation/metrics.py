@@ -21,6 +21,9 @@ from apiary.errors import InvalidRequest, NotFound
 
 #: Kinds the service scores by itself; ``human`` metrics are scored by reviewers.
 AUTO_KINDS = frozenset({"python", "llm"})
+#: The kind scored by an LLM judge, which spends the workspace's provider key: whoever
+#: defines, deploys or runs one needs ``proxy:use`` (``apiary.api.evaluations``).
+JUDGE_KIND = "llm"
 
 
 class MetricSpec(TypedDict):
@@ -95,4 +98,4 @@ def online_specs(evaluators: Sequence[Mapping[str, Any]]) -> list[MetricSpec]:
     return specs
 
 
-__all__ = ["AUTO_KINDS", "MetricSpec", "filter_array", "online_specs", "spec_of"]
+__all__ = ["AUTO_KINDS", "JUDGE_KIND", "MetricSpec", "filter_array", "online_specs", "spec_of"]

@@ -3,7 +3,9 @@
 Importing LiteLLM takes seconds (holding the GIL), so it is never imported with the app: the
 first proxy call of a process loads it in a worker thread (:func:`litellm`, :func:`warm_up`).
 It is configured so that it never reaches the network on its own (the bundled price map, not
-a download), never prints debugging banners to stdout, and never drops parameters silently.
+a download), never prints debugging banners to stdout, never drops parameters silently, and
+sends every request through httpx (never its aiohttp transport), where the outbound-URL
+policy checks each connection (:mod:`apiary.proxy._egress`).
 
 The module is handled as ``Any``: LiteLLM's API is wide and dynamic, and every value that
 comes back from it is validated where it is used (:mod:`apiary.proxy._calls`).
@@ -32,6 +34,8 @@ def load() -> Any:
                 module: Any = importlib.import_module("litellm")
                 module.suppress_debug_info = True
                 module.drop_params = False
+                # aiohttp connects outside httpcore, where the egress guard cannot see it.
+                module.disable_aiohttp_transport = True
                 _module = module
     return _module
 

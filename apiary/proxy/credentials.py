@@ -10,8 +10,13 @@ Guarantees:
   :func:`key_hint`.
 - A workspace has at most one credential per provider (409 on a second one), so the proxy
   never has to choose between keys.
+- ``api_base`` is a URL the outbound-URL policy accepts (:mod:`apiary.outbound`: public
+  https, or a host the operator allow-listed), and it cannot change without the key being
+  sent again: whoever may redirect the key to another endpoint must already know it, so a
+  changed endpoint never receives a key its author could not read.
 
-Errors are :mod:`apiary.errors` (400 bad input, 404 unknown id, 409 duplicate provider).
+Errors are :mod:`apiary.errors` (400 bad input or refused ``api_base``, 404 unknown id, 409
+duplicate provider).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +34,7 @@ from sqlalchemy.orm import Session
 from apiary.dpdb._base import utcnow
 from apiary.dpdb.models_proxy import ProviderCredential
 from apiary.errors import Conflict, InvalidRequest, NotFound
+from apiary.outbound import OutboundPolicy
 from apiary.proxy.envelope import Envelope, Sealed
 
 MAX_KEY_CHARS = 8192
@@ -38,6 +43,8 @@ HINT_MIN_CHARS = 20
 _PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 # A key travels in an HTTP header: no whitespace or control characters, ever.
 _KEY = re.compile(r"^[\x21-\x7e]+$")
+#: The policy when none is given: public https only, nothing allow-listed.
+STRICT = OutboundPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +84,13 @@ def check_provider(provider: str) -> str:
     return name
 
 
-def check_api_base(api_base: str | None) -> str | None:
-    """An http(s) URL without credentials in it, or None."""
+def check_api_base(api_base: str | None, outbound: OutboundPolicy) -> str | None:
+    """``api_base`` as stored (no trailing ``/``), or None; 400 ``outbound_url_refused``
+    unless ``outbound`` accepts it (https to a public address, no credentials in it, or a
+    host the operator allow-listed). May block on DNS."""
     if api_base is None:
         return None
-    parts = urlsplit(api_base.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("api_base must be an http:// or https:// URL", field="api_base")
-    if parts.username or parts.password:
-        raise InvalidRequest("api_base must not carry credentials; use api_key",
-                             field="api_base")
-    return api_base.strip().rstrip("/")
+    return outbound.check_url(api_base.strip(), field="api_base").rstrip("/")
 
 
 def _seal(envelope: Envelope, credential: ProviderCredential, api_key: str) -> None:
@@ -99,13 +102,15 @@ def _seal(envelope: Envelope, credential: ProviderCredential, api_key: str) -> N
 
 
 def create_credential(db: Session, envelope: Envelope, workspace: Workspace, *,
-                      provider: str, api_key: str, api_base: str | None = None,
-                      api_version: str | None = None, name: str | None = None,
+                      provider: str, api_key: str, outbound: OutboundPolicy = STRICT,
+                      api_base: str | None = None, api_version: str | None = None,
+                      name: str | None = None,
                       created_by: str | None = None) -> ProviderCredential:
-    """Store a new credential; 409 if the workspace has one for this provider already."""
+    """Store a new credential; 409 if the workspace has one for this provider already, 400
+    if ``outbound`` refuses ``api_base``."""
     provider = check_provider(provider)
     _check_key(api_key)
-    api_base = check_api_base(api_base)
+    api_base = check_api_base(api_base, outbound)
     if credential_for(db, workspace, provider) is not None:
         raise Conflict(f"the workspace has a credential for {provider!r}; update or delete it",
                        field="provider")
@@ -151,16 +156,28 @@ def credential_for(db: Session, workspace: Workspace,
 
 
 def update_credential(db: Session, envelope: Envelope, credential: ProviderCredential, *,
-                      changes: dict[str, Any]) -> None:
+                      changes: dict[str, Any], outbound: OutboundPolicy = STRICT) -> None:
     """Rotate the key and/or change ``api_base``, ``api_version``, ``name`` (keys present in
-    ``changes``; a None value clears the optional fields)."""
-    if "api_key" in changes:
-        if changes["api_key"] is None:
-            raise InvalidRequest("api_key cannot be cleared; delete the credential",
-                                 field="api_key")
-        _seal(envelope, credential, changes["api_key"])
+    ``changes``; a None value clears the optional fields).
+
+    A changed ``api_base`` (set, changed or cleared) needs ``api_key`` in the same change,
+    else 400 with field ``api_key``: the endpoint a key is sent to changes only together
+    with the key. ``outbound`` must accept the new ``api_base`` (400 otherwise)."""
+    if "api_key" in changes and changes["api_key"] is None:
+        raise InvalidRequest("api_key cannot be cleared; delete the credential",
+                             field="api_key")
     if "api_base" in changes:
-        credential.api_base = check_api_base(changes["api_base"])
+        requested = changes["api_base"]
+        # Checked before the URL itself, so the answer never depends on where it points.
+        as_given = requested.strip().rstrip("/") if requested is not None else None
+        if as_given != credential.api_base and changes.get("api_key") is None:
+            raise InvalidRequest(
+                "changing api_base requires the provider key again: send api_key with the "
+                "new api_base (the stored key is never sent to a new endpoint)",
+                field="api_key")
+        credential.api_base = check_api_base(requested, outbound)
+    if "api_key" in changes:
+        _seal(envelope, credential, changes["api_key"])
     if "api_version" in changes:
         credential.api_version = changes["api_version"]
     if "name" in changes:

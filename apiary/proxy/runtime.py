@@ -19,6 +19,7 @@ from apiary.dpdb import DataPlaneDatabase, LazyDatabase
 from apiary.errors import ApiaryError, JudgeRejected, JudgeUnavailable
 from apiary.evaluation.judge import JUDGE_SOURCE
 from apiary.event import Tenant
+from apiary.outbound import OutboundPolicy
 from apiary.proxy.envelope import Envelope, envelope_from_settings
 from apiary.proxy.request import ChatCompletionRequest
 from apiary.proxy.service import Caller, ChatProxy, Completion
@@ -31,8 +32,8 @@ JUDGE_SUBJECT = "service:evaluator"
 
 def open_chat_proxy(settings: ApiarySettings, publisher: EventPublisher, *,
                     database: Callable[[], DataPlaneDatabase] | None = None) -> ChatProxy:
-    """A :class:`ChatProxy` on ``settings``' dpdb and envelope key, tracing through
-    ``publisher``. dpdb and the envelope are opened on first use."""
+    """A :class:`ChatProxy` on ``settings``' dpdb and envelope key and outbound-URL policy,
+    tracing through ``publisher``. dpdb and the envelope are opened on first use."""
     if database is None:
         database = LazyDatabase(settings.dp_database).get
     envelope: list[Envelope] = []
@@ -43,7 +44,8 @@ def open_chat_proxy(settings: ApiarySettings, publisher: EventPublisher, *,
         return envelope[0]
 
     return ChatProxy(database=database, envelope=get_envelope, sink=TraceSink(publisher),
-                     timeout_s=settings.proxy_timeout_s)
+                     timeout_s=settings.proxy_timeout_s,
+                     outbound=OutboundPolicy.from_settings(settings))
 
 
 class ProxyJudgeClient:

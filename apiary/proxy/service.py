@@ -11,6 +11,11 @@ and in-process (an evaluator's LLM judge):
 - LiteLLM is called with that key and nothing the caller could use to redirect it
   (:mod:`apiary.proxy.request`); no retries (the caller decides), a timeout of at most
   ``APIARY_PROXY_TIMEOUT_S``.
+- The key only ever reaches an address the outbound-URL policy (:mod:`apiary.outbound`)
+  accepts: the credential's ``api_base`` is checked again right before the call, and every
+  connection LiteLLM opens during the call is checked again when it is made, on the address
+  it then connects to (:mod:`apiary.proxy._egress`; DNS rebinding). A refusal is 400
+  ``outbound_url_refused``, and nothing is sent.
 - Failures become :mod:`apiary.proxy.errors` (4xx/502/504, never 500), with the key
   redacted from any text the provider sent back.
 - Streams: the first chunk is awaited before :meth:`complete` returns, so a call that fails
@@ -33,9 +38,11 @@ import orjson
 
 from apiary.dpdb import DataPlaneDatabase, ProviderCredential
 from apiary.enrich import PriceTable
-from apiary.errors import ApiaryError, InvalidRequest
+from apiary.errors import ApiaryError, InvalidRequest, OutboundUrlRefused
 from apiary.event import Tenant
+from apiary.outbound import OutboundPolicy
 from apiary.proxy import credentials as vault
+from apiary.proxy._egress import UNGUARDED_PROVIDERS, guarded
 from apiary.proxy._litellm import litellm
 from apiary.proxy.envelope import Envelope
 from apiary.proxy.errors import (
@@ -83,11 +90,14 @@ class ChatProxy:
     """Proxied chat completions for one data plane (see the module docstring)."""
 
     def __init__(self, *, database: Callable[[], DataPlaneDatabase],
-                 envelope: Callable[[], Envelope], sink: TraceSink, timeout_s: float) -> None:
+                 envelope: Callable[[], Envelope], sink: TraceSink, timeout_s: float,
+                 outbound: OutboundPolicy | None = None) -> None:
         self._database = database
         self._envelope = envelope
         self._sink = sink
         self._timeout_s = timeout_s
+        # No policy given: the strictest one (public https only, nothing allow-listed).
+        self._outbound = outbound if outbound is not None else OutboundPolicy()
         self._prices: PriceTable | None = None
 
     @property
@@ -98,7 +108,15 @@ class ChatProxy:
                        link: TraceLink | None = None) -> Completion | CompletionStream:
         lib = await litellm()
         provider, model = self._route(lib, request.model)
+        if provider in UNGUARDED_PROVIDERS:
+            raise InvalidRequest(
+                f"provider {provider!r} is not supported by this proxy: its connections "
+                "cannot be checked against the outbound-URL policy", field="model")
         credential, api_key = await asyncio.to_thread(self._credential, caller, provider)
+        if credential.api_base:
+            # Accepted when stored, but DNS (or the allow-list) may have changed since.
+            await asyncio.to_thread(self._outbound.check_url, credential.api_base,
+                                    field="api_base")
         trace = CallTrace(
             tenant=caller.tenant, caller=caller.subject, provider=provider, model=model,
             credential_id=credential.id, messages=request.messages,
@@ -115,25 +133,36 @@ class ChatProxy:
         if credential.api_version:
             params["api_version"] = credential.api_version
         secrets = (api_key,)
-        try:
-            answer = await lib.acompletion(**params)
-            if not request.stream:
-                body: dict[str, Any] = answer.model_dump()
-                trace.succeed(body, self._cost(lib, answer, provider, model))
-                self._sink.submit(caller.tenant, trace.event())
-                return Completion(trace.event_id, body)
-            chunks = answer.__aiter__()
-            first = await anext(chunks, None)
-            if first is None:
-                raise ProviderError(f"{provider} answered with an empty stream",
-                                    provider=provider)
-        except asyncio.CancelledError:
-            self._record_failure(trace, CallAbandoned("the caller went away before the answer"))
-            raise
-        except Exception as exc:
-            error = provider_error(exc, provider=provider, secrets=secrets)
-            self._record_failure(trace, error)
-            raise error from None
+        # Every connection LiteLLM opens from here on is checked when it is made. The
+        # stream's later chunks arrive on the connection opened (and checked) here.
+        with guarded(self._outbound) as guard:
+            try:
+                answer = await lib.acompletion(**params)
+                if not request.stream:
+                    body: dict[str, Any] = answer.model_dump()
+                    trace.succeed(body, self._cost(lib, answer, provider, model))
+                    self._sink.submit(caller.tenant, trace.event())
+                    return Completion(trace.event_id, body)
+                chunks = answer.__aiter__()
+                first = await anext(chunks, None)
+                if first is None:
+                    raise ProviderError(f"{provider} answered with an empty stream",
+                                        provider=provider)
+            except asyncio.CancelledError:
+                self._record_failure(trace,
+                                     CallAbandoned("the caller went away before the answer"))
+                raise
+            except Exception as exc:
+                error: ApiaryError
+                if guard.refused is not None:
+                    error = OutboundUrlRefused(
+                        f"the call to {provider} was refused: {guard.refused.message}",
+                        field="api_base", reason=guard.refused.context.get("reason"),
+                        provider=provider)
+                else:
+                    error = provider_error(exc, provider=provider, secrets=secrets)
+                self._record_failure(trace, error)
+                raise error from None
         trace.first_token_ms = now_ms()
         relay = self._relay(lib, trace, answer, chunks, first, request.wants_usage, secrets)
         return CompletionStream(trace.event_id, relay)

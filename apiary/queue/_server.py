@@ -10,6 +10,7 @@ publisher survives a crash of the machine, not only of the process.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -18,11 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from apiary._private.files import PRIVATE_UMASK, private_dir, private_file, write_private
 from apiary.errors import ConfigurationError, QueueError
 
 
 def _die_with_parent() -> None:
-    """In the child: receive SIGTERM when the process that started us dies (Linux)."""
+    """In the child: receive SIGTERM when the process that started us dies (Linux), and
+    create files owner-only (the JetStream store holds every queued event)."""
+    os.umask(PRIVATE_UMASK)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -71,14 +75,15 @@ class NatsServer:
     def _token(self) -> str:
         path = self.root / "token"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            write_private(path, secrets.token_urlsafe(32))
+        private_file(path)  # tightens a token file an older version left readable
         return path.read_text().strip()
 
     def _write_config(self, token: str) -> Path:
         config = self.root / "nats-server.conf"
         # JSON strings are valid NATS config strings and quote paths safely.
-        config.write_text(
+        write_private(
+            config,
             "\n".join(
                 [
                     "listen: 127.0.0.1:-1",
@@ -90,21 +95,21 @@ class NatsServer:
                     "}",
                     "",
                 ]
-            )
+            ),
         )
-        config.chmod(0o600)
         return config
 
     def start(self, timeout: float = 20.0) -> str:
         """Start the server and wait until it accepts clients; return its URL."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        ports_dir = self.root / "ports"
-        ports_dir.mkdir(exist_ok=True)
+        private_dir(self.root)
+        ports_dir = private_dir(self.root / "ports")
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
         token = self._token()
         config = self._write_config(token)
-        log = open(self.root / "nats-server.log", "ab")  # noqa: SIM115 - owned by the child
+        log = os.fdopen(  # owned by the child
+            os.open(self.root / "nats-server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            "ab")
         try:
             self._process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(config), "--ports_file_dir", str(ports_dir)],

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
+from apiary._private.files import private_dir
 from apiary.errors import ApiaryError, ConfigurationError, StoreRejected, StoreUnavailable
 
 T = TypeVar("T")
@@ -277,7 +278,7 @@ class EmbeddedClickHouse(_ClientDriver):
         if pool_size < 1:
             raise ConfigurationError("the chDB handle pool needs at least one handle")
         self.path = Path(path).expanduser().resolve()
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path)
         self.database = check_identifier(database)
         self._pool_size = pool_size
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()

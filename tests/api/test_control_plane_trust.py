@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _accounts import verify_email
 from _servers import http_server
 from nats.js.errors import NotFoundError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -50,9 +51,10 @@ class World:
     settings: ApiarySettings
 
 
-def _signup(cp: httpx.Client, email: str) -> dict[str, str]:
+def _signup(cp: httpx.Client, email: str, settings: ApiarySettings) -> dict[str, str]:
     response = cp.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.text
+    verify_email(settings, str(cp.base_url), email)  # an unverified account owns nothing
     return {"authorization": f"Bearer {response.json()['session_token']}"}
 
 
@@ -68,10 +70,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     cp.close()
 
 
-def _set_up_tenants(cp: httpx.Client) -> dict[str, Any]:
+def _set_up_tenants(cp: httpx.Client, settings: ApiarySettings) -> dict[str, Any]:
     """On the control plane: an owner, one org with projects a and b, their keys, and a
     viewer of project a holding a token for this data plane."""
-    owner = _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com")
+    owner = _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com", settings)
     org = cp.post("/v1/orgs", headers=owner, json={"name": "Trust"}).json()
     ws = cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner, json={"name": "w"}).json()
     projects = {
@@ -87,7 +89,7 @@ def _set_up_tenants(cp: httpx.Client) -> dict[str, Any]:
     keys["a-revocable"] = cp.post(f"/v1/projects/{projects['a']}/keys", headers=owner,
                                   json={"name": "revocable"}).json()["api_key"]
     viewer_email = f"viewer-{uuid.uuid4().hex[:6]}@example.com"
-    viewer = _signup(cp, viewer_email)
+    viewer = _signup(cp, viewer_email, settings)
     invited = cp.post(f"/v1/orgs/{org['id']}/invitations", headers=owner,
                       json={"email": viewer_email, "role": "viewer",
                             "project_id": projects["a"]})
@@ -109,7 +111,7 @@ async def world(
 ) -> AsyncIterator[World]:
     cp_url, cp_settings = control_plane
     cp = httpx.Client(base_url=cp_url, timeout=30)
-    tenants = await asyncio.to_thread(_set_up_tenants, cp)
+    tenants = await asyncio.to_thread(_set_up_tenants, cp, cp_settings)
 
     dp_settings = cp_settings.model_copy(update={
         "data_dir": tmp_path_factory.mktemp("dp"), "control_plane_url": cp_url,

@@ -3,8 +3,9 @@
 A real control plane (uvicorn, its own SQLite cpdb) and a real data plane trusting it
 (uvicorn, NATS, chDB, a writer, dpdb; see ``_served.py``) run for the module. schemathesis
 generates requests (valid and invalid) for every operation of the data plane's spec with
-the data-plane access token of a project owner (every permission, configuration calls
-reaching the control plane through the seam), and for every operation of the control
+the data-plane access token of a project owner (every data-plane permission; configuration
+calls are refused with 403, as a data plane forwards only API keys to the control plane),
+and for every operation of the control
 plane's spec with a signed-in user's session. Each answer must not be a 5xx
 (``not_a_server_error``), must carry a status the spec documents for the operation
 (``status_code_conformance``), a body its schema accepts (``response_schema_conformance``)
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from _accounts import verify_email
 from _served import served_control_plane, served_data_plane
 from schemathesis.checks import (
     content_type_conformance,
@@ -71,10 +73,12 @@ cp = schemathesis.openapi.from_dict(CP_SPEC, config=_config(20 if _DEEP else 3))
     method="POST", path="/v1/auth/logout")
 
 
-def _signup(cp_url: str) -> dict[str, str]:
+def _signup(cp_url: str, settings: ApiarySettings) -> dict[str, str]:
+    email = f"oas-{uuid.uuid4().hex[:8]}@example.com"
     response = httpx.post(f"{cp_url}/v1/auth/signup", json={
-        "email": f"oas-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD})
+        "email": email, "password": PASSWORD})
     assert response.status_code == 201, response.text
+    verify_email(settings, cp_url, email)  # an unverified account owns nothing
     return {"authorization": f"Bearer {response.json()['session_token']}"}
 
 
@@ -102,7 +106,7 @@ def data_plane(control_plane: tuple[str, ApiarySettings], nats_server: NatsServe
                ) -> Iterator[tuple[str, str]]:
     """(URL, a project owner's data-plane token) of a data plane trusting the CP."""
     cp_url, cp_settings = control_plane
-    owner = _signup(cp_url)
+    owner = _signup(cp_url, cp_settings)
     org = _post(cp_url, "/v1/orgs", owner, {"name": "OpenAPI"})
     ws = _post(cp_url, f"/v1/orgs/{org['id']}/workspaces", owner, {"name": "w"})
     project = _post(cp_url, f"/v1/workspaces/{ws['id']}/projects", owner, {"name": "p"})
@@ -179,16 +183,17 @@ def test_data_plane_conforms_to_its_spec(case: schemathesis.Case,
 def test_control_plane_conforms_to_its_spec(case: schemathesis.Case,
                                             control_plane: tuple[str, ApiarySettings]
                                             ) -> None:
-    url, _ = control_plane
-    case.call_and_validate(base_url=url, headers=_cp_user(url), checks=CHECKS, timeout=60)
+    url, settings = control_plane
+    case.call_and_validate(base_url=url, headers=_cp_user(url, settings), checks=CHECKS,
+                           timeout=60)
 
 
 _CP_USER: dict[str, dict[str, str]] = {}
 
 
-def _cp_user(url: str) -> dict[str, str]:
+def _cp_user(url: str, settings: ApiarySettings) -> dict[str, str]:
     """A user of its own for the control-plane run, signed up once (generated calls may
     sign it out or change its password; the data plane's owner is another user)."""
     if url not in _CP_USER:
-        _CP_USER[url] = {k.title(): v for k, v in _signup(url).items()}
+        _CP_USER[url] = {k.title(): v for k, v in _signup(url, settings).items()}
     return _CP_USER[url]

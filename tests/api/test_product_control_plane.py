@@ -1,5 +1,6 @@
 """Metric definitions and prompt configurations, served by the data plane from a real
-control plane through the trusted seam (the caller's key or token forwarded).
+control plane through the trusted seam (the caller's API key forwarded; a data-plane token
+is never forwarded, since the control plane refuses every token not minted for it).
 
 The control plane runs as a real HTTP server (uvicorn) over its own SQLite cpdb; keys and
 a user's token come from its API. The data plane's app runs in-process with the
@@ -9,13 +10,16 @@ and chDB, its CP client pointed at that server.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from _accounts import verify_email
 from _product import ALL, event, open_product
 from _servers import free_port, http_server
 from honeyhive._generated.models import (
@@ -84,9 +88,12 @@ class World:
         return body
 
 
-async def _signup(cp: httpx.AsyncClient, email: str) -> dict[str, str]:
+async def _signup(cp: httpx.AsyncClient, email: str, settings: ApiarySettings
+                  ) -> dict[str, str]:
     response = await cp.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.text
+    # An unverified account owns nothing: verify as the operator's link would.
+    await asyncio.to_thread(verify_email, settings, str(cp.base_url), email)
     return {"authorization": f"Bearer {response.json()['session_token']}"}
 
 
@@ -108,7 +115,7 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
                 ) -> AsyncIterator[World]:
     cp_url, cp_settings = control_plane
     cp = httpx.AsyncClient(base_url=cp_url, timeout=30)
-    owner = await _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com")
+    owner = await _signup(cp, f"owner-{uuid.uuid4().hex[:6]}@example.com", cp_settings)
     org = (await cp.post("/v1/orgs", headers=owner, json={"name": "Product"})).json()
     ws = (await cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner,
                         json={"name": "w"})).json()
@@ -129,7 +136,7 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
                    "a_read": await key("a", ["prompts:read", "evaluators:read",
                                              "events:read"])}
     viewer_email = f"viewer-{uuid.uuid4().hex[:6]}@example.com"
-    viewer = await _signup(cp, viewer_email)
+    viewer = await _signup(cp, viewer_email, cp_settings)
     invited = await cp.post(f"/v1/orgs/{org['id']}/invitations", headers=owner, json={
         "email": viewer_email, "role": "viewer", "project_id": projects["a"]})
     await cp.post("/v1/invitations/accept", headers=viewer,
@@ -224,14 +231,19 @@ async def test_configurations_are_per_project_and_per_permission(world: World) -
     await world.ok("POST", "/v1/configurations", "b", json=_config_body(name))  # own name
     await world.fails(403, "GET", "/v1/configurations", "a_events")
     await world.fails(403, "POST", "/v1/configurations", "a_read", json=_config_body("n"))
-    # A user's token is forwarded as it is: the viewer reads, and may not write.
-    seen = await world.ok("GET", "/v1/configurations", "viewer_token")
-    assert name in {c["name"] for c in seen["configurations"]}
-    await world.fails(403, "POST", "/v1/configurations", "viewer_token",
-                      json=_config_body("viewer"))
-    owned = await world.ok("POST", "/v1/configurations", "owner_token",
-                           json=_config_body(f"own-{uuid.uuid4().hex[:6]}"))
-    assert owned["acknowledged"] is True
+    # A user's data-plane token is not forwarded (it would be refused there anyway): 403
+    # before the control plane is called, saying where configuration is read.
+    for who in ("viewer_token", "owner_token"):
+        refused = await world.fails(403, "GET", "/v1/configurations", who)
+        assert "API key" in refused["message"]
+        assert "control plane" in refused["message"]
+        await world.fails(403, "POST", "/v1/configurations", who,
+                          json=_config_body(f"tok-{uuid.uuid4().hex[:6]}"))
+    # ...and holds no management permission, even the owner's.
+    claims = jwt.decode(world.credentials["owner_token"], options={"verify_signature": False})
+    assert "prompts:write" in claims["permissions"]
+    assert not {"keys:manage", "members:manage", "org:manage", "project:manage"} & set(
+        claims["permissions"])
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), [
@@ -335,8 +347,8 @@ async def test_metrics_are_per_project_and_per_permission(world: World) -> None:
         await world.fails(404, method, path, "b", json={} if method == "PUT" else None)
     await world.fails(403, "GET", "/v1/metrics", "a_events")
     await world.fails(403, "POST", "/v1/metrics", "a_read", json=_metric("nope"))
-    assert metric_id in {m["id"] for m in
-                         (await world.ok("GET", "/v1/metrics", "viewer_token"))["metrics"]}
+    refused = await world.fails(403, "GET", "/v1/metrics", "viewer_token")
+    assert "API key" in refused["message"]
 
 
 @pytest.mark.parametrize(("body", "status"), [

@@ -58,6 +58,22 @@ async def test_a_valid_token_maps_its_claims_to_a_principal(
         principal.require(Permission.DATASETS_WRITE)
 
 
+async def test_workspace_permissions_map_and_unknown_strings_grant_nothing(
+    control_plane: ControlPlane, verifier: JwtAuthenticator
+) -> None:
+    # A control plane newer than this data plane may send permissions it does not know
+    # (and a management string must never mean anything here): they are ignored.
+    principal = await verifier.authenticate(control_plane.token(
+        permissions=["proxy:use", "proxy:manage", "keys:manage", "root:everything"],
+        workspace_permissions=["proxy:manage", "members:manage", "future:thing"]))
+    assert principal.permissions == {Permission.PROXY_USE, Permission.PROXY_MANAGE}
+    assert principal.workspace_permissions == {Permission.PROXY_MANAGE}
+    # Absent (an older control plane): nothing on the workspace.
+    assert (await verifier.authenticate(control_plane.token())).workspace_permissions == set()
+    await _refused(verifier, control_plane.token(workspace_permissions="proxy:manage"),
+                   "'workspace_permissions' must be a list of strings")
+
+
 async def test_a_workspace_token_reads_but_cannot_write_events(
     control_plane: ControlPlane, verifier: JwtAuthenticator
 ) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 import jwt
 from fastapi.testclient import TestClient
 
+from apiary.control import ControlPlane
+
 from .conftest import DATA_PLANE_ID, ISSUER
 
 PASSWORD = "correct horse battery staple"
@@ -29,11 +31,33 @@ def error_code(response: Any, status: int) -> str:
     return str(body["errorCode"])
 
 
-def signup(client: TestClient, email: str, password: str = PASSWORD) -> str:
-    """A new account's session token (cookies cleared: tests send tokens explicitly)."""
+def signup(client: TestClient, email: str, password: str = PASSWORD, *,
+           verify: bool = True) -> str:
+    """A new account's session token (cookies cleared: tests send tokens explicitly).
+
+    With ``verify`` (the default) the address is then verified the way a user without a
+    mail server would: the operator's link (:func:`verification_token`) is posted back."""
     body = ok(client.post("/v1/auth/signup", json={"email": email, "password": password}), 201)
     client.cookies.clear()
+    if verify:
+        verify_email(client, email)
     return str(body["session_token"])
+
+
+def verification_token(client: TestClient, email: str) -> str:
+    """A fresh verification link's token for ``email``, as ``apiary users verify-link``
+    prints it (the control plane of ``client``, no SMTP)."""
+    from apiary.control.identity import verification
+
+    cp: ControlPlane = client.app.state.control_plane  # type: ignore[attr-defined]
+    with cp.transaction() as db:
+        link = verification.operator_link(cp, db, email)
+    assert link.link.endswith(link.token)
+    return link.token
+
+
+def verify_email(client: TestClient, email: str) -> None:
+    ok(client.post("/v1/auth/email/verify", json={"token": verification_token(client, email)}))
 
 
 def user_id(client: TestClient, token: str) -> str:

@@ -5,7 +5,8 @@ whichever identity the test put in :attr:`LocalOidcProvider.next_identity`), a t
 endpoint that authenticates the client (``client_secret_basic`` or ``client_secret_post``),
 checks the redirect URI and the PKCE S256 verifier and issues single-use codes, and ID
 tokens signed with a real RS256 or ES256 key published at its JWKS. Knobs let a test make
-it misbehave (wrong nonce, another signing algorithm) to prove the client notices.
+it misbehave (wrong nonce, another signing algorithm, discovery naming other endpoints) to
+prove the client notices; an attacker's provider is one of these, asserting any identity.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class LocalOidcProvider:
             "name": "Alice",
         }
         self.wrong_nonce = False
+        # Replaces fields of the discovery document (e.g. a token_endpoint pointing inside).
+        self.discovery_overrides: dict[str, str] = {}
         self.token_requests: list[dict[str, str]] = []
         self._codes: dict[str, dict[str, Any]] = {}
         self._keys = {"RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
@@ -90,6 +93,7 @@ class LocalOidcProvider:
                 "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                           "client_secret_post"],
                 "code_challenge_methods_supported": ["S256"],
+                **self.discovery_overrides,
             }
 
         @app.get("/jwks")

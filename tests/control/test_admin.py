@@ -118,3 +118,71 @@ def test_bootstrap_is_idempotent_and_its_key_works(client: TestClient, cp: Contr
                                                     "password": first["admin_password"]}))
     client.cookies.clear()
     assert login["user"]["email"] == "admin@apiary.local"
+
+
+def test_operator_accounts_are_verified_and_the_bootstrap_admin_approves_domains(
+    client: TestClient, cp: ControlPlane
+) -> None:
+    first = admin.bootstrap(cp.settings, admin_email="admin@apiary.local", mint_key=False)
+    created = admin.users_create(cp.settings, email="ops@example.com")
+    for email, password in (("admin@apiary.local", first["admin_password"]),
+                            ("ops@example.com", created["password"])):
+        session = ok(client.post("/v1/auth/login", json={"email": email, "password": password}))
+        client.cookies.clear()
+        assert session["user"]["email_verified"] is True
+    admin_session = ok(client.post("/v1/auth/login", json={
+        "email": "admin@apiary.local", "password": first["admin_password"]}))["session_token"]
+    client.cookies.clear()
+    claim = ok(client.post(f"/v1/orgs/{first['org_id']}/domains",
+                           json={"domain": "apiary.example"}, headers=auth(admin_session)), 201)
+    assert admin.domains_list(cp.settings, pending_only=True)["domains"][0]["id"] == claim["id"]
+    approved = ok(client.post(f"/v1/admin/domains/{claim['id']}/approve",
+                              headers=auth(admin_session)))
+    assert approved["approved"] is True
+    assert admin.domains_list(cp.settings, pending_only=True)["domains"] == []
+
+
+def test_cli_verify_link_and_domain_approval(
+    client: TestClient, cp: ControlPlane, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ._helpers import make_tenant, signup
+
+    settings = cp.settings
+    assert settings.cp_envelope_key is not None
+    monkeypatch.setenv("APIARY_CP_DATABASE_URL", settings.cp_database)
+    monkeypatch.setenv("APIARY_CP_ENVELOPE_KEY", settings.cp_envelope_key.get_secret_value())
+    monkeypatch.setenv("APIARY_CP_ISSUER", settings.cp_issuer_url)
+    parser = _parser()
+
+    def run(*argv: str) -> dict[str, object]:
+        args = parser.parse_args([*argv, "--data-dir", str(settings.data_dir), "--json"])
+        assert args.func(args) == 0
+        result: dict[str, object] = json.loads(capsys.readouterr().out)
+        return result
+
+    session = signup(client, "newcomer@example.com", verify=False)
+    printed = run("users", "verify-link", "newcomer@example.com")
+    assert str(printed["link"]).startswith(f"{settings.cp_issuer_url}/v1/auth/email/verify?")
+    assert str(printed["link"]).endswith(str(printed["token"]))
+    ok(client.post("/v1/auth/email/verify", json={"token": printed["token"]}))
+    assert ok(client.get("/v1/me", headers=auth(session)))["user"]["email_verified"] is True
+    with pytest.raises(Conflict):
+        run("users", "verify-link", "newcomer@example.com")  # already verified
+    with pytest.raises(NotFound):
+        run("users", "verify-link", "nobody@example.com")
+
+    tenant = make_tenant(client, "Corp")
+    claim = ok(client.post(f"/v1/orgs/{tenant.org_id}/domains", json={"domain": "corp.example"},
+                           headers=auth(tenant.owner)), 201)
+    listed = run("domains", "list", "--pending")
+    assert [d["id"] for d in listed["domains"]] == [claim["id"]]  # type: ignore[index,union-attr]
+    assert run("domains", "approve", claim["id"])["approved_at"] is not None
+    promoted = run("users", "set-instance-admin", "newcomer@example.com")
+    assert promoted["is_instance_admin"] is True
+    # Another org cannot hold the same domain approved.
+    other = make_tenant(client, "Other")
+    second = ok(client.post(f"/v1/orgs/{other.org_id}/domains", json={"domain": "corp.example"},
+                            headers=auth(other.owner)), 201)
+    with pytest.raises(Conflict):
+        run("domains", "approve", second["id"])

@@ -138,7 +138,8 @@ def test_api_key_token_carries_exactly_the_contract_claims(
     claims = verify(client, body["access_token"])
     assert header["kid"] in {k["kid"] for k in ok(client.get("/.well-known/jwks.json"))["keys"]}
     assert set(claims) == {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "org_id",
-                           "workspace_id", "project_id", "role", "permissions"}
+                           "workspace_id", "project_id", "role", "permissions",
+                           "workspace_permissions"}
     assert claims["iss"] == ISSUER
     assert claims["aud"] == DATA_PLANE_ID
     assert claims["sub"] == f"key:{key['key']['id']}"
@@ -148,6 +149,7 @@ def test_api_key_token_carries_exactly_the_contract_claims(
         t.org_id, t.workspace_id, t.project_id)
     assert claims["role"] == "api_key"
     assert claims["permissions"] == ["events:write"]
+    assert claims["workspace_permissions"] == []  # a project key holds nothing on the workspace
     second = verify(client, ok(exchange(client, key["api_key"]))["access_token"])
     assert second["jti"] != claims["jti"]
 
@@ -159,8 +161,10 @@ def test_workspace_key_token_has_no_project_unless_narrowed(client: TestClient) 
     claims = verify(client, ok(exchange(client, key))["access_token"])
     assert claims["project_id"] is None
     assert claims["workspace_id"] == t.workspace_id
+    assert claims["workspace_permissions"] == claims["permissions"]
     narrowed = verify(client, ok(exchange(client, key, project_id=t.project_id))["access_token"])
     assert narrowed["project_id"] == t.project_id
+    assert narrowed["workspace_permissions"] == claims["permissions"]
 
 
 def test_user_session_token_carries_the_effective_role(client: TestClient) -> None:
@@ -172,6 +176,7 @@ def test_user_session_token_carries_the_effective_role(client: TestClient) -> No
     assert claims["role"] == "viewer"
     assert "events:read" in claims["permissions"]
     assert "events:write" not in claims["permissions"]
+    assert claims["workspace_permissions"] == claims["permissions"]  # an org-level role
     missing = exchange(client, viewer)
     assert error_code(missing, 400) == "invalid_request"
 

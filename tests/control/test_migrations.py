@@ -15,6 +15,7 @@ from apiary.control.db.migrate import VERSION_TABLE
 BOTH = pytest.mark.parametrize("empty_db_url", ["sqlite", "postgresql"], indirect=True)
 CONFIG_TABLES = {"prompt_templates", "prompt_versions", "prompt_environments",
                  "evaluator_configs", "evaluator_versions", "alert_definitions"}
+IDENTITY_0004 = {"org_domains", "email_verifications", "sso_mfa_tickets"}
 
 
 def _tables(url: str) -> set[str]:
@@ -37,7 +38,7 @@ def _columns(url: str, table: str) -> list[dict[str, object]]:
 def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0003"
+    assert current_revision(empty_db_url) == head_revision() == "0004"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
     engine = open_engine(empty_db_url)
     try:
@@ -56,17 +57,21 @@ def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None
 @BOTH
 def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     upgrade_db(empty_db_url)
+    downgrade(empty_db_url, "0003")
+    assert current_revision(empty_db_url) == "0003"
+    assert "email_verified_at" not in {c["name"] for c in _columns(empty_db_url, "users")}
+    assert not {"org_domains", "email_verifications", "sso_mfa_tickets"} & _tables(empty_db_url)
     downgrade(empty_db_url, "0002")
     assert current_revision(empty_db_url) == "0002"
     assert "message" not in {c["name"] for c in _columns(empty_db_url, "evaluator_versions")}
     downgrade(empty_db_url, "0001")
     assert current_revision(empty_db_url) == "0001"
-    assert _tables(empty_db_url) == set(Base.metadata.tables) - CONFIG_TABLES
+    assert _tables(empty_db_url) == set(Base.metadata.tables) - CONFIG_TABLES - IDENTITY_0004
     downgrade(empty_db_url, "base")
     assert current_revision(empty_db_url) is None
     assert _tables(empty_db_url) == set()
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == "0003"
+    assert current_revision(empty_db_url) == "0004"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
 
 

@@ -15,12 +15,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apiary.control import ControlPlane
+from apiary.control.db import User
 from apiary.control.identity.oidc import pending_logins
 from apiary.errors import AuthenticationFailed
 
-from ._helpers import Tenant, auth, error_code, make_tenant, ok, signup, user_id
+from ._helpers import Tenant, add_member, auth, error_code, make_tenant, ok, signup, user_id
 from .conftest import ISSUER, FakeClock
 from .oidc_provider import LocalOidcProvider
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    # The test provider serves plain http on loopback: the operator's allow-list admits it.
+    return {"outbound_allowlist": ["127.0.0.1"]}
 
 
 @pytest.fixture(params=["RS256", "ES256"])
@@ -74,12 +81,37 @@ def test_first_login_provisions_a_member_with_a_session(
     assert provider.token_requests == [{"auth": "basic"}]
 
 
-def test_existing_account_is_linked_by_verified_email_then_by_subject(
+def link_via_browser(client: TestClient, provider_id: str, session: str) -> httpx.Response:
+    """Act as the logged-in user's browser: link start → provider login → the callback."""
+    started = ok(client.post(f"/v1/me/identities/oidc/{provider_id}/link/start",
+                             headers=auth(session)))
+    with httpx.Client() as browser:
+        at_idp = browser.get(started["authorization_url"])
+    parts = urlsplit(at_idp.headers["location"])
+    return client.get(f"{parts.path.removeprefix(urlsplit(ISSUER).path)}?{parts.query}")
+
+
+def test_an_existing_account_is_linked_explicitly_then_found_by_subject(
     client: TestClient, provider: LocalOidcProvider
 ) -> None:
+    # Changed by the identity-linking fix: a matching email alone no longer links (409); the
+    # account holder links the identity while logged in.
     t = make_tenant(client, "A")
-    existing = user_id(client, signup(client, "Alice@Corp.example"))
+    session = signup(client, "Alice@Corp.example")
+    existing = user_id(client, session)
     provider_id = configure(client, t, provider)
+    refused = sso_login(client, provider_id)
+    assert error_code(refused, 409) == "conflict"
+    assert "link it from your account settings" in refused.json()["message"]
+    assert "apiary_session=" not in refused.headers.get("set-cookie", "")
+    client.cookies.clear()
+    linked = link_via_browser(client, provider_id, session)
+    assert linked.status_code == 303, linked.text
+    assert "apiary_session=" not in linked.headers.get("set-cookie", "")
+    client.cookies.clear()
+    identities = ok(client.get("/v1/me/identities", headers=auth(session)))
+    assert [(i["provider_id"], i["subject"]) for i in identities] == [
+        (provider_id, "alice-at-idp")]
     assert sso_login(client, provider_id).status_code == 303
     assert ok(client.get("/v1/me"))["user"]["id"] == existing
     client.cookies.clear()
@@ -88,6 +120,99 @@ def test_existing_account_is_linked_by_verified_email_then_by_subject(
     assert sso_login(client, provider_id).status_code == 303
     assert ok(client.get("/v1/me"))["user"]["id"] == existing
     client.cookies.clear()
+
+
+def test_a_claimed_and_approved_domain_links_the_orgs_own_verified_member(
+    client: TestClient, provider: LocalOidcProvider, cp: ControlPlane
+) -> None:
+    t = make_tenant(client, "A")
+    member = add_member(client, t, "alice@corp.example", "member")
+    provider_id = configure(client, t, provider)
+    claim = ok(client.post(f"/v1/orgs/{t.org_id}/domains", json={"domain": "Corp.Example"},
+                           headers=auth(t.owner)), 201)
+    assert (claim["domain"], claim["approved"]) == ("corp.example", False)
+    assert error_code(sso_login(client, provider_id), 409) == "conflict"  # not approved yet
+    client.cookies.clear()
+    # Only an instance admin approves; the org's owner is not one.
+    assert error_code(client.post(f"/v1/admin/domains/{claim['id']}/approve",
+                                  headers=auth(t.owner)), 403) == "forbidden"
+    with cp.transaction() as db:
+        owner = db.get(User, user_id(client, t.owner))
+        assert owner is not None
+        owner.is_instance_admin = True
+    approved = ok(client.post(f"/v1/admin/domains/{claim['id']}/approve",
+                              headers=auth(t.owner)))
+    assert approved["approved"] is True
+    assert sso_login(client, provider_id).status_code == 303
+    assert ok(client.get("/v1/me"))["user"]["id"] == user_id(client, member)
+    client.cookies.clear()
+
+
+def test_new_users_start_verified_only_on_the_orgs_approved_domain(
+    client: TestClient, provider: LocalOidcProvider, cp: ControlPlane
+) -> None:
+    t = make_tenant(client, "A")
+    provider_id = configure(client, t, provider)
+    # No approved domain: an SSO-only account (no password), unverified, in this org only.
+    assert sso_login(client, provider_id).status_code == 303
+    me = ok(client.get("/v1/me"))
+    client.cookies.clear()
+    assert me["user"]["email_verified"] is False
+    assert [m["org_id"] for m in me["memberships"]] == [t.org_id]
+    created = client.post("/v1/orgs", json={"name": "Mine"},
+                          headers=auth(_session_of(client, provider_id)))
+    assert error_code(created, 403) == "email_not_verified"
+    # On an approved domain of the org, a new account starts verified.
+    claim = ok(client.post(f"/v1/orgs/{t.org_id}/domains", json={"domain": "corp.example"},
+                           headers=auth(t.owner)), 201)
+    with cp.transaction() as db:
+        owner = db.get(User, user_id(client, t.owner))
+        assert owner is not None
+        owner.is_instance_admin = True
+    ok(client.post(f"/v1/admin/domains/{claim['id']}/approve", headers=auth(t.owner)))
+    provider.next_identity = {"sub": "bob-at-idp", "email": "bob@corp.example",
+                              "email_verified": True, "name": "Bob"}
+    assert sso_login(client, provider_id).status_code == 303
+    assert ok(client.get("/v1/me"))["user"]["email_verified"] is True
+    client.cookies.clear()
+
+
+def _session_of(client: TestClient, provider_id: str) -> str:
+    response = sso_login(client, provider_id)
+    token = response.cookies.get("apiary_session")
+    client.cookies.clear()
+    assert token
+    return str(token)
+
+
+def test_an_identity_links_to_one_account_and_the_last_way_in_stays(
+    client: TestClient, provider: LocalOidcProvider
+) -> None:
+    t = make_tenant(client, "A")
+    provider_id = configure(client, t, provider)
+    alice = signup(client, "alice.personal@example.com")
+    bob = signup(client, "bob@example.com")
+    assert link_via_browser(client, provider_id, alice).status_code == 303
+    client.cookies.clear()
+    taken = link_via_browser(client, provider_id, bob)
+    assert error_code(taken, 409) == "conflict"
+    client.cookies.clear()
+    unverified = signup(client, "carol@example.com", verify=False)
+    refused = client.post(f"/v1/me/identities/oidc/{provider_id}/link/start",
+                          headers=auth(unverified))
+    assert error_code(refused, 403) == "email_not_verified"
+    [identity] = ok(client.get("/v1/me/identities", headers=auth(alice)))
+    assert error_code(client.delete(f"/v1/me/identities/{identity['id']}", headers=auth(bob)),
+                      404) == "not_found"
+    ok(client.delete(f"/v1/me/identities/{identity['id']}", headers=auth(alice)), 204)
+    assert ok(client.get("/v1/me/identities", headers=auth(alice))) == []
+    # A password-less SSO account cannot drop its only way in.
+    provider.next_identity = {"sub": "dave", "email": "dave@corp.example",
+                              "email_verified": True}
+    dave = _session_of(client, provider_id)
+    [link] = ok(client.get("/v1/me/identities", headers=auth(dave)))
+    assert error_code(client.delete(f"/v1/me/identities/{link['id']}", headers=auth(dave)),
+                      409) == "conflict"
 
 
 def test_unverified_email_is_refused(client: TestClient, provider: LocalOidcProvider) -> None:

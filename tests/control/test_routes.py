@@ -16,6 +16,8 @@ PUBLIC = {
     "/v1/auth/token",  # authenticates the key or session itself
     "/v1/auth/signup", "/v1/auth/login",
     "/v1/sso/oidc/{provider_id}/start", "/v1/sso/oidc/callback",
+    "/v1/auth/email/verify",  # the mailed link's token is the credential
+    "/v1/auth/sso/mfa",  # the pending-MFA cookie and the code are the credentials
     "/healthz",
 }
 

@@ -27,6 +27,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 KUBERAY_DIR = REPO / "kuberay"
 CLUSTER_YAML = REPO / "cluster.yaml"
+#: `ray up` recipes, one Ray cluster per plane, and the env file each copies to its nodes
+#: (templates: <env file>.example).
+CLUSTER_FILES = {"data": REPO / "cluster.yaml", "control": REPO / "cluster-cp.yaml"}
+CLUSTER_ENV_FILES = {"data": "apiary-dp.env", "control": "apiary-cp.env"}
 CRD_DIR = REPO / "tests" / "fixtures" / "kuberay-crds"
 CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",

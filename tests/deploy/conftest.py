@@ -19,12 +19,18 @@ def docs() -> list[Doc]:
 
 @pytest.fixture
 def set_env(monkeypatch: pytest.MonkeyPatch) -> SetEnv:
-    """Replace every APIARY_* variable of this process by the given environment."""
-    for key in list(os.environ):
-        if key.startswith("APIARY_"):
-            monkeypatch.delenv(key)
+    """Replace every APIARY_* variable of this process by the given environment (on each
+    call: a test may switch between the planes' environments)."""
+
+    def clear() -> None:
+        for key in list(os.environ):
+            if key.startswith("APIARY_"):
+                monkeypatch.delenv(key)
+
+    clear()
 
     def apply(env: dict[str, str]) -> None:
+        clear()
         for key, value in env.items():
             monkeypatch.setenv(key, value)
 

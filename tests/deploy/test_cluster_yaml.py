@@ -27,13 +27,15 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from apiary.deployments.serve_app import EVALUATOR_RESOURCE, WRITER_RESOURCE
 
-from ._manifests import CLUSTER_YAML
+from ._manifests import CLUSTER_ENV_FILES, CLUSTER_FILES, CLUSTER_YAML
 
 Config = dict[str, Any]
+PLANES = sorted(CLUSTER_FILES)
 
 
-def load() -> Config:
-    config: Config = yaml.safe_load(CLUSTER_YAML.read_text())
+def load(plane: str = "data") -> Config:
+    config: Config = yaml.safe_load(
+        (CLUSTER_YAML if plane == "data" else CLUSTER_FILES[plane]).read_text())
     return config
 
 
@@ -49,6 +51,20 @@ def test_cluster_yaml_passes_rays_validation() -> None:
     assert prepared["provider"]["type"] == "aws"
     assert prepared["head_node_type"] == "head"
     assert set(prepared["available_node_types"]) == {"head", "writers", "evaluators"}
+
+
+def test_the_control_planes_cluster_passes_rays_validation_and_is_a_cluster_of_its_own(
+) -> None:
+    prepared = ray_validate(load("control"))
+    assert prepared["head_node_type"] == "head"
+    assert set(prepared["available_node_types"]) == {"head"}
+    assert prepared["max_workers"] == 0
+    data = load()
+    # Another Ray cluster (name), in another security group: the data plane's nodes are not
+    # members of it and reach it only on the ports its group opens (the API).
+    assert prepared["cluster_name"] != data["cluster_name"]
+    assert (prepared["provider"]["security_group"]["GroupName"]
+            != data["provider"]["security_group"]["GroupName"])
 
 
 def _set(config: Config, path: tuple[str, ...], value: Any) -> Config:
@@ -101,17 +117,19 @@ def _run_instances_errors(node_config: Config) -> str:
 
 
 def test_node_configs_are_valid_ec2_run_instances_parameters() -> None:
-    for name, node_type in load()["available_node_types"].items():
-        assert _run_instances_errors(node_type["node_config"]) == "", name
+    for plane in PLANES:
+        for name, node_type in load(plane)["available_node_types"].items():
+            assert _run_instances_errors(node_type["node_config"]) == "", (plane, name)
     broken = dict(load()["available_node_types"]["writers"]["node_config"],
                   InstanceTyp="m6i.xlarge")
     assert "InstanceTyp" in _run_instances_errors(broken)
 
 
-def test_security_group_rules_are_valid_ec2_parameters() -> None:
+@pytest.mark.parametrize("plane", PLANES)
+def test_security_group_rules_are_valid_ec2_parameters(plane: str) -> None:
     ec2 = botocore.session.get_session().get_service_model("ec2")
     shape = ec2.operation_model("AuthorizeSecurityGroupIngress").input_shape
-    rules = load()["provider"]["security_group"]["IpPermissions"]
+    rules = load(plane)["provider"]["security_group"]["IpPermissions"]
     report = ParamValidator().validate({"GroupId": "sg-0", "IpPermissions": rules}, shape)
     assert not report.has_errors(), report.generate_report()
     assert [(r["FromPort"], r["ToPort"]) for r in rules] == [(8000, 8000)]
@@ -133,7 +151,8 @@ def test_worker_types_offer_the_resources_apiary_requests() -> None:
 
 
 def test_nodes_run_the_ray_version_apiary_pins() -> None:
-    assert load()["docker"]["image"] == f"rayproject/ray:{ray.__version__}-py311"
+    for plane in PLANES:
+        assert load(plane)["docker"]["image"] == f"rayproject/ray:{ray.__version__}-py311"
 
 
 def _all_commands(config: Config) -> list[str]:
@@ -142,31 +161,36 @@ def _all_commands(config: Config) -> list[str]:
     return [cmd for key in keys for cmd in config[key]]
 
 
-def test_commands_are_valid_shell() -> None:
+@pytest.mark.parametrize("plane", PLANES)
+def test_commands_are_valid_shell(plane: str) -> None:
     bash = shutil.which("bash")
     assert bash is not None
-    for command in _all_commands(load()):
+    for command in _all_commands(load(plane)):
         check = subprocess.run([bash, "-n", "-c", command], capture_output=True, text=True,
                                timeout=30)
         assert check.returncode == 0, (command, check.stderr)
 
 
-def test_commands_install_configure_and_start_apiary() -> None:
-    config = load()
+@pytest.mark.parametrize("plane", PLANES)
+def test_commands_install_configure_and_start_apiary(plane: str) -> None:
+    config = load(plane)
+    env_file = CLUSTER_ENV_FILES[plane]
     mounts = config["file_mounts"]
-    assert mounts["~/apiary-dist"] == "./dist"
-    assert "~/apiary.env" in mounts
+    # The wheel and the plane's own env file; nothing else reaches the nodes.
+    assert mounts == {"~/apiary-dist": "./dist", f"~/{env_file}": f"./{env_file}"}
     setup = config["setup_commands"]
     assert any(c.startswith("pip install") and "~/apiary-dist/apiary-" in c for c in setup)
     assert "python -m apiary.deployments.serve_app env > ~/apiary-serve.env" in setup
+    assert f"chmod 600 ~/{env_file}" in setup
     # Every later command, `ray start` included, sees Apiary's and Serve's environment.
-    assert any(". ~/apiary.env; . ~/apiary-serve.env" in c and "~/.bashrc" in c for c in setup)
+    assert any(f". ~/{env_file}; . ~/apiary-serve.env" in c and "~/.bashrc" in c
+               for c in setup)
     head = config["head_start_ray_commands"]
     assert head[0] == "ray stop"
     assert head[1].startswith("ray start --head")
     assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head[1]
-    assert head[2] == "python -m apiary.deployments.serve_app check"
-    assert "serve_app config > ~/apiary-serve.yaml" in head[3]
+    assert head[2] == f"python -m apiary.deployments.serve_app check --plane {plane}"
+    assert f"serve_app config --plane {plane} > ~/apiary-serve.yaml" in head[3]
     assert "serve deploy ~/apiary-serve.yaml" in head[3]
     workers = config["worker_start_ray_commands"]
     assert workers[-1].startswith("ray start --address=$RAY_HEAD_IP:6379")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from apiary.deployments.serve_app import cluster_problems
+from apiary.deployments.serve_app import PLANES, cluster_problems
 from apiary.settings import ApiarySettings
 
 from ._manifests import REPO
@@ -22,15 +22,17 @@ def test_every_apiary_variable_in_the_doc_is_a_setting() -> None:
 
 def test_the_doc_lists_every_variable_a_cluster_requires(set_env: SetEnv) -> None:
     set_env({})
-    required = {p.split(" ", 1)[0] for p in cluster_problems(ApiarySettings())
-                if " is unset" in p}
+    required = {p.split(" ", 1)[0] for plane in PLANES
+                for p in cluster_problems(ApiarySettings(), plane) if " is unset" in p}
     table = set(re.findall(r"^\| `(APIARY_[A-Z0-9_]+)`", DOC, re.M))
     assert required
     assert required <= table
 
 
 def test_the_files_the_doc_names_exist() -> None:
-    for path in set(re.findall(r"`((?:kuberay|docs)/[\w./-]+|cluster\.yaml)`", DOC)):
+    for path in set(re.findall(
+            r"`((?:kuberay|docs)/[\w./-]+|cluster(?:-cp)?\.yaml|apiary-[cd]p\.env\.example)`",
+            DOC)):
         if path.endswith("/"):
             assert (REPO / path).is_dir(), path
         else:

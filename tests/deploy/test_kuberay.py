@@ -39,6 +39,7 @@ from apiary.deployments.serve_app import (
     PLACEHOLDER,
     SERVE_HTTP_PORT,
     WRITER_RESOURCE,
+    Plane,
     cluster_problems,
     cluster_serve_environment,
     serve_config,
@@ -71,26 +72,28 @@ from .conftest import SetEnv
 DOCS = load_documents()
 RAY_KINDS = {"RayService", "RayCluster", "RayJob"}
 AWS_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+#: The RayService (a Ray cluster of its own) of each plane.
+RAYSERVICES: dict[Plane, str] = {"data": "apiary", "control": "apiary-cp"}
 
 
 def _ids(doc: Doc) -> str:
     return f"{doc['kind']}/{doc['metadata']['name']}"
 
 
-def _rayservice(docs: list[Doc]) -> Doc:
-    return one(docs, "RayService", "apiary")
+def _rayservice(docs: list[Doc], plane: Plane = "data") -> Doc:
+    return one(docs, "RayService", RAYSERVICES[plane])
 
 
-def _ray_containers(docs: list[Doc]) -> list[tuple[str, Doc]]:
+def _ray_containers(docs: list[Doc], plane: Plane = "data") -> list[tuple[str, Doc]]:
     return [
         (group, container)
-        for group, template in ray_pod_templates(_rayservice(docs))
+        for group, template in ray_pod_templates(_rayservice(docs, plane))
         for container in template["spec"]["containers"]
     ]
 
 
-def _ray_env(docs: list[Doc]) -> dict[str, str]:
-    return container_env(docs, _ray_containers(docs)[0][1])
+def _ray_env(docs: list[Doc], plane: Plane = "data") -> dict[str, str]:
+    return container_env(docs, _ray_containers(docs, plane)[0][1])
 
 
 def _nats_conf(docs: list[Doc]) -> str:
@@ -121,8 +124,13 @@ def test_ray_documents_pass_the_strict_crd_schema(doc: Doc) -> None:
         assert object_meta_errors(doc["metadata"], version) == []
 
 
-def test_there_is_a_rayservice(docs: list[Doc]) -> None:
-    assert [d["metadata"]["name"] for d in find(docs, "RayService")] == ["apiary"]
+def test_there_is_a_rayservice_per_plane(docs: list[Doc]) -> None:
+    assert sorted(d["metadata"]["name"] for d in find(docs, "RayService")) == sorted(
+        RAYSERVICES.values())
+    # The control plane's Ray cluster: its head only, with Ray's token authentication.
+    cluster = _rayservice(docs, "control")["spec"]["rayClusterConfig"]
+    assert cluster.get("workerGroupSpecs", []) == []
+    assert cluster["authOptions"] == {"mode": "token"}
 
 
 INJECTIONS = [
@@ -242,13 +250,18 @@ def serve_config_errors(config: Any) -> list[str]:
     return errors
 
 
-def test_serve_config_v2_is_valid_and_is_what_the_code_deploys(docs: list[Doc]) -> None:
-    config = yaml.safe_load(_rayservice(docs)["spec"]["serveConfigV2"])
+@pytest.mark.parametrize("plane", ["data", "control"])
+def test_serve_config_v2_is_valid_and_is_what_the_code_deploys(
+    docs: list[Doc], plane: Plane
+) -> None:
+    config = yaml.safe_load(_rayservice(docs, plane)["spec"]["serveConfigV2"])
     assert serve_config_errors(config) == []
-    assert config == serve_config()
+    assert config == serve_config(plane)
     routes = {app["name"]: app["route_prefix"] for app in config["applications"]}
-    assert routes["data-plane"] == "/"
-    assert routes["control-plane"] == CP_ROUTE_PREFIX == "/cp"
+    if plane == "data":
+        assert routes == {"data-plane": "/", "pools": None}
+    else:
+        assert routes == {"control-plane": CP_ROUTE_PREFIX} == {"control-plane": "/cp"}
     assert config["http_options"]["port"] == SERVE_HTTP_PORT
 
 
@@ -258,11 +271,12 @@ def test_serve_config_check_rejects_unknown_keys(docs: list[Doc]) -> None:
     assert any("import_paht" in e for e in serve_config_errors(config))
 
 
+@pytest.mark.parametrize("plane", ["data", "control"])
 def test_serve_import_paths_build_applications_from_the_manifest_env(
-    docs: list[Doc], set_env: SetEnv
+    docs: list[Doc], set_env: SetEnv, plane: Plane
 ) -> None:
-    set_env(fill_placeholders(_ray_env(docs)))
-    config = yaml.safe_load(_rayservice(docs)["spec"]["serveConfigV2"])
+    set_env(fill_placeholders(_ray_env(docs, plane)))
+    config = yaml.safe_load(_rayservice(docs, plane)["spec"]["serveConfigV2"])
     for app in config["applications"]:
         module_name, _, attr = app["import_path"].partition(":")
         builder = getattr(importlib.import_module(module_name), attr)
@@ -284,9 +298,11 @@ def test_env_var_names_exist(docs: list[Doc]) -> None:
     """An APIARY_* (or RAY_SERVE_*) name nothing reads is silently ignored: catch typos."""
     settings_env = {f"APIARY_{name.upper()}" for name in ApiarySettings.model_fields}
     serve_constants = _ray_serve_constants()
+    serve_env = set(cluster_serve_environment())
     names: set[str] = set()
-    for _, container in _ray_containers(docs):
-        names |= set(container_env(docs, container))
+    for plane in RAYSERVICES:
+        for _, container in _ray_containers(docs, plane):
+            names |= set(container_env(docs, container))
     job = one(docs, "Job", "apiary-create-bucket")["spec"]["template"]["spec"]["containers"][0]
     names |= {entry["name"] for entry in job["env"]}
     unknown = {
@@ -295,6 +311,7 @@ def test_env_var_names_exist(docs: list[Doc]) -> None:
             (n.startswith("APIARY_") and n in settings_env)
             or (n.startswith("RAY_SERVE_") and f'"{n}"' in serve_constants)
             or n in AWS_ENV
+            or n in serve_env  # read by Serve's HTTP servers (uvicorn), not by Ray's constants
         )
     }
     assert unknown == set()
@@ -308,27 +325,35 @@ def test_env_var_name_check_catches_a_typo() -> None:
     assert '"RAY_SERVE_ENABLE_HAPROXY"' not in _ray_serve_constants()
 
 
-def test_every_ray_node_starts_with_the_same_env_and_the_serve_env(docs: list[Doc]) -> None:
-    containers = _ray_containers(docs)
-    assert {group for group, _ in containers} == {"head", "writers", "evaluators"}
-    envs = [container_env(docs, c) for _, c in containers]
-    assert all(env == envs[0] for env in envs)
-    serve_env = cluster_serve_environment()
-    assert {k: envs[0].get(k) for k in serve_env} == serve_env
-    assert data_of(docs, "ConfigMap", "apiary-ray-serve-env") == serve_env
-    assert envs[0]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
-
-
-def test_the_template_is_refused_until_its_placeholders_are_replaced(
-    docs: list[Doc], set_env: SetEnv
+def test_every_ray_node_of_a_plane_starts_with_the_same_env_and_the_serve_env(
+    docs: list[Doc],
 ) -> None:
-    set_env(_ray_env(docs))
-    problems = cluster_problems(load_settings())
-    for env in ("APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
-                "APIARY_DP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_CP_ENVELOPE_KEY"):
+    groups = {"data": {"head", "writers", "evaluators"}, "control": {"head"}}
+    serve_env = cluster_serve_environment()
+    for plane in RAYSERVICES:
+        containers = _ray_containers(docs, plane)
+        assert {group for group, _ in containers} == groups[plane]
+        envs = [container_env(docs, c) for _, c in containers]
+        assert all(env == envs[0] for env in envs)
+        assert {k: envs[0].get(k) for k in serve_env} == serve_env
+        assert envs[0]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert data_of(docs, "ConfigMap", "apiary-ray-serve-env") == serve_env
+
+
+@pytest.mark.parametrize(("plane", "secrets"), [
+    ("data", ("APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_DP_DATABASE_URL",
+              "APIARY_REDIS_URL", "APIARY_DP_ENVELOPE_KEY")),
+    ("control", ("APIARY_CP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_CP_ENVELOPE_KEY")),
+])
+def test_the_template_is_refused_until_its_placeholders_are_replaced(
+    docs: list[Doc], set_env: SetEnv, plane: Plane, secrets: tuple[str, ...]
+) -> None:
+    set_env(_ray_env(docs, plane))
+    problems = cluster_problems(load_settings(), plane)
+    for env in secrets:
         assert any(p.startswith(env) and PLACEHOLDER in p for p in problems), env
-    set_env(fill_placeholders(_ray_env(docs)))
-    assert cluster_problems(load_settings()) == []
+    set_env(fill_placeholders(_ray_env(docs, plane)))
+    assert cluster_problems(load_settings(), plane) == []
 
 
 def test_every_secret_value_is_a_marked_placeholder(docs: list[Doc]) -> None:
@@ -348,24 +373,33 @@ def _services(docs: list[Doc]) -> dict[str, set[int]]:
     services = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]}
                 for d in find(docs, "Service")}
     # KubeRay creates <RayService>-serve-svc on Serve's HTTP port.
-    services[f"{_rayservice(docs)['metadata']['name']}-serve-svc"] = {SERVE_HTTP_PORT}
+    for rayservice in find(docs, "RayService"):
+        services[f"{rayservice['metadata']['name']}-serve-svc"] = {SERVE_HTTP_PORT}
     return services
 
 
+def _urls(env: dict[str, str]) -> dict[str, Any]:
+    return {k: urlparse(v) for k, v in env.items() if k.endswith("_URL") and "://" in v}
+
+
 def test_store_urls_name_services_ports_and_matching_credentials(docs: list[Doc]) -> None:
-    env = _ray_env(docs)
+    env, cp_env = _ray_env(docs), _ray_env(docs, "control")
     creds = data_of(docs, "Secret", "apiary-store-credentials")
     services = _services(docs)
-    urls = {k: urlparse(v) for k, v in env.items() if k.endswith("_URL") and "://" in v}
+    urls, cp_urls = _urls(env), _urls(cp_env)
     urls.pop("APIARY_OBJECT_STORE_URL")
     assert set(urls) == {
-        "APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
-        "APIARY_DP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_S3_ENDPOINT_URL",
-        "APIARY_CONTROL_PLANE_URL",
+        "APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_DP_DATABASE_URL",
+        "APIARY_REDIS_URL", "APIARY_S3_ENDPOINT_URL", "APIARY_CONTROL_PLANE_URL",
     }
-    for name, url in urls.items():
+    assert set(cp_urls) == {"APIARY_CP_DATABASE_URL", "APIARY_REDIS_URL"}
+    for name, url in [*urls.items(), *cp_urls.items()]:
         assert url.hostname in services, name
         assert url.port in services[url.hostname], name
+    # Each plane has a Redis of its own, with its own password.
+    assert urls["APIARY_REDIS_URL"].hostname != cp_urls["APIARY_REDIS_URL"].hostname
+    assert cp_urls["APIARY_REDIS_URL"].password == creds["REDIS_CP_PASSWORD"]
+    urls["APIARY_CP_DATABASE_URL"] = cp_urls["APIARY_CP_DATABASE_URL"]
 
     nats = urls["APIARY_NATS_URL"]
     assert re.search(rf"^\s*user:\s*{nats.username}\s*$", _nats_conf(docs), re.M)
@@ -390,9 +424,12 @@ def test_store_urls_name_services_ports_and_matching_credentials(docs: list[Doc]
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
         creds["MINIO_ROOT_USER"], creds["MINIO_ROOT_PASSWORD"])
 
+    # The data plane reaches the control plane's own RayService, as the issuer it signs as.
     control_plane = urls["APIARY_CONTROL_PLANE_URL"]
     assert control_plane.path == CP_ROUTE_PREFIX
-    assert env["APIARY_CP_ISSUER"] == env["APIARY_CONTROL_PLANE_URL"]
+    assert control_plane.hostname == f"{RAYSERVICES['control']}-serve-svc"
+    assert env["APIARY_CP_ISSUER"] == cp_env["APIARY_CP_ISSUER"] == env[
+        "APIARY_CONTROL_PLANE_URL"]
 
 
 def _pods(docs: list[Doc]) -> list[tuple[str, Doc]]:
@@ -425,24 +462,52 @@ def test_selectors_match_pods_and_ports(docs: list[Doc]) -> None:
             assert any(_selects(selector["matchLabels"], t) for _, t in pods), _ids(doc)
         if doc["kind"] == "NetworkPolicy":
             for rule in doc["spec"]["ingress"]:
-                for peer in rule["from"]:
+                for peer in rule.get("from", []):
+                    if "namespaceSelector" in peer:
+                        continue  # pods of another namespace (the KubeRay operator)
                     labels = peer["podSelector"]["matchLabels"]
                     assert any(_selects(labels, t) for _, t in pods), (_ids(doc), labels)
 
 
-def test_network_policies_let_ray_pods_reach_every_store(docs: list[Doc]) -> None:
-    ray_labels = next(ray_pod_templates(_rayservice(docs)))[1]["metadata"]["labels"]
-    env = _ray_env(docs)
-    for name in ("APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
-                 "APIARY_DP_DATABASE_URL", "APIARY_REDIS_URL", "APIARY_S3_ENDPOINT_URL"):
-        url = urlparse(env[name])
-        policy = one(docs, "NetworkPolicy", str(url.hostname))
-        assert any(
-            any(_selects(peer["podSelector"]["matchLabels"], {"metadata": {"labels": ray_labels}})
-                for peer in rule["from"])
-            and url.port in {p["port"] for p in rule["ports"]}
-            for rule in policy["spec"]["ingress"]
-        ), name
+def _admits(docs: list[Doc], policy_name: str, labels: dict[str, str], port: int) -> bool:
+    """Whether NetworkPolicy ``policy_name`` admits a pod of this namespace with ``labels``
+    on ``port`` (a rule without ``from`` admits everyone, one without ``ports`` every port)."""
+    pod = {"metadata": {"labels": labels}}
+    for rule in one(docs, "NetworkPolicy", policy_name)["spec"]["ingress"]:
+        peers = rule.get("from")
+        admitted = peers is None or any(
+            "namespaceSelector" not in peer and _selects(peer["podSelector"]["matchLabels"], pod)
+            for peer in peers)
+        ports = rule.get("ports")
+        if admitted and (ports is None or port in {p["port"] for p in ports}):
+            return True
+    return False
+
+
+def test_network_policies_let_each_planes_pods_reach_its_stores_only(docs: list[Doc]) -> None:
+    labels = {plane: next(ray_pod_templates(_rayservice(docs, plane)))[1]["metadata"]["labels"]
+              for plane in RAYSERVICES}
+    reach = {plane: {str(url.hostname): url.port
+                     for k, url in _urls(_ray_env(docs, plane)).items()
+                     if k not in ("APIARY_OBJECT_STORE_URL", "APIARY_CONTROL_PLANE_URL")}
+             for plane in RAYSERVICES}
+    assert set(reach["control"]) == {"postgres", "redis-cp"}
+    for plane, stores in reach.items():
+        for host, port in stores.items():
+            assert port is not None
+            assert _admits(docs, host, labels[plane], port), (plane, host)
+    # Neither plane's pods reach the other plane's stores (PostgreSQL is shared; its roles
+    # keep the databases apart: test_postgres_init_script_creates_cpdb_and_dpdb).
+    for host in ("nats", "clickhouse", "redis", "minio"):
+        port = reach["data"][host]
+        assert port is not None
+        assert not _admits(docs, host, labels["control"], port), host
+    assert not _admits(docs, "redis-cp", labels["data"], 6379)
+    # Data-plane pods reach the control plane's API, and none of its Ray ports.
+    assert _admits(docs, "apiary-cp", labels["data"], SERVE_HTTP_PORT)
+    for port in (6379, 8265, 10001, 52365):
+        assert not _admits(docs, "apiary-cp", labels["data"], port), port
+        assert _admits(docs, "apiary-cp", labels["control"], port), port
 
 
 def test_references_to_configmaps_secrets_volumes_and_services_resolve(
@@ -531,8 +596,11 @@ def test_ray_version_and_images_agree(docs: list[Doc]) -> None:
     assert base is not None
     assert base.group(1) == f"rayproject/ray:{ray.__version__}-py311"
     image_names = {entry["name"] for entry in kustomization()["images"]}
-    for _, container in _ray_containers(docs):
-        assert container["image"] in image_names
+    for plane in RAYSERVICES:
+        assert _rayservice(docs, plane)["spec"]["rayClusterConfig"]["rayVersion"] == (
+            ray.__version__)
+        for _, container in _ray_containers(docs, plane):
+            assert container["image"] in image_names
     job = one(docs, "Job", "apiary-create-bucket")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] in image_names
 

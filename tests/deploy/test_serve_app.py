@@ -27,77 +27,122 @@ from apiary.settings import ApiarySettings, load_settings
 
 from .conftest import SetEnv
 
-CP = "http://apiary-serve-svc:8000/cp"
-CLUSTER_ENV = {
+CP = "http://apiary-cp-serve-svc:8000/cp"
+#: What a data-plane node of a cluster has: its stores, its envelope key, the CP's URL.
+DP_ENV = {
     "APIARY_NATS_URL": "nats://apiary:pw@nats:4222",
     "APIARY_NATS_REPLICAS": "3",
     "APIARY_CLICKHOUSE_URL": "http://apiary:pw@clickhouse:8123",
-    "APIARY_CP_DATABASE_URL": "postgresql+psycopg://apiary_cp:pw@postgres:5432/cpdb",
     "APIARY_DP_DATABASE_URL": "postgresql+psycopg://apiary_dp:pw@postgres:5432/dpdb",
     "APIARY_OBJECT_STORE_URL": "s3://apiary/objects",
     "APIARY_REDIS_URL": "redis://:pw@redis:6379/0",
     "APIARY_CONTROL_PLANE_URL": CP,
     "APIARY_CP_ISSUER": CP,
+    "APIARY_DP_ENVELOPE_KEY": base64.urlsafe_b64encode(b"d" * 32).decode(),
+}
+#: What the control plane's node has: cpdb, its envelope key, its Redis, its issuer URL.
+CP_ENV = {
+    "APIARY_CP_DATABASE_URL": "postgresql+psycopg://apiary_cp:pw@postgres:5432/cpdb",
+    "APIARY_REDIS_URL": "redis://:pw2@redis-cp:6379/0",
+    "APIARY_CP_ISSUER": CP,
     "APIARY_CP_ENVELOPE_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
 }
-REQUIRED = ["APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_CP_DATABASE_URL",
-            "APIARY_DP_DATABASE_URL",
-            "APIARY_OBJECT_STORE_URL", "APIARY_REDIS_URL", "APIARY_CONTROL_PLANE_URL",
-            "APIARY_CP_ISSUER", "APIARY_CP_ENVELOPE_KEY"]
+REQUIRED = {
+    "data": ["APIARY_NATS_URL", "APIARY_CLICKHOUSE_URL", "APIARY_DP_DATABASE_URL",
+             "APIARY_DP_ENVELOPE_KEY", "APIARY_OBJECT_STORE_URL", "APIARY_REDIS_URL",
+             "APIARY_CONTROL_PLANE_URL"],
+    "control": ["APIARY_CP_DATABASE_URL", "APIARY_CP_ENVELOPE_KEY", "APIARY_CP_ISSUER",
+                "APIARY_REDIS_URL"],
+}
 
 
-def test_a_complete_cluster_environment_builds_all_three_applications(set_env: SetEnv) -> None:
-    set_env(CLUSTER_ENV)
-    assert cluster_problems(load_settings()) == []
-    for builder in (serve_app.data_plane, serve_app.control_plane, serve_app.pools):
+def test_each_planes_environment_builds_its_applications(set_env: SetEnv) -> None:
+    set_env(DP_ENV)
+    assert cluster_problems(load_settings(), "data") == []
+    for builder in (serve_app.data_plane, serve_app.pools):
         assert isinstance(builder({}), Application)
-    names = [app["import_path"].rpartition(":")[2] for app in serve_config()["applications"]]
-    assert names == ["data_plane", "control_plane", "pools"]
+    set_env(CP_ENV)
+    assert cluster_problems(load_settings(), "control") == []
+    assert isinstance(serve_app.control_plane({}), Application)
+    names = {plane: [app["import_path"].rpartition(":")[2]
+                     for app in serve_config(plane)["applications"]]
+             for plane in serve_app.PLANES}
+    assert names == {"data": ["data_plane", "pools"], "control": ["control_plane"]}
 
 
-def test_embedded_defaults_are_refused_naming_every_missing_variable(set_env: SetEnv) -> None:
-    set_env({})
-    problems = cluster_problems(load_settings())
-    for env in REQUIRED:
-        assert any(p.startswith(f"{env} is unset") for p in problems), env
-    assert any(p.startswith("APIARY_NATS_REPLICAS") for p in problems)
+def test_one_planes_environment_does_not_build_the_other_plane(set_env: SetEnv) -> None:
+    set_env(DP_ENV)
+    with pytest.raises(ConfigurationError, match="APIARY_CP_DATABASE_URL is unset"):
+        serve_app.control_plane({})
+    set_env(CP_ENV)
     with pytest.raises(ConfigurationError, match="APIARY_NATS_URL is unset"):
         serve_app.data_plane({})
 
 
+@pytest.mark.parametrize("plane", ["data", "control"])
+def test_embedded_defaults_are_refused_naming_every_missing_variable(
+    set_env: SetEnv, plane: serve_app.Plane
+) -> None:
+    set_env({})
+    problems = cluster_problems(load_settings(), plane)
+    for env in REQUIRED[plane]:
+        assert any(p.startswith(f"{env} is unset") for p in problems), env
+    if plane == "data":
+        assert any(p.startswith("APIARY_NATS_REPLICAS") for p in problems)
+        with pytest.raises(ConfigurationError, match="APIARY_NATS_URL is unset"):
+            serve_app.data_plane({})
+    else:
+        with pytest.raises(ConfigurationError, match="APIARY_CP_DATABASE_URL is unset"):
+            serve_app.control_plane({})
+
+
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("plane", "override", "message"),
     [
-        ({"APIARY_CP_DATABASE_URL": "sqlite:////tmp/cp.sqlite"}, "must name PostgreSQL"),
-        ({"APIARY_DP_DATABASE_URL": "sqlite:////tmp/dp.sqlite"}, "must name PostgreSQL"),
-        ({"APIARY_DP_DATABASE_URL": "postgresql+psycopg://apiary_cp:pw@postgres:5432/cpdb"},
-         "a database of its own"),
-        ({"APIARY_NATS_REPLICAS": "1"}, "APIARY_NATS_REPLICAS must be 3"),
-        ({"APIARY_CP_ISSUER": "https://apiary.example.com/cp"}, "set APIARY_JWT_ISSUER"),
-        ({"APIARY_CP_ENVELOPE_KEY": "too-short"}, "exactly 32 bytes"),
-        ({"APIARY_REDIS_URL": "redis://:CHANGE-ME-redis-password@redis:6379/0"},
+        ("control", {"APIARY_CP_DATABASE_URL": "sqlite:////tmp/cp.sqlite"},
+         "must name PostgreSQL"),
+        ("data", {"APIARY_DP_DATABASE_URL": "sqlite:////tmp/dp.sqlite"}, "must name PostgreSQL"),
+        ("data", {"APIARY_NATS_REPLICAS": "1"}, "APIARY_NATS_REPLICAS must be 3"),
+        ("data", {"APIARY_CP_ISSUER": "https://apiary.example.com/cp"},
+         "set APIARY_JWT_ISSUER"),
+        ("control", {"APIARY_CP_ENVELOPE_KEY": "too-short"}, "exactly 32 bytes"),
+        ("data", {"APIARY_DP_ENVELOPE_KEY": "too-short"}, "exactly 32 bytes"),
+        ("data", {"APIARY_REDIS_URL": "redis://:CHANGE-ME-redis-password@redis:6379/0"},
          "APIARY_REDIS_URL still holds the template placeholder"),
+        # A placeholder in an optional setting is refused too.
+        ("data", {"APIARY_EVALUATOR_JUDGE_URL": "https://CHANGE-ME-judge"},
+         "APIARY_EVALUATOR_JUDGE_URL still holds the template placeholder"),
+        # A secret of the other plane on a node: the recipe leaks it, so nothing starts.
+        ("data", {"APIARY_CP_DATABASE_URL": CP_ENV["APIARY_CP_DATABASE_URL"]},
+         "APIARY_CP_DATABASE_URL is set, but it is a secret of the control plane"),
+        ("data", {"APIARY_CP_ENVELOPE_KEY": CP_ENV["APIARY_CP_ENVELOPE_KEY"]},
+         "APIARY_CP_ENVELOPE_KEY is set, but it is a secret of the control plane"),
+        ("control", {"APIARY_DP_ENVELOPE_KEY": DP_ENV["APIARY_DP_ENVELOPE_KEY"]},
+         "APIARY_DP_ENVELOPE_KEY is set, but it is a secret of the data plane"),
+        ("control", {"APIARY_NATS_URL": DP_ENV["APIARY_NATS_URL"]},
+         "APIARY_NATS_URL is set, but it is a secret of the data plane"),
     ],
 )
 def test_a_cluster_configuration_that_cannot_work_is_refused(
-    set_env: SetEnv, override: dict[str, str], message: str
+    set_env: SetEnv, plane: serve_app.Plane, override: dict[str, str], message: str
 ) -> None:
-    set_env({**CLUSTER_ENV, **override})
-    problems = cluster_problems(load_settings())
-    assert len(problems) == 1
+    set_env({**(DP_ENV if plane == "data" else CP_ENV), **override})
+    problems = cluster_problems(load_settings(), plane)
+    assert len(problems) == 1, problems
     assert message in problems[0]
+    builder = serve_app.data_plane if plane == "data" else serve_app.control_plane
     with pytest.raises(ConfigurationError, match=message):
-        serve_app.control_plane({})
+        builder({})
 
 
 def test_a_public_issuer_works_when_the_data_plane_trusts_it(set_env: SetEnv) -> None:
     public = "https://apiary.example.com/cp"
-    set_env({**CLUSTER_ENV, "APIARY_CP_ISSUER": public, "APIARY_JWT_ISSUER": public})
-    assert cluster_problems(load_settings()) == []
+    set_env({**DP_ENV, "APIARY_CP_ISSUER": public, "APIARY_JWT_ISSUER": public})
+    assert cluster_problems(load_settings(), "data") == []
 
 
 def test_builders_take_no_args(set_env: SetEnv) -> None:
-    set_env(CLUSTER_ENV)
+    set_env(DP_ENV)
     with pytest.raises(ConfigurationError, match="takes no args"):
         serve_app.pools({"writer_count": 3})
 
@@ -111,13 +156,23 @@ def test_serve_environment_turns_on_haproxy_for_a_cluster() -> None:
                if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE")))
 
 
-def test_cli_config_run_as_a_module_names_importable_paths() -> None:
+@pytest.mark.parametrize("plane", ["data", "control"])
+def test_cli_config_run_as_a_module_names_importable_paths(plane: serve_app.Plane) -> None:
     # Under `python -m` the module is __main__: the printed import paths must not say so.
     base = {k: v for k, v in os.environ.items() if not k.startswith("APIARY_")}
-    run = subprocess.run([sys.executable, "-m", "apiary.deployments.serve_app", "config"],
-                         capture_output=True, text=True, env=base, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "apiary.deployments.serve_app", "config", "--plane", plane],
+        capture_output=True, text=True, env=base, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == serve_config()
+    assert json.loads(run.stdout) == serve_config(plane)
+    assert "__main__" not in run.stdout
+
+
+def test_cli_config_needs_a_plane(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        serve_app.main(["config"])
+    assert exited.value.code == 2
+    assert "--plane" in capsys.readouterr().err
 
 
 def test_cli_env_exports_the_serve_environment(capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,14 +188,16 @@ def test_cli_env_exports_the_serve_environment(capsys: pytest.CaptureFixture[str
 def test_cli_check(
     set_env: SetEnv, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    set_env(CLUSTER_ENV)
-    assert serve_app.main(["check"]) == 0
-    assert capsys.readouterr().out.strip() == "cluster configuration OK"
+    set_env(DP_ENV)
+    assert serve_app.main(["check", "--plane", "data"]) == 0
+    assert capsys.readouterr().out.strip() == "data-plane cluster configuration OK"
+    assert serve_app.main(["check", "--plane", "control"]) == 2
+    assert "APIARY_CP_DATABASE_URL is unset" in capsys.readouterr().err
     monkeypatch.delenv("APIARY_NATS_URL")
-    assert serve_app.main(["check"]) == 2
+    assert serve_app.main(["check", "--plane", "data"]) == 2
     assert "APIARY_NATS_URL is unset" in capsys.readouterr().err
     monkeypatch.setenv("APIARY_NATS_URL", "http://nats:4222")
-    assert serve_app.main(["check"]) == 2
+    assert serve_app.main(["check", "--plane", "data"]) == 2
     assert "nats_url (env APIARY_NATS_URL)" in capsys.readouterr().err
 
 
@@ -267,3 +324,15 @@ async def test_pool_supervisor_reports_a_pool_that_cannot_start(
         await supervisor.check_health()
     await serve_app.PoolSupervisor.__del__(supervisor)
     assert FakeScalers.started == []  # no evaluators without the writers that store scores
+
+
+def test_every_secret_setting_belongs_to_exactly_one_plane() -> None:
+    """A new secret setting must be classified, or a cluster would not keep it from the
+    other plane's nodes."""
+    secret_fields = {name for name, field in ApiarySettings.model_fields.items()
+                     if "SecretStr" in str(field.annotation)}
+    data, control = set(serve_app.PLANE_SECRETS["data"]), set(serve_app.PLANE_SECRETS["control"])
+    assert secret_fields
+    assert secret_fields <= data | control
+    assert not data & control
+    assert (data | control) <= set(ApiarySettings.model_fields)

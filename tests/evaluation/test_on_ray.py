@@ -27,7 +27,9 @@ from apiary.settings import ApiarySettings
 
 pytestmark = pytest.mark.ray
 
-PERMISSIONS = ["events:read", "events:write", "evaluators:read", "evaluators:write"]
+# proxy:use: LLM-judge metrics spend the workspace's provider key (apiary.api.evaluations).
+PERMISSIONS = ["events:read", "events:write", "evaluators:read", "evaluators:write",
+               "proxy:use"]
 
 
 def _free_port() -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _accounts import verify_email
 from _openai_server import FakeOpenAI
 from _servers import http_server
 from conftest import fresh_topology, until
@@ -44,8 +45,9 @@ from apiary.store import EventStore
 ISSUER = "http://cp.evaluation.test/cp"
 DP_ID = "dp-evaluation"
 PASSWORD = "a long enough password 42"
+# proxy:use: LLM-judge metrics spend the workspace's provider key (apiary.api.evaluations).
 EVERYTHING = ["events:read", "events:write", "evaluators:read", "evaluators:write",
-              "datasets:read", "datasets:write"]
+              "datasets:read", "datasets:write", "proxy:use"]
 WORD_COUNT = """
 def evaluate(event):
     words = len(str(event["outputs"].get("content", "")).split())
@@ -124,9 +126,11 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     cp_url, cp_settings = control_plane
     async with httpx.AsyncClient(base_url=cp_url, timeout=30) as cp:
-        signup = await cp.post("/v1/auth/signup", json={
-            "email": f"owner-{uuid.uuid4().hex[:6]}@example.com", "password": PASSWORD})
+        email = f"owner-{uuid.uuid4().hex[:6]}@example.com"
+        signup = await cp.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
         owner = {"authorization": f"Bearer {signup.json()['session_token']}"}
+        # An unverified account owns nothing: verify as the operator's link would.
+        await asyncio.to_thread(verify_email, cp_settings, cp_url, email)
         org = (await cp.post("/v1/orgs", headers=owner, json={"name": "Eval"})).json()
         ws = (await cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner,
                             json={"name": "w"})).json()

@@ -86,18 +86,60 @@ async def test_rotating_a_key_changes_the_key_the_provider_sees(
     assert upstream.fake.last("gpt-4o-mini").authorization == f"Bearer {new_key}"
 
 
+async def test_changing_api_base_requires_the_key_again(
+        proxy_plane: ProxyPlane, upstream: Upstream) -> None:
+    key = provider_key("moving")
+    created = await store_credential(proxy_plane, "admin", key, upstream.api_base)
+    path = f"/v1/proxy/credentials/{created['id']}"
+    moved = f"http://localhost:{upstream.url.rsplit(':', 1)[1]}/v1/"  # the same server
+    for api_base in (moved, None):
+        refused = await proxy_plane.fails(400, "PUT", path, "admin",
+                                          json={"api_base": api_base, "name": "moved"})
+        assert refused["details"] == {"field": "api_key"}
+    # The same endpoint (as stored) is no change; other fields change without the key.
+    same = await proxy_plane.ok("PUT", path, "admin",
+                                json={"api_base": upstream.api_base + "/", "name": "same"})
+    assert (same["api_base"], same["name"]) == (upstream.api_base, "same")
+    with_key = await proxy_plane.ok("PUT", path, "admin",
+                                    json={"api_base": moved, "api_key": key})
+    assert with_key["api_base"] == moved.rstrip("/")
+    assert (await chat(proxy_plane, "a", chat_body())).status_code == 200
+    assert upstream.fake.last("gpt-4o-mini").authorization == f"Bearer {key}"
+
+
+async def test_project_admin_cannot_manage_the_workspace_credentials(
+        proxy_plane: ProxyPlane, upstream: Upstream) -> None:
+    created = await store_credential(proxy_plane, "admin", provider_key("shared"),
+                                     upstream.api_base)
+    path = f"/v1/proxy/credentials/{created['id']}"
+    listed = await proxy_plane.ok("GET", "/v1/proxy/credentials", "project_admin")
+    assert [c["id"] for c in listed["credentials"]] == [created["id"]]
+    for method, url, body in (
+            ("PUT", path, {"api_key": provider_key("mine")}),
+            ("DELETE", path, None),
+            ("POST", "/v1/proxy/credentials", {"provider": "anthropic",
+                                              "api_key": provider_key("ant")})):
+        kwargs = {} if body is None else {"json": body}
+        refused = await proxy_plane.fails(403, method, url, "project_admin", **kwargs)
+        assert "on the workspace" in refused["message"]
+    # A workspace key holds proxy:manage on the workspace itself.
+    assert (await proxy_plane.ok("DELETE", path, "ws"))["deleted"] is True
+
+
 async def test_credentials_are_validated(proxy_plane: ProxyPlane) -> None:
+    # A bad api_base is refused by the outbound-URL policy (apiary.outbound), with its reason.
     bad = [
-        {"provider": "no-such-provider", "api_key": "sk-" + "x" * 30},
-        {"provider": "openai", "api_key": "has a space in it"},
-        {"provider": "openai", "api_key": "sk-" + "x" * 30, "api_base": "ftp://host/v1"},
-        {"provider": "openai", "api_key": "sk-" + "x" * 30,
-         "api_base": "http://user:pw@host/v1"},
-        {"provider": "openai"},
+        ({"provider": "no-such-provider", "api_key": "sk-" + "x" * 30}, "invalid_request"),
+        ({"provider": "openai", "api_key": "has a space in it"}, "invalid_request"),
+        ({"provider": "openai", "api_key": "sk-" + "x" * 30, "api_base": "ftp://host/v1"},
+         "outbound_url_refused"),
+        ({"provider": "openai", "api_key": "sk-" + "x" * 30,
+          "api_base": "http://user:pw@127.0.0.1/v1"}, "outbound_url_refused"),
+        ({"provider": "openai"}, "invalid_request"),
     ]
-    for body in bad:
+    for body, code in bad:
         reply = await proxy_plane.fails(400, "POST", "/v1/proxy/credentials", "b", json=body)
-        assert reply["errorCode"] == "invalid_request"
+        assert reply["errorCode"] == code, (body, reply)
     await store_credential(proxy_plane, "b", provider_key("dup"), "http://127.0.0.1:9/v1")
     dup = await proxy_plane.fails(409, "POST", "/v1/proxy/credentials", "b",
                                   json={"provider": "openai", "api_key": provider_key("x")})

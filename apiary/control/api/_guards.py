@@ -12,15 +12,26 @@ route needs (``apiary_permission``; a test checks that no route lacks one):
 - :class:`Authenticated` — any logged-in caller (``users_only``: a person, not a key).
 - :data:`PUBLIC` — no credentials (login, sign-up, JWKS, SSO redirects).
 
-Credentials: ``Authorization: Bearer <session token | API key | access token>``, or the
-session cookie. Access tokens are the ones this control plane signs for data planes: a data
-plane serving control-plane configuration forwards its caller's credential, key or token.
+Credentials: ``Authorization: Bearer <session token | API key | control-plane token>``, or
+the session cookie. The only tokens accepted are control-plane tokens (``aud`` = the
+issuer); a data-plane token is refused with 401 (:func:`apiary.control.tokens.verify_access_token`).
 The cookie is ``SameSite=Lax`` and ``HttpOnly``: other sites cannot send it with POSTs.
+
+Recent authentication: a guard whose permission is in
+:data:`~apiary.control.permissions.RECENT_AUTH` (``keys:manage``, ``members:manage``,
+``org:manage``: minting credentials, changing who may do what, roles, SSO providers)
+admits only a user's *session* that authenticated within ``cp_recent_auth_s``
+(:func:`require_recent_authentication`); an API key or a token never passes, whatever it
+carries. Anything else is 401 ``reauthentication_required``. Authorization runs first: a
+caller with no access to the node still gets 404 (another tenant's things stay invisible),
+and a user whose role lacks the permission 403; a key or token of the node's own tenant
+gets the 401, which says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Literal
 
 from starlette.requests import Request
@@ -32,16 +43,17 @@ from apiary.control.authz import (
     KeyPrincipal,
     Principal,
     Resource,
+    SystemPrincipal,
     UserPrincipal,
     authorize,
 )
 from apiary.control.identity.sessions import SESSION_PREFIX, resolve_session
-from apiary.control.permissions import Permission
+from apiary.control.permissions import RECENT_AUTH, Permission
 from apiary.control.roles import load_principal
 from apiary.control.service import ControlPlane
 from apiary.control.tenancy import get_org, get_project, get_workspace, resource_of
 from apiary.control.tokens import verify_access_token
-from apiary.errors import AuthenticationFailed, PermissionDenied
+from apiary.errors import AuthenticationFailed, PermissionDenied, ReauthenticationRequired
 
 SESSION_COOKIE = "apiary_session"
 
@@ -66,16 +78,58 @@ def credential_of(request: Request) -> str:
 
 
 def authenticate(request: Request) -> Principal:
-    """The caller of ``request``: a user (session) or an API key."""
+    """The caller of ``request``: a user (session), an API key or a control-plane token."""
     cp = control_plane(request)
     credential = credential_of(request)
     with cp.transaction() as db:
         if credential.startswith(SESSION_PREFIX):
             session, user = resolve_session(cp, db, credential)
-            return load_principal(db, user, session.id)
+            # A session is created only by checking credentials (login, SSO, re-authenticate),
+            # so its creation time is when the user last authenticated.
+            return replace(load_principal(db, user, session.id),
+                           authenticated_at=session.created_at)
         if looks_like_jwt(credential):
             return verify_access_token(cp, db, credential)
         return authenticate_key(cp, db, credential)
+
+
+def _require_session(permission: Permission, principal: Principal) -> None:
+    """Refuse an API key or token a permission that needs a recent login."""
+    if permission in RECENT_AUTH and not isinstance(principal, UserPrincipal | SystemPrincipal):
+        raise ReauthenticationRequired(
+            f"{permission.value} needs a logged-in user's session with a recent login; API "
+            "keys and tokens cannot manage keys, members, roles or the organization")
+
+
+def require_recent_authentication(cp: ControlPlane, principal: Principal,
+                                  permission: Permission) -> None:
+    """Allow ``permission`` only to the operator or a user session that authenticated within
+    ``cp_recent_auth_s``, if the permission is one of
+    :data:`~apiary.control.permissions.RECENT_AUTH`; else :class:`ReauthenticationRequired`."""
+    if permission not in RECENT_AUTH or isinstance(principal, SystemPrincipal):
+        return
+    _require_session(permission, principal)
+    assert isinstance(principal, UserPrincipal)
+    window = cp.settings.cp_recent_auth_s
+    at = principal.authenticated_at
+    if at is None or cp.now() - at > timedelta(seconds=window):
+        raise ReauthenticationRequired(
+            f"{permission.value} needs a login within the last {window} s: re-authenticate "
+            "(POST /v1/auth/reauthenticate with your password and TOTP code, or log in or "
+            "sign in with SSO again) and retry")
+
+
+def _authorize(cp: ControlPlane, principal: Principal, permission: Permission,
+               resource: Resource) -> Access:
+    """:func:`~apiary.control.authz.authorize`, then :func:`require_recent_authentication`.
+    A key or token refused a recent-login permission is told why (401), not just 403."""
+    try:
+        granted = authorize(principal, permission, resource)
+    except PermissionDenied:
+        _require_session(permission, principal)
+        raise
+    require_recent_authentication(cp, principal, permission)
+    return granted
 
 
 def _require_user(principal: Principal) -> UserPrincipal:
@@ -122,7 +176,8 @@ class On:
                 resource = resource_of(get_workspace(db, node_id))
             else:
                 resource = resource_of(get_project(db, node_id))
-        return Scope(cp, principal, resource, authorize(principal, self.permission, resource))
+        return Scope(cp, principal, resource,
+                     _authorize(cp, principal, self.permission, resource))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +190,7 @@ class Checker:
 
     def check(self, resource: Resource) -> Scope:
         return Scope(self.cp, self.principal, resource,
-                     authorize(self.principal, self.permission, resource))
+                     _authorize(self.cp, self.principal, self.permission, resource))
 
 
 class Deferred:

@@ -4,8 +4,10 @@ Routes (relative to where the app is mounted, which is the issuer URL; ``apiary 
 mounts it at ``<base_url>/cp``):
 
 - ``GET /.well-known/jwks.json`` — public keys of the token signer
-- ``POST /v1/auth/token`` — API key or session → data-plane access token
-- ``/v1/auth/*``, ``/v1/me*`` — sign-up, login, logout, password, TOTP
+- ``POST /v1/auth/token`` — API key or session → access token (for a data plane, or a
+  control-plane token: the only token this app accepts)
+- ``/v1/auth/*``, ``/v1/me*`` — sign-up, login, logout, password, TOTP, email
+  verification and change, linked SSO identities, the SSO second factor
 - ``/v1/orgs*``, ``/v1/workspaces*``, ``/v1/projects*`` — tenancy, members, invitations,
   roles, API keys, SSO providers, prompt templates, evaluators, alerts
 - ``/v1/sso/oidc/*`` — browser SSO redirects
@@ -26,7 +28,14 @@ from starlette.responses import JSONResponse, Response
 import apiary
 from apiary.api._errors import install_error_handlers
 from apiary.api._openapi import COMMON_ERRORS, describe_errors
-from apiary.control.api import routes_auth, routes_config, routes_keys, routes_sso, routes_tenancy
+from apiary.control.api import (
+    routes_auth,
+    routes_config,
+    routes_email,
+    routes_keys,
+    routes_sso,
+    routes_tenancy,
+)
 from apiary.control.service import ControlPlane
 from apiary.errors import TooManyAttempts
 
@@ -47,7 +56,8 @@ def create_control_plane_app(control_plane: ControlPlane) -> FastAPI:
         return JSONResponse(exc.to_body(), status_code=exc.status,
                             headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
 
-    for module in (routes_auth, routes_tenancy, routes_keys, routes_sso, routes_config):
+    for module in (routes_auth, routes_email, routes_tenancy, routes_keys, routes_sso,
+                   routes_config):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: cpdb answers")

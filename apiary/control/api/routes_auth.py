@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
 from starlette.requests import Request
 
+from apiary.auth import looks_like_jwt
 from apiary.control.api._guards import (
     ANYONE_AUTHENTICATED,
     PUBLIC,
@@ -24,6 +25,7 @@ from apiary.control.api.schemas import (
     MeOut,
     PasswordChangeOut,
     PasswordChangeRequest,
+    ReauthenticateRequest,
     RecoveryCodesOut,
     SessionOut,
     SignupRequest,
@@ -36,7 +38,7 @@ from apiary.control.api.schemas import (
 from apiary.control.authz import KeyPrincipal, UserPrincipal
 from apiary.control.dataplanes import list_data_planes
 from apiary.control.db import Membership, Organization, Project, Role, User, Workspace
-from apiary.control.identity import accounts, totp
+from apiary.control.identity import accounts, totp, verification
 from apiary.control.identity.sessions import (
     SESSION_PREFIX,
     IssuedSession,
@@ -44,10 +46,16 @@ from apiary.control.identity.sessions import (
     resolve_session,
     revoke_session,
 )
+from apiary.control.identity.throttle import (
+    DEVICE_COOKIE,
+    KNOWN_CLIENT_TTL_S,
+    account_key,
+    client_address,
+)
 from apiary.control.roles import load_principal
 from apiary.control.service import ControlPlane
 from apiary.control.tokens import exchange_api_key, exchange_session
-from apiary.errors import InvalidRequest, PermissionDenied
+from apiary.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 
 router = APIRouter(tags=["identity"])
 
@@ -58,7 +66,14 @@ UserCaller = Annotated[Caller, Depends(USER)]
 def user_out(db_user: User, mfa_enabled: bool) -> UserOut:
     out = UserOut.model_validate(db_user)
     out.mfa_enabled = mfa_enabled
+    out.email_verified = db_user.email_verified_at is not None
     return out
+
+
+def _client(cp: ControlPlane, request: Request) -> str:
+    """The caller's address for throttling (``cp_trusted_proxies`` decide whether
+    ``X-Forwarded-For`` is believed)."""
+    return client_address(request, cp.settings.cp_trusted_proxies)
 
 
 def set_session_cookie(cp: ControlPlane, response: Response, issued: IssuedSession) -> None:
@@ -75,24 +90,45 @@ def session_out(issued: IssuedSession, mfa_enabled: bool) -> SessionOut:
 
 
 @router.post("/v1/auth/signup", status_code=201, response_model=SessionOut,
-             summary="Create an account with email and password, and log in")
-def signup(body: SignupRequest, response: Response, cp: Public) -> SessionOut:
+             summary="Create an account with email and password, and log in; a link to "
+             "verify the address is mailed (until it is used the account owns nothing)")
+def signup(body: SignupRequest, request: Request, response: Response, cp: Public) -> SessionOut:
     if not cp.settings.cp_signup_enabled:
         raise PermissionDenied("sign-up is disabled on this installation; ask for an invitation")
+    cp.throttle.admit_attempt(_client(cp, request))  # each sign-up costs a password hash
     with cp.transaction() as db:
+        # An unverified account reserves nothing: a pre-hijacker's pending sign-up gives
+        # the address up (a verified one keeps it: 409).
+        verification.release_address(cp, db, body.email)
         user = accounts.create_user(cp, db, email=body.email, password=body.password,
                                     display_name=body.display_name)
+        link = verification.issue(cp, db, user, email=user.email, purpose="signup")
         issued = create_session(cp, db, user, "password")
+    # The session works, but the account owns nothing until the mailed link is used.
+    verification.deliver(cp, link)
     set_session_cookie(cp, response, issued)
     return session_out(issued, False)
 
 
 @router.post("/v1/auth/login", response_model=SessionOut,
              summary="Log in with email, password and (when enrolled) a TOTP or recovery code")
-def login(body: LoginRequest, response: Response, cp: Public) -> SessionOut:
+def login(body: LoginRequest, request: Request, response: Response, cp: Public) -> SessionOut:
+    """Throttled per client address, per (account, address) and per account, and wrong
+    TOTP codes per account (:mod:`apiary.control.identity.throttle`): 429 + Retry-After.
+    A browser holding this account's device cookie is throttled as that device instead,
+    so nobody else can make its owner wait."""
+    account = account_key(body.email)
+    client = cp.throttle.device_client(request.cookies.get(DEVICE_COOKIE), account)
+    client = client or _client(cp, request)
+    cp.throttle.admit_attempt(client)
     issued = accounts.login(cp, email=body.email, password=body.password,
-                            totp_code=body.totp_code, recovery_code=body.recovery_code)
+                            totp_code=body.totp_code, recovery_code=body.recovery_code,
+                            client=client)
     set_session_cookie(cp, response, issued)
+    response.set_cookie(
+        DEVICE_COOKIE, cp.throttle.new_device_token(account), max_age=int(KNOWN_CLIENT_TTL_S),
+        httponly=True, samesite="lax", secure=cp.issuer.startswith("https://"), path="/",
+    )
     with cp.transaction() as db:
         enrolled = totp.is_enrolled(db, issued.user.id)
     return session_out(issued, enrolled)
@@ -105,6 +141,32 @@ def logout(response: Response, caller: UserCaller) -> None:
         with caller.cp.transaction() as db:
             revoke_session(caller.cp, db, session_id)
     response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+@router.post("/v1/auth/reauthenticate", response_model=SessionOut,
+             summary="Prove the password (and TOTP) again: the session is replaced by a new "
+             "one that counts as a recent login")
+def reauthenticate(body: ReauthenticateRequest, request: Request, response: Response,
+                   caller: UserCaller) -> SessionOut:
+    """Check the caller's password and second factor exactly like a login (same failure
+    counting and lockout), issue a fresh session and revoke the one that called. Managing
+    keys, members, roles and the organization needs a session younger than
+    ``cp_recent_auth_s``; an account without a password re-authenticates by SSO login."""
+    user = caller.user
+    client = _client(caller.cp, request)
+    caller.cp.throttle.admit_attempt(client)
+    issued = accounts.login(caller.cp, email=user.email, password=body.password,
+                            totp_code=body.totp_code, recovery_code=body.recovery_code,
+                            client=client)
+    with caller.cp.transaction() as db:
+        if issued.user.id != user.user_id:  # cannot happen while emails are unique
+            revoke_session(caller.cp, db, issued.session.id)
+            raise AuthenticationFailed("the credentials are not this session's account")
+        if user.session_id is not None:
+            revoke_session(caller.cp, db, user.session_id)
+        enrolled = totp.is_enrolled(db, issued.user.id)
+    set_session_cookie(caller.cp, response, issued)
+    return session_out(issued, enrolled)
 
 
 @router.get("/v1/me", response_model=MeOut, summary="The caller's account and memberships")
@@ -131,10 +193,14 @@ def me(caller: UserCaller) -> MeOut:
 
 @router.post("/v1/me/password", response_model=PasswordChangeOut,
              summary="Change the password; every other session of the account ends")
-def change_password(body: PasswordChangeRequest, caller: UserCaller) -> PasswordChangeOut:
+def change_password(body: PasswordChangeRequest, request: Request,
+                    caller: UserCaller) -> PasswordChangeOut:
+    client = _client(caller.cp, request)
+    caller.cp.throttle.admit_attempt(client)
     revoked = accounts.change_password(
         caller.cp, user_id=caller.user.user_id, current_password=body.current_password,
         new_password=body.new_password, keep_session_id=caller.user.session_id,
+        client=client,
     )
     return PasswordChangeOut(revoked_sessions=revoked)
 
@@ -151,7 +217,9 @@ def totp_enrol(caller: UserCaller) -> TotpEnrolmentOut:
 
 @router.post("/v1/me/totp/verify", response_model=RecoveryCodesOut,
              summary="Finish TOTP enrolment with a code; ten recovery codes, shown once")
-def totp_verify(body: TotpCodeRequest, caller: UserCaller) -> RecoveryCodesOut:
+def totp_verify(body: TotpCodeRequest, request: Request,
+                caller: UserCaller) -> RecoveryCodesOut:
+    caller.cp.throttle.admit_attempt(_client(caller.cp, request))
     with caller.cp.transaction() as db:
         user = db.get(User, caller.user.user_id)
         assert user is not None
@@ -161,7 +229,8 @@ def totp_verify(body: TotpCodeRequest, caller: UserCaller) -> RecoveryCodesOut:
 
 @router.post("/v1/me/totp/disable", status_code=204,
              summary="Turn TOTP off, with a current TOTP code or a recovery code")
-def totp_disable(body: TotpCodeRequest, caller: UserCaller) -> None:
+def totp_disable(body: TotpCodeRequest, request: Request, caller: UserCaller) -> None:
+    caller.cp.throttle.admit_attempt(_client(caller.cp, request))
     with caller.cp.transaction() as db:
         user = db.get(User, caller.user.user_id)
         assert user is not None
@@ -169,12 +238,21 @@ def totp_disable(body: TotpCodeRequest, caller: UserCaller) -> None:
 
 
 @router.post("/v1/auth/token", response_model=TokenOut, tags=["tokens"],
-             summary="Exchange an API key or a user session for a data-plane access token")
+             summary="Exchange an API key or a user session for an access token: for a data "
+             "plane (audience = its id) or for this control plane (audience = the issuer)")
 def token(body: TokenRequest, request: Request, cp: Public) -> TokenOut:
+    """A data-plane token carries only data-plane permissions; a control-plane token the
+    key's permissions or the user's minus those that need a recent login
+    (:mod:`apiary.control.tokens`). A token is never exchanged for another token."""
     credential = credential_of(request)
+    if looks_like_jwt(credential):
+        raise AuthenticationFailed("a token cannot be exchanged for another token: send an "
+                                   "API key or a session")
     with cp.transaction() as db:
         if credential.startswith(SESSION_PREFIX):
             session, user = resolve_session(cp, db, credential)
+            cp.throttle.admit_session_exchange(_client(cp, request), user.id)
+            verification.require_may_hold_tokens(user)
             if body.project_id is None:
                 raise InvalidRequest("a user's token is for one project: send project_id",
                                      field="project_id")

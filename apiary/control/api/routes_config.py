@@ -31,7 +31,7 @@ from apiary.control.config import alerts, evaluators, prompts
 from apiary.control.db import Project
 from apiary.control.permissions import Permission as P
 from apiary.control.tenancy import get_project
-from apiary.errors import NotFound
+from apiary.errors import NotFound, PermissionDenied
 
 router = APIRouter()
 
@@ -72,6 +72,17 @@ def _spec(body: EvaluatorVersionCreate) -> evaluators.VersionSpec:
         pass_min=body.pass_min, pass_max=body.pass_max, sampling_pct=body.sampling_pct,
         filters=body.filters, model_params=body.model_params, message=body.message,
     )
+
+
+def _require_judge_spending(scope: Scope, kind: str) -> None:
+    """An LLM-judge evaluator spends the workspace's provider key on every event it scores,
+    so defining, changing or deploying one needs ``proxy:use`` besides ``evaluators:write``
+    (the data plane checks the same when it runs or refreshes one)."""
+    if kind == "llm" and P.PROXY_USE not in scope.access.permissions:
+        raise PermissionDenied(
+            "an LLM-judge evaluator spends the workspace's provider key: this needs proxy:use",
+            project_id=scope.resource.project_id,
+        )
 
 
 def _project(db: Session, scope: Scope) -> Project:
@@ -211,6 +222,7 @@ def list_evaluators(project_id: str, scope: EvaluatorsRead) -> list[EvaluatorOut
 def create_evaluator(
     project_id: str, body: EvaluatorCreate, scope: EvaluatorsWrite
 ) -> EvaluatorOut:
+    _require_judge_spending(scope, body.type)
     with scope.cp.transaction() as db:
         view = evaluators.create_evaluator(
             scope.cp, db, _project(db, scope), name=body.name, kind=body.type,
@@ -232,6 +244,8 @@ def update_evaluator(
 ) -> EvaluatorOut:
     with scope.cp.transaction() as db:
         evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        if body.enabled:  # switching a judge back on resumes spending; off never needs it
+            _require_judge_spending(scope, evaluator.type)
         evaluators.update_evaluator(scope.cp, evaluator, enabled=body.enabled,
                                     description=body.description, name=body.name, db=db)
         return _evaluator_out(evaluators.view(db, evaluator))
@@ -252,6 +266,7 @@ def add_evaluator_version(
 ) -> EvaluatorVersionOut:
     with scope.cp.transaction() as db:
         evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        _require_judge_spending(scope, evaluator.type)
         version = evaluators.add_version(scope.cp, db, evaluator, _spec(body), scope.actor)
         return EvaluatorVersionOut.model_validate(version)
 
@@ -263,6 +278,7 @@ def deploy_evaluator(
 ) -> EvaluatorOut:
     with scope.cp.transaction() as db:
         evaluator = evaluators.get_evaluator(db, _project(db, scope), evaluator_id)
+        _require_judge_spending(scope, evaluator.type)
         evaluators.deploy(scope.cp, db, evaluator, body.version)
         return _evaluator_out(evaluators.view(db, evaluator))
 

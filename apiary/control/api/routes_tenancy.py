@@ -28,6 +28,7 @@ from apiary.control.api.schemas import (
 )
 from apiary.control.authz import Resource, may
 from apiary.control.db import Invitation, Membership, Role, User
+from apiary.control.identity.verification import require_verified
 from apiary.control.permissions import Permission as P
 from apiary.control.permissions import sorted_values
 from apiary.errors import InvalidRequest
@@ -90,6 +91,10 @@ def list_orgs(caller: UserCaller) -> list[OrgOut]:
              summary="Create an organization; the caller becomes its owner")
 def create_org(body: NameRequest, caller: UserCaller) -> OrgOut:
     with caller.cp.transaction() as db:
+        user = db.get(User, caller.user.user_id)
+        assert user is not None
+        # An unverified account owns nothing (a pre-hijacker must not build a tenant).
+        require_verified(user, "create an organization")
         org = tenancy.create_org(caller.cp, db, name=body.name,
                                  owner_user_id=caller.user.user_id)
         return OrgOut.model_validate(org)
@@ -277,8 +282,10 @@ def invite(
             checker.cp, db, scope.access, scope.resource, email=body.email,
             role_name=body.role, invited_by=scope.user_id,
         )
-        return InvitationIssuedOut(invitation=_invitation_out(issued.invitation, issued.role),
-                                   token=issued.token)
+        result = InvitationIssuedOut(invitation=_invitation_out(issued.invitation, issued.role),
+                                     token=issued.token)
+    invitations.deliver(checker.cp, issued)  # mailed after commit, when SMTP is configured
+    return result
 
 
 @router.delete("/v1/orgs/{org_id}/invitations/{invitation_id}", status_code=204,

@@ -34,12 +34,22 @@ class LoginRequest(_Request):
     recovery_code: str | None = Field(default=None, max_length=32)
 
 
+class ReauthenticateRequest(_Request):
+    """Proof of the account's credentials again, for management that needs a recent login."""
+
+    password: str = Field(max_length=1024)
+    totp_code: str | None = Field(default=None, max_length=16)
+    recovery_code: str | None = Field(default=None, max_length=32)
+
+
 class UserOut(_Response):
     id: str
     email: str
     display_name: str | None
     created_at: datetime
     mfa_enabled: bool = False
+    email_verified: bool = Field(default=False, description="Until it is, the account owns "
+                                 "nothing: no organizations, invitations or tokens.")
 
 
 class SessionOut(_Response):
@@ -200,7 +210,9 @@ class KeyIssuedOut(_Response):
 
 
 class TokenRequest(_Request):
-    audience: str = Field(max_length=200, description="The id of a registered data plane.")
+    audience: str = Field(max_length=200, description="The id of a registered data plane "
+                          "(a data-plane token), or the control plane's issuer URL (a "
+                          "control-plane token, the only token the control plane accepts).")
     project_id: str | None = Field(
         default=None,
         description="Required with a user session; with a workspace key, narrows the token "

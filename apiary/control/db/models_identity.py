@@ -1,8 +1,9 @@
 """Identity tables: users, TOTP, recovery codes, login sessions, SSO providers and links.
 
-Secrets are never stored in the clear: passwords as argon2id hashes, session tokens and
-recovery codes as SHA-256, TOTP secrets and OIDC client secrets encrypted with the
-envelope key (:mod:`apiary.control.envelope`).
+Secrets are never stored in the clear: passwords as argon2id hashes; session tokens,
+recovery codes, email-verification links, SSO browser binders and SSO MFA tickets as
+SHA-256; TOTP secrets and OIDC client secrets encrypted with the envelope key
+(:mod:`apiary.control.envelope`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the address was proven (a mailed link, the operator, or an IdP trusted for its
+    # domain). None: the account owns nothing and nothing links to it.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # May approve organizations' email-domain claims (the bootstrap admin, or via the CLI).
+    is_instance_admin: Mapped[bool] = mapped_column(default=False)
 
 
 class TotpCredential(Base):
@@ -116,3 +122,53 @@ class SsoLoginState(Base):
     return_to: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # SHA-256 of the random binder in the browser's HttpOnly cookie: the callback must come
+    # from the browser that started the login (no login CSRF). None: refused.
+    binder_hash: Mapped[str | None] = mapped_column(String(64))
+    # Set for an explicit link started by a logged-in user: the identity joins this user.
+    link_user_id: Mapped[str | None] = tenant_fk("users", nullable=True)
+
+
+class SsoMfaTicket(Base):
+    """An SSO login that still needs the account's second factor (single use, minutes)."""
+
+    __tablename__ = "sso_mfa_tickets"
+
+    ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = tenant_fk("users")
+    provider_id: Mapped[str] = tenant_fk("oidc_providers")
+    return_to: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmailVerification(Base):
+    """A mailed link proving an address: stored as SHA-256, expiring, single use."""
+
+    __tablename__ = "email_verifications"
+
+    id: Mapped[str] = id_column()
+    user_id: Mapped[str] = tenant_fk("users")
+    email: Mapped[str] = mapped_column(String(320))  # the address the link was sent to
+    purpose: Mapped[str] = mapped_column(String(16))  # signup | change
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OrgDomain(Base):
+    """An email domain an organization claims. Once an instance admin approves it, the
+    org's identity providers are trusted for that domain's addresses (auto-linking to the
+    org's own verified members, verified new accounts)."""
+
+    __tablename__ = "org_domains"
+    __table_args__ = (UniqueConstraint("org_id", "domain"),)
+
+    id: Mapped[str] = id_column()
+    org_id: Mapped[str] = tenant_fk("organizations")
+    domain: Mapped[str] = mapped_column(String(253), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    approved_by: Mapped[str | None] = mapped_column(String(64))

@@ -23,6 +23,9 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Accept an IdP's asserted MFA (its ``amr`` claim) instead of asking SSO users for
+    # their Apiary TOTP code. Off by default.
+    trust_idp_mfa: Mapped[bool] = mapped_column(default=False)
 
 
 class Workspace(Base):

@@ -3,8 +3,13 @@
 - :mod:`.accounts`: sign-up, throttled login, password change.
 - :mod:`.sessions`: opaque session tokens (hash stored), expiry, revocation.
 - :mod:`.totp`: TOTP enrolment and verification, single-use recovery codes.
-- :mod:`.sso`: the protocol-neutral SSO seam (OIDC now, SAML 2.0 later) and provisioning.
-- :mod:`.oidc`: OpenID Connect authorization-code flow with PKCE.
+- :mod:`.throttle`: per-address, per-account and per-pair throttling of credential checks.
+- :mod:`.sso`: the protocol-neutral SSO seam (OIDC now, SAML 2.0 later), provisioning and
+  linking of identities, the second factor after SSO.
+- :mod:`.oidc`: OpenID Connect authorization-code flow with PKCE, bound to the browser.
+- :mod:`.verification`: mailed email-verification links; what unverified accounts may not do.
+- :mod:`.domains`: email domains organizations claim and instance admins approve.
+- :mod:`.mail`: outgoing mail over SMTP.
 """
 
 from apiary.control.identity.accounts import (

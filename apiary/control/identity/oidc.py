@@ -1,10 +1,12 @@
 """OpenID Connect login: authorization-code flow with PKCE (S256), state and nonce.
 
 :meth:`OidcLogin.begin` stores a single-use login state (hashed ``state``, ``nonce``,
-PKCE verifier; 10 minutes) and returns the provider's authorization URL.
-:meth:`OidcLogin.complete` consumes the state (even if what follows fails), redeems the
-code at the token endpoint with the verifier and the client's credentials, and validates
-the ID token:
+PKCE verifier, the hash of the browser's binder; 10 minutes) and returns the provider's
+authorization URL. :meth:`OidcLogin.complete` consumes the state (even if what follows
+fails), refuses it unless the callback comes from the browser that started the login (its
+HttpOnly, SameSite=Lax binder cookie hashes to the stored one: otherwise an attacker could
+make a victim's browser finish the attacker's login, *login CSRF*), redeems the code at the
+token endpoint with the verifier and the client's credentials, and validates the ID token:
 
 - signature with a key from the provider's JWKS (refetched once for an unknown ``kid``);
 - ``alg`` pinned: it must be one the provider's metadata announces *and* RS256 or ES256,
@@ -13,7 +15,11 @@ the ID token:
   the client id (and ``azp`` names it when there are several audiences), ``exp``/``iat``
   within 60 s of skew, ``nonce`` equals the stored one.
 
-Network calls happen outside database transactions.
+The issuer and every endpoint discovery names (``authorization_endpoint``,
+``token_endpoint``, ``jwks_uri``) must pass the outbound-URL policy (:mod:`apiary.outbound`:
+https, no internal address unless allow-listed), checked at each use; the HTTP client is
+the policy's, which checks every address again when it connects (DNS rebinding) and never
+follows redirects. Network calls happen outside database transactions.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from apiary.control._common import token_hash
 from apiary.control.db import OidcProvider, SsoLoginState
 from apiary.control.identity.sso import SsoOutcome, VerifiedIdentity, client_secret, safe_return_to
 from apiary.control.service import ControlPlane
-from apiary.errors import AuthenticationFailed, NotFound
+from apiary.errors import AuthenticationFailed, NotFound, OutboundUrlRefused
+from apiary.outbound import OutboundPolicy
 
 SUPPORTED_ALGORITHMS = ("RS256", "ES256")
 STATE_TTL = timedelta(minutes=10)
@@ -60,8 +67,9 @@ class OidcLogin:
     """The OIDC implementation of :class:`~apiary.control.identity.sso.SsoProtocol`,
     with per-process caches of provider metadata and JWKS."""
 
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, policy: OutboundPolicy) -> None:
         self._http = http
+        self._policy = policy
         self._metadata: dict[str, tuple[float, ProviderMetadata]] = {}
         self._jwks: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -72,7 +80,8 @@ class OidcLogin:
 
     # --- step 1 ---------------------------------------------------------------------
 
-    def begin(self, cp: ControlPlane, provider_id: str, *, return_to: str) -> str:
+    def begin(self, cp: ControlPlane, provider_id: str, *, return_to: str, binder: str,
+              link_user_id: str | None = None) -> str:
         with cp.transaction() as db:
             provider = db.get(OidcProvider, provider_id)
             if provider is None or not provider.enabled:
@@ -89,7 +98,8 @@ class OidcLogin:
             db.add(SsoLoginState(
                 state_hash=token_hash(state), provider_id=provider_id, org_id=org_id,
                 nonce=nonce, code_verifier=verifier, return_to=safe_return_to(return_to),
-                created_at=now, expires_at=now + STATE_TTL,
+                created_at=now, expires_at=now + STATE_TTL, binder_hash=token_hash(binder),
+                link_user_id=link_user_id,
             ))
         query = urlencode({
             "response_type": "code", "client_id": client_id, "redirect_uri":
@@ -101,7 +111,8 @@ class OidcLogin:
 
     # --- step 2 ---------------------------------------------------------------------
 
-    def complete(self, cp: ControlPlane, params: Mapping[str, str]) -> SsoOutcome:
+    def complete(self, cp: ControlPlane, params: Mapping[str, str], *,
+                 binder: str | None) -> SsoOutcome:
         if "error" in params:
             raise AuthenticationFailed(f"the identity provider refused: {params['error']}")
         state, code = params.get("state"), params.get("code")
@@ -120,18 +131,29 @@ class OidcLogin:
                 issuer, client_id = provider.issuer, provider.client_id
             nonce, verifier = pending.nonce, pending.code_verifier
             org_id, provider_id, return_to = pending.org_id, pending.provider_id, pending.return_to
+            binder_hash, link_user_id = pending.binder_hash, pending.link_user_id
         # Raised after the transaction, so that the state's deletion is committed.
+        if binder is None:
+            raise AuthenticationFailed(
+                "this SSO login was not started in this browser (its binder cookie is "
+                "missing); start the login again from this browser")
+        if binder_hash is None or not hmac.compare_digest(binder_hash, token_hash(binder)):
+            raise AuthenticationFailed(
+                "this SSO login was started in another browser (its binder cookie does not "
+                "match); start the login again from this browser")
         if not live:
             raise AuthenticationFailed("the SSO login took too long; start again")
         metadata = self.metadata(issuer)
         id_token = self._redeem(cp, metadata, client_id, secret, code, verifier)
         claims = self.validate_id_token(id_token, metadata=metadata, client_id=client_id,
                                         nonce=nonce, now=cp.now().timestamp())
+        amr = claims.get("amr")
         identity = VerifiedIdentity(
             subject=str(claims["sub"]), email=claims.get("email"),
             email_verified=claims.get("email_verified") is True, name=claims.get("name"),
+            amr=tuple(str(a) for a in amr) if isinstance(amr, list) else (),
         )
-        return SsoOutcome(org_id, provider_id, identity, return_to)
+        return SsoOutcome(org_id, provider_id, identity, return_to, link_user_id)
 
     def _redeem(
         self, cp: ControlPlane, metadata: ProviderMetadata, client_id: str, secret: str | None,
@@ -148,9 +170,11 @@ class OidcLogin:
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         else:
             form.update(client_id=client_id, client_secret=secret)
+        url = self._policy.check_url(metadata.token_endpoint, field="token_endpoint")
         try:
-            response = self._http.post(metadata.token_endpoint, data=form, headers=headers)
+            response = self._http.post(url, data=form, headers=headers)
         except httpx.HTTPError as exc:
+            _raise_refusal(exc)
             raise AuthenticationFailed(f"the identity provider is unreachable: {exc}") from None
         if response.status_code != 200:
             raise AuthenticationFailed(
@@ -213,7 +237,7 @@ class OidcLogin:
             cached = self._jwks.get(uri)
         if cached is not None and not refresh:
             return cached
-        document = self._get_json(uri)
+        document = self._get_json(self._policy.check_url(uri, field="jwks_uri"))
         with self._lock:
             self._jwks[uri] = document
         return document
@@ -221,6 +245,9 @@ class OidcLogin:
     # --- discovery ------------------------------------------------------------------
 
     def metadata(self, issuer: str) -> ProviderMetadata:
+        """The issuer's discovery document, cached for an hour; the issuer and every
+        endpoint it names pass the outbound-URL policy (400 ``outbound_url_refused``)."""
+        self._policy.check_url(issuer, field="issuer")  # at each use, cached or not
         with self._lock:
             cached = self._metadata.get(issuer)
         if cached is not None and cached[0] > time.monotonic():
@@ -240,6 +267,11 @@ class OidcLogin:
             )
         except KeyError as exc:
             raise AuthenticationFailed(f"the provider's metadata lacks {exc}") from None
+        for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+            value = getattr(metadata, name)
+            if not isinstance(value, str):
+                raise AuthenticationFailed(f"the provider's metadata has no valid {name}")
+            self._policy.check_url(value, field=name)
         with self._lock:
             self._metadata[issuer] = (time.monotonic() + _METADATA_TTL_S, metadata)
         return metadata
@@ -250,10 +282,21 @@ class OidcLogin:
             response.raise_for_status()
             document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
+            _raise_refusal(exc)
             raise AuthenticationFailed(f"the identity provider is unreachable: {exc}") from None
         if not isinstance(document, dict):
             raise AuthenticationFailed("the identity provider answered nonsense")
         return document
+
+
+def _raise_refusal(exc: BaseException) -> None:
+    """Re-raise the policy's refusal (400) when it is what failed a connection (an address
+    the name resolved to at connect time is internal), rather than calling it unreachable."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OutboundUrlRefused):
+            raise seen from None
+        seen = seen.__cause__ or seen.__context__
 
 
 def pending_logins(cp: ControlPlane) -> int:

@@ -5,6 +5,14 @@ URI once (the secret is stored encrypted, unconfirmed); :func:`confirm_enrolment
 first code and returns ten single-use recovery codes, shown once and stored as SHA-256.
 A code is accepted within one step of clock skew and never twice: the last accepted step
 is remembered, so a code observed in transit cannot be replayed.
+
+**Attempts are counted here**, per account, by every function that checks a code
+(:func:`verify_code`, :func:`use_recovery_code`, :func:`confirm_enrolment`,
+:func:`disable`), so every caller (password login, the SSO second factor, the account
+routes) is covered: ``cp_totp_max_failures`` wrong codes within ``cp_totp_window_s`` make
+the next check raise :class:`~apiary.errors.TooManyAttempts` (429) for the window, doubling
+at each repetition (:mod:`.throttle`). A 6-digit code (three valid at any time) cannot be
+guessed by someone who holds the password or a session. A right code clears the count.
 """
 
 from __future__ import annotations
@@ -72,24 +80,44 @@ def confirm_enrolment(cp: ControlPlane, db: Session, user: User, code: str) -> l
         raise NotFound("no TOTP enrolment is pending; start one first")
     if credential.confirmed_at is not None:
         raise Conflict("TOTP is already enabled")
-    if not _accept_code(cp, credential, code, cp.now()):
+    cp.throttle.check_totp_attempt(user.id)
+    if not _counted(cp, user.id, _accept_code(cp, credential, code, cp.now())):
         raise AuthenticationFailed("the TOTP code is not valid")
     credential.confirmed_at = cp.now()
     return replace_recovery_codes(cp, db, user.id)
 
 
 def disable(cp: ControlPlane, db: Session, user: User, code: str) -> None:
-    """Turn TOTP off, proven by a current code (or a recovery code)."""
+    """Turn TOTP off, proven by a current code (or a recovery code); one attempt counted."""
     if not is_enrolled(db, user.id):
         raise NotFound("TOTP is not enabled")
-    if not (verify_code(cp, db, user.id, code) or use_recovery_code(cp, db, user.id, code)):
+    cp.throttle.check_totp_attempt(user.id)
+    ok = _verify_code(cp, db, user.id, code) or _use_recovery_code(cp, db, user.id, code)
+    if not _counted(cp, user.id, ok):
         raise AuthenticationFailed("the code is not valid")
     db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     db.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id))
 
 
+def _counted(cp: ControlPlane, user_id: str, ok: bool) -> bool:
+    """Record the outcome of one code check with the throttle; ``ok`` unchanged."""
+    if ok:
+        cp.throttle.totp_succeeded(user_id)
+    else:
+        cp.throttle.totp_failed(user_id)
+    return ok
+
+
 def verify_code(cp: ControlPlane, db: Session, user_id: str, code: str) -> bool:
-    """Whether ``code`` is a current, unused code of the user's confirmed TOTP secret."""
+    """Whether ``code`` is a current, unused code of the user's confirmed TOTP secret.
+
+    Counted: raises :class:`~apiary.errors.TooManyAttempts` instead of checking while the
+    account has sent too many wrong codes, and a wrong code counts toward that."""
+    cp.throttle.check_totp_attempt(user_id)
+    return _counted(cp, user_id, _verify_code(cp, db, user_id, code))
+
+
+def _verify_code(cp: ControlPlane, db: Session, user_id: str, code: str) -> bool:
     credential = db.get(TotpCredential, user_id, with_for_update=True)
     if credential is None or credential.confirmed_at is None:
         return False
@@ -129,7 +157,14 @@ def replace_recovery_codes(cp: ControlPlane, db: Session, user_id: str) -> list[
 
 
 def use_recovery_code(cp: ControlPlane, db: Session, user_id: str, code: str) -> bool:
-    """Spend one recovery code: True once per code, False for unknown or used codes."""
+    """Spend one recovery code: True once per code, False for unknown or used codes.
+
+    Counted like :func:`verify_code` (the same per-account budget)."""
+    cp.throttle.check_totp_attempt(user_id)
+    return _counted(cp, user_id, _use_recovery_code(cp, db, user_id, code))
+
+
+def _use_recovery_code(cp: ControlPlane, db: Session, user_id: str, code: str) -> bool:
     normalized = code.strip().lower().replace("-", "").replace(" ", "")
     if len(normalized) != 16:
         return False

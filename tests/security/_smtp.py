@@ -1,0 +1,62 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives, for the tests
+that read verification links from the mail a user would get."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+class LocalSmtpServer:
+    """``url`` is what ``APIARY_SMTP_URL`` would be; :meth:`link_to` waits for a mail to an
+    address and returns the first http(s) link in it."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.inbox = _Inbox()
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def mails_to(self, address: str) -> list[Message]:
+        return [m for m in self.inbox.messages if m["To"] == address]
+
+    def link_to(self, address: str, *, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mails = self.mails_to(address)
+            if mails:
+                body = mails[-1].get_payload(decode=True)
+                assert isinstance(body, bytes)
+                found = re.search(r"https?://\S+", body.decode())
+                assert found, body
+                return found.group(0)
+            time.sleep(0.02)
+        raise AssertionError(f"no mail to {address}")
