@@ -47,7 +47,7 @@ typecheck: $(STAMP)
 
 # Every test runs the compiled hot path; its unit tests run from source too (the form
 # without a C compiler), so both stay correct.
-FROM_SOURCE_TESTS := tests/otlp tests/enrich tests/store/test_rows.py tests/test_compiled.py
+FROM_SOURCE_TESTS := tests/dataplane/ingest/otlp tests/dataplane/enrich tests/store/test_rows.py tests/test_compiled.py
 
 pytest: $(STAMP) compile
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

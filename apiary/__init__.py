@@ -2,9 +2,9 @@
 
 Public surface: :class:`ApiarySettings` and :func:`load_settings` (configuration),
 :mod:`apiary.errors` (the exception hierarchy), :class:`Event` (the unit of data).
-Packages: ``apiary.otlp`` (OTLP decoding and span mapping), ``apiary.queue`` (JetStream),
-``apiary.store`` (ClickHouse), ``apiary.enrich``, ``apiary.actors`` (Ray actors),
-``apiary.deployments`` (Ray Serve deployments), ``apiary.api`` (HTTP routes),
+Packages: ``apiary.dataplane.ingest.otlp`` (OTLP decoding and span mapping), ``apiary.queue``
+(JetStream), ``apiary.store`` (ClickHouse), ``apiary.dataplane.enrich``, ``apiary.actors`` (Ray
+actors), ``apiary.deployments`` (Ray Serve deployments), ``apiary.api`` (HTTP routes),
 ``apiary.cli`` (the ``apiary`` command).
 
 Importing it refuses (``ImportError``, saying how to fix it) when the compiled ingest hot

@@ -281,7 +281,7 @@ class PoisonMessage(ApiaryError):
 
 
 class SandboxError(ApiaryError):
-    """A user Python metric could not be scored (``apiary.sandbox``).
+    """A user Python metric could not be scored (``apiary.dataplane.evaluation.sandbox``).
 
     Raised for the metric, never for Apiary itself: the evaluation records it as the
     metric's failure on that event. Not retryable unless a subclass says so, because the
@@ -331,7 +331,7 @@ class SandboxUnavailable(SandboxError):
 
 
 class JudgeError(ApiaryError):
-    """An LLM-judge metric could not be scored (``apiary.evaluation.judge``). Like
+    """An LLM-judge metric could not be scored (``apiary.dataplane.evaluation.judge``). Like
     :class:`SandboxError`, the metric's failure on that event unless retryable."""
 
     status = 422

@@ -12,7 +12,7 @@ with pydantic models at its edge.
 Conventions:
 
 - ids are strings; ``parent_id`` is ``None`` for a root; ``session_id`` is ``""`` when the
-  producer could not tell (the writer links it, see :mod:`apiary.enrich`).
+  producer could not tell (the writer links it, see :mod:`apiary.dataplane.enrich`).
 - ``start_time`` and ``end_time`` are epoch **milliseconds** (float, sub-ms precision);
   ``duration`` is milliseconds.
 - ``inputs``, ``outputs``, ``config``, ``metadata``, ``metrics``, ``feedback`` and

@@ -444,7 +444,7 @@ class ApiarySettings(BaseSettings):
         "rate (the token bucket's size). Default 2000. Env APIARY_INGEST_RATE_LIMIT_BURST.",
     )
 
-    # --- Python metric sandbox (apiary.sandbox) ----------------------------------------
+    # --- Python metric sandbox (apiary.dataplane.evaluation.sandbox) ---
     sandbox_pool_size: int = Field(
         default=1, ge=1, le=64,
         description="Worker processes one evaluator keeps for Python metrics (metrics it runs "
@@ -500,7 +500,7 @@ class ApiarySettings(BaseSettings):
         "Default false. Env APIARY_SANDBOX_ALLOW_DEGRADED_ISOLATION.",
     )
 
-    # --- evaluation service and pool scaling (apiary.evaluation, apiary.scaling) ------
+    # --- evaluation service and pool scaling (apiary.dataplane.evaluation, apiary.dataplane.scaling
     evaluator_min: int = Field(
         default=1, ge=0,
         description="Fewest evaluator actors (consumers of the evaluation stream); the pool "

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from apiary.auth import (
+from apiary.dataplane.auth import (
     JWKS_PATH,
     TOKEN_PATH,
     ApiKeyAuthenticator,

@@ -17,8 +17,8 @@ import argparse
 import time
 
 import apiary
-from apiary import otlp
-from apiary.enrich import Enricher, PriceTable
+from apiary.dataplane.enrich import Enricher, PriceTable
+from apiary.dataplane.ingest import otlp
 from apiary.event import SPANS_KIND, Tenant
 from apiary.queue import TableBatch
 from apiary.queue._wire import encode_table

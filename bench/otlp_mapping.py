@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from apiary.otlp import _conventions, _decode_proto, decode_traces, map_views
+from apiary.dataplane.ingest.otlp import _conventions, _decode_proto, decode_traces, map_views
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -18,8 +18,8 @@ Usage: bench/query [--events 1000000] [--repeat 30] [--dir PATH] [--reuse] [--se
    - filtered export page: ``POST /v1/events/export`` with ``metadata.user_id is X``,
      ``event_type is model``, a 14-day ``dateRange`` and ``limit`` 100;
    - run result: ``GET /v1/runs/{id}/result`` → ``EventStore.run_result_rows`` and
-     :func:`apiary.experiments.build_result` (the run object itself comes from dpdb and
-     is not part of the figure);
+     :func:`apiary.dataplane.experiments.results.build_result` (the run object itself comes from
+     dpdb and is not part of the figure);
    - chart queries (``POST /v1/charts/query`` → ``EventStore.chart_data``): p95 latency
      by model per hour over 7 days, event count per day over 30 days, cost by user (top
      10) over 30 days, error rate by event name per day, a run metric per day, and
@@ -43,8 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from apiary.dataplane.experiments.results import build_result  # noqa: E402
 from apiary.event import Event, Tenant, new_event  # noqa: E402
-from apiary.experiments import build_result  # noqa: E402
 from apiary.store import EmbeddedClickHouse, EventStore, events_to_arrow  # noqa: E402
 
 PROJECT = "bench-query"

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from apiary.dataplane.evaluation.sandbox import SandboxLimits, SandboxPool, compile_metric  # noqa: E402
+from apiary.dataplane.evaluation.sandbox.guards import PrintBuffer, restricted_globals  # noqa: E402
 from apiary.errors import SandboxResourceLimit  # noqa: E402
-from apiary.sandbox import SandboxLimits, SandboxPool, compile_metric  # noqa: E402
-from apiary.sandbox.guards import PrintBuffer, restricted_globals  # noqa: E402
 
 TRIVIAL = 'def evaluate(event):\n    return len(event["outputs"]["content"])\n'
 BOMB = 'def evaluate(event):\n    return "a" * 10 ** 10\n'
@@ -83,7 +83,7 @@ async def throughput(size: int, jobs: int, max_jobs: int) -> tuple[float, float,
 
 def cold_import() -> float:
     code = ("import sys; sys.path.append(sys.argv[1]); "
-            "from apiary.sandbox import allowlist; allowlist.preload()")
+            "from apiary.dataplane.evaluation.sandbox import allowlist; allowlist.preload()")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-I", "-c", code, str(ROOT)], check=True, cwd="/")
     return time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Regenerate apiary/enrich/model_prices.json from LiteLLM's bundled price map.
+"""Regenerate apiary/dataplane/enrich/model_prices.json from LiteLLM's bundled price map.
 
 Run: .venv/bin/python scripts/update_model_prices.py
 Keeps, for every model priced per token, its provider and USD per input/output token.

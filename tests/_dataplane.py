@@ -1,7 +1,7 @@
 """A data plane in-process, for tests that need keys of their own choosing.
 
-The wiring of every in-process data-plane test (``tests/api/_event_api.py`` builds its ``api``
-fixture on it): the FastAPI app over
+The wiring of every in-process data-plane test (``tests/dataplane/api/_event_api.py`` builds its
+``api`` fixture on it): the FastAPI app over
 ``httpx.ASGITransport`` with a real :class:`DataPlaneContext` (NATS from the session's
 ``nats_server``, a :class:`DirectStoreClient` over the session's chDB ``store``, dpdb in a
 SQLite file under ``data_dir``), and a real :class:`WriterLoop` on the same NATS, so a test
@@ -25,11 +25,17 @@ import httpx
 from fastapi import FastAPI
 from nats.js.errors import NotFoundError
 
-from apiary.actors._writer_loop import WriterLoop
 from apiary.actors.clickhouse import DirectStoreClient
-from apiary.api._context import DataPlaneContext
-from apiary.api.app import create_app
-from apiary.auth import ApiKeyAuthenticator, Permission, Principal, StoredKey, mint_api_key
+from apiary.dataplane.app import create_app
+from apiary.dataplane.auth import (
+    ApiKeyAuthenticator,
+    Permission,
+    Principal,
+    StoredKey,
+    mint_api_key,
+)
+from apiary.dataplane.replica.context import DataPlaneContext
+from apiary.dataplane.writer._loop import WriterLoop
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer, connect, ensure_topology
 from apiary.settings import ApiarySettings

@@ -27,8 +27,8 @@ import httpx
 import pytest
 from honeyhive._generated.models import LegacyEvent
 
-from apiary.node import ApiaryNode, Connection
 from apiary.settings import ApiarySettings
+from apiary.startup.node import ApiaryNode, Connection
 
 pytestmark = pytest.mark.ray
 

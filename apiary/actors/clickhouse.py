@@ -29,9 +29,9 @@ _METHODS = frozenset({
     "insert_arrow", "insert_arrow_ipc", "existing_versions", "export", "get_event", "session_tree",
     "session_events", "list_sessions", "event_schema", "event_details", "count_events",
     "count_duplicate_rows", "count_rows", "query_rows",
-    # traces a writer linked to a derived session (apiary.actors._relink)
+    # traces a writer linked to a derived session (apiary.dataplane.writer._relink)
     "record_derived_traces", "derived_traces", "forget_sessions",
-    # sessions whose events were stored before the session event (apiary.actors._backfill)
+    # sessions whose events were stored before the session event (apiary.dataplane.writer._backfill)
     "record_uninherited_sessions", "uninherited_sessions", "forget_uninherited",
     # updates (PUT /events): the patch log and the writer's merge
     "insert_patches", "event_patches", "latest_events", "latest_events_in_sessions",

@@ -1,7 +1,7 @@
 """Evaluator actors: the pool that scores events from the ``evaluation`` stream.
 
-Each :class:`EvaluatorActor` runs one :class:`~apiary.evaluation.loop.EvaluatorLoop` on the
-shared durable consumer ``evaluation/evaluators`` (see that module for the guarantees).
+Each :class:`EvaluatorActor` runs one :class:`~apiary.dataplane.evaluation.loop.EvaluatorLoop` on
+the shared durable consumer ``evaluation/evaluators`` (see that module for the guarantees).
 The pool is sized by a :class:`~apiary.actors.scaler.PoolScaler`; on a cluster each actor
 requests CPUs and one unit of the custom resource ``evaluator``
 (:data:`apiary.deployments.serve_app.EVALUATOR_RESOURCE`), so a growing pool makes the Ray
@@ -16,8 +16,8 @@ from typing import Any
 
 import ray
 
-from apiary.evaluation.loop import EvaluatorLoop
-from apiary.evaluation.scoring import Scorer
+from apiary.dataplane.evaluation.loop import EvaluatorLoop
+from apiary.dataplane.evaluation.scoring import Scorer
 from apiary.objects import object_store
 from apiary.queue import connect
 from apiary.settings import ApiarySettings
@@ -61,7 +61,7 @@ class EvaluatorActor:
         set they call that OpenAI-compatible endpoint over HTTP instead."""
         if self._settings.evaluator_judge_url is not None:
             return None  # Scorer.from_settings builds the HTTP client
-        from apiary.proxy.runtime import ProxyJudgeClient, open_chat_proxy
+        from apiary.dataplane.evaluation.proxy.runtime import ProxyJudgeClient, open_chat_proxy
         from apiary.queue import EventPublisher
 
         publisher = EventPublisher(self._nc.jetstream(),

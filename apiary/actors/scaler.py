@@ -2,8 +2,8 @@
 
 One :class:`PoolScaler` per pool. Every ``APIARY_SCALE_INTERVAL_S`` it reads the pool's
 JetStream consumer (``num_pending`` + ``num_ack_pending``: what waits plus what is being
-worked on), asks the :class:`~apiary.scaling.policy.Hysteresis` for a size within the
-configured bounds, and resizes its :class:`~apiary.scaling.pool.ActorPool`, which owns the
+worked on), asks the :class:`~apiary.dataplane.scaling.policy.Hysteresis` for a size within the
+configured bounds, and resizes its :class:`~apiary.dataplane.scaling.pool.ActorPool`, which owns the
 actors: grown in the background (an actor waiting for a node is *pending*), shrunk by
 draining. The scaler keeps a history of what it saw and did (``status()``), and the final
 stats of every actor it drained, so a test or an operator can account for every message.
@@ -29,11 +29,11 @@ from typing import Any
 
 import ray
 
+from apiary.dataplane.scaling.policy import Hysteresis, ScalingPolicy
+from apiary.dataplane.scaling.pool import ActorPool
 from apiary.errors import ConfigurationError
 from apiary.queue import EVALUATION_STREAM, EVENTS_STREAM, WRITERS_CONSUMER, connect
 from apiary.queue._topology import EVALUATORS_CONSUMER
-from apiary.scaling.policy import Hysteresis, ScalingPolicy
-from apiary.scaling.pool import ActorPool
 from apiary.settings import ApiarySettings
 
 log = logging.getLogger("apiary.scaler")

@@ -1,6 +1,6 @@
 """Writer actors: the pool that moves events from JetStream into ClickHouse.
 
-Each :class:`EventWriter` runs one :class:`~apiary.actors._writer_loop.WriterLoop` on the
+Each :class:`EventWriter` runs one :class:`~apiary.dataplane.writer._loop.WriterLoop` on the
 shared durable consumer ``events/writers``; JetStream spreads messages over the pool, so
 adding writers adds throughput without coordination. :class:`WriterPool` starts, inspects
 and stops them; stopping drains (each writer stores what it holds before it exits).
@@ -13,8 +13,8 @@ from typing import Any
 
 import ray
 
-from apiary.actors._writer_loop import WriterLoop
 from apiary.actors.clickhouse import store_client
+from apiary.dataplane.writer._loop import WriterLoop
 from apiary.objects import object_store
 from apiary.queue import connect
 from apiary.settings import ApiarySettings

@@ -61,7 +61,7 @@ class _Progress:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = load_settings(**_settings_overrides(args))
-    from apiary.node import ApiaryNode
+    from apiary.startup.node import ApiaryNode
 
     progress = _Progress()
     progress(f"Apiary starting on data dir {settings.data_dir}")
@@ -129,7 +129,7 @@ def _admin_line(email: str, password: str | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from apiary.node import process_alive, read_state
+    from apiary.startup.node import process_alive, read_state
 
     settings = load_settings(**_settings_overrides(args))
     state = read_state(settings.data_dir)
@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from apiary.node import process_alive, read_state
+    from apiary.startup.node import process_alive, read_state
 
     settings = load_settings(**_settings_overrides(args))
     state = read_state(settings.data_dir)

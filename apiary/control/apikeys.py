@@ -1,9 +1,9 @@
 """API keys: project ingestion keys and workspace keys, shown once, stored as hashes.
 
-Format ``hh_ingst_<24 alphanumerics>_<64 alphanumerics>`` (:func:`apiary.auth.mint_api_key`):
-the first part is the key's id (the primary key, safe to show and log), the second its
-secret, of which only a SHA-256 is stored and compared in constant time. A key's
-permissions are fixed at creation, drawn from :data:`KEY_GRANTABLE` and bounded by its
+Format ``hh_ingst_<24 alphanumerics>_<64 alphanumerics>``
+(:func:`apiary.dataplane.auth.mint_api_key`): the first part is the key's id (the primary key, safe
+to show and log), the second its secret, of which only a SHA-256 is stored and compared in constant
+time. A key's permissions are fixed at creation, drawn from :data:`KEY_GRANTABLE` and bounded by its
 creator's own. Revocation is immediate for the control plane; data planes that exchanged
 the key for a token stop accepting it when that token (minutes) expires.
 
@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from apiary.auth import INGEST_KEY_PREFIX, hash_secret, mint_api_key
 from apiary.control.authz import Access, KeyPrincipal, Resource
 from apiary.control.db import ApiKey
 from apiary.control.permissions import (
@@ -34,6 +33,7 @@ from apiary.control.permissions import (
 )
 from apiary.control.roles import check_can_grant
 from apiary.control.service import ControlPlane
+from apiary.dataplane.auth import INGEST_KEY_PREFIX, hash_secret, mint_api_key
 from apiary.errors import AuthenticationFailed, InvalidRequest, NotFound
 
 _KEY = re.compile(r"^hh_ingst_(?P<id>[A-Za-z0-9]{24})_(?P<secret>[A-Za-z0-9]{64})$")

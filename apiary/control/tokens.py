@@ -32,7 +32,7 @@ audience's set. This is how a data plane checks API keys without cpdb: it exchan
 key once, caches the token, and verifies tokens locally against the JWKS.
 
 A data plane serving control-plane configuration (prompt templates, evaluators) forwards
-its caller's API key, never a data-plane token (``apiary.api._control_plane``).
+its caller's API key, never a data-plane token (``apiary.dataplane.replica.control_plane``).
 """
 
 from __future__ import annotations

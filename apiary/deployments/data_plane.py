@@ -15,8 +15,8 @@ from typing import Any
 from ray import serve
 from ray.serve.config import AutoscalingConfig
 
-from apiary.api._context import DataPlaneContext
-from apiary.auth import Authenticator
+from apiary.dataplane.auth import Authenticator
+from apiary.dataplane.replica.context import DataPlaneContext
 from apiary.settings import ApiarySettings
 
 APP_NAME = "data-plane"
@@ -35,7 +35,7 @@ class DataPlane:
         self._context = await DataPlaneContext.open(settings, nats_url, authenticator)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from apiary.api.app import create_app
+        from apiary.dataplane.app import create_app
 
         return create_app(self._context)
 

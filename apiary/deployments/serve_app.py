@@ -196,7 +196,7 @@ def _check_envelope(settings: ApiarySettings, plane: Plane) -> None:
 
         cp_envelope(settings)
     else:
-        from apiary.proxy.envelope import envelope_from_settings as dp_envelope
+        from apiary.dataplane.evaluation.proxy.envelope import envelope_from_settings as dp_envelope
 
         dp_envelope(settings)
 
@@ -230,7 +230,7 @@ def _nats_url(settings: ApiarySettings) -> str:
 
 def data_plane(args: dict[str, Any]) -> Application:
     """Builder of the ``data-plane`` application (keys and tokens checked at the control plane)."""
-    from apiary.auth import control_plane_authenticator
+    from apiary.dataplane.auth import control_plane_authenticator
 
     _no_args("data-plane", args)
     settings = cluster_settings("data")

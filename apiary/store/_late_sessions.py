@@ -2,8 +2,8 @@
 the one a late span names, and events given what they inherit from a late session event.
 
 See ``migrations/0007_derived_traces.sql`` and ``0008_uninherited_sessions.sql`` for what
-is recorded, and :mod:`apiary.actors._relink` and :mod:`apiary.actors._backfill` for what
-the writers do with it. Every statement is scoped to one project.
+is recorded, and :mod:`apiary.dataplane.writer._relink` and :mod:`apiary.dataplane.writer._backfill`
+for what the writers do with it. Every statement is scoped to one project.
 """
 
 from __future__ import annotations

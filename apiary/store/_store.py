@@ -109,7 +109,7 @@ class EventStore:
                 found[row["event_id"]] = int(row["version"])
         return found
 
-    # --- traces linked to a derived session, and moving them (apiary.actors._relink) ---
+    # --- traces linked to a derived session, and moving them (apiary.dataplane.writer._relink) ---
 
     def record_derived_traces(self, project_id: str, traces: Mapping[str, str]) -> None:
         """Remember that ``traces`` (trace id → derived session) were linked that way."""

@@ -2,7 +2,7 @@
 
 Patches (:class:`~apiary.event.EventPatch`) are appended to ``event_updates`` as they
 arrive, one row each; the writer merges them into the ``events`` rows (see
-:mod:`apiary.actors._updates`). This module only converts and queries: patches ⇄ rows,
+:mod:`apiary.dataplane.writer._updates`). This module only converts and queries: patches ⇄ rows,
 the patches of some events, the newest stored version of some events, and the events
 patched recently. Every read takes the ``project_id`` it is scoped to.
 """

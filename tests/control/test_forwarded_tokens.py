@@ -3,8 +3,8 @@ are accepted, with the data plane's checks; a data-plane token is refused, sayin
 
 Before the security hardening the control plane accepted its data-plane tokens (a data
 plane forwarded its caller's token to serve prompts and evaluators). Data planes now
-forward only API keys (``apiary.api._control_plane``), and a token a data plane sees can no
-longer act on the control plane.
+forward only API keys (``apiary.dataplane.replica.control_plane``), and a token a data plane sees
+can no longer act on the control plane.
 """
 
 from __future__ import annotations

@@ -639,7 +639,7 @@ def test_postgres_init_script_creates_cpdb_and_dpdb(docs: list[Doc], tmp_path: P
     from _servers import postgres_server
 
     from apiary.control.db import upgrade as upgrade_cpdb
-    from apiary.dpdb.migrate import upgrade as upgrade_dpdb
+    from apiary.dataplane.db.migrate import upgrade as upgrade_dpdb
 
     script = tmp_path / "init.sh"
     script.write_text(data_of(docs, "ConfigMap", "postgres-init")["10-apiary-databases.sh"])

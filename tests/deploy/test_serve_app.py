@@ -207,8 +207,8 @@ class FakePool:
     The supervisor is the cluster configuration, whose writers and migrations need a
     ClickHouse server, and none can run here (chDB is embedded only); so these tests fake
     the server's migration and the pools, and check the supervisor's order of work against
-    a real NATS. The pools themselves run on real Ray in tests/test_node.py (writers under
-    ``apiary up``) and tests/evaluation/test_autoscaling.py (scalers).
+    a real NATS. The pools themselves run on real Ray in tests/startup/test_node.py (writers under
+    ``apiary up``) and tests/dataplane/evaluation/test_autoscaling.py (scalers).
     """
 
     instances: ClassVar[list[FakePool]] = []

@@ -45,14 +45,14 @@ from deploy._manifests import (
 )
 from proxy._fake_provider import FakeProvider
 
+from apiary.dataplane.db import DataPlaneDatabase
+from apiary.dataplane.evaluation.proxy import credentials as vault
+from apiary.dataplane.evaluation.proxy.envelope import envelope_from_settings
+from apiary.dataplane.evaluation.proxy.runtime import ProxyJudgeClient, open_chat_proxy
 from apiary.deployments.serve_app import PLANE_SECRETS, Plane, cluster_problems
-from apiary.dpdb import DataPlaneDatabase
 from apiary.errors import ConfigurationError
 from apiary.event import Tenant
 from apiary.outbound import OutboundPolicy
-from apiary.proxy import credentials as vault
-from apiary.proxy.envelope import envelope_from_settings
-from apiary.proxy.runtime import ProxyJudgeClient, open_chat_proxy
 from apiary.queue import EventPublisher, NatsServer, connect, ensure_topology
 from apiary.settings import ApiarySettings, load_settings
 

@@ -252,7 +252,7 @@ def test_sqlite_databases_are_created_owner_only_under_a_loose_umask(
     from sqlalchemy import text
 
     from apiary.control.service import ControlPlane
-    from apiary.dpdb import DataPlaneDatabase
+    from apiary.dataplane.db import DataPlaneDatabase
 
     settings = ApiarySettings(data_dir=tmp_path / "fresh")
     cp = ControlPlane.open(settings)

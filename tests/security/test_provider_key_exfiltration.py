@@ -28,14 +28,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apiary.api.proxy import envelope_of, proxy_of
-from apiary.auth import Permission
+from apiary.dataplane.auth import Permission
+from apiary.dataplane.evaluation.proxy import credentials as vault
+from apiary.dataplane.evaluation.proxy.request import ChatCompletionRequest
+from apiary.dataplane.evaluation.proxy.routes import envelope_of, proxy_of
+from apiary.dataplane.evaluation.proxy.service import Caller, ChatProxy
+from apiary.dataplane.evaluation.proxy.tracing import TraceSink
 from apiary.errors import OutboundUrlRefused
 from apiary.outbound import OutboundPolicy, Resolver
-from apiary.proxy import credentials as vault
-from apiary.proxy.request import ChatCompletionRequest
-from apiary.proxy.service import Caller, ChatProxy
-from apiary.proxy.tracing import TraceSink
 from apiary.queue import NatsServer
 from apiary.store import EventStore
 from security._recording_server import RecordingServer, recording_server

@@ -37,13 +37,13 @@ from control._helpers import (
 from control.test_routes import PUBLIC, _api_routes, _guards
 from fastapi.testclient import TestClient
 
-from apiary.api._control_plane import ControlPlaneClient
-from apiary.auth import JwksCache, JwtAuthenticator
-from apiary.auth import Permission as DpPermission
 from apiary.control import ControlPlane
 from apiary.control.api import create_control_plane_app
 from apiary.control.permissions import DATA_PLANE, KEY_GRANTABLE, sorted_values
 from apiary.control.signing import ALGORITHM
+from apiary.dataplane.auth import JwksCache, JwtAuthenticator
+from apiary.dataplane.auth import Permission as DpPermission
+from apiary.dataplane.replica.control_plane import ControlPlaneClient
 from apiary.errors import PermissionDenied
 
 from .conftest import DATA_PLANE_ID, ISSUER, FakeClock

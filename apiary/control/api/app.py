@@ -26,8 +26,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import apiary
-from apiary.api._errors import install_error_handlers
-from apiary.api._openapi import COMMON_ERRORS, describe_errors
 from apiary.control.api import (
     routes_auth,
     routes_config,
@@ -38,6 +36,8 @@ from apiary.control.api import (
 )
 from apiary.control.service import ControlPlane
 from apiary.errors import TooManyAttempts
+from apiary.web.errors import install_error_handlers
+from apiary.web.openapi import COMMON_ERRORS, describe_errors
 
 
 def create_control_plane_app(control_plane: ControlPlane) -> FastAPI:

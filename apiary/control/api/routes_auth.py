@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
 from starlette.requests import Request
 
-from apiary.auth import looks_like_jwt
 from apiary.control.api._guards import (
     ANYONE_AUTHENTICATED,
     PUBLIC,
@@ -55,6 +54,7 @@ from apiary.control.identity.throttle import (
 from apiary.control.roles import load_principal
 from apiary.control.service import ControlPlane
 from apiary.control.tokens import exchange_api_key, exchange_session
+from apiary.dataplane.auth import looks_like_jwt
 from apiary.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 
 router = APIRouter(tags=["identity"])

@@ -1,0 +1,59 @@
+"""Authentication and authorization of data-plane requests.
+
+The seam (:mod:`apiary.dataplane.auth._seam`): an :class:`Authenticator` turns a bearer credential
+into a :class:`Principal`; handlers only declare a :class:`Permission`. Implementations:
+:class:`ApiKeyAuthenticator` (API keys checked against stored hashes),
+:class:`JwtAuthenticator` (the control plane's ES256 tokens, keys from its JWKS via
+:class:`JwksCache`), :class:`ControlPlaneKeyAuthenticator` (API keys exchanged at the control
+plane for such tokens, cached) and :class:`ChainedAuthenticator` (routes a credential by its
+shape to the authenticators for that shape).
+"""
+
+from apiary.dataplane.auth._chain import ChainedAuthenticator, CredentialShape, credential_shape
+from apiary.dataplane.auth._exchange import (
+    TOKEN_PATH,
+    ControlPlaneKeyAuthenticator,
+    control_plane_authenticator,
+)
+from apiary.dataplane.auth._jwt import (
+    JWKS_PATH,
+    JwksCache,
+    JwtAuthenticator,
+    VerifiedToken,
+    looks_like_jwt,
+    parse_jwks,
+)
+from apiary.dataplane.auth._keys import (
+    INGEST_KEY_PREFIX,
+    ApiKey,
+    ApiKeyAuthenticator,
+    StoredKey,
+    hash_secret,
+    mint_api_key,
+)
+from apiary.dataplane.auth._seam import Authenticator, Permission, Principal, bearer_credential
+
+__all__ = [
+    "INGEST_KEY_PREFIX",
+    "JWKS_PATH",
+    "TOKEN_PATH",
+    "ApiKey",
+    "ApiKeyAuthenticator",
+    "Authenticator",
+    "ChainedAuthenticator",
+    "ControlPlaneKeyAuthenticator",
+    "CredentialShape",
+    "JwksCache",
+    "JwtAuthenticator",
+    "Permission",
+    "Principal",
+    "StoredKey",
+    "VerifiedToken",
+    "bearer_credential",
+    "control_plane_authenticator",
+    "credential_shape",
+    "hash_secret",
+    "looks_like_jwt",
+    "mint_api_key",
+    "parse_jwks",
+]

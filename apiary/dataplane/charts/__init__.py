@@ -1,0 +1,1 @@
+"""Charts: saved chart definitions (HoneyHive ``/v1/charts``) and chart data over HTTP."""

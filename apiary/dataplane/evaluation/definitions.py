@@ -1,0 +1,194 @@
+"""The online metric definitions of each project, as the data plane keeps them.
+
+Definitions belong to the control plane; the data plane reads them with a caller's
+credential only (it holds no control-plane secret, see
+:mod:`apiary.dataplane.replica.control_plane`). So the data plane keeps its own copy of what runs
+online, per project, in a JetStream key-value bucket (``evaluator-definitions``, durable like the
+streams, readable by every writer on the cluster), written:
+
+- by the data plane's metric API (``/v1/metrics``) after every change it makes, with the
+  caller's credential (:func:`refresh_project`);
+- by ``POST /v1/evaluations/online/refresh``, for definitions changed directly at the
+  control plane;
+- later by the controller's config push (DESIGN.md), which replaces both.
+
+LLM judges spend the workspace's provider key on every sampled event, so an LLM metric
+enters this copy only through a caller who holds ``proxy:use``: a refresh by anyone else
+keeps the judges already deployed (the same id and version, as stored) and withholds new
+ones (:func:`withhold_new_judges`).
+
+Writers read it through :class:`DefinitionCache` (per project, ``ttl_s``, so a change takes
+effect within that time; a bucket that cannot be read keeps the last copy in use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from apiary.dataplane.evaluation.filters import Predicate, compile_predicates
+from apiary.dataplane.evaluation.ledger import open_bucket
+from apiary.dataplane.evaluation.metrics import JUDGE_KIND, MetricSpec, online_specs
+from apiary.errors import InvalidRequest
+from apiary.settings import ApiarySettings
+
+log = logging.getLogger("apiary.dataplane.evaluation")
+
+DEFINITIONS_BUCKET = "evaluator-definitions"
+
+
+def _key(project_id: str) -> str:
+    # Project ids are opaque: a hash is always a valid key.
+    return hashlib.sha256(project_id.encode()).hexdigest()[:40]
+
+
+class DefinitionStore:
+    """The bucket of online definitions, one entry per project."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, settings: ApiarySettings) -> DefinitionStore:
+        config = KeyValueConfig(
+            bucket=DEFINITIONS_BUCKET, description="Apiary: online evaluators per project",
+            history=1, storage=StorageType.FILE, replicas=settings.nats_replicas,
+        )
+        return cls(await open_bucket(js, config))
+
+    async def put(self, project_id: str, specs: Sequence[MetricSpec]) -> None:
+        doc = {"project_id": project_id, "updated_at": time.time(), "metrics": list(specs)}
+        await self._kv.put(_key(project_id), orjson.dumps(doc))
+
+    async def get(self, project_id: str) -> list[MetricSpec]:
+        try:
+            entry = await self._kv.get(_key(project_id))
+        except (KeyNotFoundError, KeyDeletedError):
+            return []
+        doc = orjson.loads(entry.value or b"{}")
+        if doc.get("project_id") != project_id:  # a hash collision: never run another's
+            return []
+        metrics: list[MetricSpec] = doc.get("metrics") or []
+        return metrics
+
+
+def withhold_new_judges(specs: Sequence[MetricSpec], deployed: Sequence[MetricSpec]
+                        ) -> tuple[list[MetricSpec], list[MetricSpec]]:
+    """``(kept, withheld)`` of ``specs`` for a refresh by a caller without ``proxy:use``.
+
+    Every non-judge spec is kept. A judge (``llm``) spec is kept only if the same id and
+    version is in ``deployed`` (the copy in force), and then as stored there; any other
+    judge -- new, or a new version -- is withheld, so such a caller can stop a judge but
+    never start or change one.
+    """
+    current = {(s["id"], s["version"]): s for s in deployed if s["kind"] == JUDGE_KIND}
+    kept: list[MetricSpec] = []
+    withheld: list[MetricSpec] = []
+    for spec in specs:
+        if spec["kind"] != JUDGE_KIND:
+            kept.append(spec)
+        elif (spec["id"], spec["version"]) in current:
+            kept.append(current[(spec["id"], spec["version"])])
+        else:
+            withheld.append(spec)
+    return kept, withheld
+
+
+async def refresh_project(js: JetStreamContext, settings: ApiarySettings,
+                          evaluators: Sequence[Mapping[str, Any]],
+                          project_id: str, *, may_spend: bool = True,
+                          ) -> tuple[list[MetricSpec], list[MetricSpec]]:
+    """Store the online specs of ``evaluators`` (the control plane's list for the project);
+    ``(stored, withheld)``. ``may_spend``: the caller holds ``proxy:use``; otherwise new
+    LLM judges are withheld (:func:`withhold_new_judges`)."""
+    specs = online_specs(evaluators)
+    store = await DefinitionStore.open(js, settings)
+    withheld: list[MetricSpec] = []
+    if not may_spend:
+        specs, withheld = withhold_new_judges(specs, await store.get(project_id))
+    await store.put(project_id, specs)
+    return specs, withheld
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineMetric:
+    spec: MetricSpec
+    matches: Predicate
+
+
+@dataclass(slots=True)
+class _Entry:
+    metrics: list[OnlineMetric]
+    expires: float
+
+
+class DefinitionCache:
+    """Per-project online metrics with their compiled filters, read at most every
+    ``ttl_s`` seconds. Never raises: an unreadable bucket keeps the last copy (or none)."""
+
+    def __init__(self, js: JetStreamContext, settings: ApiarySettings, *,
+                 ttl_s: float | None = None, read_timeout_s: float = 2.0) -> None:
+        self._js = js
+        self._settings = settings
+        self._ttl = settings.evaluator_definitions_ttl_s if ttl_s is None else ttl_s
+        self._timeout = read_timeout_s
+        self._store: DefinitionStore | None = None
+        self._entries: dict[str, _Entry] = {}
+        self._compiled: dict[tuple[str, int], OnlineMetric | None] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.reads = 0
+        self.read_errors = 0
+
+    async def metrics(self, project_id: str) -> list[OnlineMetric]:
+        entry = self._entries.get(project_id)
+        if entry is not None and entry.expires > time.monotonic():
+            return entry.metrics  # the hot path: one dict look-up
+        lock = self._locks.setdefault(project_id, asyncio.Lock())
+        async with lock:
+            entry = self._entries.get(project_id)
+            if entry is not None and entry.expires > time.monotonic():
+                return entry.metrics
+            metrics = entry.metrics if entry is not None else []
+            try:
+                specs = await asyncio.wait_for(self._read(project_id), self._timeout)
+                metrics = [m for m in (self._compile(s) for s in specs) if m is not None]
+                self.reads += 1
+            except Exception as exc:  # keep evaluating with what we had
+                self.read_errors += 1
+                log.warning("online evaluators unreadable; keeping the last copy",
+                            extra={"project_id": project_id, "error": repr(exc)})
+            self._entries[project_id] = _Entry(metrics, time.monotonic() + self._ttl)
+            return metrics
+
+    async def _read(self, project_id: str) -> list[MetricSpec]:
+        if self._store is None:
+            self._store = await DefinitionStore.open(self._js, self._settings)
+        return await self._store.get(project_id)
+
+    def _compile(self, spec: MetricSpec) -> OnlineMetric | None:
+        key = (spec["id"], spec["version"])
+        if key not in self._compiled:
+            try:
+                self._compiled[key] = OnlineMetric(spec, compile_predicates(spec["filters"]))
+            except InvalidRequest as exc:
+                log.warning("an online evaluator's filters are invalid; it is skipped",
+                            extra={"metric_id": spec["id"], "error": str(exc)})
+                self._compiled[key] = None
+        found = self._compiled[key]
+        # The spec may differ in fields that do not change the version (a rename).
+        return None if found is None else OnlineMetric(spec, found.matches)
+
+
+__all__ = ["DEFINITIONS_BUCKET", "DefinitionCache", "DefinitionStore", "OnlineMetric",
+           "refresh_project", "withhold_new_judges"]

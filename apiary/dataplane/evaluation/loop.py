@@ -1,0 +1,336 @@
+"""The evaluator's loop: pull tasks, score them, publish each score as a patch, acknowledge.
+
+Each evaluator runs one :class:`EvaluatorLoop` on the shared durable pull consumer
+``evaluation/evaluators`` (explicit acks, ``max_deliver`` deliveries); JetStream spreads
+tasks over the pool, so adding evaluators adds throughput without coordination.
+
+For one task, in this order (what is durable when):
+
+1. the scored-task ledger is asked whether the task already produced its score; if so,
+   the task is acknowledged and nothing else happens;
+2. the metric runs (sandbox or judge); a task held longer than a third of ``ack_wait``
+   is kept alive with ``in_progress``;
+3. the score is published to the ``events`` stream as a patch of the event (an ``updates``
+   batch, ``Nats-Msg-Id`` from the task id): once JetStream acknowledged it, the score is
+   durable and the writers will store and merge it like any update;
+4. the task id is recorded in the ledger;
+5. the task is acknowledged.
+
+A crash anywhere before 5 makes JetStream redeliver the task; the redelivery either finds
+the ledger entry (after 4) or scores again and publishes the same patch id, which
+JetStream drops (after 3). So at-least-once delivery yields exactly one score per task
+(see :mod:`apiary.dataplane.evaluation.tasks` for why a task is one (event, metric version)).
+
+Failures: the sandbox or judge being unavailable, the queue refusing the score, or an
+unexpected error hand the task back (``nak`` with back-off) until its last delivery, when
+it is dead-lettered (object store, with the error) and terminated. A metric that fails on
+the event (raises, times out, no verdict) is counted and logged and its task acknowledged:
+the same code on the same event would fail again. Undecodable tasks are dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import orjson
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
+
+from apiary.actors.clickhouse import StoreClient
+from apiary.dataplane.evaluation.ledger import ScoredLedger
+from apiary.dataplane.evaluation.metrics import AUTO_KINDS
+from apiary.dataplane.evaluation.scoring import Scorer
+from apiary.dataplane.evaluation.tasks import (
+    EvaluationTask,
+    decode_task,
+    score_batch,
+    score_msg_id,
+    score_patch,
+    score_subject,
+)
+from apiary.errors import (
+    ApiaryError,
+    JudgeError,
+    NotFound,
+    PipelineBackpressure,
+    PoisonMessage,
+    QueueError,
+    SandboxError,
+)
+from apiary.objects import ObjectStore
+from apiary.queue import EVALUATION_STREAM, EVENTS_STREAM, encode_batch
+from apiary.queue._topology import EVALUATORS_CONSUMER
+from apiary.settings import ApiarySettings
+
+log = logging.getLogger("apiary.evaluator")
+
+_STREAM_FULL_CODES = frozenset({10077, 10047, 10028})
+#: Longest a fetch waits for tasks; also how long a stop may wait for the fetch to end.
+FETCH_WAIT_S = 1.0
+
+
+@dataclass
+class EvaluatorStats:
+    """Counters of one evaluator since it started."""
+
+    received: int = 0
+    redelivered: int = 0
+    evaluations: int = 0  # metric runs, whatever their outcome
+    scored: int = 0  # score patches JetStream stored
+    duplicate_scores: int = 0  # score patches JetStream already had (a redelivered task)
+    already_scored: int = 0  # tasks skipped because the ledger had them
+    no_score: int = 0  # the metric returned nothing to record
+    failed: int = 0  # the metric failed on the event
+    handed_back: int = 0
+    dead_lettered: int = 0
+    in_flight: int = 0
+    last_error: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Retry(Exception):
+    """Hand the task back to JetStream (with the underlying error)."""
+
+
+class EvaluatorLoop:
+    """One evaluator's fetch → score → publish → record → ack loop."""
+
+    def __init__(self, *, js: JetStreamContext, scorer: Scorer, objects: ObjectStore,
+                 settings: ApiarySettings, name: str,
+                 store: Callable[[], StoreClient] | None = None) -> None:
+        self._js = js
+        self._scorer = scorer
+        self._objects = objects
+        self._settings = settings
+        self._store_factory = store
+        self._store: StoreClient | None = None
+        self.name = name
+        self.stats = EvaluatorStats()
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        # Messages being handled (by id: Msg is not hashable), and since their last beat.
+        self._working: dict[int, tuple[Msg, float]] = {}
+        self._ledger: ScoredLedger | None = None
+        self._ack_wait = settings.writer_ack_wait_s
+        self._max_deliver = settings.writer_max_deliver
+        self._concurrency = settings.evaluator_concurrency
+
+    def stop(self) -> None:
+        """Finish: stop fetching, complete (and acknowledge) the tasks in hand, return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        sub = await self._js.pull_subscribe_bind(EVALUATORS_CONSUMER, EVALUATION_STREAM)
+        self._ledger = await ScoredLedger.open(self._js, self._settings)
+        info = await self._js.consumer_info(EVALUATION_STREAM, EVALUATORS_CONSUMER)
+        self._ack_wait = float(info.config.ack_wait or self._ack_wait)
+        self._max_deliver = int(info.config.max_deliver or self._max_deliver)
+        heartbeats = asyncio.create_task(self._heartbeats())
+        try:
+            while not self._stopping.is_set():
+                free = self._concurrency - len(self._inflight)
+                if free <= 0:
+                    await asyncio.wait(self._inflight, timeout=FETCH_WAIT_S,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await sub.fetch(batch=free, timeout=FETCH_WAIT_S)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except nats.errors.Error as exc:
+                    self.stats.last_error = f"fetch: {exc}"
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self._handle(msg))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                self.stats.in_flight = len(self._inflight)
+        finally:
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+            heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeats
+            self.stats.in_flight = 0
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.stats.in_flight = len(self._inflight)
+
+    # -- one task ---------------------------------------------------------------------------
+
+    async def _handle(self, msg: Msg) -> None:
+        self.stats.received += 1
+        deliveries = msg.metadata.num_delivered or 1
+        if deliveries > 1:
+            self.stats.redelivered += 1
+        try:
+            task = decode_task(msg.data)
+        except PoisonMessage as exc:
+            try:
+                await self._dead_letter(msg, exc)
+            except Exception as store_error:  # comes back after ack_wait; try again then
+                log.warning("dead-lettering failed", extra={"error": repr(store_error)})
+            return
+        self._working[id(msg)] = (msg, time.monotonic())
+        try:
+            await self._process(msg, task)
+        except _Retry as exc:
+            await self._hand_back(msg, deliveries, exc.__cause__ or exc)
+        except Exception as exc:  # a bug: never lose the task, never spin on it either
+            log.exception("evaluation failed unexpectedly", extra={"task_id": task["task_id"]})
+            await self._hand_back(msg, deliveries, exc)
+        finally:
+            self._working.pop(id(msg), None)
+
+    async def _process(self, msg: Msg, task: EvaluationTask) -> None:
+        assert self._ledger is not None
+        task_id = task["task_id"]
+        try:
+            if await self._ledger.scored(task_id):
+                self.stats.already_scored += 1
+                await self._finish(msg, task)
+                return
+        except nats.errors.Error as exc:
+            raise _Retry from exc
+        if task["metric"]["kind"] not in AUTO_KINDS:  # human metrics: reviewers score them
+            self.stats.failed += 1
+            await self._finish(msg, task)
+            return
+        event = await self._event(task)
+        if event is None:
+            await self._finish(msg, task)
+            return
+        self.stats.evaluations += 1
+        try:
+            result = await self._scorer.score(task["metric"], event, task["tenant"])
+        except (SandboxError, JudgeError) as exc:
+            if exc.retryable:
+                raise _Retry from exc
+            self.stats.failed += 1
+            self.stats.last_error = f"metric failed: {exc}"
+            log.info("metric failed on an event", extra={
+                "task_id": task_id, "event_id": task["event_id"],
+                "metric_id": task["metric"]["id"], "error": str(exc)})
+            await self._finish(msg, task)
+            return
+        patch = score_patch(task, result)
+        if patch is None:
+            self.stats.no_score += 1
+        else:
+            await self._publish_score(task, patch)
+        try:
+            await self._ledger.record(task_id, task["created_ns"])
+        except nats.errors.Error as exc:
+            raise _Retry from exc
+        await self._finish(msg, task)
+
+    async def _event(self, task: EvaluationTask) -> dict[str, Any] | None:
+        """The event to score (as the task carries it, else the newest stored version)."""
+        event = task.get("event")
+        if event is None:
+            if self._store is None:
+                if self._store_factory is None:
+                    raise _Retry from ApiaryError("no event store to read the event from")
+                self._store = self._store_factory()
+            try:
+                event = await self._store.get_event(task["tenant"]["project_id"],
+                                                    task["event_id"])
+            except NotFound:
+                self.stats.failed += 1
+                self.stats.last_error = f"event {task['event_id']} not found"
+                log.warning("event to score not found", extra={"task_id": task["task_id"]})
+                return None
+            except ApiaryError as exc:
+                if exc.retryable:
+                    raise _Retry from exc
+                raise
+        scored = dict(event)
+        scored.setdefault("project_id", task["tenant"]["project_id"])
+        return scored
+
+    async def _publish_score(self, task: EvaluationTask, patch: Any) -> None:
+        try:
+            ack = await self._js.publish(
+                score_subject(task), encode_batch(score_batch(task, patch)), timeout=10.0,
+                stream=EVENTS_STREAM, headers={"Nats-Msg-Id": score_msg_id(task)})
+        except APIError as exc:
+            if exc.err_code in _STREAM_FULL_CODES or "maximum" in (exc.description or ""):
+                raise _Retry from PipelineBackpressure("the events queue is full")
+            raise _Retry from QueueError(f"JetStream refused a score: {exc.description}")
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise _Retry from QueueError(f"JetStream unreachable: {exc!r}")
+        if ack.duplicate:
+            self.stats.duplicate_scores += 1
+        else:
+            self.stats.scored += 1
+
+    async def _finish(self, msg: Msg, task: EvaluationTask) -> None:
+        """Acknowledge the task: everything it asked for is durable now."""
+        try:
+            await msg.ack()
+        except nats.errors.Error as exc:
+            # Redelivered later and recognised by the ledger.
+            self.stats.last_error = f"ack: {exc}"
+
+    # -- failure paths ------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """Tell JetStream the tasks held longer than a third of ``ack_wait`` are being worked
+        on: a slow judge must not make it redeliver a task to another evaluator. (One loop
+        for all tasks: a timer per task would cost more than most evaluations.)"""
+        period = max(self._ack_wait / 3.0, 0.2)
+        while True:
+            await asyncio.sleep(period / 2)
+            due = time.monotonic() - period
+            for key, (msg, since) in list(self._working.items()):
+                if since <= due and key in self._working:
+                    self._working[key] = (msg, time.monotonic())
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
+
+    async def _hand_back(self, msg: Msg, deliveries: int, error: BaseException) -> None:
+        self.stats.last_error = str(error)
+        try:
+            if deliveries >= self._max_deliver:
+                await self._dead_letter(msg, error)
+            else:
+                self.stats.handed_back += 1
+                await msg.nak(delay=min(2.0 ** deliveries, 60.0))
+        except Exception as exc:  # the task comes back after ack_wait anyway
+            log.warning("hand-back failed", extra={"error": str(exc)})
+
+    async def _dead_letter(self, msg: Msg, error: BaseException) -> None:
+        meta = msg.metadata
+        key = (f"dlq/{EVALUATION_STREAM}/{time.strftime('%Y/%m/%d', time.gmtime())}/"
+               f"{meta.sequence.stream:012d}.json")
+        record = {
+            "subject": msg.subject, "stream_sequence": meta.sequence.stream,
+            "deliveries": meta.num_delivered, "headers": dict(msg.headers or {}),
+            "error": str(error), "error_type": type(error).__name__,
+            "dead_lettered_at": time.time(),
+            "data_base64": base64.b64encode(msg.data).decode("ascii"),
+        }
+        where = await self._objects.put(key, orjson.dumps(record))
+        self.stats.dead_lettered += 1
+        self.stats.last_error = f"dead-lettered: {error}"
+        log.error("evaluation task dead-lettered", extra={"object": where, "error": str(error)})
+        await msg.term()
+
+
+__all__ = ["EvaluatorLoop", "EvaluatorStats"]

@@ -1,0 +1,11 @@
+"""The LLM proxy: OpenAI-compatible chat completions routed by LiteLLM with the calling
+workspace's provider keys, traced as model events.
+
+- :mod:`.service`: :class:`~apiary.dataplane.evaluation.proxy.service.ChatProxy`, the whole call
+  (routing, key, LiteLLM, errors, tracing), usable over HTTP
+  (``apiary.dataplane.evaluation.proxy.routes``) or in-process.
+- :mod:`.request`: the accepted request body (OpenAI's parameters, nothing else).
+- :mod:`.credentials`: provider keys per workspace in dpdb, sealed by :mod:`.envelope`.
+- :mod:`.errors`: provider failures as precise statuses, keys redacted.
+- :mod:`.tracing`: the model event of a call and its background publication.
+"""

@@ -1,0 +1,140 @@
+"""Pydantic models of the data plane's request and response bodies (the OpenAPI spec).
+
+Requests forbid unknown fields, so a typo is a 400 naming it rather than a silently
+ignored filter. Fields the HoneyHive SDK still sends but that mean nothing here
+(``project``: the project comes from the credential) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EventFilter(_Request):
+    """One condition: ``field`` (a column, or a nested path such as ``metadata.user_id``)
+    ``operator`` (``is``, ``is not``, ``contains``, ``not contains``, ``exists``,
+    ``not exists``, ``greater than``, ``less than``, ...) ``value``, typed by ``type``
+    (``string``, ``number``, ``boolean``, ``datetime``, ``id``)."""
+
+    field: str = Field(min_length=1, max_length=256)
+    operator: str = Field(min_length=1, max_length=64)
+    value: str | float | bool | None = None
+    type: str | None = None
+
+
+class DateRange(_Request):
+    """Bounds on ``start_time``: ISO 8601 strings or epoch milliseconds."""
+
+    gte: str | float | None = Field(default=None, alias="$gte")
+    lte: str | float | None = Field(default=None, alias="$lte")
+
+
+class ExportRequest(_Request):
+    """``POST /v1/events/export`` (HoneyHive shape)."""
+
+    filters: list[EventFilter] = Field(default_factory=list, max_length=100)
+    dateRange: DateRange | None = None
+    projections: list[str] | None = Field(default=None, max_length=100)
+    limit: int | None = Field(default=None, ge=1)
+    page: int | None = Field(default=None, ge=1)
+    project: str | None = Field(default=None, description="Ignored: the key names the project.")
+    ignore_order: bool | None = Field(default=None, description="Accepted; order is stable.")
+    evaluation_id: str | None = None
+
+    def to_query(self) -> dict[str, Any]:
+        query: dict[str, Any] = {"filters": [f.model_dump() for f in self.filters]}
+        if self.evaluation_id:
+            query["filters"].append({"field": "metadata.run_id", "operator": "is",
+                                     "value": self.evaluation_id, "type": "string"})
+        if self.dateRange is not None:
+            query["dateRange"] = self.dateRange.model_dump(by_alias=True, exclude_none=True)
+        for name in ("projections", "limit", "page"):
+            value = getattr(self, name)
+            if value is not None:
+                query[name] = value
+        return query
+
+
+class EventOut(BaseModel):
+    """An event as the API returns it (times are epoch milliseconds)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str
+    session_id: str | None = None
+    parent_id: str | None = None
+    children_ids: list[str] | None = None
+    event_type: str | None = None
+    event_name: str | None = None
+    source: str | None = None
+    project_id: str | None = None
+    config: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    duration: float | None = None
+    metadata: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    feedback: dict[str, Any] | None = None
+    user_properties: dict[str, Any] | None = None
+
+
+class ExportResponse(BaseModel):
+    events: list[EventOut]
+    totalEvents: int = Field(description="Events matching the filters, on all pages.")
+    count: int = Field(description="Same as totalEvents (older clients read this name).")
+
+
+class EventNode(EventOut):
+    children: list[EventNode] = Field(default_factory=list)
+    synthetic: bool = Field(
+        default=False,
+        description="True for the root of a session that has no session event: it stands "
+        "for the session and is not itself an event.",
+    )
+
+
+class SessionTreeResponse(BaseModel):
+    """A session with its events nested under their parents."""
+
+    session_id: str
+    event_count: int
+    session: EventNode
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    session_name: str | None = None
+    source: str | None = None
+    user_properties: dict[str, Any] = Field(default_factory=dict)
+    start_time: float | None = None
+    end_time: float | None = None
+    duration: float = 0.0
+    event_count: int
+    error_count: int
+    model_call_count: int
+    cost: float
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class SessionListResponse(BaseModel):
+    sessions: list[SessionSummary]
+    totalSessions: int
+    page: int
+    limit: int
+
+
+class EventCountResponse(BaseModel):
+    rows: int = Field(description="Stored rows: every version (and any duplicate) counts.")
+    events: int | None = Field(
+        default=None, description="Distinct events (only with exact=true: it costs a scan).")

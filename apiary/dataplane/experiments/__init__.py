@@ -1,0 +1,2 @@
+"""Experiment runs: their records, results computed from stored events, comparisons, and
+their HTTP routes (HoneyHive ``/v1/runs``)."""

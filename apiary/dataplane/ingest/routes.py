@@ -1,0 +1,165 @@
+"""OTLP/HTTP trace ingestion: ``POST /v1/traces`` and ``POST /opentelemetry/v1/traces``.
+
+The answer follows OTLP/HTTP: 200 with an ``ExportTraceServiceResponse`` in the request's
+encoding, whose ``partial_success`` names every rejected span and why; 400 for a body that
+does not decode; 401/403 for credentials; 413 above the size limit (before or after
+decompression); 415 for an unknown content type or encoding; 429/503 with ``Retry-After``
+when the pipeline cannot take more. Errors carry a ``google.rpc.Status`` for protobuf
+requests and ``{"code", "message", "errorCode"}`` JSON otherwise.
+
+**200 means durable**: the events are in JetStream (fsync'ed) before the answer is sent,
+and the request is never answered 200 before that. A retried identical request is
+de-duplicated by JetStream (``Nats-Msg-Id`` is a hash of the tenant and the body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+import orjson
+import pyarrow as pa
+from fastapi import APIRouter
+from google.rpc import status_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from apiary._private import metrics
+from apiary.dataplane.auth import Permission
+from apiary.dataplane.ingest import otlp
+from apiary.dataplane.replica.context import context_of
+from apiary.errors import ApiaryError, Overloaded
+from apiary.event import SPANS_KIND, Tenant
+from apiary.queue import TableBatch
+from apiary.ratelimit import admit
+from apiary.store import events_to_arrow
+from apiary.web.body import decompress, read_body
+
+router = APIRouter(tags=["ingestion"])
+
+_PROTOBUF = "application/x-protobuf"
+
+# gRPC status codes, as OTLP/HTTP's Status message expects.
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+# Errors come in the request's encoding: google.rpc.Status for protobuf, else JSON.
+_OTLP_ERROR = {"content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["code", "message", "errorCode"],
+        "properties": {"code": {"type": "integer", "description": "gRPC status code"},
+                       "message": {"type": "string"}, "errorCode": {"type": "string"},
+                       "details": {"type": "object"}}}},
+    _PROTOBUF: {"schema": {"type": "string", "format": "binary",
+                           "description": "google.rpc.Status"}},
+}}
+_OTLP_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object",
+                                            "description": "OTLP JSON ExportTraceServiceRequest"}},
+        },
+    },
+    "responses": {
+        "200": {"description": "Accepted and durable; partial_success names rejected spans.",
+                "content": {"application/x-protobuf": {}, "application/json": {}}},
+        "400": {**_OTLP_ERROR, "description": "Malformed body"},
+        "401": {**_OTLP_ERROR, "description": "Missing or unknown credentials"},
+        "403": {**_OTLP_ERROR, "description": "Credentials may not ingest"},
+        "413": {**_OTLP_ERROR, "description": "Body too large (before or after decompression)"},
+        "415": {**_OTLP_ERROR, "description": "Unsupported Content-Type or Content-Encoding"},
+        "429": {**_OTLP_ERROR, "description": "Replica busy; retry after Retry-After seconds"},
+        "503": {**_OTLP_ERROR,
+                "description": "Pipeline full or queue unavailable; retry after Retry-After"},
+    },
+}
+
+
+def _otlp_error(exc: ApiaryError, media: str) -> Response:
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    code = _GRPC_CODE.get(exc.status, 2)
+    if media == _PROTOBUF:
+        body = status_pb2.Status(code=code, message=exc.message).SerializeToString()
+        return Response(body, status_code=exc.status, media_type=_PROTOBUF, headers=headers)
+    return JSONResponse(
+        {"code": code, **exc.to_body()}, status_code=exc.status, headers=headers
+    )
+
+
+@router.post("/v1/traces", openapi_extra=_OTLP_OPENAPI, summary="Export traces (OTLP/HTTP)")
+@router.post(
+    "/opentelemetry/v1/traces", openapi_extra=_OTLP_OPENAPI,
+    summary="Export traces (OTLP/HTTP, HoneyHive SDK path)",
+)
+async def export_traces(request: Request) -> Response:
+    # Errors answer in the request's encoding when it is one we speak, else JSON.
+    media = _PROTOBUF if "protobuf" in request.headers.get("content-type", "") else "json"
+    route = request.url.path
+    try:
+        response = await _export(request)
+    except ApiaryError as exc:
+        metrics.REQUESTS.labels(route, str(exc.status)).inc()
+        return _otlp_error(exc, media)
+    metrics.REQUESTS.labels(route, "200").inc()
+    return response
+
+
+def _rows(tenant: Tenant, version: int, mapped: otlp.MappedSpans) -> pa.Table | None:
+    """The spans' ``events`` rows; a span whose values cannot be stored (e.g. an integer
+    beyond 64 bits) is moved to ``mapped.rejected`` instead of failing the request."""
+    try:
+        return events_to_arrow(tenant, version, mapped.events)
+    except (orjson.JSONEncodeError, TypeError, ValueError, OverflowError, pa.ArrowException):
+        pass
+    kept = []
+    for event in mapped.events:
+        try:
+            events_to_arrow(tenant, version, [event])
+        except (orjson.JSONEncodeError, TypeError, ValueError, OverflowError,
+                pa.ArrowException) as exc:
+            mapped.rejected.append(otlp.RejectedSpan(
+                event["trace_id"], event["span_id"], f"value cannot be stored: {exc}"))
+        else:
+            kept.append(event)
+    mapped.events[:] = kept
+    return events_to_arrow(tenant, version, kept) if kept else None
+
+
+async def _export(request: Request) -> Response:
+    context = context_of(request)
+    principal = await context.principal(request, Permission.EVENTS_WRITE)
+    await admit(context.ingest_limiter, principal.subject)
+    content_type = request.headers.get("content-type", "")
+    otlp.media_type(content_type)  # 415 before the body is read
+    limit = context.settings.ingest_max_body_bytes
+    with context.admit():
+        body = await read_body(request, limit)
+        body = decompress(body, request.headers.get("content-encoding"), limit)
+        mapped = otlp.map_request(body, content_type)
+        if mapped.events:
+            tenant: Tenant = {
+                "org_id": principal.org_id,
+                "workspace_id": principal.workspace_id,
+                "project_id": principal.project_id,
+            }
+            resolved = context.enricher.enrich_request(tenant["project_id"], mapped.events)
+            version = time.time_ns()
+            table = _rows(tenant, version, mapped)
+            digest = hashlib.blake2b(body, digest_size=16, person=b"apiary-otlp-v1")
+            digest.update(principal.project_id.encode())
+            if table is not None:
+                started = time.perf_counter()
+                await context.publisher.publish_table(
+                    TableBatch(SPANS_KIND, tenant, version, table, frozenset(resolved)),
+                    msg_id=digest.hexdigest(),
+                )
+                metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+                metrics.SPANS_ACCEPTED.inc(table.num_rows)
+        if mapped.rejected:
+            metrics.SPANS_REJECTED.inc(len(mapped.rejected))
+        payload, response_type = otlp.encode_response(mapped.rejected, content_type)
+    return Response(payload, media_type=response_type)

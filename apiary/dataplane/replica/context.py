@@ -1,0 +1,158 @@
+"""The state one data-plane replica serves requests with, and its admission control."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from nats.aio.client import Client
+from starlette.requests import Request
+
+from apiary._private import metrics
+from apiary.actors.clickhouse import StoreClient, store_client
+from apiary.dataplane.auth import Authenticator, Permission, Principal, bearer_credential
+from apiary.dataplane.db.engine import DataPlaneDatabase, LazyDatabase
+from apiary.dataplane.enrich import Enricher, PriceTable
+from apiary.dataplane.replica.control_plane import ControlPlaneClient
+from apiary.errors import PipelineBackpressure, TooManyRequests
+from apiary.queue import (
+    EVENTS_STREAM,
+    WRITERS_CONSUMER,
+    EventPublisher,
+    connect,
+    consumer_backlog,
+)
+from apiary.ratelimit import ingest_rate_limiter, open_redis
+from apiary.settings import ApiarySettings
+
+log = logging.getLogger("apiary.api")
+
+
+class DataPlaneContext:
+    """Connections (NATS, ClickHouse), the authenticator, and the replica's admission state.
+
+    Admission: each credential is rate limited (``ingest_rate_limit_*``, per key across
+    replicas when Redis is configured: 429); a replica processes at most
+    ``ingest_max_inflight`` ingest requests at once (beyond that: 429), and refuses
+    ingestion while the writers' backlog on the events stream exceeds
+    ``ingest_backlog_limit`` messages (503). All carry ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        settings: ApiarySettings,
+        nc: Client,
+        store: StoreClient,
+        authenticator: Authenticator,
+        *,
+        dpdb: DataPlaneDatabase | None = None,
+        control_plane: ControlPlaneClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.store = store
+        self.authenticator = authenticator
+        self.publisher = EventPublisher(
+            self.js,
+            timeout=settings.ingest_publish_timeout_s,
+            max_message_bytes=nc.max_payload,
+        )
+        # Enrichment with what this replica has seen (sessions of earlier requests); the
+        # writer completes it with the store's knowledge.
+        self.enricher = Enricher(PriceTable.bundled())
+        self._redis = open_redis(settings)
+        self.ingest_limiter = ingest_rate_limiter(settings, self._redis)
+        # dpdb and the control-plane client open on first use unless given (see properties).
+        self._dpdb = dpdb
+        self._lazy_dpdb = LazyDatabase(settings.dp_database) if dpdb is None else None
+        self._control_plane = control_plane
+        self.inflight = 0
+        self.backlog = 0
+        self._watcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        settings: ApiarySettings,
+        nats_url: str,
+        authenticator: Authenticator,
+        *,
+        store: StoreClient | None = None,
+    ) -> DataPlaneContext:
+        """Connect and start watching the backlog; ``store`` defaults to the configured one."""
+        nc = await connect(nats_url, name="apiary-data-plane")
+        context = cls(settings, nc, store or store_client(settings), authenticator)
+        context._watcher = asyncio.create_task(context._watch_backlog())
+        return context
+
+    @property
+    def dpdb(self) -> DataPlaneDatabase:
+        """The data plane's metadata database (``settings.dp_database``), opened and
+        migrated on first use. Blocking: use it from a worker thread."""
+        if self._dpdb is not None:
+            return self._dpdb
+        assert self._lazy_dpdb is not None
+        return self._lazy_dpdb.get()
+
+    @property
+    def control_plane(self) -> ControlPlaneClient:
+        """The client of the control plane's configuration API (the trusted seam)."""
+        if self._control_plane is None:
+            self._control_plane = ControlPlaneClient.from_settings(self.settings)
+        return self._control_plane
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._lazy_dpdb is not None:
+            self._lazy_dpdb.dispose()
+        if self._control_plane is not None:
+            await self._control_plane.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        await self.nc.drain()
+
+    async def _watch_backlog(self) -> None:
+        while True:
+            try:
+                self.backlog = await consumer_backlog(self.js, EVENTS_STREAM, WRITERS_CONSUMER)
+                metrics.BACKLOG.set(self.backlog)
+            except Exception as exc:  # keep the last value; the next poll may succeed
+                log.debug("backlog poll failed", extra={"error": str(exc)})
+            await asyncio.sleep(0.5)
+
+    async def principal(self, request: Request, permission: Permission) -> Principal:
+        """Authenticate the request's bearer credential and check ``permission``."""
+        credential = bearer_credential(request.headers.get("authorization"))
+        principal = await self.authenticator.authenticate(credential)
+        principal.require(permission)
+        return principal
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold an ingest slot, or refuse with 429 (replica busy) / 503 (backlog too deep)."""
+        if self.inflight >= self.settings.ingest_max_inflight:
+            raise TooManyRequests(
+                "this ingest replica is at its concurrent request limit", retry_after=1.0,
+                limit=self.settings.ingest_max_inflight,
+            )
+        if self.backlog > self.settings.ingest_backlog_limit:
+            raise PipelineBackpressure(
+                "the write pipeline is behind; retry later", retry_after=5.0,
+                queue_depth=self.backlog, limit=self.settings.ingest_backlog_limit,
+            )
+        self.inflight += 1
+        metrics.INFLIGHT.set(self.inflight)
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+            metrics.INFLIGHT.set(self.inflight)
+
+
+def context_of(request: Request) -> DataPlaneContext:
+    context: DataPlaneContext = request.app.state.dataplane
+    return context

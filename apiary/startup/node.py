@@ -1,0 +1,490 @@
+"""One Apiary installation brought up on Ray: what ``apiary up`` starts, supervises and stops.
+
+:class:`ApiaryNode` starts, in order: the embedded nats-server (unless ``APIARY_NATS_URL``),
+the JetStream streams and consumers, Ray (local, or joining ``APIARY_RAY_ADDRESS``), the
+ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, the
+evaluator pool under its scaler (and a scaler of extra writers with ``APIARY_WRITER_MAX``;
+:mod:`apiary.actors.scaler`), the control-plane Serve application at ``/cp`` (unless
+``APIARY_CONTROL_PLANE_URL`` names an external one) with its bootstrap tenant, and the
+data-plane Serve application, which trusts the control plane only through its JWKS and
+token exchange. When :meth:`ApiaryNode.start` returns, the API answers and
+``<data-dir>/connection.json`` names its URL, a project API key, the project id and the
+admin account's email (never its password: that is shown once, when the account is
+created, and only a hash is kept).
+
+Files: everything under the data directory is owner-only (directory 0700, files 0600).
+Before anything is started the process umask becomes 0o077 (inherited by nats-server and a
+locally started Ray, whose workers host chDB and the writers), and a data directory left
+with looser modes is tightened, with a line in the start-up log saying how many paths
+changed (:mod:`apiary._private.files`).
+
+:meth:`ApiaryNode.stop` reverses it: the API stops taking requests, evaluators drain
+(publish the scores of the tasks they hold), writers drain (store and acknowledge what
+they hold), Ray and nats-server shut down. Everything acknowledged to a client is in
+JetStream's fsync'ed store, so a stop at any point (even ``kill -9``) loses nothing; the
+next start on the same data directory resumes from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from apiary._private.files import private_dir, restrict_umask, tighten_tree, write_private
+from apiary._private.logs import configure_logging
+from apiary.errors import ApiaryError, ConfigurationError
+from apiary.queue import NatsServer, connect, describe_url, ensure_topology
+from apiary.settings import ApiarySettings
+from apiary.startup.bootstrap import (
+    Bootstrap,
+    bootstrap_control_plane,
+    read_connection,
+    write_connection,
+)
+
+Progress = Callable[[str], None]
+NAMESPACE = "apiary"
+#: What Apiary keeps in a data directory (glob patterns): tightened at start. Anything else
+#: there is not Apiary's, and is left as it is.
+DATA_DIR_ENTRIES = (
+    "nats", "clickhouse", "objects", "cp.sqlite*", "dp.sqlite*", "*.key", ".*.key.*",
+    "connection.json", "state.json", "apiary.lock", ".*.tmp",
+)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a client reaches this installation (``connection.json`` holds all but
+    ``admin_password``).
+
+    ``admin_password`` is set only by the start that created the admin account, so that
+    ``apiary up`` can show it that once; it is never written anywhere.
+    """
+
+    url: str
+    api_key: str
+    project_id: str
+    control_plane_url: str
+    admin_email: str | None = None
+    admin_password: str | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spare_port() -> int:
+    """A free port below the kernel's ephemeral range (and Serve's 30000-31000): HAProxy
+    binds it only later, and ports handed out by ``bind(0)`` meanwhile cannot collide."""
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        if not _port_in_use("0.0.0.0", port):
+            return port
+    return _free_port()
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class ApiaryNode:
+    """Starts, supervises and stops one installation. Not re-entrant; one per data dir."""
+
+    def __init__(self, settings: ApiarySettings, progress: Progress | None = None) -> None:
+        own_cp = f"{settings.base_url}/cp"
+        # A control plane URL naming this node's own /cp is the embedded one, too.
+        self.embedded_control_plane = settings.control_plane_url in (None, own_cp)
+        if settings.control_plane_url is None:
+            # The data plane trusts the control plane this node runs, at <base URL>/cp.
+            settings = settings.model_copy(
+                update={"control_plane_url": own_cp}
+            )
+        self.settings = settings
+        self._progress = progress or (lambda _msg: None)
+        self._lock_file: IO[str] | None = None
+        self._previous_umask: int | None = None
+        self._nats: NatsServer | None = None
+        self._nats_url: str | None = None
+        self._started_ray = False
+        self._haproxy_dir: Path | None = None
+        self._clickhouse: Any = None
+        self._writers: Any = None
+        self._scalers: list[Any] = []
+        self._serve_running = False
+        self.bootstrap: Bootstrap | None = None
+        self.connection: Connection | None = None
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> Connection:
+        """Bring everything up; on failure, stop what was started and re-raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Connection:
+        s = self.settings
+        configure_logging(s)
+        # Before any server starts: everything they create inherits it.
+        self._previous_umask = restrict_umask()
+        self._tighten_data_dir()
+        private_dir(s.data_dir)
+        self._lock()
+        if _port_in_use(s.host, s.port):
+            raise ConfigurationError(
+                f"port {s.port} on {s.host} is in use; choose another with --port or "
+                "APIARY_PORT"
+            )
+
+        if s.embedded_nats:
+            self._progress("starting nats-server with JetStream (fsync on every write)")
+            self._nats = NatsServer(s.data_dir)
+            self._nats_url = self._nats.start()
+        else:
+            self._nats_url = s.nats_url
+        if self._nats_url is None:
+            raise RuntimeError("no NATS URL")
+        self._progress(f"ensuring streams and consumers on {describe_url(self._nats_url)}")
+        changes = asyncio.run(self._ensure_topology(self._nats_url))
+        for change in changes:
+            self._progress(f"  {change}")
+
+        self._progress(
+            f"joining Ray cluster at {s.ray_address}" if s.ray_address else "starting Ray"
+        )
+        self._start_ray()
+
+        self._progress("applying the ClickHouse schema")
+        self._start_clickhouse()
+
+        self._progress(f"starting {s.writer_count} writer actor(s)")
+        from apiary.actors.writer import WriterPool
+
+        self._writers = WriterPool(s, self._nats_url, num_cpus=0.25)
+        self._writers.start()
+
+        self._progress(f"starting {s.evaluator_min}-{s.evaluator_max} evaluator actor(s) and "
+                       "the pool scaler(s)")
+        from apiary.actors.scaler import start_scalers
+
+        self._scalers = start_scalers(s, self._nats_url, evaluator_options={"num_cpus": 0.25},
+                                      writer_options={"num_cpus": 0.25})
+
+        self._start_serve()
+        if self.embedded_control_plane:
+            self._progress("bootstrapping the control plane (admin, org, project, key)")
+            self.bootstrap = bootstrap_control_plane(s)
+            self._progress("deploying the control-plane Serve application at /cp")
+            self._deploy_control_plane()
+        self._progress("deploying the data-plane Serve application")
+        self._deploy_data_plane()
+
+        self._progress("waiting for the API to answer")
+        self._wait_ready("/healthz")
+        if self.embedded_control_plane:
+            self._wait_ready("/cp/healthz")
+
+        cp_url = s.control_plane_url or ""
+        if self.bootstrap is not None:
+            if "admin_password" in read_connection(s.data_dir):
+                self._progress("removing the admin password an earlier version kept in "
+                               "connection.json")
+            write_connection(s, self.bootstrap)
+            connection = Connection(
+                s.base_url, self.bootstrap.api_key, self.bootstrap.project_id, cp_url,
+                self.bootstrap.admin_email, self.bootstrap.admin_password,
+            )
+        else:
+            connection = Connection(s.base_url, "", "", cp_url)
+        self._write_state(connection)
+        self.connection = connection
+        return connection
+
+    def _tighten_data_dir(self) -> None:
+        """Take group and other permissions away from everything in the data directory
+        (an older version, a copy or an archive may have left them)."""
+        data_dir = self.settings.data_dir
+        changed = tighten_tree(data_dir, only=DATA_DIR_ENTRIES)
+        if changed:
+            message = (f"tightened the modes of {len(changed)} path(s) in {data_dir} that "
+                       "its group or others could access (now owner-only)")
+            log.warning(message, extra={"paths": [str(p) for p in changed[:20]]})
+            self._progress(message)
+
+    def _lock(self) -> None:
+        fd = os.open(self.settings.data_dir / "apiary.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        lock = os.fdopen(fd, "w")  # held until stop
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigurationError(
+                f"another Apiary is running on {self.settings.data_dir}; stop it with "
+                "`apiary down` or choose another --data-dir"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock_file = lock
+
+    async def _ensure_topology(self, url: str) -> list[str]:
+        nc = await connect(url, name="apiary-up")
+        try:
+            return await ensure_topology(nc.jetstream(), self.settings)
+        finally:
+            await nc.close()
+
+    def _start_ray(self) -> None:
+        import ray
+
+        from apiary.deployments import serve_environment
+
+        # HAProxy's admin socket lives under this directory plus a 64-character hash, and
+        # Unix socket paths are limited to ~100 bytes: keep the base short and per-install.
+        digest = hashlib.sha256(str(self.settings.data_dir).encode()).hexdigest()[:10]
+        haproxy_dir = Path("/tmp") / f"aph-{digest}"
+        haproxy_dir.mkdir(mode=0o700, exist_ok=True)
+        self._haproxy_dir = haproxy_dir
+        env = (
+            serve_environment(
+                haproxy_dir=str(haproxy_dir), stats_port=_spare_port(),
+                metrics_port=_spare_port()
+            )
+            if self.settings.serve_ingress == "haproxy"
+            else {}
+        )
+        # Local Ray processes inherit this process's environment; on a joined cluster the
+        # Serve controller reads it from the job's runtime environment.
+        os.environ.update(env)
+        if ray.is_initialized():
+            return
+        common: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "logging_level": "WARNING",
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
+        if self.settings.ray_address:
+            ray.init(address=self.settings.ray_address, runtime_env={"env_vars": env}, **common)
+        else:
+            ray.init(num_cpus=self.settings.ray_num_cpus, include_dashboard=False,
+                     object_store_memory=self.settings.ray_object_store_bytes, **common)
+            self._started_ray = True
+
+    def _start_clickhouse(self) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from apiary.actors.clickhouse import CLICKHOUSE_ACTOR_NAME, ClickHouseActor, migrate_server
+
+        if not self.settings.embedded_clickhouse:
+            for version in migrate_server(self.settings):
+                self._progress(f"  applied migration {version}")
+            return
+        # chDB files live on this machine: the owner must run here.
+        here = ray.get_runtime_context().get_node_id()
+        self._clickhouse = ClickHouseActor.options(  # type: ignore[attr-defined]
+            name=CLICKHOUSE_ACTOR_NAME,
+            namespace=NAMESPACE,
+            num_cpus=0.25,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        ).remote(self.settings)
+        for version in ray.get(self._clickhouse.applied_migrations.remote()):
+            self._progress(f"  applied migration {version}")
+
+    def _start_serve(self) -> None:
+        from ray import serve
+
+        serve.start(
+            http_options={"host": self.settings.host, "port": self.settings.port},
+            logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        )
+        self._serve_running = True
+
+    def _deploy_control_plane(self) -> None:
+        from ray import serve
+
+        from apiary.deployments.control_plane import APP_NAME, ROUTE_PREFIX, control_plane_app
+
+        serve.run(control_plane_app(self.settings), name=APP_NAME, route_prefix=ROUTE_PREFIX,
+                  blocking=False)
+
+    def _deploy_data_plane(self) -> None:
+        from ray import serve
+
+        from apiary.dataplane.auth import control_plane_authenticator
+        from apiary.deployments import APP_NAME, data_plane_app
+
+        if self._nats_url is None:
+            raise RuntimeError("no NATS URL")
+        app = data_plane_app(self.settings, self._nats_url,
+                             control_plane_authenticator(self.settings))
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+
+    def _wait_ready(self, path: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.settings.base_url}{path}"
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(url, timeout=2.0)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise ApiaryError(f"the data plane did not become ready: {last}", url=url)
+
+    def _write_state(self, connection: Connection) -> None:
+        state = {
+            "pid": os.getpid(),
+            "url": connection.url,
+            "project_id": connection.project_id,
+            "nats": describe_url(self._nats_url or ""),
+            "nats_pid": self._nats.pid if self._nats else None,
+            "clickhouse": self.settings.clickhouse_url or "embedded chDB",
+            "ray_address": self._ray_address(),
+            "started_at": time.time(),
+        }
+        write_private(self.settings.data_dir / "state.json", json.dumps(state, indent=2))
+
+    @staticmethod
+    def _ray_address() -> str:
+        import ray
+
+        return str(ray.get_runtime_context().gcs_address)
+
+    # -- run ------------------------------------------------------------------------------
+
+    def supervise_once(self) -> None:
+        """Restart writers Ray restarted after a crash; called periodically by ``apiary up``."""
+        if self._writers is not None:
+            self._writers.ensure_running()
+        if self._scalers:
+            import ray
+
+            ray.get([s.ensure_running.remote() for s in self._scalers])
+
+    def writer_stats(self) -> list[dict[str, Any]]:
+        return [] if self._writers is None else list(self._writers.stats())
+
+    def pool_status(self) -> list[dict[str, Any]]:
+        """What each pool scaler (evaluators, extra writers) sees and has."""
+        import ray
+
+        return list(ray.get([s.status.remote() for s in self._scalers]))
+
+    # -- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order. Safe to call twice."""
+        errors: list[str] = []
+
+        def attempt(what: str, action: Callable[[], object]) -> None:
+            try:
+                action()
+            except Exception as exc:  # keep stopping the rest
+                errors.append(f"{what}: {exc}")
+
+        if self._serve_running:
+            self._progress("stopping the data plane")
+            from ray import serve
+
+            attempt("serve", serve.shutdown)
+            self._serve_running = False
+        if self._scalers:
+            from apiary.actors.scaler import stop_scalers
+
+            # Evaluators first: the scores they publish are stored by the writers.
+            self._progress("draining evaluators (and scaled writers)")
+            attempt("scalers", lambda: stop_scalers(self._scalers))
+            self._scalers = []
+        if self._writers is not None:
+            self._progress("draining writers")
+            attempt("writers", self._writers.stop)
+            self._writers = None
+        if self._clickhouse is not None:
+            import ray
+
+            attempt("clickhouse", lambda: ray.get(self._clickhouse.close.remote(), timeout=30))
+            attempt("clickhouse", lambda: ray.kill(self._clickhouse))
+            self._clickhouse = None
+        if self._started_ray:
+            import ray
+
+            self._progress("stopping Ray")
+            attempt("ray", ray.shutdown)
+            self._started_ray = False
+        if self._nats is not None:
+            self._progress("stopping nats-server")
+            attempt("nats", self._nats.stop)
+            self._nats = None
+        if self._haproxy_dir is not None:
+            shutil.rmtree(self._haproxy_dir, ignore_errors=True)
+            self._haproxy_dir = None
+        state = self.settings.data_dir / "state.json"
+        if state.exists():
+            state.unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        if self._previous_umask is not None:
+            os.umask(self._previous_umask)
+            self._previous_umask = None
+        if errors:
+            self._progress("stopped with errors: " + "; ".join(errors))
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    """The ``state.json`` of a running installation, or ``None``."""
+    path = data_dir / "state.json"
+    if not path.exists():
+        return None
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return state
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process; one that exited but was not yet reaped by
+    its parent (a zombie) is not: it holds nothing, and waiting for it never ends."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no procfs (macOS): signal 0 is all there is
+    # The state follows the parenthesised command name, which may itself hold ") ".
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
