@@ -1,6 +1,7 @@
 # Apiary: the two commands of the README, and the checks CI runs.
 #   make up     start Apiary on its embedded defaults (installs into .venv first)
-#   make test   lint, type-check and run every test (installs into .venv first)
+#   make test   lint (ruff, the import contract), type-check and run every test (installs
+#               into .venv first)
 #   make compile / make uncompile   build (or delete) the mypyc-compiled ingest hot path;
 #               up, test and bench-ingest build it when it is missing or stale
 PYTHON ?= python3
@@ -39,8 +40,12 @@ system-deps:
 	@command -v initdb >/dev/null 2>&1 || test -x /usr/local/bin/initdb || { \
 	  echo "PostgreSQL 15 binaries (initdb, postgres) are needed by the tests"; exit 1; }
 
+# ruff, then the import contract ([tool.importlinter] in pyproject.toml: layers, private
+# modules, no cycles) and its counterpart for private names.
 lint: $(STAMP)
 	$(BIN)/ruff check apiary tests bench scripts
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/python scripts/check_private_names.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -57,5 +62,5 @@ bench-ingest: $(STAMP) compile
 	bench/ingest $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache build
 	find apiary -name '*.so' -delete; rm -f apiary/_compiled.json

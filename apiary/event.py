@@ -1,4 +1,4 @@
-"""The event: Apiary's unit of data (DESIGN.md, "The event").
+"""The event: Apiary's unit of data (docs/architecture.md, "The event model").
 
 An event is one node of a trace: a session, a chain, a tool call or a model call. Every
 producer (OTLP spans, and later the REST API) turns its input into :class:`Event` dicts,

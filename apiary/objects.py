@@ -1,8 +1,9 @@
 """Object storage for what does not belong in a queue or a table: dead-lettered batches.
 
-One interface, two drivers (DESIGN.md, "Stores"): S3 (or any S3-compatible server) through
-boto3 in production, a local directory as the embedded default. :meth:`ObjectStore.put`
-returns once the object is durable (S3 acknowledged it; the local file is fsync'ed).
+One interface, two drivers (docs/architecture.md, "Stores and their embedded defaults"): S3
+(or any S3-compatible server) through boto3 in production, a local directory as the embedded
+default. :meth:`ObjectStore.put` returns once the object is durable (S3 acknowledged it; the
+local file is fsync'ed).
 """
 
 from __future__ import annotations

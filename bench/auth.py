@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from apiary.credentials import mint_api_key
 from apiary.dataplane.auth import (
     JWKS_PATH,
     TOKEN_PATH,
@@ -51,7 +52,6 @@ from apiary.dataplane.auth import (
     Permission,
     Principal,
     StoredKey,
-    mint_api_key,
 )
 
 AUDIENCE = "dp-bench"

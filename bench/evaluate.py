@@ -50,10 +50,11 @@ import ray  # noqa: E402
 from nats.js import JetStreamContext  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
 
-from apiary.actors.scaler import EVALUATORS, PoolScaler  # noqa: E402
+from apiary.actors.scaler import PoolScaler  # noqa: E402
 from apiary.dataplane.evaluation.metrics import MetricSpec  # noqa: E402
 from apiary.dataplane.evaluation.publish import TaskPublisher  # noqa: E402
 from apiary.dataplane.evaluation.tasks import EvaluationTask, new_task  # noqa: E402
+from apiary.dataplane.scaling import EVALUATORS  # noqa: E402
 from apiary.dataplane.scaling.policy import ScalingPolicy  # noqa: E402
 from apiary.event import Tenant, new_event  # noqa: E402
 from apiary.queue import NatsServer, connect, ensure_topology  # noqa: E402

@@ -34,7 +34,8 @@ def main() -> None:
             "input": float(inp),
             "output": float(out or 0.0),
         }
-    target = Path(__file__).resolve().parents[1] / "apiary" / "enrich" / "model_prices.json"
+    package = Path(__file__).resolve().parents[1] / "apiary"
+    target = package / "dataplane" / "enrich" / "model_prices.json"
     target.write_text(json.dumps({"source": "litellm model_prices_and_context_window",
                                   "models": prices}, separators=(",", ":")))
     print(f"wrote {len(prices)} models to {target}")

@@ -1,11 +1,12 @@
 """A data plane in-process, for tests that need keys of their own choosing.
 
-The wiring of every in-process data-plane test (``tests/dataplane/api/_event_api.py`` builds its
-``api`` fixture on it): the FastAPI app over
-``httpx.ASGITransport`` with a real :class:`DataPlaneContext` (NATS from the session's
-``nats_server``, a :class:`DirectStoreClient` over the session's chDB ``store``, dpdb in a
-SQLite file under ``data_dir``), and a real :class:`WriterLoop` on the same NATS, so a test
-writes over HTTP and reads back over HTTP once the writer stored it. Ray is not started.
+The wiring of every in-process data-plane test
+(``tests/dataplane/events/_event_api_plane.py`` builds its ``api`` fixture on it): the
+FastAPI app over ``httpx.ASGITransport`` with a real :class:`DataPlaneContext` (NATS from
+the session's ``nats_server``, a :class:`DirectStoreClient` over the session's chDB
+``store``, dpdb in a SQLite file under ``data_dir``), and a real :class:`WriterLoop` on the
+same NATS, so a test writes over HTTP and reads back over HTTP once the writer stored it.
+Ray is not started.
 Keys are described by :class:`KeySpec` (tenant and permissions), so tests can hold keys of
 several projects, workspaces and organizations; ``who`` names the key of a call (``a``
 unless told).
@@ -25,21 +26,15 @@ import httpx
 from fastapi import FastAPI
 from nats.js.errors import NotFoundError
 
-from apiary.actors.clickhouse import DirectStoreClient
+from apiary.credentials import mint_api_key
 from apiary.dataplane.app import create_app
-from apiary.dataplane.auth import (
-    ApiKeyAuthenticator,
-    Permission,
-    Principal,
-    StoredKey,
-    mint_api_key,
-)
+from apiary.dataplane.auth import ApiKeyAuthenticator, Permission, Principal, StoredKey
 from apiary.dataplane.replica.context import DataPlaneContext
-from apiary.dataplane.writer._loop import WriterLoop
+from apiary.dataplane.writer import WriterLoop
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer, connect, ensure_topology
 from apiary.settings import ApiarySettings
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 
 @dataclass(frozen=True)

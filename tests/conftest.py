@@ -1,4 +1,16 @@
-"""Shared fixtures: real servers on free ports, started once per test session."""
+"""Shared fixtures: real servers on free ports, started once per test session.
+
+Layout: the tests of a package live in the folder that mirrors it (``tests/dataplane/events/``
+tests ``apiary/dataplane/events/``, ``tests/store/`` tests ``apiary/store/``); tests of the
+whole data-plane app sit in ``tests/dataplane/``. Harnesses shared across folders are
+top-level modules named for what they start (``_dataplane.py``: a data plane in-process;
+``_product_plane.py``: the product API's plane; ``_served_planes.py``: both planes over
+HTTP; ``_servers.py``: PostgreSQL, Redis, uvicorn; ``_fake_llm_provider.py``); a folder's
+own harness sits in it with a leading underscore. pytest's ``prepend`` import mode puts this
+folder and each test's folder on ``sys.path``, so harnesses are imported by their basename,
+which must be unique across the folders without ``__init__.py``; a test module never imports
+a ``conftest`` (several share that name).
+"""
 
 from __future__ import annotations
 

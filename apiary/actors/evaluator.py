@@ -1,25 +1,19 @@
 """Evaluator actors: the pool that scores events from the ``evaluation`` stream.
 
-Each :class:`EvaluatorActor` runs one :class:`~apiary.dataplane.evaluation.loop.EvaluatorLoop` on
-the shared durable consumer ``evaluation/evaluators`` (see that module for the guarantees).
-The pool is sized by a :class:`~apiary.actors.scaler.PoolScaler`; on a cluster each actor
-requests CPUs and one unit of the custom resource ``evaluator``
-(:data:`apiary.deployments.serve_app.EVALUATOR_RESOURCE`), so a growing pool makes the Ray
-autoscaler add evaluator nodes. Stopping drains: the actor finishes, publishes and
-acknowledges the tasks it holds, then disconnects.
+Each :class:`EvaluatorActor` runs one
+:class:`~apiary.dataplane.evaluation.service.EvaluatorService` (the loop, the scorer, stats
+and drain live there). The pool is sized by a :class:`~apiary.actors.scaler.PoolScaler`;
+on a cluster each actor requests CPUs and one unit of the custom resource ``evaluator``,
+so a growing pool makes the Ray autoscaler add evaluator nodes.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import ray
 
-from apiary.dataplane.evaluation.loop import EvaluatorLoop
-from apiary.dataplane.evaluation.scoring import Scorer
-from apiary.objects import object_store
-from apiary.queue import connect
+from apiary.dataplane.evaluation.service import EvaluatorService
 from apiary.settings import ApiarySettings
 
 
@@ -28,71 +22,18 @@ class EvaluatorActor:
     """One evaluator. Restarted by Ray if it dies; JetStream redelivers what it held."""
 
     def __init__(self, settings: ApiarySettings, nats_url: str, name: str) -> None:
-        self._settings = settings
-        self._nats_url = nats_url
-        self._name = name
-        self._loop: EvaluatorLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._scorer: Scorer | None = None
-        self._nc: Any = None
+        self._service = EvaluatorService(settings, nats_url, name)
 
     async def start(self) -> None:
         """Connect and start consuming (idempotent: a restarted actor starts again)."""
-        if self._task is not None:
-            return
-        from apiary._private.logs import configure_logging
-        from apiary.actors.clickhouse import store_client
-
-        configure_logging(self._settings)
-        self._nc = await connect(self._nats_url, name=self._name)
-        settings = self._settings
-        self._scorer = Scorer.from_settings(settings, judge_client=self._judge_client())
-        self._loop = EvaluatorLoop(
-            js=self._nc.jetstream(), scorer=self._scorer, objects=object_store(settings),
-            settings=settings, name=self._name, store=lambda: store_client(settings),
-        )
-        self._task = asyncio.create_task(self._loop.run())
-        # The sandbox starts with the first Python metric (a zygote with the allowed
-        # libraries preloaded, ~150 MB): an evaluator that only runs judges never pays it.
-
-    def _judge_client(self) -> Any:
-        """LLM judges call the proxy in-process, as the scored event's tenant (its
-        workspace's provider key, traced into its project); with ``evaluator_judge_url``
-        set they call that OpenAI-compatible endpoint over HTTP instead."""
-        if self._settings.evaluator_judge_url is not None:
-            return None  # Scorer.from_settings builds the HTTP client
-        from apiary.dataplane.evaluation.proxy.runtime import ProxyJudgeClient, open_chat_proxy
-        from apiary.queue import EventPublisher
-
-        publisher = EventPublisher(self._nc.jetstream(),
-                                   timeout=self._settings.ingest_publish_timeout_s,
-                                   max_message_bytes=self._nc.max_payload)
-        return ProxyJudgeClient(open_chat_proxy(self._settings, publisher))
+        await self._service.start()
 
     async def stats(self) -> dict[str, Any]:
-        if self._loop is None:
-            return {"name": self._name, "running": False}
-        stats = self._loop.stats.as_dict()
-        stats["name"] = self._name
-        stats["running"] = self._task is not None and not self._task.done()
-        if self._task is not None and self._task.done() and self._task.exception():
-            stats["last_error"] = repr(self._task.exception())
-        sandbox = self._scorer.sandbox if self._scorer is not None else None
-        stats["sandbox_ready"] = sandbox is not None
-        stats["sandbox_jobs"] = sandbox.stats.jobs if sandbox is not None else 0
-        return stats
+        return await self._service.stats()
 
     async def stop(self) -> dict[str, Any]:
-        """Drain: stop fetching, finish and acknowledge the tasks held, then disconnect."""
-        if self._loop is not None and self._task is not None:
-            self._loop.stop()
-            await asyncio.gather(self._task, return_exceptions=True)
-        final = await self.stats()
-        if self._scorer is not None:
-            await self._scorer.close()
-        if self._nc is not None:
-            await self._nc.drain()
-        return final
+        """Drain: finish and acknowledge the tasks held, then disconnect."""
+        return await self._service.stop()
 
 
 __all__ = ["EvaluatorActor"]

@@ -1,22 +1,17 @@
 """Writer actors: the pool that moves events from JetStream into ClickHouse.
 
-Each :class:`EventWriter` runs one :class:`~apiary.dataplane.writer._loop.WriterLoop` on the
-shared durable consumer ``events/writers``; JetStream spreads messages over the pool, so
-adding writers adds throughput without coordination. :class:`WriterPool` starts, inspects
-and stops them; stopping drains (each writer stores what it holds before it exits).
+Each :class:`EventWriter` runs one :class:`~apiary.dataplane.writer.WriterService` (the
+loop, its stats and its drain live there). :class:`WriterPool` starts, inspects and stops
+the named writers; stopping drains (each writer stores what it holds before it exits).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import ray
 
-from apiary.actors.clickhouse import store_client
-from apiary.dataplane.writer._loop import WriterLoop
-from apiary.objects import object_store
-from apiary.queue import connect
+from apiary.dataplane.writer import WriterService
 from apiary.settings import ApiarySettings
 
 NAMESPACE = "apiary"
@@ -27,47 +22,16 @@ class EventWriter:
     """One writer. Restarted by Ray if it dies; JetStream redelivers what it held."""
 
     def __init__(self, settings: ApiarySettings, nats_url: str, name: str) -> None:
-        self._settings = settings
-        self._nats_url = nats_url
-        self._name = name
-        self._loop: WriterLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._service = WriterService(settings, nats_url, name)
 
     async def start(self) -> None:
-        if self._task is not None:
-            return
-        from apiary._private.logs import configure_logging
-
-        configure_logging(self._settings)
-        nc = await connect(self._nats_url, name=self._name)
-        self._nc = nc
-        self._loop = WriterLoop(
-            js=nc.jetstream(),
-            store=store_client(self._settings),
-            objects=object_store(self._settings),
-            settings=self._settings,
-            name=self._name,
-        )
-        self._task = asyncio.create_task(self._loop.run())
+        await self._service.start()
 
     async def stats(self) -> dict[str, Any]:
-        if self._loop is None:
-            return {}
-        stats = self._loop.stats.as_dict()
-        stats.update(self._loop.relinker.stats.as_dict())
-        stats.update(self._loop.backfill.stats.as_dict())
-        stats["running"] = self._task is not None and not self._task.done()
-        if self._task is not None and self._task.done() and self._task.exception():
-            stats["last_error"] = repr(self._task.exception())
-        return stats
+        return await self._service.stats()
 
     async def stop(self) -> dict[str, Any]:
-        """Drain: stop fetching, store and acknowledge everything held, then disconnect."""
-        if self._loop is not None and self._task is not None:
-            self._loop.stop()
-            await asyncio.gather(self._task, return_exceptions=True)
-            await self._nc.drain()
-        return await self.stats()
+        return await self._service.stop()
 
 
 class WriterPool:
@@ -104,3 +68,6 @@ class WriterPool:
                 ray.kill(w, no_restart=True)
         self.writers = []
         return results
+
+
+__all__ = ["EventWriter", "WriterPool"]

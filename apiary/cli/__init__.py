@@ -10,6 +10,9 @@ Every command runs with umask 0o077, set before anything else happens: the data 
 and all it holds (databases, queue, keys, ``connection.json``) are owner-only, and so is
 whatever the servers ``apiary up`` starts create (:mod:`apiary._private.files`).
 Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 (``status``) not running.
+
+Public surface: :func:`main` (the console script) and :func:`build_parser`. The top of the
+import layers: it may import anything in :mod:`apiary`; nothing imports it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import httpx
 import apiary
 from apiary._private.files import restrict_umask
 from apiary.errors import ApiaryError, ConfigurationError
-from apiary.settings import load_settings
+from apiary.settings import flag_help, load_settings
 
 # Ray 2.60 authenticates every connection with a token (~/.ray/auth_token), and reads the
 # mode once, when it is imported: say so explicitly, before anything imports Ray, so that
@@ -187,17 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="data directory (env APIARY_DATA_DIR, "
-                       "default ~/.apiary)")
+        p.add_argument("--data-dir", help=f"data directory ({flag_help('data_dir')})")
 
     up = sub.add_parser("up", help="start Apiary in the foreground (Ctrl-C stops it)",
                         description="Start nats-server, Ray, the writers and the data plane "
-                        "with the embedded defaults, and print the URL and an API key.")
+                        "with the embedded defaults, and print the URL and an API key.",
+                        epilog="Every setting is an APIARY_* environment variable: "
+                        "`python -m apiary.settings` describes them all.")
     common(up)
-    up.add_argument("--port", type=int, help="HTTP port (env APIARY_PORT, default 8787)")
-    up.add_argument("--host", help="HTTP listen address (env APIARY_HOST, default 127.0.0.1)")
+    up.add_argument("--port", type=int, help=f"HTTP port ({flag_help('port')})")
+    up.add_argument("--host", help=f"HTTP listen address ({flag_help('host')})")
     up.add_argument("--address", help="join an existing Ray cluster at this address "
-                    "(env APIARY_RAY_ADDRESS)")
+                    f"({flag_help('ray_address')})")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show whether Apiary runs, and its health")
@@ -231,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"apiary: {exc}", file=sys.stderr)
         return 1
     return code
+
+
+__all__ = ["build_parser", "main"]
 
 
 if __name__ == "__main__":

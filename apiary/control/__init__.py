@@ -12,6 +12,12 @@ states the contract). Modules, one idea each:
 - :mod:`.apikeys`, :mod:`.signing`, :mod:`.tokens`, :mod:`.dataplanes`
 - :mod:`.config` — prompt templates, evaluator configurations, alert definitions
 - :mod:`.api` — :func:`create_control_plane_app`; :mod:`.admin`, :mod:`.cli` — operators
+- the service's collaborators, which never import it: :mod:`.envelope` (sealing secrets),
+  :mod:`.passwords`, :mod:`.throttle` (of credential checks), :mod:`.key_usage`,
+  :mod:`.oidc_client` (talking to OIDC providers)
+
+It imports nothing from :mod:`apiary.dataplane`: the shapes of keys and tokens both planes
+recognise are :mod:`apiary.credentials`, the HTTP helpers :mod:`apiary.web`.
 """
 
 from apiary.control.authz import (

@@ -30,7 +30,10 @@ from apiary.control.db import (
     User,
     Workspace,
 )
-from apiary.control.identity.accounts import create_user, find_user_by_email
+from apiary.control.identity import domains, verification
+from apiary.control.identity.accounts import create_user, find_user_by_email, validate_password
+from apiary.control.identity.sessions import revoke_user_sessions
+from apiary.control.passwords import hash_password
 from apiary.control.service import ControlPlane
 from apiary.errors import Conflict, InvalidRequest, NotFound
 from apiary.settings import ApiarySettings
@@ -97,9 +100,6 @@ def users_reset_password(
     guards the account. Raises :class:`NotFound` for an unknown email,
     :class:`InvalidRequest` for a password the policy refuses.
     """
-    from apiary.control.identity.accounts import validate_password
-    from apiary.control.identity.sessions import revoke_user_sessions
-    from apiary.control.passwords import hash_password
 
     generated = password is None
     password = password if password is not None else secrets.token_urlsafe(18)
@@ -133,7 +133,6 @@ def users_verify_link(settings: ApiarySettings, *, email: str) -> dict[str, Any]
     pending change to it), for an operator to hand over when no SMTP server is configured.
     Older unused links of the same kind stop working. The link is a secret: printed once,
     stored only as a hash."""
-    from apiary.control.identity import verification
 
     with control_plane(settings) as cp, cp.transaction() as db:
         issued = verification.operator_link(cp, db, email)
@@ -164,7 +163,6 @@ def _domain_dict(row: OrgDomain) -> dict[str, Any]:
 
 def domains_list(settings: ApiarySettings, *, pending_only: bool = False) -> dict[str, Any]:
     """Every organization's email-domain claims (``pending_only``: not yet approved)."""
-    from apiary.control.identity import domains
 
     with control_plane(settings) as cp, cp.transaction() as db:
         return {"domains": [_domain_dict(d) for d in
@@ -175,7 +173,6 @@ def domains_approve(settings: ApiarySettings, *, claim_id: str) -> dict[str, Any
     """Approve a domain claim as the operator: the organization's identity providers become
     trusted for that domain's addresses, within that organization. Approve only after
     checking the organization owns the domain."""
-    from apiary.control.identity import domains
 
     with control_plane(settings) as cp, cp.transaction() as db:
         row = domains.approve(cp, db, domains.get_claim(db, claim_id),

@@ -1,25 +1,22 @@
 """API keys: project ingestion keys and workspace keys, shown once, stored as hashes.
 
-Format ``hh_ingst_<24 alphanumerics>_<64 alphanumerics>``
-(:func:`apiary.dataplane.auth.mint_api_key`): the first part is the key's id (the primary key, safe
-to show and log), the second its secret, of which only a SHA-256 is stored and compared in constant
+Format ``hh_ingst_<24 alphanumerics>_<64 alphanumerics>`` (:mod:`apiary.credentials`,
+shared with the data plane): the first part is the key's id (the primary key, safe to show
+and log), the second its secret, of which only a SHA-256 is stored and compared in constant
 time. A key's permissions are fixed at creation, drawn from :data:`KEY_GRANTABLE` and bounded by its
 creator's own. Revocation is immediate for the control plane; data planes that exchanged
 the key for a token stop accepting it when that token (minutes) expires.
 
-Last use is recorded cheaply: at most once per ``cp_key_last_used_resolution_s`` per key,
-by a conditional UPDATE that is skipped entirely while this process wrote it recently.
+Last use is recorded cheaply (:class:`apiary.control.key_usage.LastUsedRecorder`): at most
+once per ``cp_key_last_used_resolution_s`` per key.
 """
 
 from __future__ import annotations
 
 import hmac
-import re
-import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from apiary.control.authz import Access, KeyPrincipal, Resource
@@ -33,10 +30,9 @@ from apiary.control.permissions import (
 )
 from apiary.control.roles import check_can_grant
 from apiary.control.service import ControlPlane
-from apiary.dataplane.auth import INGEST_KEY_PREFIX, hash_secret, mint_api_key
+from apiary.credentials import INGEST_KEY_PREFIX, hash_secret, mint_api_key, parse_api_key
 from apiary.errors import AuthenticationFailed, InvalidRequest, NotFound
 
-_KEY = re.compile(r"^hh_ingst_(?P<id>[A-Za-z0-9]{24})_(?P<secret>[A-Za-z0-9]{64})$")
 _NO_HASH = "0" * 64
 
 
@@ -120,11 +116,12 @@ def revoke_key(cp: ControlPlane, key: ApiKey) -> ApiKey:
 def authenticate_key(cp: ControlPlane, db: Session, credential: str) -> KeyPrincipal:
     """The principal of a live API key, or :class:`AuthenticationFailed` (same message and
     the same work for an unknown id, a wrong secret and a revoked key)."""
-    match = _KEY.match(credential)
-    if match is None:
+    parsed = parse_api_key(credential)
+    if parsed is None:
         raise AuthenticationFailed(f"not an API key (expected {INGEST_KEY_PREFIX}...)")
-    key = db.get(ApiKey, match["id"])
-    candidate = hash_secret(match["secret"])
+    key_id, secret = parsed
+    key = db.get(ApiKey, key_id)
+    candidate = hash_secret(secret)
     expected = key.secret_hash if key is not None else _NO_HASH
     if not hmac.compare_digest(candidate, expected) or key is None or key.revoked_at is not None:
         raise AuthenticationFailed("the API key is not valid")
@@ -137,28 +134,3 @@ def authenticate_key(cp: ControlPlane, db: Session, credential: str) -> KeyPrinc
 
 def key_permissions(key: ApiKey) -> frozenset[Permission]:
     return parse_permissions(key.permissions)
-
-
-class LastUsedRecorder:
-    """Writes ``api_keys.last_used_at`` at most once per ``resolution_s`` per key."""
-
-    def __init__(self, resolution_s: int) -> None:
-        self._resolution = timedelta(seconds=resolution_s)
-        self._written: dict[str, datetime] = {}
-        self._lock = threading.Lock()
-
-    def record(self, db: Session, key_id: str, now: datetime) -> None:
-        with self._lock:
-            last = self._written.get(key_id)
-            if last is not None and now - last < self._resolution:
-                return
-            self._written[key_id] = now
-            if len(self._written) > 100_000:  # bound memory; forgetting only costs a write
-                self._written.clear()
-        # Another replica may have written it: the condition keeps this a no-op then.
-        db.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None),
-                                            ApiKey.last_used_at <= now - self._resolution))
-            .values(last_used_at=now)
-        )

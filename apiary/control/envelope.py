@@ -3,43 +3,36 @@
 Signing keys, TOTP secrets and OIDC client secrets are stored as ``v1:<base64>`` of
 nonce ‖ ciphertext ‖ tag. Each ciphertext is bound to what it belongs to through the
 associated data (e.g. ``"totp:<user id>"``), so a ciphertext copied into another row does
-not decrypt. The version prefix leaves room for re-encryption under a new key.
+not decrypt. The version prefix leaves room for re-encryption under a new key. The format
+and the key's loading are :mod:`apiary.envelope`'s, shared with the data plane's envelope;
+the key is the control plane's own (``APIARY_CP_ENVELOPE_KEY``).
 """
 
 from __future__ import annotations
 
-import base64
-import os
-from pathlib import Path
-
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from apiary.envelope import KEY_BYTES, is_sealed, load_key, seal, unseal
 from apiary.errors import ConfigurationError
 from apiary.settings import ApiarySettings
-
-_VERSION = "v1:"
 
 
 class Envelope:
     """Encrypts and decrypts short secrets with one 32-byte key."""
 
     def __init__(self, key: bytes) -> None:
-        if len(key) != 32:
+        if len(key) != KEY_BYTES:
             raise ConfigurationError("the cpdb envelope key must be 32 bytes")
-        self._aead = AESGCM(key)
+        self._key = key
 
     def encrypt(self, plaintext: bytes, *, context: str) -> str:
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, plaintext, context.encode())
-        return _VERSION + base64.urlsafe_b64encode(nonce + sealed).decode()
+        return seal(self._key, plaintext, context.encode())
 
     def decrypt(self, ciphertext: str, *, context: str) -> bytes:
-        if not ciphertext.startswith(_VERSION):
+        if not is_sealed(ciphertext):
             raise ConfigurationError("a cpdb secret is in an unknown encryption format")
-        raw = base64.urlsafe_b64decode(ciphertext[len(_VERSION):])
         try:
-            return self._aead.decrypt(raw[:12], raw[12:], context.encode())
+            return unseal(self._key, ciphertext, context.encode())
         except InvalidTag:
             raise ConfigurationError(
                 "a cpdb secret does not decrypt: APIARY_CP_ENVELOPE_KEY is not the key it was "
@@ -53,28 +46,5 @@ def envelope_from_settings(settings: ApiarySettings) -> Envelope:
     The key file is created (mode 0600) on first use; losing it makes the encrypted
     secrets unreadable, so it belongs in backups next to cp.sqlite.
     """
-    if settings.cp_envelope_key is not None:
-        try:
-            key = base64.urlsafe_b64decode(settings.cp_envelope_key.get_secret_value())
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise ConfigurationError(
-                "APIARY_CP_ENVELOPE_KEY must be url-safe base64 of exactly 32 bytes; make one "
-                "with: python -c \"import os,base64;print(base64.urlsafe_b64encode("
-                "os.urandom(32)).decode())\""
-            )
-        return Envelope(key)
-    return Envelope(_key_file(settings.data_dir / "cp-envelope.key"))
-
-
-def _key_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return base64.urlsafe_b64decode(path.read_text().strip())
-    key = os.urandom(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.urlsafe_b64encode(key).decode() + "\n")
-    return key
+    return Envelope(load_key(settings.cp_envelope_key, variable="APIARY_CP_ENVELOPE_KEY",
+                             key_file=settings.data_dir / "cp-envelope.key"))

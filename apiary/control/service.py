@@ -2,6 +2,11 @@
 
 One :class:`ControlPlane` per process (a Serve replica, the admin CLI, a test). Operations
 are plain functions taking it and a database session; they raise :mod:`apiary.errors`.
+
+Its collaborators (signing keys, the key-usage recorder, the OIDC client, the throttle)
+are built from settings and primitives and never import this module, so operations
+(:mod:`apiary.control.identity`, :mod:`apiary.control.apikeys`, ...) depend on it and it
+depends on none of them: there is no import cycle through the control plane's state.
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import httpx
 from argon2 import PasswordHasher
@@ -19,12 +23,13 @@ from apiary._private.files import private_dir
 from apiary.control._common import Clock, utcnow
 from apiary.control.db import Database, upgrade
 from apiary.control.envelope import Envelope, envelope_from_settings
+from apiary.control.key_usage import LastUsedRecorder
+from apiary.control.oidc_client import OidcClient
 from apiary.control.passwords import DEFAULT_HASHER, HASH_SLOTS
+from apiary.control.signing import SigningKeys
+from apiary.control.throttle import AuthThrottle
 from apiary.outbound import OutboundPolicy
 from apiary.settings import ApiarySettings
-
-if TYPE_CHECKING:
-    from apiary.control.signing import SigningKeys
 
 
 class ControlPlane:
@@ -45,11 +50,6 @@ class ControlPlane:
         password_hasher: PasswordHasher = DEFAULT_HASHER,
         http: httpx.Client | None = None,
     ) -> None:
-        from apiary.control.apikeys import LastUsedRecorder
-        from apiary.control.identity.oidc import OidcLogin
-        from apiary.control.identity.throttle import AuthThrottle
-        from apiary.control.signing import SigningKeys
-
         self.settings = settings
         self.database = database
         self.envelope = envelope or envelope_from_settings(settings)
@@ -59,10 +59,11 @@ class ControlPlane:
         # address it connects to (no internal targets, no redirects).
         self.outbound = OutboundPolicy.from_settings(settings)
         self.http = http or self.outbound.client(timeout=10.0)
-        self.signing: SigningKeys = SigningKeys(self)
+        # The clock is read through self, so a test that replaces it moves them all.
+        self.signing = SigningKeys(settings, self.envelope, clock=lambda: self.clock())
         self.key_usage = LastUsedRecorder(settings.cp_key_last_used_resolution_s)
-        self.oidc = OidcLogin(self.http, self.outbound)
-        # Throttling of credential checks (apiary.control.identity.throttle) and the
+        self.oidc = OidcClient(self.http, self.outbound)
+        # Throttling of credential checks (apiary.control.throttle) and the
         # process-wide bound on concurrent password hashes (apiary.control.passwords).
         self.throttle = AuthThrottle(settings, self.envelope,
                                      clock=lambda: self.clock().timestamp())

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from apiary.control.db import SigningKey
+from apiary.control.envelope import Envelope
 from apiary.errors import Conflict
+from apiary.settings import ApiarySettings
 
 ALGORITHM = "ES256"
 RETIRE_MARGIN = timedelta(seconds=300)
@@ -56,8 +59,14 @@ def public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
 class SigningKeys:
     """The signing keys in cpdb, with decrypted private keys cached per process."""
 
-    def __init__(self, cp: Any) -> None:  # a ControlPlane (Any: avoids an import cycle)
-        self._cp = cp
+    def __init__(
+        self, settings: ApiarySettings, envelope: Envelope, clock: Callable[[], datetime]
+    ) -> None:
+        """``envelope`` seals the private keys; ``clock`` (the control plane's, so tests move
+        it) dates states; ``settings`` gives ``cp_token_ttl_s`` and ``cp_jwks_cache_s``."""
+        self._settings = settings
+        self._envelope = envelope
+        self._now = clock
         self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._lock = threading.Lock()
 
@@ -68,10 +77,10 @@ class SigningKeys:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        now = self._cp.now()
+        now = self._now()
         key = SigningKey(
             kid=jwk["kid"], algorithm=ALGORITHM,
-            private_key_ciphertext=self._cp.envelope.encrypt(pem, context=f"signing:{jwk['kid']}"),
+            private_key_ciphertext=self._envelope.encrypt(pem, context=f"signing:{jwk['kid']}"),
             public_jwk=jwk, state=state, created_at=now, not_before=not_before,
             activated_at=now if state == "active" else None,
         )
@@ -88,7 +97,7 @@ class SigningKeys:
 
     def current(self, db: Session) -> SigningKey:
         """The key to sign with now: promotes a due next key, creates the first key."""
-        now = self._cp.now()
+        now = self._now()
         active, pending = self._live(db)
         due = [k for k in pending if k.not_before <= now]
         if due:
@@ -103,7 +112,7 @@ class SigningKeys:
             .values(state="active", activated_at=now)
         )
         if promoted.rowcount:  # type: ignore[attr-defined]
-            retire_after = now + timedelta(seconds=self._cp.settings.cp_token_ttl_s) + RETIRE_MARGIN
+            retire_after = now + timedelta(seconds=self._settings.cp_token_ttl_s) + RETIRE_MARGIN
             db.execute(
                 update(SigningKey).where(SigningKey.state == "active", SigningKey.kid != key.kid)
                 .values(state="retired", retire_after=retire_after)
@@ -117,7 +126,7 @@ class SigningKeys:
             cached = self._private.get(key.kid)
         if cached is not None:
             return cached
-        pem = self._cp.envelope.decrypt(key.private_key_ciphertext, context=f"signing:{key.kid}")
+        pem = self._envelope.decrypt(key.private_key_ciphertext, context=f"signing:{key.kid}")
         private = serialization.load_pem_private_key(pem, password=None)
         assert isinstance(private, ec.EllipticCurvePrivateKey)
         with self._lock:
@@ -129,7 +138,7 @@ class SigningKeys:
 
         Raises :class:`Conflict` while an earlier rotation is still pending.
         """
-        now = self._cp.now()
+        now = self._now()
         active, pending = self._live(db)
         if pending:
             raise Conflict(
@@ -138,12 +147,12 @@ class SigningKeys:
             )
         if not active:
             self._new_key(db, state="active", not_before=now)
-        not_before = now + timedelta(seconds=self._cp.settings.cp_jwks_cache_s)
+        not_before = now + timedelta(seconds=self._settings.cp_jwks_cache_s)
         return self._new_key(db, state="next", not_before=not_before)
 
     def published(self, db: Session) -> list[SigningKey]:
         """Keys in the JWKS: next, active, and retired ones until ``retire_after``."""
-        now = self._cp.now()
+        now = self._now()
         keys = [k for k in db.scalars(select(SigningKey))
                 if k.state != "retired" or (k.retire_after is not None and k.retire_after > now)]
         return sorted(keys, key=lambda k: (_ORDER[k.state], k.created_at))

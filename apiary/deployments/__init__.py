@@ -1,12 +1,22 @@
-"""Ray Serve deployments: the HTTP faces of Apiary.
+"""Ray Serve deployments: thin Serve wrappers that hold no business logic. What they run
+comes from the planes' packages; when and with what settings they are deployed is decided by
+:mod:`apiary.startup` (``apiary up`` and the clusters' Serve configs), which this package
+never imports.
 
 - :func:`data_plane_app`: ingestion and queries (:mod:`apiary.deployments.data_plane`).
+- :func:`control_plane_app`: accounts, keys, tokens at ``/cp``
+  (:mod:`apiary.deployments.control_plane`).
+- :func:`pools_app`: a cluster's writer and evaluator pools under one
+  :class:`PoolSupervisor`, which runs the start-up sequence it is handed
+  (:mod:`apiary.deployments.pools`).
 - :func:`serve_environment`: the environment Serve must start with for throughput.
 """
 
 from __future__ import annotations
 
+from apiary.deployments.control_plane import ControlPlaneDeployment, control_plane_app
 from apiary.deployments.data_plane import APP_NAME, DataPlane, data_plane_app
+from apiary.deployments.pools import Pools, PoolSupervisor, pools_app
 
 
 def serve_environment(*, haproxy_dir: str, stats_port: int, metrics_port: int) -> dict[str, str]:
@@ -38,4 +48,14 @@ def serve_environment(*, haproxy_dir: str, stats_port: int, metrics_port: int) -
     }
 
 
-__all__ = ["APP_NAME", "DataPlane", "data_plane_app", "serve_environment"]
+__all__ = [
+    "APP_NAME",
+    "ControlPlaneDeployment",
+    "DataPlane",
+    "PoolSupervisor",
+    "Pools",
+    "control_plane_app",
+    "data_plane_app",
+    "pools_app",
+    "serve_environment",
+]

@@ -6,7 +6,14 @@ Public surface:
 - :func:`connect`: a NATS connection with Apiary's reconnect policy.
 - :func:`ensure_topology`: create/update the streams and durable consumers, idempotently.
 - :class:`EventPublisher`: publish event batches; durable when the call returns.
-- :func:`encode_batch` / :func:`decode_batch`: the wire form of a batch.
+- :func:`encode_batch` / :func:`decode_batch` (and ``*_table``): the wire form of a batch.
+- The topology's names: streams (``EVENTS_STREAM``, ``EVALUATION_STREAM``,
+  ``NOTIFICATIONS_STREAM``), their durable consumers (``WRITERS_CONSUMER``,
+  ``EVALUATORS_CONSUMER``, ``NOTIFIERS_CONSUMER``), :func:`events_subject`, and
+  :func:`consumer_backlog`.
+
+Only the foundations below it (:mod:`apiary.errors`, :mod:`apiary.event`,
+:mod:`apiary.settings`) are imported; the planes and the Ray wrappers import this.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from apiary.queue._publisher import EventPublisher
 from apiary.queue._server import NatsServer, describe_url, nats_server_binary
 from apiary.queue._topology import (
     EVALUATION_STREAM,
+    EVALUATORS_CONSUMER,
     EVENTS_STREAM,
     NOTIFICATIONS_STREAM,
+    NOTIFIERS_CONSUMER,
     WRITERS_CONSUMER,
     consumer_backlog,
     ensure_topology,
@@ -97,8 +106,10 @@ __all__ = [
     "ARROW_ENCODING",
     "ENCODING_HEADER",
     "EVALUATION_STREAM",
+    "EVALUATORS_CONSUMER",
     "EVENTS_STREAM",
     "NOTIFICATIONS_STREAM",
+    "NOTIFIERS_CONSUMER",
     "WIRE_SCHEMA",
     "WRITERS_CONSUMER",
     "EventPublisher",

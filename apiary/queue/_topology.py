@@ -1,11 +1,11 @@
 """Apiary's JetStream topology: the streams, their durable consumers, and how to ensure them.
 
-Streams (DESIGN.md): ``events`` (``events.>``), ``evaluation`` (``evaluation.>``) and
-``notifications`` (``notifications.>``). Each uses *interest* retention (a message is
-removed once every durable consumer acknowledged it) and *discard new* with a byte limit:
-when the backlog is full JetStream refuses the publish, so Apiary answers 503 instead of
-accepting data it could not persist. Every consumer is a durable pull consumer with
-explicit acks and a bounded number of deliveries.
+Streams (docs/architecture.md, "The data path"): ``events`` (``events.>``), ``evaluation``
+(``evaluation.>``) and ``notifications`` (``notifications.>``). Each uses *interest*
+retention (a message is removed once every durable consumer acknowledged it) and *discard
+new* with a byte limit: when the backlog is full JetStream refuses the publish, so Apiary
+answers 503 instead of accepting data it could not persist. Every consumer is a durable pull
+consumer with explicit acks and a bounded number of deliveries.
 
 Subjects on ``events``: ``events.<kind>.<project_id>``, where ``kind`` names the producer
 (``spans`` for OTLP ingestion).

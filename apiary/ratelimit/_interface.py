@@ -1,8 +1,9 @@
 """Rate limits and caches: the interfaces every driver implements.
 
-Two drivers each (DESIGN.md, "Stores"): Redis, shared by every replica, in production;
-in-process, per replica, as the embedded default. Callers see only these protocols and
-cannot tell the drivers apart except by whether state is shared.
+Two drivers each (docs/architecture.md, "Stores and their embedded defaults"): Redis, shared
+by every replica, in production; in-process, per replica, as the embedded default. Callers
+see only these protocols and cannot tell the drivers apart except by whether state is
+shared.
 
 Rate limits are token buckets per key: a key may spend ``burst`` requests at once, and
 regains ``rate_per_s`` per second up to ``burst``. A refused hit spends nothing.

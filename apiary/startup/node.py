@@ -3,14 +3,17 @@
 :class:`ApiaryNode` starts, in order: the embedded nats-server (unless ``APIARY_NATS_URL``),
 the JetStream streams and consumers, Ray (local, or joining ``APIARY_RAY_ADDRESS``), the
 ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, the
-evaluator pool under its scaler (and a scaler of extra writers with ``APIARY_WRITER_MAX``;
-:mod:`apiary.actors.scaler`), the control-plane Serve application at ``/cp`` (unless
-``APIARY_CONTROL_PLANE_URL`` names an external one) with its bootstrap tenant, and the
-data-plane Serve application, which trusts the control plane only through its JWKS and
-token exchange. When :meth:`ApiaryNode.start` returns, the API answers and
-``<data-dir>/connection.json`` names its URL, a project API key, the project id and the
-admin account's email (never its password: that is shown once, when the account is
-created, and only a hash is kept).
+evaluator pool under its scaler (and a scaler of extra writers with ``APIARY_WRITER_MAX``),
+the control-plane Serve application at ``/cp`` (unless ``APIARY_CONTROL_PLANE_URL`` names an
+external one) with its bootstrap tenant, and the data-plane Serve application, which trusts
+the control plane only through its JWKS and token exchange. The streams, the schema, the
+pools and the data-plane application come from the start-up sequence that a cluster's
+Serve applications run too (:mod:`apiary.startup.sequence`); what is the node's own is the
+process around them (lock, umask, nats-server, Ray, Serve, the bootstrap tenant).
+
+When :meth:`ApiaryNode.start` returns, the API answers and ``<data-dir>/connection.json``
+names its URL, a project API key, the project id and the admin account's email (never its
+password: that is shown once, when the account is created, and only a hash is kept).
 
 Files: everything under the data directory is owner-only (directory 0700, files 0600).
 Before anything is started the process umask becomes 0o077 (inherited by nats-server and a
@@ -47,7 +50,7 @@ import httpx
 from apiary._private.files import private_dir, restrict_umask, tighten_tree, write_private
 from apiary._private.logs import configure_logging
 from apiary.errors import ApiaryError, ConfigurationError
-from apiary.queue import NatsServer, connect, describe_url, ensure_topology
+from apiary.queue import NatsServer, describe_url
 from apiary.settings import ApiarySettings
 from apiary.startup.bootstrap import (
     Bootstrap,
@@ -55,9 +58,14 @@ from apiary.startup.bootstrap import (
     read_connection,
     write_connection,
 )
+from apiary.startup.sequence import (
+    NAMESPACE,
+    NODE_PLACEMENT,
+    DataPlaneServices,
+    Progress,
+    data_plane_application,
+)
 
-Progress = Callable[[str], None]
-NAMESPACE = "apiary"
 #: What Apiary keeps in a data directory (glob patterns): tightened at start. Anything else
 #: there is not Apiary's, and is left as it is.
 DATA_DIR_ENTRIES = (
@@ -130,9 +138,7 @@ class ApiaryNode:
         self._nats_url: str | None = None
         self._started_ray = False
         self._haproxy_dir: Path | None = None
-        self._clickhouse: Any = None
-        self._writers: Any = None
-        self._scalers: list[Any] = []
+        self._services: DataPlaneServices | None = None
         self._serve_running = False
         self.bootstrap: Bootstrap | None = None
         self.connection: Connection | None = None
@@ -169,31 +175,20 @@ class ApiaryNode:
             self._nats_url = s.nats_url
         if self._nats_url is None:
             raise RuntimeError("no NATS URL")
-        self._progress(f"ensuring streams and consumers on {describe_url(self._nats_url)}")
-        changes = asyncio.run(self._ensure_topology(self._nats_url))
-        for change in changes:
-            self._progress(f"  {change}")
+        # The start-up sequence (apiary.startup.sequence), with Ray started after its first
+        # step: the streams need no Ray, the embedded ClickHouse owner does.
+        services = self._services = DataPlaneServices(
+            s, self._nats_url, NODE_PLACEMENT, client_name="apiary-up", progress=self._progress)
+        asyncio.run(services.ensure_streams())
 
         self._progress(
             f"joining Ray cluster at {s.ray_address}" if s.ray_address else "starting Ray"
         )
         self._start_ray()
 
-        self._progress("applying the ClickHouse schema")
-        self._start_clickhouse()
-
-        self._progress(f"starting {s.writer_count} writer actor(s)")
-        from apiary.actors.writer import WriterPool
-
-        self._writers = WriterPool(s, self._nats_url, num_cpus=0.25)
-        self._writers.start()
-
-        self._progress(f"starting {s.evaluator_min}-{s.evaluator_max} evaluator actor(s) and "
-                       "the pool scaler(s)")
-        from apiary.actors.scaler import start_scalers
-
-        self._scalers = start_scalers(s, self._nats_url, evaluator_options={"num_cpus": 0.25},
-                                      writer_options={"num_cpus": 0.25})
+        services.prepare_clickhouse()
+        services.start_writers()
+        services.start_scalers()
 
         self._start_serve()
         if self.embedded_control_plane:
@@ -252,13 +247,6 @@ class ApiaryNode:
         lock.flush()
         self._lock_file = lock
 
-    async def _ensure_topology(self, url: str) -> list[str]:
-        nc = await connect(url, name="apiary-up")
-        try:
-            return await ensure_topology(nc.jetstream(), self.settings)
-        finally:
-            await nc.close()
-
     def _start_ray(self) -> None:
         import ray
 
@@ -296,27 +284,6 @@ class ApiaryNode:
                      object_store_memory=self.settings.ray_object_store_bytes, **common)
             self._started_ray = True
 
-    def _start_clickhouse(self) -> None:
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from apiary.actors.clickhouse import CLICKHOUSE_ACTOR_NAME, ClickHouseActor, migrate_server
-
-        if not self.settings.embedded_clickhouse:
-            for version in migrate_server(self.settings):
-                self._progress(f"  applied migration {version}")
-            return
-        # chDB files live on this machine: the owner must run here.
-        here = ray.get_runtime_context().get_node_id()
-        self._clickhouse = ClickHouseActor.options(  # type: ignore[attr-defined]
-            name=CLICKHOUSE_ACTOR_NAME,
-            namespace=NAMESPACE,
-            num_cpus=0.25,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-        ).remote(self.settings)
-        for version in ray.get(self._clickhouse.applied_migrations.remote()):
-            self._progress(f"  applied migration {version}")
-
     def _start_serve(self) -> None:
         from ray import serve
 
@@ -337,13 +304,11 @@ class ApiaryNode:
     def _deploy_data_plane(self) -> None:
         from ray import serve
 
-        from apiary.dataplane.auth import control_plane_authenticator
-        from apiary.deployments import APP_NAME, data_plane_app
+        from apiary.deployments import APP_NAME
 
         if self._nats_url is None:
             raise RuntimeError("no NATS URL")
-        app = data_plane_app(self.settings, self._nats_url,
-                             control_plane_authenticator(self.settings))
+        app = data_plane_application(self.settings, self._nats_url)
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
 
     def _wait_ready(self, path: str, timeout: float = 120.0) -> None:
@@ -384,21 +349,15 @@ class ApiaryNode:
 
     def supervise_once(self) -> None:
         """Restart writers Ray restarted after a crash; called periodically by ``apiary up``."""
-        if self._writers is not None:
-            self._writers.ensure_running()
-        if self._scalers:
-            import ray
-
-            ray.get([s.ensure_running.remote() for s in self._scalers])
+        if self._services is not None:
+            self._services.ensure_running()
 
     def writer_stats(self) -> list[dict[str, Any]]:
-        return [] if self._writers is None else list(self._writers.stats())
+        return [] if self._services is None else self._services.writer_stats()
 
     def pool_status(self) -> list[dict[str, Any]]:
         """What each pool scaler (evaluators, extra writers) sees and has."""
-        import ray
-
-        return list(ray.get([s.status.remote() for s in self._scalers]))
+        return [] if self._services is None else self._services.pool_status()
 
     # -- stop -----------------------------------------------------------------------------
 
@@ -418,23 +377,10 @@ class ApiaryNode:
 
             attempt("serve", serve.shutdown)
             self._serve_running = False
-        if self._scalers:
-            from apiary.actors.scaler import stop_scalers
-
-            # Evaluators first: the scores they publish are stored by the writers.
-            self._progress("draining evaluators (and scaled writers)")
-            attempt("scalers", lambda: stop_scalers(self._scalers))
-            self._scalers = []
-        if self._writers is not None:
-            self._progress("draining writers")
-            attempt("writers", self._writers.stop)
-            self._writers = None
-        if self._clickhouse is not None:
-            import ray
-
-            attempt("clickhouse", lambda: ray.get(self._clickhouse.close.remote(), timeout=30))
-            attempt("clickhouse", lambda: ray.kill(self._clickhouse))
-            self._clickhouse = None
+        if self._services is not None:
+            # Evaluators, then writers, then the chDB owner (apiary.startup.sequence).
+            services, self._services = self._services, None
+            errors.extend(services.stop())
         if self._started_ray:
             import ray
 

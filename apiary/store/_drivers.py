@@ -1,6 +1,7 @@
 """The two ClickHouse drivers behind one synchronous interface.
 
-:func:`open_driver` picks the driver from configuration (DESIGN.md, "Stores"):
+:func:`open_driver` picks the driver from configuration (docs/architecture.md, "Stores and
+their embedded defaults"):
 
 - :class:`ClickHouseServer` — a ClickHouse server over HTTP(S) via clickhouse-connect, for
   production. The URL carries the credentials (``http://user:pass@host:8123``).

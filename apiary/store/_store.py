@@ -1,4 +1,8 @@
-"""The event store: one object the writer and the query API use, over either driver."""
+"""The event store: one object the writer and the query API use, over either driver.
+
+Methods marked :func:`~apiary.store._remote.remote` are also reachable from any process of
+the cluster through a :class:`~apiary.store.StoreClient` (async, same names and arguments).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from apiary.store._queries import (
     shape_export,
     shape_session,
 )
+from apiary.store._remote import remote
 from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
 from apiary.store._updates import (
     patches_to_arrow,
@@ -92,10 +97,18 @@ class EventStore:
         self.insert_arrow(table)
         return int(table.num_rows)
 
+    @remote
     def insert_arrow(self, table: pa.Table) -> None:
         """Insert a table built by :func:`~apiary.store.events_to_arrow`."""
         self.driver.insert_arrow(f"{self.database}.events", table)
 
+    @remote
+    def insert_arrow_ipc(self, data: pa.Buffer | bytes) -> None:
+        """Insert the table encoded by :func:`~apiary.store.arrow_ipc` (read without
+        copying it): how a writer's table crosses to the chDB owner as one buffer."""
+        self.insert_arrow(pa.ipc.open_stream(data).read_all())
+
+    @remote
     def existing_versions(self, project_id: str, event_ids: Sequence[str],
                           session_ids: Sequence[str] | None = None) -> dict[str, int]:
         """``{event_id: highest stored version}`` for those of ``event_ids`` stored."""
@@ -111,12 +124,14 @@ class EventStore:
 
     # --- traces linked to a derived session, and moving them (apiary.dataplane.writer._relink) ---
 
+    @remote
     def record_derived_traces(self, project_id: str, traces: Mapping[str, str]) -> None:
         """Remember that ``traces`` (trace id → derived session) were linked that way."""
         if traces:
             self.driver.insert_arrow(f"{self.database}.derived_traces",
                                      derived_traces_to_arrow(project_id, traces))
 
+    @remote
     def derived_traces(self, project_id: str, trace_ids: Sequence[str]) -> dict[str, str]:
         """``{trace_id: derived session}`` for those of ``trace_ids`` linked that way."""
         if not trace_ids:
@@ -124,6 +139,7 @@ class EventStore:
         rows = self._rows(plan_derived_traces(self.database, project_id, trace_ids))
         return {str(r["trace_id"]): str(r["session_id"]) for r in rows}
 
+    @remote
     def forget_sessions(self, project_id: str, session_ids: Sequence[str],
                         trace_ids: Sequence[str]) -> None:
         """Delete the rows and rollups of ``session_ids`` and the records of ``trace_ids``
@@ -131,12 +147,14 @@ class EventStore:
         for stmt in plan_forget_sessions(self.database, project_id, session_ids, trace_ids):
             self.driver.command(stmt.sql, stmt.parameters)
 
+    @remote
     def record_uninherited_sessions(self, project_id: str, session_ids: Sequence[str]) -> None:
         """Remember that events of ``session_ids`` were stored before their session event."""
         if session_ids:
             self.driver.insert_arrow(f"{self.database}.uninherited_sessions",
                                      uninherited_sessions_to_arrow(project_id, session_ids))
 
+    @remote
     def uninherited_sessions(self, project_id: str, session_ids: Sequence[str]) -> list[str]:
         """Those of ``session_ids`` recorded by :meth:`record_uninherited_sessions`."""
         if not session_ids:
@@ -144,6 +162,7 @@ class EventStore:
         rows = self._rows(plan_uninherited_sessions(self.database, project_id, session_ids))
         return [str(r["session_id"]) for r in rows]
 
+    @remote
     def forget_uninherited(self, project_id: str, session_ids: Sequence[str]) -> None:
         """Delete the records of ``session_ids``; idempotent."""
         stmt = plan_forget_uninherited(self.database, project_id, session_ids)
@@ -151,6 +170,7 @@ class EventStore:
 
     # --- updates (PUT /events): the patch log and the merge's reads --------------------
 
+    @remote
     def insert_patches(self, tenant: Tenant, patches: Sequence[EventPatch]) -> int:
         """Append ``patches`` of ``tenant`` to ``event_updates``; returns the row count."""
         if not patches:
@@ -159,6 +179,7 @@ class EventStore:
                                  patches_to_arrow(tenant, patches))
         return len(patches)
 
+    @remote
     def event_patches(self, project_id: str,
                       event_ids: Sequence[str]) -> dict[str, list[EventPatch]]:
         """``{event_id: patches in application order}`` for those of ``event_ids`` patched."""
@@ -169,6 +190,7 @@ class EventStore:
             found.update(rows_to_patches(self._rows(stmt)))
         return found
 
+    @remote
     def latest_events(self, project_id: str, event_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The newest stored version of those of ``event_ids`` stored, in API shape plus the
         derived columns (``cost``, tokens, ...) and ``version``."""
@@ -180,6 +202,7 @@ class EventStore:
                 method=self.dedup_method))
         return found
 
+    @remote
     def latest_events_in_sessions(self, project_id: str,
                                   session_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Like :meth:`latest_events`, for every event of ``session_ids`` (a primary-key
@@ -198,6 +221,7 @@ class EventStore:
             found.append(event)
         return found
 
+    @remote
     def recently_patched(self, *, hours: int = 24,
                          limit: int = 100_000) -> list[tuple[str, str]]:
         """``(project_id, event_id)`` of the events patched in the last ``hours``."""
@@ -206,6 +230,7 @@ class EventStore:
 
     # --- reads -----------------------------------------------------------------------
 
+    @remote
     def export(self, project_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /v1/events/export``: ``{"events", "totalEvents", "count"}``.
 
@@ -221,6 +246,7 @@ class EventStore:
             total = int(self._rows(plan.total)[0]["n"])
         return shape_export(plan, rows, total)
 
+    @remote
     def get_event(self, project_id: str, event_id: str) -> dict[str, Any]:
         """One event (newest version) of the project; NotFound when absent."""
         result = self.export(project_id, {"filters": [
@@ -231,18 +257,21 @@ class EventStore:
         event: dict[str, Any] = result["events"][0]
         return event
 
+    @remote
     def session_tree(self, project_id: str, session_id: str) -> dict[str, Any]:
         """The session's events nested under their parents (NotFound if it has none)."""
         stmt = plan_session_events(self.database, project_id, session_id,
                                    method=self.dedup_method)
         return build_session_tree(session_id, self._rows(stmt))
 
+    @remote
     def session_events(self, project_id: str, session_id: str) -> list[dict[str, Any]]:
         """The session's events, flat, in start_time order (empty if none)."""
         stmt = plan_session_events(self.database, project_id, session_id,
                                    method=self.dedup_method)
         return [row_to_event(row) for row in self._rows(stmt)]
 
+    @remote
     def list_sessions(self, project_id: str, *, limit: int = 50, page: int = 1,
                       date_range: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``{"sessions": [...], "totalSessions": n}``, newest first, from the rollups."""
@@ -252,6 +281,7 @@ class EventStore:
         total = int(self._rows(total_stmt)[0]["n"])
         return {"sessions": sessions, "totalSessions": total}
 
+    @remote
     def event_schema(self, project_id: str, *, event_type: str | None = None,
                      event_name: str | None = None) -> list[dict[str, Any]]:
         """Field paths seen in the project's JSON columns, with value type and counts."""
@@ -259,24 +289,29 @@ class EventStore:
                                  event_name=event_name)
         return self._rows(stmt)
 
+    @remote
     def event_details(self, project_id: str) -> list[dict[str, Any]]:
         """The project's event types and names, with event counts and first/last seen."""
         return self._rows(plan_event_details(self.database, project_id))
 
+    @remote
     def count_events(self, project_id: str) -> int:
         """Exact number of distinct events of the project."""
         return int(self._rows(plan_count_events(self.database, project_id))[0]["n"])
 
+    @remote
     def count_rows(self, project_id: str) -> int:
         """Stored rows of the project (versions and duplicates included); cheap."""
         return int(self._rows(plan_count_rows(self.database, project_id))[0]["n"])
 
+    @remote
     def count_duplicate_rows(self, project_id: str) -> int:
         """Stored rows beyond one per event (before merges collapse them)."""
         return int(self._rows(plan_count_duplicate_rows(self.database, project_id))[0]["n"])
 
     # --- experiment runs (apiary.store._experiments) ---------------------------------------
 
+    @remote
     def run_result_rows(self, project_id: str, run_id: str, session_ids: Sequence[str],
                         aggregate: str, filters: Sequence[Mapping[str, Any]] = ()
                         ) -> dict[str, list[dict[str, Any]]]:
@@ -298,6 +333,7 @@ class EventStore:
                 *args, filters=filters, method=method, within=within)),
         }
 
+    @remote
     def run_events(self, project_id: str, run_id: str, session_ids: Sequence[str],
                    filters: Sequence[Mapping[str, Any]] = (), limit: int = 10_000
                    ) -> list[dict[str, Any]]:
@@ -308,6 +344,7 @@ class EventStore:
 
     # --- charts (apiary.store._charts) ----------------------------------------------------
 
+    @remote
     def chart_data(self, project_id: str, request: Mapping[str, Any], *,
                    now_ms: float | None = None) -> dict[str, Any]:
         """A chart's series (``POST /v1/charts/query``): see
@@ -318,6 +355,13 @@ class EventStore:
                           parse_chart_request(request, now_ms=now_ms),
                           method=self.dedup_method)
         return shape_chart(plan, self._rows(plan.statement))
+
+    @remote
+    def query_rows(self, sql: str,
+                   parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a read-only ``sql`` with bound ``parameters``, as the driver returns them
+        (the writer's lookups that no other method covers)."""
+        return self.driver.query_rows(sql, parameters)
 
     def close(self) -> None:
         self.driver.close()

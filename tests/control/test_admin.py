@@ -12,7 +12,7 @@ from apiary.control import ControlPlane, admin
 from apiary.control.cli import add_control_commands
 from apiary.errors import Conflict, NotFound
 
-from ._helpers import auth, error_code, exchange, ok
+from ._tenants import auth, error_code, exchange, ok
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,7 +146,7 @@ def test_cli_verify_link_and_domain_approval(
     client: TestClient, cp: ControlPlane, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from ._helpers import make_tenant, signup
+    from ._tenants import make_tenant, signup
 
     settings = cp.settings
     assert settings.cp_envelope_key is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from ._helpers import auth, error_code, make_tenant, ok, project_key
+from ._tenants import auth, error_code, make_tenant, ok, project_key
 
 
 def test_prompt_versions_are_immutable_and_environments_point_at_them(

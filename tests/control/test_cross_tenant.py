@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from apiary.control.permissions import KEY_GRANTABLE, sorted_values
 
-from ._helpers import Tenant, auth, exchange, make_tenant, ok, project_key
+from ._tenants import Tenant, auth, exchange, make_tenant, ok, project_key
 
 Call = tuple[str, str, dict[str, Any] | None]
 

@@ -22,7 +22,7 @@ from apiary.control.dataplanes import register_data_plane
 from apiary.control.signing import ALGORITHM
 from apiary.errors import InvalidRequest
 
-from ._helpers import add_member, auth, error_code, exchange, make_tenant, ok, project_key, verify
+from ._tenants import add_member, auth, error_code, exchange, make_tenant, ok, project_key, verify
 from .conftest import DATA_PLANE_ID, ISSUER
 
 

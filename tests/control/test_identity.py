@@ -13,7 +13,7 @@ from apiary.control import ControlPlane
 from apiary.control.db import RecoveryCode, TotpCredential, User, UserSession
 from apiary.control.passwords import DEFAULT_HASHER
 
-from ._helpers import PASSWORD, auth, error_code, ok, signup
+from ._tenants import PASSWORD, auth, error_code, ok, signup
 from .conftest import FakeClock
 
 

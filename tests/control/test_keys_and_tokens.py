@@ -15,7 +15,7 @@ from apiary.control.dataplanes import register_data_plane
 from apiary.control.db import ApiKey, SigningKey
 from apiary.control.signing import RETIRE_MARGIN
 
-from ._helpers import (
+from ._tenants import (
     add_member,
     auth,
     error_code,

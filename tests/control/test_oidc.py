@@ -19,7 +19,7 @@ from apiary.control.db import User
 from apiary.control.identity.oidc import pending_logins
 from apiary.errors import AuthenticationFailed
 
-from ._helpers import Tenant, add_member, auth, error_code, make_tenant, ok, signup, user_id
+from ._tenants import Tenant, add_member, auth, error_code, make_tenant, ok, signup, user_id
 from .conftest import ISSUER, FakeClock
 from .oidc_provider import LocalOidcProvider
 

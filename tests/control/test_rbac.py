@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from apiary.control import ControlPlane
 
-from ._helpers import (
+from ._tenants import (
     Tenant,
     add_member,
     auth,

@@ -25,7 +25,7 @@ import yaml
 from botocore.validate import ParamValidator
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from apiary.deployments.serve_app import EVALUATOR_RESOURCE, WRITER_RESOURCE
+from apiary.startup.cluster import EVALUATOR_RESOURCE, WRITER_RESOURCE
 
 from ._manifests import CLUSTER_ENV_FILES, CLUSTER_FILES, CLUSTER_YAML
 
@@ -180,7 +180,7 @@ def test_commands_install_configure_and_start_apiary(plane: str) -> None:
     assert mounts == {"~/apiary-dist": "./dist", f"~/{env_file}": f"./{env_file}"}
     setup = config["setup_commands"]
     assert any(c.startswith("pip install") and "~/apiary-dist/apiary-" in c for c in setup)
-    assert "python -m apiary.deployments.serve_app env > ~/apiary-serve.env" in setup
+    assert "python -m apiary.startup.cluster env > ~/apiary-serve.env" in setup
     assert f"chmod 600 ~/{env_file}" in setup
     # Every later command, `ray start` included, sees Apiary's and Serve's environment.
     assert any(f". ~/{env_file}; . ~/apiary-serve.env" in c and "~/.bashrc" in c
@@ -189,8 +189,8 @@ def test_commands_install_configure_and_start_apiary(plane: str) -> None:
     assert head[0] == "ray stop"
     assert head[1].startswith("ray start --head")
     assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head[1]
-    assert head[2] == f"python -m apiary.deployments.serve_app check --plane {plane}"
-    assert f"serve_app config --plane {plane} > ~/apiary-serve.yaml" in head[3]
+    assert head[2] == f"python -m apiary.startup.cluster check --plane {plane}"
+    assert f"apiary.startup.cluster config --plane {plane} > ~/apiary-serve.yaml" in head[3]
     assert "serve deploy ~/apiary-serve.yaml" in head[3]
     workers = config["worker_start_ray_commands"]
     assert workers[-1].startswith("ray start --address=$RAY_HEAD_IP:6379")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from apiary.deployments.serve_app import PLANES, cluster_problems
 from apiary.settings import ApiarySettings
+from apiary.startup.plane_checks import PLANES, cluster_problems
 
 from ._manifests import REPO
 from .conftest import SetEnv

@@ -34,18 +34,16 @@ from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
 from apiary.deployments.control_plane import ROUTE_PREFIX as CP_ROUTE_PREFIX
-from apiary.deployments.serve_app import (
+from apiary.queue import NatsServer, nats_server_binary
+from apiary.settings import ApiarySettings, load_settings
+from apiary.startup.cluster import (
     EVALUATOR_RESOURCE,
-    PLACEHOLDER,
     SERVE_HTTP_PORT,
     WRITER_RESOURCE,
-    Plane,
-    cluster_problems,
     cluster_serve_environment,
     serve_config,
 )
-from apiary.queue import NatsServer, nats_server_binary
-from apiary.settings import ApiarySettings, load_settings
+from apiary.startup.plane_checks import PLACEHOLDER, Plane, cluster_problems
 
 from ._manifests import (
     CORE_KINDS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from control._helpers import auth, ok, signup, user_id
+from control._tenants import auth, ok, signup, user_id
 from control.oidc_provider import LocalOidcProvider
 from fastapi.testclient import TestClient
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pyotp
 import pytest
 from argon2 import PasswordHasher
-from control._helpers import PASSWORD, auth, error_code, make_tenant, ok, signup
+from control._tenants import PASSWORD, auth, error_code, make_tenant, ok, signup
 from control.conftest import DATA_PLANE_ID, FAST_HASHER, FakeClock, make_settings
 from fastapi.testclient import TestClient
 from starlette.requests import Request
@@ -28,8 +28,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from apiary.control import ControlPlane
 from apiary.control.api import create_control_plane_app
 from apiary.control.db import Database
-from apiary.control.identity.throttle import DEVICE_COOKIE, address_key, client_address
 from apiary.control.passwords import HASH_SLOTS
+from apiary.control.throttle import DEVICE_COOKIE, address_key, client_address
 from apiary.deployments import serve_environment
 
 ATTACKER = ("203.0.113.7", 40000)

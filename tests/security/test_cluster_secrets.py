@@ -10,8 +10,8 @@ tests list what it can read, and assert that
 - the control plane's Secret reaches the control plane's pod only, and no data-plane pod or
   Ray worker holds any control-plane secret, under any name or inside any value;
 - each plane's nodes have every setting their plane needs, checked by the code the
-  clusters run (``serve_app.cluster_problems``), and a recipe that leaks the other plane's
-  secret into a node is refused before anything starts;
+  clusters run (``apiary.startup.plane_checks.cluster_problems``), and a recipe that leaks
+  the other plane's secret into a node is refused before anything starts;
 - the LLM proxy and the LLM judge work with the data plane's rendered settings (the
   recipes used to omit ``APIARY_DP_ENVELOPE_KEY``, so both failed with a configuration
   error): a real provider call through the proxy, with a key sealed under the cluster's
@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _fake_llm_provider import FakeProvider
 from _servers import http_server, postgres_database
 from deploy._manifests import (
     CLUSTER_ENV_FILES,
@@ -43,18 +44,17 @@ from deploy._manifests import (
     one,
     pod_templates,
 )
-from proxy._fake_provider import FakeProvider
 
 from apiary.dataplane.db import DataPlaneDatabase
 from apiary.dataplane.evaluation.proxy import credentials as vault
 from apiary.dataplane.evaluation.proxy.envelope import envelope_from_settings
 from apiary.dataplane.evaluation.proxy.runtime import ProxyJudgeClient, open_chat_proxy
-from apiary.deployments.serve_app import PLANE_SECRETS, Plane, cluster_problems
 from apiary.errors import ConfigurationError
 from apiary.event import Tenant
 from apiary.outbound import OutboundPolicy
 from apiary.queue import EventPublisher, NatsServer, connect, ensure_topology
 from apiary.settings import ApiarySettings, load_settings
+from apiary.startup.plane_checks import PLANE_SECRETS, Plane, cluster_problems
 
 DOCS = load_documents()
 RAYSERVICES: dict[Plane, str] = {"data": "apiary", "control": "apiary-cp"}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from control._helpers import PASSWORD, auth, error_code, make_tenant, ok
+from control._tenants import PASSWORD, auth, error_code, make_tenant, ok
 from control.conftest import ISSUER, FakeClock
 from fastapi.testclient import TestClient
 

@@ -5,7 +5,7 @@ SameSite=Lax binder cookie); any other browser is refused."""
 
 from __future__ import annotations
 
-from control._helpers import error_code, make_tenant
+from control._tenants import error_code, make_tenant
 from control.oidc_provider import LocalOidcProvider
 from control.test_oidc import callback_path
 from fastapi.testclient import TestClient

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from control._helpers import auth, error_code, make_tenant, ok
+from control._tenants import auth, error_code, make_tenant, ok
 from control.oidc_provider import LocalOidcProvider
 from fastapi.testclient import TestClient
 

@@ -5,7 +5,7 @@ and password are gone."""
 
 from __future__ import annotations
 
-from control._helpers import (
+from control._tenants import (
     PASSWORD,
     add_member,
     auth,

@@ -8,7 +8,7 @@ attack is refused with a precise 4xx and no session cookie."""
 from __future__ import annotations
 
 import pyotp
-from control._helpers import (
+from control._tenants import (
     PASSWORD,
     add_member,
     auth,

@@ -20,7 +20,7 @@ import jwt
 import pyotp
 import pytest
 from _servers import http_server
-from control._helpers import (
+from control._tenants import (
     PASSWORD,
     Tenant,
     add_member,

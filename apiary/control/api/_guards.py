@@ -52,7 +52,7 @@ from apiary.control.roles import load_principal
 from apiary.control.service import ControlPlane
 from apiary.control.tenancy import get_org, get_project, get_workspace, resource_of
 from apiary.control.tokens import verify_access_token
-from apiary.dataplane.auth import looks_like_jwt
+from apiary.credentials import looks_like_jwt
 from apiary.errors import AuthenticationFailed, PermissionDenied, ReauthenticationRequired
 
 SESSION_COOKIE = "apiary_session"

@@ -45,16 +45,16 @@ from apiary.control.identity.sessions import (
     resolve_session,
     revoke_session,
 )
-from apiary.control.identity.throttle import (
+from apiary.control.roles import load_principal
+from apiary.control.service import ControlPlane
+from apiary.control.throttle import (
     DEVICE_COOKIE,
     KNOWN_CLIENT_TTL_S,
     account_key,
     client_address,
 )
-from apiary.control.roles import load_principal
-from apiary.control.service import ControlPlane
 from apiary.control.tokens import exchange_api_key, exchange_session
-from apiary.dataplane.auth import looks_like_jwt
+from apiary.credentials import looks_like_jwt
 from apiary.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 
 router = APIRouter(tags=["identity"])
@@ -114,7 +114,7 @@ def signup(body: SignupRequest, request: Request, response: Response, cp: Public
              summary="Log in with email, password and (when enrolled) a TOTP or recovery code")
 def login(body: LoginRequest, request: Request, response: Response, cp: Public) -> SessionOut:
     """Throttled per client address, per (account, address) and per account, and wrong
-    TOTP codes per account (:mod:`apiary.control.identity.throttle`): 429 + Retry-After.
+    TOTP codes per account (:mod:`apiary.control.throttle`): 429 + Retry-After.
     A browser holding this account's device cookie is throttled as that device instead,
     so nobody else can make its owner wait."""
     account = account_key(body.email)

@@ -41,12 +41,12 @@ from apiary.control.api.schemas_identity import (
 )
 from apiary.control.db import OidcProvider, OrgDomain, Role, User
 from apiary.control.identity import domains, sso, verification
-from apiary.control.identity.oidc import STATE_TTL
+from apiary.control.identity.oidc import OIDC, STATE_TTL
 from apiary.control.identity.sessions import create_session
-from apiary.control.identity.throttle import client_address
 from apiary.control.permissions import Permission as P
 from apiary.control.service import ControlPlane
 from apiary.control.tenancy import get_org
+from apiary.control.throttle import client_address
 
 router = APIRouter(tags=["sso"])
 
@@ -73,7 +73,7 @@ def _out(cp: ControlPlane, provider: OidcProvider, role: Role) -> OidcProviderOu
     return OidcProviderOut(
         id=provider.id, org_id=provider.org_id, name=provider.name, issuer=provider.issuer,
         client_id=provider.client_id, scopes=provider.scopes, default_role=role.name,
-        enabled=provider.enabled, redirect_uri=cp.oidc.redirect_uri(cp),
+        enabled=provider.enabled, redirect_uri=OIDC.redirect_uri(cp),
         login_url=f"{cp.issuer}/v1/sso/oidc/{provider.id}/start",
     )
 
@@ -133,7 +133,7 @@ def delete_provider(
 def start(provider_id: str, cp: Public, return_to: str = Query("/")) -> RedirectResponse:
     response = RedirectResponse("/", 302)
     binder = _new_binder(cp, response)
-    response.headers["location"] = cp.oidc.begin(cp, provider_id, return_to=return_to,
+    response.headers["location"] = OIDC.begin(cp, provider_id, return_to=return_to,
                                                  binder=binder)
     return response
 
@@ -142,7 +142,7 @@ def start(provider_id: str, cp: Public, return_to: str = Query("/")) -> Redirect
             summary="Where the identity provider returns; logs in (or asks for the second "
             "factor, or links the identity) and redirects to return_to")
 def callback(request: Request, cp: Public) -> RedirectResponse:
-    outcome = cp.oidc.complete(cp, dict(request.query_params),
+    outcome = OIDC.complete(cp, dict(request.query_params),
                                binder=request.cookies.get(BINDER_COOKIE))
     ticket = issued = None
     with cp.transaction() as db:
@@ -172,7 +172,7 @@ def callback(request: Request, cp: Public) -> RedirectResponse:
 def sso_mfa(body: SsoMfaRequest, request: Request, response: Response,
             cp: Public) -> SessionOut:
     # Per address like every credential check; wrong codes also count per account inside
-    # totp.verify_code / use_recovery_code (apiary.control.identity.throttle).
+    # totp.verify_code / use_recovery_code (apiary.control.throttle).
     cp.throttle.admit_attempt(client_address(request, cp.settings.cp_trusted_proxies))
     issued = sso.finish_mfa(cp, request.cookies.get(MFA_COOKIE), totp_code=body.totp_code,
                             recovery_code=body.recovery_code)
@@ -198,7 +198,7 @@ def link_start(provider_id: str, response: Response, caller: UserCaller,
         assert user is not None
         verification.require_verified(user, "link a single sign-on identity")
     binder = _new_binder(cp, response)
-    url = cp.oidc.begin(cp, provider_id, return_to=return_to, binder=binder,
+    url = OIDC.begin(cp, provider_id, return_to=return_to, binder=binder,
                         link_user_id=user.id)
     return LinkStartOut(authorization_url=url)
 

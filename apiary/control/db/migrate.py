@@ -12,15 +12,9 @@ from apiary._private.sqldb import Migrations
 
 VERSION_TABLE = "cp_alembic_version"
 
-MIGRATIONS = Migrations(
-    what="cpdb",
-    scripts=Path(__file__).parent / "migrations",
-    version_table=VERSION_TABLE,
-    # Any constant, distinct per schema: the advisory lock key on PostgreSQL.
-    advisory_lock_key=0x61706961727943,
-)
+# Any constant, distinct per schema ("apiaryC"): the advisory lock key on PostgreSQL.
+MIGRATIONS = Migrations(what="cpdb", scripts=Path(__file__).parent / "migrations",
+                        version_table=VERSION_TABLE, advisory_lock_key=0x61706961727943)
 
-upgrade = MIGRATIONS.upgrade
-downgrade = MIGRATIONS.downgrade
-current_revision = MIGRATIONS.current_revision
-head_revision = MIGRATIONS.head_revision
+upgrade, downgrade = MIGRATIONS.upgrade, MIGRATIONS.downgrade
+current_revision, head_revision = MIGRATIONS.current_revision, MIGRATIONS.head_revision

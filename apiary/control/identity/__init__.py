@@ -3,13 +3,16 @@
 - :mod:`.accounts`: sign-up, throttled login, password change.
 - :mod:`.sessions`: opaque session tokens (hash stored), expiry, revocation.
 - :mod:`.totp`: TOTP enrolment and verification, single-use recovery codes.
-- :mod:`.throttle`: per-address, per-account and per-pair throttling of credential checks.
 - :mod:`.sso`: the protocol-neutral SSO seam (OIDC now, SAML 2.0 later), provisioning and
   linking of identities, the second factor after SSO.
 - :mod:`.oidc`: OpenID Connect authorization-code flow with PKCE, bound to the browser.
 - :mod:`.verification`: mailed email-verification links; what unverified accounts may not do.
 - :mod:`.domains`: email domains organizations claim and instance admins approve.
 - :mod:`.mail`: outgoing mail over SMTP.
+
+Throttling of credential checks is :mod:`apiary.control.throttle`, and talking to OIDC
+providers :mod:`apiary.control.oidc_client`: the control plane's state holds them, so they
+sit below :mod:`apiary.control.service`, which every module here imports.
 """
 
 from apiary.control.identity.accounts import (

@@ -2,7 +2,7 @@
 
 Login is careful about four things:
 
-- **Throttling without lockout** (:mod:`.throttle`). Wrong passwords are counted per
+- **Throttling without lockout** (:mod:`apiary.control.throttle`). Wrong passwords are counted per
   (account, client address), per address across accounts and per account, in the rate
   limit store, never on the user row (``failed_logins``/``locked_until`` are no longer
   used). The attacker's own address backs off exponentially; the account as a whole only
@@ -29,9 +29,9 @@ from apiary.control._common import new_id, normalize_email
 from apiary.control.db import User
 from apiary.control.identity import totp
 from apiary.control.identity.sessions import IssuedSession, create_session, revoke_user_sessions
-from apiary.control.identity.throttle import account_key
 from apiary.control.passwords import hash_password, verify_password
 from apiary.control.service import ControlPlane
+from apiary.control.throttle import account_key
 from apiary.errors import (
     ApiaryError,
     AuthenticationFailed,

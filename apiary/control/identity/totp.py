@@ -11,8 +11,9 @@ is remembered, so a code observed in transit cannot be replayed.
 :func:`disable`), so every caller (password login, the SSO second factor, the account
 routes) is covered: ``cp_totp_max_failures`` wrong codes within ``cp_totp_window_s`` make
 the next check raise :class:`~apiary.errors.TooManyAttempts` (429) for the window, doubling
-at each repetition (:mod:`.throttle`). A 6-digit code (three valid at any time) cannot be
-guessed by someone who holds the password or a session. A right code clears the count.
+at each repetition (:mod:`apiary.control.throttle`). A 6-digit code (three valid at any
+time) cannot be guessed by someone who holds the password or a session. A right code
+clears the count.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ into a :class:`Principal`; handlers only declare a :class:`Permission`. Implemen
 :class:`JwksCache`), :class:`ControlPlaneKeyAuthenticator` (API keys exchanged at the control
 plane for such tokens, cached) and :class:`ChainedAuthenticator` (routes a credential by its
 shape to the authenticators for that shape).
+
+What a credential looks like (API-key format, minting, the JWT shape) is not here but in
+:mod:`apiary.credentials`, which the control plane uses too.
 """
 
 from apiary.dataplane.auth._chain import ChainedAuthenticator, CredentialShape, credential_shape
@@ -20,24 +23,14 @@ from apiary.dataplane.auth._jwt import (
     JwksCache,
     JwtAuthenticator,
     VerifiedToken,
-    looks_like_jwt,
     parse_jwks,
 )
-from apiary.dataplane.auth._keys import (
-    INGEST_KEY_PREFIX,
-    ApiKey,
-    ApiKeyAuthenticator,
-    StoredKey,
-    hash_secret,
-    mint_api_key,
-)
+from apiary.dataplane.auth._keys import ApiKeyAuthenticator, StoredKey
 from apiary.dataplane.auth._seam import Authenticator, Permission, Principal, bearer_credential
 
 __all__ = [
-    "INGEST_KEY_PREFIX",
     "JWKS_PATH",
     "TOKEN_PATH",
-    "ApiKey",
     "ApiKeyAuthenticator",
     "Authenticator",
     "ChainedAuthenticator",
@@ -52,8 +45,5 @@ __all__ = [
     "bearer_credential",
     "control_plane_authenticator",
     "credential_shape",
-    "hash_secret",
-    "looks_like_jwt",
-    "mint_api_key",
     "parse_jwks",
 ]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
-from apiary.dataplane.auth._jwt import looks_like_jwt
+from apiary.credentials import looks_like_jwt
 from apiary.dataplane.auth._seam import Authenticator, Principal
 from apiary.errors import AuthenticationFailed
 

@@ -41,7 +41,7 @@ from apiary.dataplane.auth._chain import CredentialShape, credential_shape
 from apiary.dataplane.auth._jwt import JWKS_PATH, JwksCache, JwtAuthenticator
 from apiary.dataplane.auth._seam import Principal
 from apiary.errors import AuthenticationFailed, ConfigurationError, ControlPlaneUnavailable
-from apiary.ratelimit._lru import TtlLru
+from apiary.ratelimit import TtlLru
 from apiary.settings import ApiarySettings
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Verifying the control plane's signed tokens on the data plane.
 
-The data plane trusts the control plane only through these tokens (DESIGN.md, "Security
-between and inside planes"): ES256 JWS in compact form, signed with a key whose public half
+The data plane trusts the control plane only through these tokens (docs/architecture.md,
+"Two planes, one seam"): ES256 JWS in compact form, signed with a key whose public half
 the control plane publishes at ``/.well-known/jwks.json``.
 
 Guarantees of :class:`JwtAuthenticator`:
@@ -35,7 +35,6 @@ import functools
 import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,26 +45,18 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from apiary.credentials import looks_like_jwt
 from apiary.dataplane.auth._seam import Permission, Principal
 from apiary.errors import AuthenticationFailed, ControlPlaneUnavailable
-from apiary.ratelimit._lru import TtlLru
+from apiary.ratelimit import TtlLru
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
 JWKS_PATH = "/.well-known/jwks.json"
-# Tokens are a few hundred bytes; anything near this is not one of ours, and bounding it
-# bounds the work an unauthenticated caller can make us do.
-MAX_TOKEN_BYTES = 8192
 _JWKS_MAX_BYTES = 256 * 1024
-_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _REQUIRED_CLAIMS = ["exp", "nbf", "iat", "iss", "aud", "sub"]
 _KNOWN_PERMISSIONS = {p.value: p for p in Permission}
-
-
-def looks_like_jwt(credential: str) -> bool:
-    """True for a JWS in compact form: three base64url segments (the last may be empty)."""
-    return len(credential) <= MAX_TOKEN_BYTES and _COMPACT_JWS.match(credential) is not None
 
 
 class JwksCache:

@@ -48,7 +48,7 @@ from apiary.dataplane.replica.routing import (
     project_principal,
 )
 from apiary.errors import InvalidRequest, PermissionDenied
-from apiary.store._chart_spec import parse_chart_request
+from apiary.store import parse_chart_request
 
 router = APIRouter(tags=["charts"])
 

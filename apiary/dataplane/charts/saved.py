@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from apiary.dataplane.db import Owner
-from apiary.dataplane.db._base import utcnow
+from apiary.dataplane.db import Owner, utcnow
 from apiary.dataplane.db.models_charts import Chart
 from apiary.errors import NotFound
 

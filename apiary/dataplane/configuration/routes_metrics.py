@@ -1,14 +1,14 @@
 """Metric definitions (HoneyHive ``/v1/metrics``), served from the control plane.
 
-**Where metrics live — the control plane.** A metric definition is configuration, not
-data: DESIGN.md puts "evaluator definitions" in the control plane, whose evaluator model
-is exactly a metric's (``python``/``llm``/``human``, criteria or code, return type, pass
-range, sampling percentage, event filters, immutable numbered versions and a deployed
+**Where metrics live — the control plane.** A metric definition is configuration, not data:
+docs/architecture.md ("Two planes, one seam") puts it in the control plane, whose evaluator
+model is exactly a metric's (``python``/``llm``/``human``, criteria or code, return type,
+pass range, sampling percentage, event filters, immutable numbered versions and a deployed
 one), and one control plane serves many data planes, which must all run the same
-definitions. So this data plane stores none: each call goes to the control plane's
-evaluator API through the trusted seam (:mod:`apiary.dataplane.replica.control_plane`) with the
-caller's own API key (a token is refused with 403: the control plane accepts no token
-minted for a data plane), and the control plane authorizes it (``evaluators:read`` /
+definitions. So this data plane stores none: each call goes to the control plane's evaluator
+API through the trusted seam (:mod:`apiary.dataplane.replica.control_plane`) with the
+caller's own API key (a token is refused with 403: the control plane accepts no token minted
+for a data plane), and the control plane authorizes it (``evaluators:read`` /
 ``evaluators:write``, checked here first too). The cost — a control-plane round trip per
 call and no metric API while the control plane is down (503) — is acceptable for
 configuration; the evaluation service of a later issue will receive definitions by the
@@ -33,7 +33,7 @@ Mapping (HoneyHive ``MetricItem`` ⇄ control-plane evaluator and its versions):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
@@ -54,11 +54,11 @@ from apiary.dataplane.configuration.schemas import (
     MetricVersionsResponse,
 )
 from apiary.dataplane.evaluation.routes import refresh_online_quietly, require_judge_permission
-from apiary.dataplane.experiments.results import PassRule
+from apiary.dataplane.experiments.results import PassRule, current_version, version_threshold
 from apiary.dataplane.replica.context import context_of
 from apiary.dataplane.replica.routing import ERRORS, credential_of, project_principal
 from apiary.errors import InvalidRequest, NotFound
-from apiary.store._experiments import check_filters
+from apiary.store import check_filters
 
 router = APIRouter(tags=["metrics"])
 
@@ -93,22 +93,9 @@ def _return_type(value: str | None) -> str:
     return found
 
 
-def _current(evaluator: Mapping[str, Any]) -> dict[str, Any]:
-    versions = evaluator["versions"]
-    deployed = evaluator.get("deployed_version")
-    for version in versions:
-        if version["version"] == deployed:
-            return dict(version)
-    return dict(versions[-1])
-
-
 def _content(evaluator: Mapping[str, Any], version: Mapping[str, Any]) -> dict[str, Any]:
     """A version as HoneyHive's ``MetricVersionContent``."""
     params = version.get("model_params") or {}
-    threshold = params.get("threshold")
-    if threshold is None and (version.get("pass_min") is not None
-                              or version.get("pass_max") is not None):
-        threshold = {"min": version.get("pass_min"), "max": version.get("pass_max")}
     filters = version.get("filters") or {}
     return {
         "name": evaluator["name"],
@@ -124,7 +111,7 @@ def _content(evaluator: Mapping[str, Any], version: Mapping[str, Any]) -> dict[s
         "model_provider": params.get("model_provider"),
         "model_name": params.get("model_name"),
         "scale": params.get("scale"),
-        "threshold": threshold,
+        "threshold": version_threshold(version),
         "categories": params.get("categories"),
         "child_metrics": params.get("child_metrics"),
     }
@@ -132,7 +119,7 @@ def _content(evaluator: Mapping[str, Any], version: Mapping[str, Any]) -> dict[s
 
 def metric_out(evaluator: Mapping[str, Any]) -> dict[str, Any]:
     """An evaluator as HoneyHive's ``MetricItem`` (its deployed, else latest, version)."""
-    version = _current(evaluator)
+    version = current_version(evaluator)
     content = _content(evaluator, version)
     content.update(
         id=evaluator["id"], description=evaluator.get("description"),
@@ -154,23 +141,6 @@ def version_out(evaluator: Mapping[str, Any], version: Mapping[str, Any]) -> dic
             "message": version.get("message") or "", "date": str(version["created_at"]),
             "deployed": version["version"] == evaluator.get("deployed_version"),
             "content": content}
-
-
-def pass_rules_from_evaluators(evaluators: Sequence[Mapping[str, Any]]
-                               ) -> dict[str, PassRule]:
-    """``{metric name: pass rule}`` of the evaluators that state one (run results)."""
-    rules: dict[str, PassRule] = {}
-    for evaluator in evaluators:
-        if not evaluator.get("versions"):
-            continue
-        content = _content(evaluator, _current(evaluator))
-        try:
-            rule = PassRule.of(content["threshold"], where="threshold")
-        except InvalidRequest:
-            continue
-        if rule is not None:
-            rules[str(evaluator["name"])] = rule
-    return rules
 
 
 def _version_body(kind: str, fields: Mapping[str, Any], message: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from apiary.dataplane.db._base import Owner, utcnow
+from apiary.dataplane.db import Owner, utcnow
 from apiary.dataplane.db.models import (
     Datapoint,
     Dataset,

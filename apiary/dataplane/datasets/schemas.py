@@ -153,13 +153,19 @@ class DatapointRemoved(BaseModel):
     message: str
 
 
-class DatapointOut(BaseModel):
+# No docstrings on these two: a model's docstring becomes its OpenAPI description.
+# A datapoint as a dataset version holds it: its content, frozen.
+class VersionItemOut(BaseModel):
     id: str
     inputs: dict[str, Any]
     history: list[dict[str, Any]]
     ground_truth: dict[str, Any] | None
     metadata: dict[str, Any] | None
     linked_event: str | None
+
+
+# A datapoint now: its content, when it changed, and the datasets that hold it.
+class DatapointOut(VersionItemOut):
     created_at: str
     updated_at: str | None = None
     linked_datasets: list[str] = Field(default_factory=list)
@@ -219,15 +225,6 @@ class VersionCreated(BaseModel):
 
 class VersionsResponse(BaseModel):
     versions: list[DatasetVersionOut]
-
-
-class VersionItemOut(BaseModel):
-    id: str
-    inputs: dict[str, Any]
-    history: list[dict[str, Any]]
-    ground_truth: dict[str, Any] | None
-    metadata: dict[str, Any] | None
-    linked_event: str | None
 
 
 class VersionResponse(BaseModel):

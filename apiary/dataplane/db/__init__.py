@@ -9,10 +9,11 @@ models and migrations serve both. Open with :class:`DataPlaneDatabase` (which mi
 The operations live with their features: :mod:`apiary.dataplane.datasets`,
 :mod:`apiary.dataplane.experiments`, :mod:`apiary.dataplane.charts`,
 :mod:`apiary.dataplane.evaluation.proxy.credentials`,
-:mod:`apiary.dataplane.review`. :class:`Owner` is the tenant and author of a write.
+:mod:`apiary.dataplane.review`. :class:`Owner` is the tenant and author of a write;
+:func:`utcnow` the time its rows are stamped with (aware UTC).
 """
 
-from apiary.dataplane.db._base import Base, Owner, UTCDateTime
+from apiary.dataplane.db._base import Base, Owner, UTCDateTime, utcnow
 from apiary.dataplane.db.engine import DataPlaneDatabase, LazyDatabase, open_engine
 from apiary.dataplane.db.migrate import (
     VERSION_TABLE,
@@ -57,4 +58,5 @@ __all__ = [
     "head_revision",
     "open_engine",
     "upgrade",
+    "utcnow",
 ]

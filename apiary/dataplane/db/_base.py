@@ -1,9 +1,8 @@
 """The declarative base of dpdb, its naming convention and portable column types.
 
-dpdb shares no database with the control plane (DESIGN.md), so it has its own metadata.
-Constraint names follow one convention so that migrations name them identically on
-PostgreSQL and SQLite. :class:`UTCDateTime` stores UTC and always returns aware datetimes
-(SQLite has no time zones; PostgreSQL's ``timestamptz`` returns the session's zone).
+dpdb shares no database with the control plane (docs/architecture.md, "Two planes, one
+seam"), so it has its own metadata; the naming convention and :class:`UTCDateTime` are
+:mod:`apiary._private.sqldb`'s, as cpdb's are (see :mod:`apiary.control.db._base`).
 """
 
 from __future__ import annotations

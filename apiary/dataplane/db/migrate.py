@@ -13,15 +13,9 @@ from apiary._private.sqldb import Migrations
 
 VERSION_TABLE = "dp_alembic_version"
 
-MIGRATIONS = Migrations(
-    what="dpdb",
-    scripts=Path(__file__).parent / "migrations",
-    version_table=VERSION_TABLE,
-    # Any constant other than cpdb's: the advisory lock key on PostgreSQL.
-    advisory_lock_key=0x61706961727944,
-)
+# Any constant other than cpdb's ("apiaryD"): the advisory lock key on PostgreSQL.
+MIGRATIONS = Migrations(what="dpdb", scripts=Path(__file__).parent / "migrations",
+                        version_table=VERSION_TABLE, advisory_lock_key=0x61706961727944)
 
-upgrade = MIGRATIONS.upgrade
-downgrade = MIGRATIONS.downgrade
-current_revision = MIGRATIONS.current_revision
-head_revision = MIGRATIONS.head_revision
+upgrade, downgrade = MIGRATIONS.upgrade, MIGRATIONS.downgrade
+current_revision, head_revision = MIGRATIONS.current_revision, MIGRATIONS.head_revision

@@ -1,4 +1,5 @@
-"""Enrichment applied by a writer to every batch before it is stored (DESIGN.md, "The event").
+"""Enrichment applied by a writer to every batch before it is stored (docs/architecture.md,
+"The event model").
 
 - **Session linking**: an event with no session takes its trace's session (learnt from any
   event of the trace that named one, in this batch, earlier batches or the store); a trace

@@ -4,13 +4,13 @@ Definitions belong to the control plane; the data plane reads them with a caller
 credential only (it holds no control-plane secret, see
 :mod:`apiary.dataplane.replica.control_plane`). So the data plane keeps its own copy of what runs
 online, per project, in a JetStream key-value bucket (``evaluator-definitions``, durable like the
-streams, readable by every writer on the cluster), written:
+streams, readable by every writer on the cluster; docs/architecture.md, "Evaluation"), written:
 
 - by the data plane's metric API (``/v1/metrics``) after every change it makes, with the
   caller's credential (:func:`refresh_project`);
 - by ``POST /v1/evaluations/online/refresh``, for definitions changed directly at the
   control plane;
-- later by the controller's config push (DESIGN.md), which replaces both.
+- later by the controller's config push (not built yet), which replaces both.
 
 LLM judges spend the workspace's provider key on every sampled event, so an LLM metric
 enters this copy only through a caller who holds ``proxy:use``: a refresh by anyone else
@@ -37,11 +37,11 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from apiary.dataplane.evaluation.filters import Predicate, compile_predicates
 from apiary.dataplane.evaluation.ledger import open_bucket
 from apiary.dataplane.evaluation.metrics import JUDGE_KIND, MetricSpec, online_specs
 from apiary.errors import InvalidRequest
 from apiary.settings import ApiarySettings
+from apiary.store import Predicate, compile_predicates
 
 log = logging.getLogger("apiary.dataplane.evaluation")
 

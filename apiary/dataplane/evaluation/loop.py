@@ -31,7 +31,6 @@ the same code on the same event would fail again. Undecodable tasks are dead-let
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -40,12 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
-import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
-from apiary.actors.clickhouse import StoreClient
 from apiary.dataplane.evaluation.ledger import ScoredLedger
 from apiary.dataplane.evaluation.metrics import AUTO_KINDS
 from apiary.dataplane.evaluation.scoring import Scorer
@@ -67,9 +64,10 @@ from apiary.errors import (
     SandboxError,
 )
 from apiary.objects import ObjectStore
-from apiary.queue import EVALUATION_STREAM, EVENTS_STREAM, encode_batch
-from apiary.queue._topology import EVALUATORS_CONSUMER
+from apiary.queue import EVALUATION_STREAM, EVALUATORS_CONSUMER, EVENTS_STREAM, encode_batch
+from apiary.queue.outcomes import Outcomes, deliveries
 from apiary.settings import ApiarySettings
+from apiary.store import StoreClient
 
 log = logging.getLogger("apiary.evaluator")
 
@@ -112,12 +110,13 @@ class EvaluatorLoop:
                  store: Callable[[], StoreClient] | None = None) -> None:
         self._js = js
         self._scorer = scorer
-        self._objects = objects
         self._settings = settings
         self._store_factory = store
         self._store: StoreClient | None = None
         self.name = name
         self.stats = EvaluatorStats()
+        self._outcomes = Outcomes(stream=EVALUATION_STREAM, objects=objects, stats=self.stats,
+                                  log=log, what="evaluation task")
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         # Messages being handled (by id: Msg is not hashable), and since their last beat.
@@ -176,14 +175,14 @@ class EvaluatorLoop:
 
     async def _handle(self, msg: Msg) -> None:
         self.stats.received += 1
-        deliveries = msg.metadata.num_delivered or 1
-        if deliveries > 1:
+        delivered = deliveries(msg)
+        if delivered > 1:
             self.stats.redelivered += 1
         try:
             task = decode_task(msg.data)
         except PoisonMessage as exc:
             try:
-                await self._dead_letter(msg, exc)
+                await self._outcomes.dead_letter(msg, exc)
             except Exception as store_error:  # comes back after ack_wait; try again then
                 log.warning("dead-lettering failed", extra={"error": repr(store_error)})
             return
@@ -191,10 +190,10 @@ class EvaluatorLoop:
         try:
             await self._process(msg, task)
         except _Retry as exc:
-            await self._hand_back(msg, deliveries, exc.__cause__ or exc)
+            await self._hand_back(msg, delivered, exc.__cause__ or exc)
         except Exception as exc:  # a bug: never lose the task, never spin on it either
             log.exception("evaluation failed unexpectedly", extra={"task_id": task["task_id"]})
-            await self._hand_back(msg, deliveries, exc)
+            await self._hand_back(msg, delivered, exc)
         finally:
             self._working.pop(id(msg), None)
 
@@ -281,12 +280,9 @@ class EvaluatorLoop:
             self.stats.scored += 1
 
     async def _finish(self, msg: Msg, task: EvaluationTask) -> None:
-        """Acknowledge the task: everything it asked for is durable now."""
-        try:
-            await msg.ack()
-        except nats.errors.Error as exc:
-            # Redelivered later and recognised by the ledger.
-            self.stats.last_error = f"ack: {exc}"
+        """Acknowledge the task: everything it asked for is durable now (a failed ack: it is
+        redelivered and recognised by the ledger)."""
+        await self._outcomes.ack(msg)
 
     # -- failure paths ------------------------------------------------------------------
 
@@ -305,32 +301,12 @@ class EvaluatorLoop:
                         await msg.in_progress()
 
     async def _hand_back(self, msg: Msg, deliveries: int, error: BaseException) -> None:
+        """Nak with back-off, or dead-letter at the consumer's last delivery
+        (:mod:`apiary.queue.outcomes`)."""
         self.stats.last_error = str(error)
-        try:
-            if deliveries >= self._max_deliver:
-                await self._dead_letter(msg, error)
-            else:
-                self.stats.handed_back += 1
-                await msg.nak(delay=min(2.0 ** deliveries, 60.0))
-        except Exception as exc:  # the task comes back after ack_wait anyway
-            log.warning("hand-back failed", extra={"error": str(exc)})
-
-    async def _dead_letter(self, msg: Msg, error: BaseException) -> None:
-        meta = msg.metadata
-        key = (f"dlq/{EVALUATION_STREAM}/{time.strftime('%Y/%m/%d', time.gmtime())}/"
-               f"{meta.sequence.stream:012d}.json")
-        record = {
-            "subject": msg.subject, "stream_sequence": meta.sequence.stream,
-            "deliveries": meta.num_delivered, "headers": dict(msg.headers or {}),
-            "error": str(error), "error_type": type(error).__name__,
-            "dead_lettered_at": time.time(),
-            "data_base64": base64.b64encode(msg.data).decode("ascii"),
-        }
-        where = await self._objects.put(key, orjson.dumps(record))
-        self.stats.dead_lettered += 1
-        self.stats.last_error = f"dead-lettered: {error}"
-        log.error("evaluation task dead-lettered", extra={"object": where, "error": str(error)})
-        await msg.term()
+        if await self._outcomes.hand_back(msg, deliveries, error,
+                                          last_delivery=self._max_deliver):
+            self.stats.handed_back += 1
 
 
 __all__ = ["EvaluatorLoop", "EvaluatorStats"]

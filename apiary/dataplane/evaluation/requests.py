@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from apiary.actors.clickhouse import StoreClient
 from apiary.dataplane.evaluation.metrics import MetricSpec
 from apiary.dataplane.evaluation.tasks import EvaluationTask, new_task
 from apiary.errors import InvalidRequest
 from apiary.event import Tenant
-from apiary.store._experiments import check_filters
+from apiary.store import StoreClient, check_filters
 
 MAX_REQUEST_EVENTS = 10_000
 

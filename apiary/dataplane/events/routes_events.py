@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 
 from apiary.dataplane.auth import Permission
-from apiary.dataplane.events._publish import (
+from apiary.dataplane.events.publish import (
     batch_session,
     event_from,
     new_id,

@@ -27,8 +27,7 @@ from apiary.dataplane.auth import Permission
 from apiary.dataplane.events.schemas import EventSchemaResponse
 from apiary.dataplane.replica.context import DataPlaneContext, context_of
 from apiary.errors import InvalidRequest
-from apiary.store._filters import parse_time
-from apiary.store._rows import JSON_COLUMNS, epoch_ms
+from apiary.store import JSON_COLUMNS, epoch_ms, parse_time
 from apiary.web.errors import ErrorResponse
 
 router = APIRouter(tags=["events"])

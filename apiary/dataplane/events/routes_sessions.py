@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.requests import Request
 
-from apiary.dataplane.events._publish import (
+from apiary.dataplane.events.publish import (
     event_from,
     now_ms,
     publish_events,

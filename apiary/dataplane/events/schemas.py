@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from apiary.dataplane.events.schemas_read import EventFilter, EventOut
+from apiary.dataplane.events.schemas_read import EventFilter, EventOut, export_query
 from apiary.event import EVENT_TYPES
 
 #: An id (event, session, parent): 1-256 characters, no control characters.
@@ -266,18 +266,8 @@ class SearchEventsRequest(_Request):
     evaluation_id: str | None = None
 
     def to_query(self) -> dict[str, Any]:
-        query: dict[str, Any] = {"filters": [f.model_dump() for f in self.filters]}
-        if self.evaluation_id:
-            query["filters"].append({"field": "metadata.run_id", "operator": "is",
-                                     "value": self.evaluation_id, "type": "string"})
-        if self.dateRange is not None:
-            bounds = {"$gte": self.dateRange.start_time, "$lte": self.dateRange.end_time}
-            query["dateRange"] = {k: v for k, v in bounds.items() if v is not None}
-        for name in ("projections", "limit", "page"):
-            value = getattr(self, name)
-            if value is not None:
-                query[name] = value
-        return query
+        return export_query(self.filters, self.dateRange, self.evaluation_id,
+                            projections=self.projections, limit=self.limit, page=self.page)
 
 
 class SchemaField(BaseModel):

@@ -48,17 +48,23 @@ class ExportRequest(_Request):
     evaluation_id: str | None = None
 
     def to_query(self) -> dict[str, Any]:
-        query: dict[str, Any] = {"filters": [f.model_dump() for f in self.filters]}
-        if self.evaluation_id:
-            query["filters"].append({"field": "metadata.run_id", "operator": "is",
-                                     "value": self.evaluation_id, "type": "string"})
-        if self.dateRange is not None:
-            query["dateRange"] = self.dateRange.model_dump(by_alias=True, exclude_none=True)
-        for name in ("projections", "limit", "page"):
-            value = getattr(self, name)
-            if value is not None:
-                query[name] = value
-        return query
+        return export_query(self.filters, self.dateRange, self.evaluation_id,
+                            projections=self.projections, limit=self.limit, page=self.page)
+
+
+def export_query(filters: list[EventFilter], date_range: BaseModel | None,
+                 evaluation_id: str | None, **paging: Any) -> dict[str, Any]:
+    """The store's export query of a request's ``filters``, ``date_range`` (dumped by its
+    ``$gte``/``$lte`` aliases), ``evaluation_id`` (a filter on ``metadata.run_id``) and the
+    ``paging`` values that are set."""
+    query: dict[str, Any] = {"filters": [f.model_dump() for f in filters]}
+    if evaluation_id:
+        query["filters"].append({"field": "metadata.run_id", "operator": "is",
+                                 "value": evaluation_id, "type": "string"})
+    if date_range is not None:
+        query["dateRange"] = date_range.model_dump(by_alias=True, exclude_none=True)
+    query.update((name, value) for name, value in paging.items() if value is not None)
+    return query
 
 
 class EventOut(BaseModel):

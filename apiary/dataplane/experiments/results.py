@@ -95,6 +95,45 @@ class PassRule:
 BOOLEAN_RULE = PassRule(pass_when=True)
 
 
+def current_version(evaluator: Mapping[str, Any]) -> dict[str, Any]:
+    """An evaluator's (as the control plane lists it) deployed version, else its latest."""
+    versions = evaluator["versions"]
+    deployed = evaluator.get("deployed_version")
+    for version in versions:
+        if version["version"] == deployed:
+            return dict(version)
+    return dict(versions[-1])
+
+
+def version_threshold(version: Mapping[str, Any]) -> Any:
+    """What an evaluator version states as its threshold: ``model_params.threshold``, else
+    its ``pass_min``/``pass_max`` as ``{min, max}``, else None."""
+    params = version.get("model_params") or {}
+    threshold = params.get("threshold")
+    if threshold is None and (version.get("pass_min") is not None
+                              or version.get("pass_max") is not None):
+        threshold = {"min": version.get("pass_min"), "max": version.get("pass_max")}
+    return threshold
+
+
+def pass_rules_from_evaluators(evaluators: Sequence[Mapping[str, Any]]
+                               ) -> dict[str, PassRule]:
+    """``{metric name: pass rule}`` of the evaluators that state one (run results): the
+    threshold of each one's current version; one that is not a rule is skipped."""
+    rules: dict[str, PassRule] = {}
+    for evaluator in evaluators:
+        if not evaluator.get("versions"):
+            continue
+        try:
+            rule = PassRule.of(version_threshold(current_version(evaluator)),
+                               where="threshold")
+        except InvalidRequest:
+            continue
+        if rule is not None:
+            rules[str(evaluator["name"])] = rule
+    return rules
+
+
 def _parse(raw: str) -> Any:
     try:
         return orjson.loads(raw)

@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from apiary.dataplane.auth import Permission, Principal
-from apiary.dataplane.configuration.routes_metrics import pass_rules_from_evaluators
 from apiary.dataplane.datasets import catalog as dataset_ops
 from apiary.dataplane.db import Dataset, ExperimentRun
 from apiary.dataplane.experiments import runs as ops
@@ -43,6 +42,7 @@ from apiary.dataplane.experiments.results import (
     build_comparison,
     build_result,
     pair_events,
+    pass_rules_from_evaluators,
 )
 from apiary.dataplane.experiments.schemas import (
     CompareEventsResponse,
@@ -74,8 +74,7 @@ from apiary.errors import (
     PermissionDenied,
 )
 from apiary.queue import EVENTS_STREAM, events_subject
-from apiary.store._experiments import aggregate_expression, check_filters
-from apiary.store._filters import parse_time
+from apiary.store import aggregate_expression, check_filters, parse_time
 
 log = logging.getLogger("apiary.dataplane.experiments.routes")
 router = APIRouter(tags=["experiments"])
@@ -420,19 +419,13 @@ async def _compare(request: Request, new_run_id: str, old_run_id: str, aggregate
     return build_comparison(new, old)
 
 
+# One handler, two paths (decorators apply bottom-up: /compare-with/ is registered first);
+# ``name`` keeps the alias's OpenAPI operation id.
+@router.get("/v1/runs/{new_run_id}/compare/{old_run_id}", response_model=RunComparison,
+            responses=ERRORS, summary="Same as /compare-with/", name="compare_runs_alias")
 @router.get("/v1/runs/{new_run_id}/compare-with/{old_run_id}", response_model=RunComparison,
             responses=ERRORS, summary="Aggregate and per-datapoint deltas of two runs")
 async def compare_runs(
-    request: Request, new_run_id: str, old_run_id: str,
-    aggregate_function: Annotated[str, _AGGREGATE] = "average",
-    filters: Annotated[str | None, Query()] = None,
-) -> dict[str, Any]:
-    return await _compare(request, new_run_id, old_run_id, aggregate_function, filters)
-
-
-@router.get("/v1/runs/{new_run_id}/compare/{old_run_id}", response_model=RunComparison,
-            responses=ERRORS, summary="Same as /compare-with/")
-async def compare_runs_alias(
     request: Request, new_run_id: str, old_run_id: str,
     aggregate_function: Annotated[str, _AGGREGATE] = "average",
     filters: Annotated[str | None, Query()] = None,

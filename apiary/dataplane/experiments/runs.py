@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from apiary.dataplane.db import Owner
-from apiary.dataplane.db._base import utcnow
+from apiary.dataplane.db import Owner, utcnow
 from apiary.dataplane.db.models import RUN_STATUSES, ExperimentRun
 from apiary.errors import Conflict, InvalidRequest, NotFound
 

@@ -11,7 +11,6 @@ from nats.aio.client import Client
 from starlette.requests import Request
 
 from apiary._private import metrics
-from apiary.actors.clickhouse import StoreClient, store_client
 from apiary.dataplane.auth import Authenticator, Permission, Principal, bearer_credential
 from apiary.dataplane.db.engine import DataPlaneDatabase, LazyDatabase
 from apiary.dataplane.enrich import Enricher, PriceTable
@@ -26,6 +25,7 @@ from apiary.queue import (
 )
 from apiary.ratelimit import ingest_rate_limiter, open_redis
 from apiary.settings import ApiarySettings
+from apiary.store import StoreClient, store_client
 
 log = logging.getLogger("apiary.api")
 

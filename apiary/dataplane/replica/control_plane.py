@@ -1,10 +1,11 @@
 """The data plane's client of the control plane's configuration API (the trusted seam).
 
-Prompt templates and evaluator definitions are control-plane configuration (DESIGN.md):
-the data plane never stores them. It serves them by calling the control plane's project
-API (``/v1/projects/{project_id}/prompts|evaluators...``) **with the caller's own API
-key**, so the control plane authenticates the caller and checks its permission itself; the
-data plane adds no privilege of its own and holds no control-plane secret.
+Prompt templates and evaluator definitions are control-plane configuration
+(docs/architecture.md, "Two planes, one seam"): the data plane never stores them. It serves
+them by calling the control plane's project API
+(``/v1/projects/{project_id}/prompts|evaluators...``) **with the caller's own API key**, so
+the control plane authenticates the caller and checks its permission itself; the data plane
+adds no privilege of its own and holds no control-plane secret.
 
 - A caller holding a *token* gets 403 before anything is sent: the token was minted for
   this data plane, the control plane refuses every token not minted for it (so a token a
@@ -29,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from apiary.dataplane.auth import looks_like_jwt
+from apiary.credentials import looks_like_jwt
 from apiary.errors import (
     ApiaryError,
     AuthenticationFailed,

@@ -33,10 +33,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from apiary.actors.clickhouse import StoreClient
-from apiary.dataplane.db import AnnotationQueue, DataPlaneDatabase
-from apiary.dataplane.db._base import utcnow
+from apiary.dataplane.db import AnnotationQueue, DataPlaneDatabase, utcnow
 from apiary.dataplane.review.items import add_events
+from apiary.store import StoreClient
 
 log = logging.getLogger("apiary.dataplane.review")
 

@@ -25,8 +25,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from apiary.dataplane.db import AnnotationItem, AnnotationQueue
-from apiary.dataplane.db._base import utcnow
+from apiary.dataplane.db import AnnotationItem, AnnotationQueue, utcnow
 from apiary.dataplane.db.models_review import ITEM_STATUSES
 from apiary.errors import Conflict, InvalidRequest, NotFound
 

@@ -19,8 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from apiary.dataplane.db import AnnotationItem, AnnotationQueue, Owner
-from apiary.dataplane.db._base import utcnow
+from apiary.dataplane.db import AnnotationItem, AnnotationQueue, Owner, utcnow
 from apiary.dataplane.review.items import add_events
 from apiary.errors import Conflict, InvalidRequest, NotFound
 from apiary.store import plan_export

@@ -31,7 +31,7 @@ from starlette.requests import Request
 
 from apiary.dataplane.auth import Permission, Principal
 from apiary.dataplane.db import AnnotationItem, AnnotationQueue
-from apiary.dataplane.events._publish import publish_patch
+from apiary.dataplane.events.publish import publish_patch
 from apiary.dataplane.events.schemas import PathId
 from apiary.dataplane.replica.context import DataPlaneContext, context_of
 from apiary.dataplane.replica.routing import (

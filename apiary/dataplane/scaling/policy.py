@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from apiary.errors import ConfigurationError
+from apiary.settings import ApiarySettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,4 +76,25 @@ class Hysteresis:
         return current
 
 
-__all__ = ["Hysteresis", "ScalingPolicy"]
+def evaluator_policy(settings: ApiarySettings) -> ScalingPolicy:
+    """The evaluators' policy: ``APIARY_EVALUATOR_MIN`` to ``APIARY_EVALUATOR_MAX`` actors."""
+    if settings.evaluator_max < settings.evaluator_min:
+        raise ConfigurationError("APIARY_EVALUATOR_MAX must be at least APIARY_EVALUATOR_MIN")
+    return ScalingPolicy(settings.evaluator_min, settings.evaluator_max,
+                         settings.evaluator_backlog_per_actor, settings.scale_up_delay_s,
+                         settings.scale_down_delay_s)
+
+
+def writer_policy(settings: ApiarySettings) -> ScalingPolicy | None:
+    """The writers' policy (``APIARY_WRITER_COUNT`` to ``APIARY_WRITER_MAX``), or None when
+    the writer pool does not scale."""
+    if settings.writer_max is None or settings.writer_max == settings.writer_count:
+        return None
+    if settings.writer_max < settings.writer_count:
+        raise ConfigurationError("APIARY_WRITER_MAX must be at least APIARY_WRITER_COUNT")
+    return ScalingPolicy(settings.writer_count, settings.writer_max,
+                         settings.writer_backlog_per_actor, settings.scale_up_delay_s,
+                         settings.scale_down_delay_s)
+
+
+__all__ = ["Hysteresis", "ScalingPolicy", "evaluator_policy", "writer_policy"]

@@ -29,7 +29,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from apiary.actors.clickhouse import StoreClient
 from apiary.dataplane.enrich import Enricher
 from apiary.dataplane.writer._updates import (
     Received,
@@ -41,7 +40,7 @@ from apiary.dataplane.writer._updates import (
     stored_tenant,
     with_rollups,
 )
-from apiary.store import events_to_arrow
+from apiary.store import StoreClient, events_to_arrow
 
 _RECORDED_CAPACITY = 100_000
 

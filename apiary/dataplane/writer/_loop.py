@@ -19,7 +19,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -32,7 +31,6 @@ import pyarrow as pa
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from apiary.actors.clickhouse import StoreClient
 from apiary.dataplane.enrich import Enricher, PriceTable, SessionContext
 from apiary.dataplane.evaluation import online as online_evaluation
 from apiary.dataplane.writer import _lookups as lookups
@@ -51,8 +49,9 @@ from apiary.queue import (
     decode_batch,
     decode_table,
 )
+from apiary.queue.outcomes import Outcomes, deliveries
 from apiary.settings import ApiarySettings
-from apiary.store import arrow_to_events, events_to_arrow
+from apiary.store import StoreClient, arrow_to_events, events_to_arrow
 
 log = logging.getLogger("apiary.writer")
 
@@ -152,17 +151,18 @@ class WriterLoop:
     ) -> None:
         self._js = js
         self._store = store
-        self._objects = objects
         self._settings = settings
         self._database = settings.clickhouse_database
         self.name = name
         self._enricher = Enricher(prices or PriceTable.bundled())
         self.stats = WriterStats()
+        self._outcomes = Outcomes(stream=EVENTS_STREAM, objects=objects, stats=self.stats,
+                                  log=log, what="message")
         self._stopping = asyncio.Event()
         self._flush_slots = asyncio.Semaphore(2)
         self._flushes: set[asyncio.Task[None]] = set()
-        self.updates = UpdateApplier(store=store, enricher=self._enricher,
-                                     retrying=self._retrying, dead_letter=self._dead_letter)
+        self.updates = UpdateApplier(store=store, enricher=self._enricher, retrying=self._retrying,
+                                     dead_letter=self._outcomes.dead_letter)
         self.relinker = TraceRelinker(store=store, enricher=self._enricher,
                                       retrying=self._retrying)
         self.backfill = SessionBackfill(store=store, enricher=self._enricher,
@@ -214,8 +214,8 @@ class WriterLoop:
 
     async def _receive(self, msg: Msg) -> _Received | None:
         self.stats.messages += 1
-        deliveries = msg.metadata.num_delivered or 1
-        if deliveries > 1:
+        delivered = deliveries(msg)
+        if delivered > 1:
             self.stats.redelivered_messages += 1
         try:
             if (msg.headers or {}).get(ENCODING_HEADER) == ARROW_ENCODING:
@@ -223,13 +223,13 @@ class WriterLoop:
                 envelope: EventBatch = {"schema": WIRE_SCHEMA, "kind": rows.kind,
                                         "tenant": rows.tenant, "version": rows.version,
                                         "events": []}
-                return _Received(msg, envelope, deliveries, rows.table,
+                return _Received(msg, envelope, delivered, rows.table,
                                  rows.inherited_sessions)
             batch = decode_batch(msg.data)
         except PoisonMessage as exc:
-            await self._dead_letter(msg, exc)
+            await self._outcomes.dead_letter(msg, exc)
             return None
-        return _Received(msg, batch, deliveries)
+        return _Received(msg, batch, delivered)
 
     async def _start_flush(self, received: list[_Received]) -> None:
         await self._flush_slots.acquire()
@@ -260,16 +260,12 @@ class WriterLoop:
             self._flush_slots.release()
 
     async def _hand_back(self, received: list[_Received], error: Exception) -> None:
-        """Let JetStream redeliver later (with back-off), or dead-letter at the last try."""
+        """Let JetStream redeliver later (with back-off), or dead-letter at the last try
+        (:mod:`apiary.queue.outcomes`): the writer's last try is the one before
+        ``writer_max_deliver``."""
         last = self._settings.writer_max_deliver - 1
         for r in received:
-            try:
-                if r.deliveries >= last:
-                    await self._dead_letter(r.msg, error)
-                else:
-                    await r.msg.nak(delay=min(2.0 ** r.deliveries, 60.0))
-            except Exception as exc:  # the message will come back after ack_wait anyway
-                log.warning("hand-back failed", extra={"error": str(exc)})
+            await self._outcomes.hand_back(r.msg, r.deliveries, error, last_delivery=last)
 
     # -- enrichment -----------------------------------------------------------------------
 
@@ -358,24 +354,14 @@ class WriterLoop:
         try:
             table = self._table(received)
         except Exception as exc:  # a value pyarrow cannot take: isolate the message
-            if len(received) == 1:
-                await self._dead_letter(received[0].msg, exc)
-                return
-            half = len(received) // 2
-            await self._insert(received[:half])
-            await self._insert(received[half:])
+            await self._isolate(received, exc)
             return
         if table is not None:
             started = time.monotonic()
             try:
                 await self._retrying(self._store.insert_arrow, table, keep=received)
             except StoreRejected as exc:
-                if len(received) == 1:
-                    await self._dead_letter(received[0].msg, exc)
-                    return
-                half = len(received) // 2
-                await self._insert(received[:half])
-                await self._insert(received[half:])
+                await self._isolate(received, exc)
                 return
             self.stats.inserts += 1
             self.stats.events_written += table.num_rows
@@ -384,6 +370,16 @@ class WriterLoop:
         await asyncio.gather(*(self._ack(r.msg) for r in received))
         await online_evaluation.after_write(self._js, self._settings,
                                             [r.for_hooks() for r in received])
+
+    async def _isolate(self, received: list[_Received], error: Exception) -> None:
+        """A batch that cannot be stored: dead-letter its one message, or insert each half
+        on its own, so only the offending message is dead-lettered."""
+        if len(received) == 1:
+            await self._outcomes.dead_letter(received[0].msg, error)
+            return
+        half = len(received) // 2
+        await self._insert(received[:half])
+        await self._insert(received[half:])
 
     async def _retrying(self, call: Any, *args: Any, keep: list[_Received] | None = None) -> Any:
         """Run ``call`` until it succeeds or fails permanently, backing off exponentially."""
@@ -406,30 +402,5 @@ class WriterLoop:
             delay = min(delay * 2, 30.0)
 
     async def _ack(self, msg: Msg) -> None:
-        try:
-            await msg.ack()
-        except nats.errors.Error as exc:
-            # The message will be redelivered and recognised as already stored.
-            self.stats.last_error = f"ack: {exc}"
-
-    async def _dead_letter(self, msg: Msg, error: Exception) -> None:
-        meta = msg.metadata
-        key = (
-            f"dlq/{EVENTS_STREAM}/{time.strftime('%Y/%m/%d', time.gmtime())}/"
-            f"{meta.sequence.stream:012d}.json"
-        )
-        record = {
-            "subject": msg.subject,
-            "stream_sequence": meta.sequence.stream,
-            "deliveries": meta.num_delivered,
-            "headers": dict(msg.headers or {}),
-            "error": str(error),
-            "error_type": type(error).__name__,
-            "dead_lettered_at": time.time(),
-            "data_base64": base64.b64encode(msg.data).decode("ascii"),
-        }
-        where = await self._objects.put(key, orjson.dumps(record))
-        self.stats.dead_lettered += 1
-        self.stats.last_error = f"dead-lettered: {error}"
-        log.error("message dead-lettered", extra={"object": where, "error": str(error)})
-        await msg.term()
+        """Acknowledge ``msg``; if that fails it is redelivered and recognised as stored."""
+        await self._outcomes.ack(msg)

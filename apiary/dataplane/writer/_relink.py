@@ -37,7 +37,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from apiary.actors.clickhouse import StoreClient
 from apiary.dataplane.enrich import Enricher, session_id_for_trace
 from apiary.dataplane.writer._updates import (
     Received,
@@ -48,7 +47,7 @@ from apiary.dataplane.writer._updates import (
     stored_tenant,
 )
 from apiary.event import Event
-from apiary.store import events_to_arrow
+from apiary.store import StoreClient, events_to_arrow
 
 
 @dataclass

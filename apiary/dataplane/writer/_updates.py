@@ -45,7 +45,6 @@ from typing import Any, Protocol, TypeVar, cast
 import pyarrow as pa
 from nats.aio.msg import Msg
 
-from apiary.actors.clickhouse import StoreClient
 from apiary.dataplane.enrich import Enricher
 from apiary.errors import PoisonMessage
 from apiary.event import (
@@ -59,7 +58,7 @@ from apiary.event import (
     apply_patch,
     new_event,
 )
-from apiary.store import ROLLUP_COLUMNS, ROLLUP_SOURCES, events_to_arrow
+from apiary.store import ROLLUP_COLUMNS, ROLLUP_SOURCES, StoreClient, events_to_arrow
 
 log = logging.getLogger("apiary.writer.updates")
 

@@ -11,6 +11,7 @@ import pytest
 from _control_plane import AUDIENCE, PROJECT, ControlPlane
 from _servers import free_port
 
+from apiary.credentials import mint_api_key
 from apiary.dataplane.auth import (
     ApiKeyAuthenticator,
     ChainedAuthenticator,
@@ -22,7 +23,6 @@ from apiary.dataplane.auth import (
     StoredKey,
     control_plane_authenticator,
     credential_shape,
-    mint_api_key,
 )
 from apiary.errors import AuthenticationFailed, ConfigurationError, ControlPlaneUnavailable
 from apiary.settings import ApiarySettings, load_settings

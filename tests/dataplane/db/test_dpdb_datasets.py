@@ -110,7 +110,7 @@ def test_linked_datasets_follow_updates(dp: DataPlaneDatabase) -> None:
 
 
 def test_rows_map_like_honeyhive() -> None:
-    body = json.loads((Path(__file__).parents[1] / "fixtures" / "honeyhive" /
+    body = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "honeyhive" /
                        "rest_datasets_add_datapoints.json").read_text())
     (spec,) = files.rows_to_specs(body["data"], files.FieldMapping.of(body["mapping"]))
     assert spec.inputs == {"q": "what?"}

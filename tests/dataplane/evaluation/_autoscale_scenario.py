@@ -50,13 +50,14 @@ from ray.autoscaler._private.fake_multi_node.node_provider import (  # noqa: E40
     FAKE_HEAD_NODE_ID,
 )
 
-from apiary.actors.scaler import EVALUATORS, PoolScaler  # noqa: E402
+from apiary.actors.scaler import PoolScaler  # noqa: E402
 from apiary.dataplane.evaluation.publish import TaskPublisher  # noqa: E402
 from apiary.dataplane.evaluation.tasks import EvaluationTask  # noqa: E402
+from apiary.dataplane.scaling import EVALUATORS  # noqa: E402
 from apiary.dataplane.scaling.policy import ScalingPolicy  # noqa: E402
-from apiary.deployments.serve_app import EVALUATOR_RESOURCE  # noqa: E402
 from apiary.queue import connect  # noqa: E402
 from apiary.settings import ApiarySettings  # noqa: E402
+from apiary.startup.cluster import EVALUATOR_RESOURCE  # noqa: E402
 
 NODE_TYPE = "evaluator"
 

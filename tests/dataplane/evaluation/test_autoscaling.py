@@ -28,25 +28,24 @@ from typing import Any
 
 import orjson
 import pytest
+from _fresh_topology import fresh_topology, until
 from _openai_server import FakeOpenAI
-from conftest import fresh_topology, until
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from apiary.actors.clickhouse import DirectStoreClient
 from apiary.dataplane.evaluation.metrics import MetricSpec
 from apiary.dataplane.evaluation.tasks import new_task
-from apiary.dataplane.writer._loop import WriterLoop
+from apiary.dataplane.writer import WriterLoop
 from apiary.event import Tenant, new_event
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 pytestmark = pytest.mark.ray
 
 SCENARIO = Path(__file__).with_name("_autoscale_scenario.py")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TASKS = 240
 MAX_NODES = 3
 

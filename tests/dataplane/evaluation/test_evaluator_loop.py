@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _fresh_topology import fresh_topology, until
 from _openai_server import FakeOpenAI
-from conftest import fresh_topology, until
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from apiary.actors.clickhouse import DirectStoreClient
 from apiary.dataplane.evaluation.judge import OpenAIJudgeClient
 from apiary.dataplane.evaluation.loop import EvaluatorLoop
 from apiary.dataplane.evaluation.metrics import MetricSpec
@@ -33,12 +32,12 @@ from apiary.dataplane.evaluation.publish import TaskPublisher
 from apiary.dataplane.evaluation.sandbox import SandboxLimits
 from apiary.dataplane.evaluation.scoring import Scorer
 from apiary.dataplane.evaluation.tasks import EvaluationTask, encode_task, new_task, task_subject
-from apiary.dataplane.writer._loop import WriterLoop
+from apiary.dataplane.writer import WriterLoop
 from apiary.event import Event, EventPatch, Tenant, new_event
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer, connect
 from apiary.settings import ApiarySettings
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 LENGTH = """
 def evaluate(outputs):

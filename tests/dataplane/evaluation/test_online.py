@@ -20,11 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from _accounts import verify_email
+from _fresh_topology import fresh_topology, until
 from _openai_server import FakeOpenAI
 from _servers import http_server
-from conftest import fresh_topology, until
 
-from apiary.actors.clickhouse import DirectStoreClient
 from apiary.control import ControlPlane, admin
 from apiary.control.api import create_control_plane_app
 from apiary.dataplane.app import create_app
@@ -36,11 +35,11 @@ from apiary.dataplane.evaluation.sandbox import SandboxLimits
 from apiary.dataplane.evaluation.scoring import Scorer
 from apiary.dataplane.evaluation.tasks import sampled
 from apiary.dataplane.replica.context import DataPlaneContext
-from apiary.dataplane.writer._loop import WriterLoop
+from apiary.dataplane.writer import WriterLoop
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer, connect
 from apiary.settings import ApiarySettings
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 ISSUER = "http://cp.evaluation.test/cp"
 DP_ID = "dp-evaluation"

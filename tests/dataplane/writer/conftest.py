@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _writer_loops import Writers, writer_settings
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
-from writer_harness import Writers, writer_settings
 
 from apiary.queue import NatsServer, connect, ensure_topology
 from apiary.store import EventStore

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from writer_harness import Writers, spans_batch, until
+from _writer_loops import Writers, spans_batch, until
 
 from apiary.event import Event, new_event
 from apiary.store import EventStore

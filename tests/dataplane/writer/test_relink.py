@@ -8,14 +8,13 @@ import time
 import uuid
 from typing import Any
 
-from writer_harness import Writers, spans_batch, until
+from _writer_loops import Writers, spans_batch, until
 
-from apiary.actors.clickhouse import DirectStoreClient
 from apiary.dataplane.enrich import session_id_for_trace
-from apiary.dataplane.writer._loop import WriterLoop
+from apiary.dataplane.writer import WriterLoop
 from apiary.errors import StoreRejected
 from apiary.event import Event, new_event
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 NOW_MS = time.time() * 1000.0
 

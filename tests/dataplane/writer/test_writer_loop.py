@@ -11,18 +11,17 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _writer_loops import until
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
-from writer_harness import until
 
-from apiary.actors.clickhouse import DirectStoreClient
-from apiary.dataplane.writer._loop import WriterLoop
+from apiary.dataplane.writer import WriterLoop
 from apiary.event import EventBatch, new_event
 from apiary.objects import LocalObjectStore
 from apiary.queue import WIRE_SCHEMA, EventPublisher, NatsServer, connect, ensure_topology
 from apiary.settings import ApiarySettings
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 
 @pytest.fixture

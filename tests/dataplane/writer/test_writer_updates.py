@@ -11,12 +11,10 @@ from typing import Any, cast
 
 import orjson
 import pytest
+from _writer_loops import CrashBeforeAck, Writers, until
 from nats.aio.msg import Msg
-from writer_harness import CrashBeforeAck, Writers, until
 
-from apiary.actors.clickhouse import DirectStoreClient
-from apiary.dataplane.writer._loop import WriterLoop
-from apiary.dataplane.writer._updates import UpdateApplier, validate_patch
+from apiary.dataplane.writer import UpdateApplier, WriterLoop, validate_patch
 from apiary.errors import PoisonMessage
 from apiary.event import (
     API_KIND,
@@ -30,7 +28,7 @@ from apiary.event import (
 )
 from apiary.objects import LocalObjectStore
 from apiary.queue import WIRE_SCHEMA
-from apiary.store import EventStore
+from apiary.store import DirectStoreClient, EventStore
 
 # --- apply_patch: the merge rules ------------------------------------------------------------
 

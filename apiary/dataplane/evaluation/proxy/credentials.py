@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from apiary.dataplane.db._base import utcnow
+from apiary.dataplane.db import utcnow
 from apiary.dataplane.db.models_proxy import ProviderCredential
 from apiary.dataplane.evaluation.proxy.envelope import Envelope, Sealed
 from apiary.errors import Conflict, InvalidRequest, NotFound

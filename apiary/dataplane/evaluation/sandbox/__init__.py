@@ -1,8 +1,9 @@
 """The Python metric sandbox: user metric code, compiled restricted, run in isolated workers.
 
-DESIGN.md: "User Python metrics run under RestrictedPython inside a separate process with
-CPU, memory, file and wall-clock limits and no network. RestrictedPython alone is not a
-sandbox." Two layers, and what each guarantees:
+User Python metrics run under RestrictedPython inside a separate process with CPU, memory,
+file and wall-clock limits and no network; RestrictedPython alone is not a sandbox
+(docs/architecture.md, "Evaluation": metrics fail alone). Two layers, and what each
+guarantees:
 
 **The OS layer (the guarantee)** — every metric runs in a worker process forked from a
 preloaded zygote and isolated before it reads its first job (``oslimits``):

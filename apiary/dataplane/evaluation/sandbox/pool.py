@@ -53,7 +53,7 @@ _MAX_CONSECUTIVE_SPAWN_FAILURES = 3
 _COMPILE_CACHE_SIZE = 256
 _SHARED_KEY = ""
 # The directory holding the ``apiary`` package, for the zygote's import path.
-_APIARY_ROOT = str(Path(zygote.__file__).resolve().parents[2])
+_APIARY_ROOT = str(Path(zygote.__file__).resolve().parents[4])
 
 
 @dataclass

@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from _dataplane import KeySpec, open_plane
-from _fake_provider import FakeProvider
-from _proxy_helpers import ProxyPlane, Upstream
+from _fake_llm_provider import FakeProvider
+from _proxy_plane import ProxyPlane, Upstream
 from _servers import http_server
 
 from apiary.dataplane.auth import Permission

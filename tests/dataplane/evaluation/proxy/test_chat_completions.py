@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from _proxy_helpers import (
+from _proxy_plane import (
     ProxyPlane,
     Upstream,
     chat,

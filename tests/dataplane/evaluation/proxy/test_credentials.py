@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from _proxy_helpers import ProxyPlane, Upstream, chat, chat_body, provider_key, store_credential
+from _proxy_plane import ProxyPlane, Upstream, chat, chat_body, provider_key, store_credential
 from sqlalchemy import text
 
 from apiary.dataplane.db import ProviderCredential

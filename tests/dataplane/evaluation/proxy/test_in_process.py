@@ -5,7 +5,7 @@ stream whose caller goes away is still traced."""
 from __future__ import annotations
 
 import pytest
-from _proxy_helpers import ProxyPlane, Upstream, provider_key, store_credential
+from _proxy_plane import ProxyPlane, Upstream, provider_key, store_credential
 
 from apiary.dataplane.evaluation.proxy.request import ChatCompletionRequest
 from apiary.dataplane.evaluation.proxy.routes import proxy_of

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from _proxy_helpers import (
+from _proxy_plane import (
     ProxyPlane,
     Upstream,
     chat,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from _sandbox_helpers import LIMITS
+from _sandbox_baseline import LIMITS
 
 from apiary.dataplane.evaluation.sandbox import SandboxLimits, SandboxPool
 

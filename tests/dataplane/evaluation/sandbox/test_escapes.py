@@ -9,7 +9,7 @@ specific error, then that the next normal metric on the same pool is scored.
 from __future__ import annotations
 
 import pytest
-from _sandbox_helpers import EVENT, assert_healthy
+from _sandbox_baseline import EVENT, assert_healthy
 
 from apiary.dataplane.evaluation.sandbox import SandboxPool
 from apiary.errors import (

@@ -18,7 +18,7 @@ import pytest
 
 from apiary.dataplane.evaluation.sandbox import oslimits
 
-ROOT = str(Path(oslimits.__file__).resolve().parents[2])
+ROOT = str(Path(oslimits.__file__).resolve().parents[4])
 
 PROBE = r"""
 import errno, json, os, resource, socket, sys

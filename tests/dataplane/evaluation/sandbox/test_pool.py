@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from _sandbox_helpers import EVENT, TRIVIAL, assert_healthy
+from _sandbox_baseline import EVENT, TRIVIAL, assert_healthy
 
 from apiary.dataplane.evaluation.sandbox import SandboxLimits, SandboxPool
 from apiary.dataplane.evaluation.sandbox.pool import _death_error

@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from otlp_support import proto_to_otlp_json, to_any_value
+from _otlp_requests import proto_to_otlp_json, to_any_value
 
 from apiary.dataplane.enrich import Enricher, PriceTable
 from apiary.dataplane.ingest.otlp import _conventions, map_request

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from apiary.dataplane.ingest.otlp import map_request
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "otlp_mapping.py"
+BENCH = Path(__file__).resolve().parents[4] / "bench" / "otlp_mapping.py"
 
 
 def _bench() -> ModuleType:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _otlp_requests import FIXTURES, JSON, PROTOBUF, proto_to_otlp_json, to_any_value
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from otlp_support import FIXTURES, JSON, PROTOBUF, proto_to_otlp_json, to_any_value
 
 from apiary.dataplane.ingest.otlp import decode_traces, map_request
 

@@ -11,11 +11,7 @@ import random
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from opentelemetry.trace import Tracer
-from otlp_support import (
+from _otlp_requests import (
     JSON,
     PROTOBUF,
     proto_to_otlp_json,
@@ -23,6 +19,10 @@ from otlp_support import (
     span_with,
     to_any_value,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.trace import Tracer
 
 from apiary.dataplane.ingest.otlp import decode_traces, map_request, media_type
 from apiary.dataplane.ingest.otlp._decode_proto import _KV_CACHE, any_value
@@ -192,7 +192,7 @@ def test_max_spans_is_enforced_in_both_formats() -> None:
         for i in range(3):
             tracer.start_span(f"s{i}").end()
     spans = record(build)
-    from otlp_support import otlp_json_body, protobuf_body
+    from _otlp_requests import otlp_json_body, protobuf_body
     for data, content_type in ((protobuf_body(spans), PROTOBUF), (otlp_json_body(spans), JSON)):
         assert len(map_request(data, content_type, max_spans=3).events) == 3
         with pytest.raises(PayloadTooLarge) as info:
@@ -341,7 +341,7 @@ def test_invalid_json_is_malformed() -> None:
 
 
 def test_json_and_protobuf_decode_to_the_same_views() -> None:
-    from otlp_support import protobuf_body
+    from _otlp_requests import protobuf_body
     spans = record(span_with({"s": "x", "i": 5, "f": 0.5, "b": True, "arr": ["a", "b"]}))
     pb = decode_traces(protobuf_body(spans), PROTOBUF)
     js = decode_traces(proto_to_otlp_json(ExportTraceServiceRequest.FromString(

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from _otlp_requests import FORMATS, one_event, span_with
 from opentelemetry.trace import Tracer
-from otlp_support import FORMATS, one_event, span_with
 
 SYSTEM = [{"type": "text", "content": "You are terse."}]
 INPUT = [

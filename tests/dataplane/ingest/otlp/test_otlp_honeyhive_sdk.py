@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from otlp_support import FIXTURES, JSON, PROTOBUF
+from _otlp_requests import FIXTURES, JSON, PROTOBUF
 
 from apiary.dataplane.ingest.otlp import MappedSpans, decode_traces, derive_event_id, map_request
 from apiary.event import Event

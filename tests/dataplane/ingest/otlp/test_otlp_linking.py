@@ -6,9 +6,9 @@ import json
 import uuid
 from typing import Any
 
+from _otlp_requests import JSON, events_by_name, map_spans, record
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Tracer
-from otlp_support import JSON, events_by_name, map_spans, record
 
 from apiary.dataplane.ingest.otlp import derive_event_id, map_request
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _otlp_requests import FORMATS, events_by_name, map_spans, one_event, record, span_with
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
-from otlp_support import FORMATS, events_by_name, map_spans, one_event, record, span_with
 
 from apiary.dataplane.ingest.otlp._flatten import VALUE_KEY
 

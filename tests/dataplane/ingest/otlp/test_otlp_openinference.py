@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from otlp_support import one_event, span_with
+from _otlp_requests import one_event, span_with
 
 LLM = {
     "openinference.span.kind": "LLM",

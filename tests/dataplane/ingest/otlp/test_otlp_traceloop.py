@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from _otlp_requests import events_by_name, map_spans, one_event, record, span_with
 from opentelemetry.trace import Tracer
-from otlp_support import events_by_name, map_spans, one_event, record, span_with
 
 
 @pytest.mark.parametrize(("kind", "expected"), [

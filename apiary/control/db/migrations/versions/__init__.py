@@ -1,1 +1,3 @@
-"""cpdb revisions, oldest first."""
+"""cpdb revisions, oldest first (loaded by Alembic, never imported by other code)."""
+
+__all__: list[str] = []

@@ -1,0 +1,353 @@
+"""Settings of the data plane: its stores (JetStream, ClickHouse, dpdb, objects), ingestion,
+the writers, trust in the control plane, the LLM proxy and human review, the Python metric
+sandbox, the evaluators and the pool scalers."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from apiary.settings._common import CommonSettings
+from apiary.settings._fields import MiB, on_cluster
+
+
+class DataPlaneSettings(CommonSettings):
+    """What the data plane reads (beside :class:`CommonSettings`)."""
+
+    # --- stores ---------------------------------------------------------------------------
+    nats_url: str | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True, required=True),
+        description="URL of a NATS server with JetStream (e.g. 'nats://nats:4222'); unset starts "
+        "an embedded nats-server under the data dir.",
+    )
+    nats_replicas: int = Field(
+        default=1, ge=1, le=5,
+        description="JetStream replicas for Apiary's streams (3 in a production cluster).",
+    )
+    clickhouse_url: str | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True, required=True),
+        description="HTTP URL of a ClickHouse server (e.g. 'http://user:pass@ch:8123'); unset uses "
+        "embedded chDB under the data dir.",
+    )
+    clickhouse_database: str = Field(
+        default="apiary", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse database holding Apiary's tables.",
+    )
+    object_store_url: str | None = Field(
+        default=None, json_schema_extra=on_cluster(required=True),
+        description="Where dead-lettered batches and large payloads go: 's3://bucket/prefix'; "
+        "unset uses <data-dir>/objects.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint for an S3-compatible server (MinIO, Ceph); unset uses AWS. "
+        "Credentials come from the usual AWS_* variables.",
+    )
+
+    # --- ingestion ------------------------------------------------------------------------
+    ingest_max_body_bytes: int = Field(
+        default=16 * MiB, ge=1024,
+        description="Largest request body accepted, before and after decompression; larger bodies "
+        "get 413.",
+    )
+    ingest_replicas: int = Field(
+        default=1, ge=1,
+        description="Replicas of the data-plane HTTP deployment (the least, when it autoscales).",
+    )
+    ingest_max_replicas: int = Field(
+        default=2, ge=1,
+        description="Most replicas of the data-plane deployment: above ingest_replicas, Serve adds "
+        "replicas while requests queue (decoding and mapping spans is CPU-bound, so one replica "
+        "uses one core) and removes them when idle.",
+    )
+    ingest_max_inflight: int = Field(
+        default=64, ge=1,
+        description="Requests one replica processes at once; beyond it callers get 429 with "
+        "Retry-After.",
+    )
+    ingest_publish_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="How long a request waits for JetStream's acknowledgement before it is "
+        "answered 503.",
+    )
+    ingest_backlog_limit: int = Field(
+        default=20_000, ge=1,
+        description="Unwritten messages (pending + unacknowledged, ~100 spans each) in the events "
+        "stream above which ingestion answers 503 with Retry-After.",
+    )
+
+    # --- the durable queue ----------------------------------------------------------------
+    events_stream_max_bytes: int = Field(
+        default=8 * 1024 * MiB, ge=MiB,
+        description="Bytes the events stream may hold unwritten; when full, publishes are refused "
+        "and ingestion answers 503.",
+    )
+    duplicate_window_s: float = Field(
+        default=600.0, gt=0,
+        description="Window in which JetStream drops a re-published message with the same "
+        "Nats-Msg-Id.",
+    )
+
+    # --- writers --------------------------------------------------------------------------
+    writer_count: int = Field(
+        default=1, ge=1,
+        description="Writer actors consuming the events stream.",
+    )
+    writer_batch_rows: int = Field(
+        default=20_000, ge=1,
+        description="Rows a writer gathers before inserting.",
+    )
+    writer_flush_interval_s: float = Field(
+        default=0.5, gt=0,
+        description="Longest a received event waits in a writer before it is inserted.",
+    )
+    writer_ack_wait_s: float = Field(
+        default=120.0, gt=0,
+        description="How long JetStream waits for a writer's acknowledgement before redelivering.",
+    )
+    writer_max_deliver: int = Field(
+        default=20, ge=2,
+        description="Deliveries of one message before it is dead-lettered.",
+    )
+
+    # --- trust in the control plane -------------------------------------------------------
+    control_plane_url: str | None = Field(
+        default=None, json_schema_extra=on_cluster(required=True),
+        description="Base URL of the control plane (e.g. 'https://cp.example.com') whose JWKS "
+        "({url}/.well-known/jwks.json) and token exchange ({url}/v1/auth/token) this data plane "
+        "trusts; unset makes `apiary up` run the control plane itself at <base URL>/cp.",
+    )
+    data_plane_id: str = Field(
+        default="apiary-dp", pattern=r"^[A-Za-z0-9._:/-]{1,200}$",
+        description="This data plane's id: the audience ('aud') every token it accepts must name "
+        "exactly.",
+    )
+    jwt_issuer: str | None = Field(
+        default=None,
+        description="The 'iss' every accepted token must carry; unset means the control plane URL.",
+    )
+    jwt_leeway_s: float = Field(
+        default=30.0, ge=0, le=300,
+        description="Clock skew tolerated when checking a token's exp, nbf and iat.",
+    )
+    jwks_max_age_s: float = Field(
+        default=300.0, gt=0,
+        description="How long the control plane's JWKS is used before it is fetched again.",
+    )
+    jwks_refetch_cooldown_s: float = Field(
+        default=30.0, ge=0,
+        description="Least time between two JWKS fetches caused by tokens naming an unknown 'kid', "
+        "so that forged kids cannot make the data plane hammer the control plane.",
+    )
+    auth_cache_max_s: float = Field(
+        default=60.0, gt=0,
+        description="Longest the data plane keeps the identity of an API key it exchanged at the "
+        "control plane (never beyond the token's expiry): a revoked key stops working within this "
+        "time.",
+    )
+    auth_negative_cache_s: float = Field(
+        default=5.0, ge=0,
+        description="How long a key the control plane refused is refused again without asking it.",
+    )
+    auth_cache_entries: int = Field(
+        default=20_000, ge=1,
+        description="Most API keys, and most tokens, whose verification one replica remembers "
+        "(each about 1 KB); the least recently used are forgotten first.",
+    )
+
+    # --- the data plane's metadata --------------------------------------------------------
+    dp_database_url: str | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True, required=True),
+        description="SQLAlchemy URL of the data plane's metadata database (dpdb: datasets, "
+        "datapoints, experiment runs), e.g. 'postgresql+psycopg://user:pass@pg:5432/apiary_dp' (a "
+        "database of its own, never the control plane's); unset uses the SQLite file "
+        "<data-dir>/dp.sqlite.",
+    )
+
+    # --- LLM proxy and human review -------------------------------------------------------
+    dp_envelope_key: SecretStr | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True, required=True),
+        description="Base64 (url-safe) of 32 random bytes: the AES-256-GCM key that wraps the "
+        "per-credential keys encrypting LLM provider keys in dpdb (never the control plane's key). "
+        "Unset: generated once into <data-dir>/dp-envelope.key (mode 0600), which only works while "
+        "dpdb is the embedded SQLite file; required with APIARY_DP_DATABASE_URL.",
+    )
+    proxy_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="Longest the LLM proxy waits for a provider (a request may ask for less); past "
+        "it the caller gets 504.",
+    )
+    review_fill_interval_s: float = Field(
+        default=30.0, gt=0,
+        description="How often annotation queues with rules are filled with newly matching events.",
+    )
+    review_fill_lookback_s: float = Field(
+        default=600.0, ge=0,
+        description="How far before the previous fill a fill looks again (by event start time), so "
+        "that events stored late still reach rule-filled queues.",
+    )
+
+    # --- ingestion rate limits ------------------------------------------------------------
+    ingest_rate_limit_per_s: float = Field(
+        default=1000.0, gt=0,
+        description="Ingestion requests per second one credential may sustain; beyond it callers "
+        "get 429 with Retry-After.",
+    )
+    ingest_rate_limit_burst: int = Field(
+        default=2000, ge=1,
+        description="Ingestion requests one credential may send at once above its sustained rate "
+        "(the token bucket's size).",
+    )
+
+    # --- Python metric sandbox (apiary.dataplane.evaluation.sandbox) ----------------------
+    sandbox_pool_size: int = Field(
+        default=1, ge=1, le=64,
+        description="Worker processes one evaluator keeps for Python metrics (metrics it runs at "
+        "once).",
+    )
+    sandbox_cpu_s: int = Field(
+        default=5, ge=1, le=600,
+        description="CPU seconds one metric evaluation may use (RLIMIT_CPU; the kernel ends the "
+        "worker past it).",
+    )
+    sandbox_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="Wall-clock seconds one metric evaluation may take before its worker is killed "
+        "and replaced.",
+    )
+    sandbox_memory_mb: int = Field(
+        default=512, ge=16,
+        description="Address space (RLIMIT_AS) a metric may add on top of its worker's preloaded "
+        "libraries, in MiB; the event being scored counts against it.",
+    )
+    sandbox_max_open_files: int = Field(
+        default=16, ge=8, le=1024,
+        description="Open file descriptors a worker may hold (RLIMIT_NOFILE).",
+    )
+    sandbox_max_code_bytes: int = Field(
+        default=64 * 1024, ge=256, le=4 * MiB,
+        description="Largest metric source accepted, in bytes (UTF-8).",
+    )
+    sandbox_max_output_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * MiB,
+        description="Largest result (score, explanation, extras, printed output) one evaluation "
+        "may return, in bytes; above it the evaluation fails.",
+    )
+    sandbox_max_jobs_per_worker: int = Field(
+        default=1000, ge=1,
+        description="Evaluations one worker process serves before it is replaced by a fresh one "
+        "(1: a new process for every evaluation). Workers never serve two isolation keys "
+        "(projects).",
+    )
+    sandbox_uid: int = Field(
+        default=65534, ge=1,
+        description="Unprivileged user (and group) id that workers switch to when Apiary runs as "
+        "root; ignored otherwise (65534 is 'nobody').",
+    )
+    sandbox_allow_degraded_isolation: bool = Field(
+        default=False,
+        description="Run metrics even when the kernel refuses part of the OS isolation (network "
+        "namespace, seccomp, Landlock); otherwise the sandbox refuses to start.",
+    )
+
+    # --- evaluation service and pool scaling (apiary.dataplane.evaluation, .scaling) ------
+    evaluator_min: int = Field(
+        default=1, ge=0,
+        description="Fewest evaluator actors (consumers of the evaluation stream); the pool never "
+        "shrinks below it.",
+    )
+    evaluator_max: int = Field(
+        default=2, ge=1,
+        description="Most evaluator actors the pool grows to on queue depth (at least "
+        "APIARY_EVALUATOR_MIN).",
+    )
+    evaluator_concurrency: int = Field(
+        default=16, ge=1, le=256,
+        description="Tasks one evaluator works on at once: most of a task's time is spent waiting "
+        "(JetStream, an LLM judge); Python metrics also wait for one of its "
+        "APIARY_SANDBOX_POOL_SIZE sandbox workers.",
+    )
+    evaluator_backlog_per_actor: int = Field(
+        default=50, ge=1,
+        description="Evaluation tasks waiting or in progress (JetStream pending + unacknowledged) "
+        "per evaluator that the scaler aims for: the pool grows when the backlog exceeds this "
+        "times its size.",
+    )
+    writer_max: int | None = Field(
+        default=None, ge=1,
+        description="Most writer actors when the writer pool scales on queue depth; "
+        "APIARY_WRITER_COUNT writers always run. Unset: exactly APIARY_WRITER_COUNT.",
+    )
+    writer_backlog_per_actor: int = Field(
+        default=1000, ge=1,
+        description="Unwritten messages in the events stream per writer that the scaler aims for "
+        "(with APIARY_WRITER_MAX).",
+    )
+    scale_interval_s: float = Field(
+        default=2.0, gt=0,
+        description="How often the pool scalers read their consumer's backlog.",
+    )
+    scale_up_delay_s: float = Field(
+        default=10.0, ge=0,
+        description="How long a pool must have wanted more actors before it grows (to the least it "
+        "wanted during that time).",
+    )
+    scale_down_delay_s: float = Field(
+        default=60.0, ge=0,
+        description="How long a pool must have wanted fewer actors before it shrinks (to the most "
+        "it wanted during that time); removed actors finish their work first.",
+    )
+    evaluator_definitions_ttl_s: float = Field(
+        default=5.0, gt=0,
+        description="How long a writer uses a project's online evaluators before reading them "
+        "again: a deployed, changed or disabled metric takes effect within this time.",
+    )
+    evaluator_ledger_ttl_s: float = Field(
+        default=86_400.0, gt=0,
+        description="How long the ids of scored evaluation tasks are remembered, so that a task "
+        "queued again after JetStream's duplicate window is not scored twice.",
+    )
+    evaluator_judge_url: str | None = Field(
+        default=None,
+        description="Base URL of the OpenAI-compatible API that LLM-judge metrics call "
+        "({url}/chat/completions); unset: this data plane's LLM proxy, called in-process as the "
+        "scored event's tenant (its workspace's provider key).",
+    )
+    evaluator_judge_api_key: SecretStr | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True),
+        description="Bearer credential evaluators send to the judge API (for the LLM proxy: a key "
+        "allowed to use it).",
+    )
+    evaluator_judge_model: str = Field(
+        default="gpt-4o-mini", min_length=1,
+        description="Model an LLM-judge metric uses when it names none.",
+    )
+    evaluator_judge_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="Longest one judge call may take before it is retried later.",
+    )
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        """Whether the event store is chDB under the data dir (no ``clickhouse_url``)."""
+        return self.clickhouse_url is None
+
+    @property
+    def embedded_nats(self) -> bool:
+        """Whether Apiary starts its own nats-server (no ``nats_url``)."""
+        return self.nats_url is None
+
+    @property
+    def trusted_issuer(self) -> str | None:
+        """The ``iss`` accepted tokens must carry: ``jwt_issuer``, else the control plane URL."""
+        return self.jwt_issuer or self.control_plane_url
+
+    @property
+    def dp_database(self) -> str:
+        """The dpdb URL in force: ``dp_database_url``, or the embedded SQLite file."""
+        return self.dp_database_url or f"sqlite:///{self.data_dir / 'dp.sqlite'}"
+
+    @property
+    def judge_url(self) -> str:
+        """The OpenAI-compatible base URL LLM judges call: ``evaluator_judge_url``, else the
+        data plane's LLM proxy."""
+        return self.evaluator_judge_url or f"{self.base_url}/v1"

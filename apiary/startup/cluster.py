@@ -1,0 +1,187 @@
+"""Apiary's Serve applications on Ray clusters: the import paths of their Serve configs.
+
+A deployment is **two Ray clusters**, one per plane, because the planes share no
+credentials (:mod:`apiary.startup.plane_checks`). Each plane's cluster gets its plane's
+secrets only, and the two talk over HTTP: the data plane trusts the control plane through
+its JWKS and token exchange (``APIARY_CONTROL_PLANE_URL``).
+
+- **data plane** (``cluster.yaml``; KubeRay RayService ``apiary``), :func:`serve_config`
+  ``("data")``: ``data-plane`` at ``/`` (ingestion and queries, the LLM proxy;
+  :func:`data_plane`) and ``pools`` (no HTTP route; :func:`pools`): a
+  :class:`~apiary.deployments.pools.PoolSupervisor` running the start-up sequence
+  (:mod:`apiary.startup.sequence`, the one ``apiary up`` runs): it creates the JetStream
+  streams, migrates ClickHouse and keeps the writer actors running on nodes that offer the
+  custom resource :data:`WRITER_RESOURCE`, and the pool scalers that size the evaluator pool
+  (on nodes offering :data:`EVALUATOR_RESOURCE`) and the extra writers on queue depth.
+- **control plane** (``cluster-cp.yaml``; RayService ``apiary-cp``), :func:`serve_config`
+  ``("control")``: ``control-plane`` at ``/cp``: accounts, keys, tokens
+  (:func:`control_plane`).
+
+Each builder reads the ``APIARY_*`` environment of the Ray node that builds it and refuses
+to build anything that :func:`~apiary.startup.plane_checks.cluster_settings` refuses (stores
+not named by configuration, a template's ``CHANGE-ME``, a secret of the other plane). Run
+``python -m apiary.startup.cluster check --plane data|control`` on a node to see what is
+wrong; ``config --plane ...`` prints the plane's Serve config and ``env`` the environment
+(HAProxy ingress) that every Ray node must start with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Any
+
+from ray.serve import Application
+
+from apiary.deployments import serve_environment
+from apiary.deployments.control_plane import APP_NAME as CP_APP_NAME
+from apiary.deployments.control_plane import ROUTE_PREFIX as CP_ROUTE_PREFIX
+from apiary.deployments.control_plane import control_plane_app
+from apiary.deployments.data_plane import APP_NAME as DP_APP_NAME
+from apiary.deployments.pools import pools_app
+from apiary.errors import ConfigurationError
+from apiary.settings import ApiarySettings, load_settings
+from apiary.startup.plane_checks import PLANES, Plane, cluster_problems, cluster_settings
+from apiary.startup.sequence import DataPlaneServices, Placement, data_plane_application
+
+#: Custom Ray resource offered by writer nodes; each writer actor requests one unit.
+WRITER_RESOURCE = "writer"
+#: Custom Ray resource offered by evaluator nodes; each evaluator actor must request one.
+EVALUATOR_RESOURCE = "evaluator"
+#: CPUs each writer actor requests (beside one unit of :data:`WRITER_RESOURCE`).
+WRITER_NUM_CPUS = 1.0
+#: CPUs each evaluator actor requests (beside one unit of :data:`EVALUATOR_RESOURCE`); its
+#: sandbox workers and judge calls run within them.
+EVALUATOR_NUM_CPUS = 1.0
+#: Where the pools' actors run on a cluster: on the nodes that offer their resource (a pool
+#: growing past those nodes makes the Ray autoscaler add nodes of that type).
+CLUSTER_PLACEMENT = Placement(
+    writer={"num_cpus": WRITER_NUM_CPUS, "resources": {WRITER_RESOURCE: 1}},
+    evaluator={"num_cpus": EVALUATOR_NUM_CPUS, "resources": {EVALUATOR_RESOURCE: 1}},
+    adopt_writers=True,
+)
+#: Port of Serve's HTTP ingress (HAProxy) on every node; KubeRay's serve Service targets it.
+SERVE_HTTP_PORT = 8000
+#: Where HAProxy keeps its files on each node, and its stats and metrics ports.
+HAPROXY_DIR = "/tmp/haproxy-serve"
+HAPROXY_STATS_PORT = 8404
+HAPROXY_METRICS_PORT = 9101
+
+# Spelled out: under `python -m` this module is __main__, but Serve imports it by name.
+_MODULE = "apiary.startup.cluster"
+APPLICATIONS: dict[Plane, tuple[tuple[str, str | None, str], ...]] = {
+    # (application name, HTTP route prefix or None, import path of its builder)
+    "data": (
+        (DP_APP_NAME, "/", f"{_MODULE}:data_plane"),
+        ("pools", None, f"{_MODULE}:pools"),
+    ),
+    "control": (
+        (CP_APP_NAME, CP_ROUTE_PREFIX, f"{_MODULE}:control_plane"),
+    ),
+}
+
+
+def serve_config(plane: Plane) -> dict[str, Any]:
+    """The Serve config (``serve deploy`` file, RayService ``serveConfigV2``) of one plane's
+    cluster."""
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": SERVE_HTTP_PORT},
+        "applications": [
+            {"name": name, "route_prefix": prefix, "import_path": path}
+            for name, prefix, path in APPLICATIONS[plane]
+        ],
+    }
+
+
+def cluster_serve_environment() -> dict[str, str]:
+    """Environment every Ray node of a cluster starts with (set before ``ray start``).
+
+    :func:`~apiary.deployments.serve_environment` at fixed per-node paths and ports, with
+    two changes for a cluster: replicas keep draining for 30 s (Serve's default) so that a
+    load balancer in front can take them out of rotation first, and HAProxy gets 2 threads.
+    """
+    env = serve_environment(
+        haproxy_dir=HAPROXY_DIR, stats_port=HAPROXY_STATS_PORT, metrics_port=HAPROXY_METRICS_PORT
+    )
+    env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "30"
+    env["RAY_SERVE_HAPROXY_NBTHREAD"] = "2"
+    return env
+
+
+def _no_args(app: str, args: dict[str, Any]) -> None:
+    if args:
+        raise ConfigurationError(
+            f"the {app} application takes no args (got {sorted(args)}); configure it with "
+            "APIARY_* environment variables"
+        )
+
+
+def _nats_url(settings: ApiarySettings) -> str:
+    if settings.nats_url is None:  # cluster_settings() already refused this
+        raise ConfigurationError("APIARY_NATS_URL is unset")
+    return settings.nats_url
+
+
+def cluster_pools(settings: ApiarySettings) -> DataPlaneServices:
+    """The start-up sequence of a data-plane cluster's pools, not yet started."""
+    return DataPlaneServices(settings, _nats_url(settings), CLUSTER_PLACEMENT,
+                             client_name="apiary-pools")
+
+
+def data_plane(args: dict[str, Any]) -> Application:
+    """Builder of the ``data-plane`` application (keys and tokens checked at the control plane)."""
+    _no_args("data-plane", args)
+    settings = cluster_settings("data")
+    app: Application = data_plane_application(settings, _nats_url(settings))
+    return app
+
+
+def control_plane(args: dict[str, Any]) -> Application:
+    """Builder of the ``control-plane`` application (cpdb on PostgreSQL)."""
+    _no_args("control-plane", args)
+    app: Application = control_plane_app(cluster_settings("control"))
+    return app
+
+
+def pools(args: dict[str, Any]) -> Application:
+    """Builder of the ``pools`` application: one supervisor of :func:`cluster_pools`."""
+    _no_args("pools", args)
+    app: Application = pools_app(cluster_pools(cluster_settings("data")))
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {_MODULE}",
+        description="Apiary on Ray clusters (one per plane): print a plane's Serve config or "
+        "the node environment, or check this environment's APIARY_* settings for a plane.",
+    )
+    parser.add_argument("command", choices=["config", "env", "check"])
+    parser.add_argument("--plane", choices=PLANES,
+                        help="the plane this cluster runs (required for config and check)")
+    args = parser.parse_args(argv)
+    if args.command != "env" and args.plane is None:
+        parser.error(f"{args.command} needs --plane data or --plane control")
+    if args.command == "config":
+        print(json.dumps(serve_config(args.plane), indent=2))
+    elif args.command == "env":
+        for key, value in cluster_serve_environment().items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        try:
+            problems = cluster_problems(load_settings(), args.plane)
+        except ConfigurationError as exc:
+            problems = [exc.message]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            return 2
+        print(f"{args.plane}-plane cluster configuration OK")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
