@@ -1,6 +1,7 @@
 """bench/insert: ClickHouse (chDB) CPU per stored event, by insert size, with and without views.
 
-Usage: bench/insert [--events 100000] [--sizes 1000,2500,5000,10000] [--per-view] [--seed 7]
+Usage: bench/insert [--events 100000] [--sizes 1000,2500,5000,10000] [--per-view]
+                    [--durability] [--seed 7]
 
 What a writer's flush costs the embedded ClickHouse: ``--events`` realistic events
 (bench/query's generator: sessions of ~10 events, 0.2 to 0.6 KiB texts) are converted to
@@ -11,6 +12,10 @@ are idle. Two schemas: the real one (``events`` feeding ``session_aggregates``,
 ``event_schemas`` and ``project_event_details`` through materialized views) and ``events``
 alone (views dropped), so the figures show what the views cost per insert and per row.
 ``--per-view`` adds, at the largest size, ``events`` with each view on its own.
+Inserts carry a deduplication token as a writer's do, on tables that fsync every part
+(migration 0009); ``--durability`` adds each size without them (the settings reset, no
+token: the schema before issue 13), so the figures show what durable, idempotent inserts
+cost.
 
 chDB holds one data directory per process, so each case runs in its own child process.
 """
@@ -30,10 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from apiary.event import Event  # noqa: E402
-from apiary.store import EmbeddedClickHouse, EventStore, events_to_arrow  # noqa: E402
+from apiary.store import (  # noqa: E402
+    EmbeddedClickHouse,
+    EventStore,
+    events_to_arrow,
+    insert_dedup_token,
+)
 from bench.query import TENANT, Generator, Loaded  # noqa: E402
 
 VIEWS = ("session_aggregates_mv", "event_schemas_mv", "project_event_details_mv")
+#: The tables migration 0009 made durable (and ``events``, ``session_aggregates`` idempotent).
+DURABLE_TABLES = ("events", "session_aggregates", "event_schemas", "project_event_details",
+                  "event_updates", "derived_traces", "uninherited_sessions")
 
 
 def _cpu() -> float:
@@ -41,8 +54,10 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(events: int, size: int, keep: tuple[str, ...], seed: int) -> dict[str, float]:
-    """One case, in this process, with only the views in ``keep``: CPU per inserted row."""
+def measure(events: int, size: int, keep: tuple[str, ...], seed: int,
+            durable: bool = True) -> dict[str, float]:
+    """One case, in this process, with only the views in ``keep``: CPU per inserted row.
+    Not ``durable``: without fsync, deduplication window or token (before issue 13)."""
     with tempfile.TemporaryDirectory(prefix="bench-insert-") as tmp:
         driver = EmbeddedClickHouse(Path(tmp), database="apiary")
         store = EventStore(driver)
@@ -51,6 +66,11 @@ def measure(events: int, size: int, keep: tuple[str, ...], seed: int) -> dict[st
             for view in VIEWS:
                 if view not in keep:
                     driver.command(f"DROP VIEW IF EXISTS apiary.{view}")
+            if not durable:
+                for name in DURABLE_TABLES:
+                    driver.command(f"ALTER TABLE apiary.{name} RESET SETTING "
+                                   "fsync_after_insert, fsync_part_directory, "
+                                   "non_replicated_deduplication_window")
             batch: list[Event] = []
             tables = []
             for generated in Generator(seed).all(events, Loaded()):
@@ -62,8 +82,9 @@ def measure(events: int, size: int, keep: tuple[str, ...], seed: int) -> dict[st
                 tables.append(events_to_arrow(TENANT, 1, batch))
             rows = sum(t.num_rows for t in tables)
             cpu0, wall0 = _cpu(), time.perf_counter()
-            for table in tables:
-                store.insert_arrow(table)
+            for i, table in enumerate(tables):
+                token = insert_dedup_token([str(i)], table) if durable else None
+                store.insert_arrow(table, token)
             cpu1, wall1 = _cpu(), time.perf_counter()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -90,29 +111,35 @@ def main() -> None:
                         help="rows per insert, comma-separated")
     parser.add_argument("--per-view", action="store_true",
                         help="also measure each view alone, at the largest size")
+    parser.add_argument("--durability", action="store_true",
+                        help="also measure each size without fsync and deduplication")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--child", nargs=2, metavar=("SIZE", "VIEWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("SIZE", "VIEWS", "DURABLE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         keep = tuple(v for v in args.child[1].split(",") if v in VIEWS)
-        print(json.dumps(measure(args.events, int(args.child[0]), keep, args.seed)))
+        print(json.dumps(measure(args.events, int(args.child[0]), keep, args.seed,
+                                 durable=args.child[2] == "durable")))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    cases = [(size, views) for size in sizes for views in (",".join(VIEWS), "")]
+    modes = ("durable", "volatile") if args.durability else ("durable",)
+    cases = [(size, views, mode) for size in sizes for views in (",".join(VIEWS), "")
+             for mode in modes]
     if args.per_view:
-        cases += [(max(sizes), view) for view in VIEWS]
+        cases += [(max(sizes), view, "durable") for view in VIEWS]
     print(f"{args.events:,} events per case; CPU of the chDB process per inserted row")
-    print(f"{'rows/insert':>11}  {'schema':<36} {'insert':>10} {'+ merges':>10} "
+    print(f"{'rows/insert':>11}  {'schema':<36} {'inserts':<9} {'insert':>10} {'+ merges':>10} "
           f"{'rows/s (wall)':>14}")
-    for size, views in cases:
+    for size, views, mode in cases:
         child = subprocess.run(
             [sys.executable, "-m", "bench.insert", "--events", str(args.events),
-             "--seed", str(args.seed), "--child", str(size), views or "-"],
+             "--seed", str(args.seed), "--child", str(size), views or "-", mode],
             cwd=ROOT, capture_output=True, text=True, check=True)
         result = json.loads(child.stdout.strip().splitlines()[-1])
         schema = ("events + 3 views" if views.count(",") == 2
                   else f"events + {views.removesuffix('_mv')}" if views else "events alone")
-        print(f"{size:>11,}  {schema:<36} {result['insert_us_per_row']:>7.1f} µs "
+        print(f"{size:>11,}  {schema:<36} {mode:<9} {result['insert_us_per_row']:>7.1f} µs "
               f"{result['with_merges_us_per_row']:>7.1f} µs "
               f"{result['rows_per_s_wall']:>14,.0f}", flush=True)
 

@@ -8,6 +8,8 @@ directory, stopped and removed afterwards. Used by session fixtures; never mocks
 - :func:`http_server` → ``http://127.0.0.1:<port>`` serving an ASGI app with uvicorn in a
   background thread (its own event loop), for playing a remote service such as the control
   plane.
+- :func:`s3_server` → ``http://127.0.0.1:<port>``, an S3-protocol server (``moto_server``),
+  for the S3 object-store driver.
 
 A port is picked by binding port 0 and releasing it, so another process may grab it before
 the server binds; each starter then retries on a new port.
@@ -22,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -239,3 +242,42 @@ def http_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# --- S3 --------------------------------------------------------------------------------
+
+
+def _http_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            return s.recv(16).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """A real S3-protocol server (``moto_server`` from ``moto[server]``, in memory); yields
+    its endpoint URL. Any access key is accepted: set ``AWS_ACCESS_KEY_ID``/``..._SECRET_...``
+    to anything and ``AWS_DEFAULT_REGION`` for boto3."""
+    binary = Path(sys.executable).with_name("moto_server")
+    if not binary.exists():
+        raise RuntimeError("moto_server is not installed: pip install 'moto[server]'")
+    with tempfile.TemporaryDirectory(prefix="apiary-s3-") as tmp:
+        log = Path(tmp) / "moto.log"
+        for _ in range(_ATTEMPTS):
+            port = free_port()
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp,
+                )
+            if _wait(lambda p=port: _http_answers(p), proc, "moto_server", log):
+                break
+        else:
+            raise RuntimeError(f"moto_server would not start:\n{_tail(log)}")
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            _stop(proc, signal.SIGTERM)

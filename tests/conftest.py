@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _servers import postgres_server
+from _servers import postgres_server, s3_server
 
 # litellm fetches a price map from the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -45,6 +45,27 @@ def postgres() -> Iterator[str]:
     URL. Each test takes a database of its own on it."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (``moto_server``, tests/_servers.py) for the test session;
+    its endpoint URL. Tests take a bucket of their own (``s3_bucket``)."""
+    with s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on ``s3_endpoint``, with the AWS_* variables boto3 reads set for it."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "apiary-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "apiary-test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"apiary-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return bucket
 
 
 @pytest.fixture

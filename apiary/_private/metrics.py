@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -32,3 +35,150 @@ BACKLOG = Gauge(
     "Messages on the events stream not yet acknowledged by the writers (last observed).",
     registry=REGISTRY,
 )
+
+# --- the pipeline's own metrics (writers, evaluators, the store's owner) ----------------------
+#
+# Recorded through :func:`record` helpers below: each updates this process's registry (served
+# by a replica's ``/metrics``, and by any process that serves ``REGISTRY``) and, inside a Ray
+# worker, the same metric through ``ray.util.metrics``, which Ray's metrics agent exports
+# (with Ray's ``ray_`` prefix) from actors that serve no HTTP. ``docs/grafana/apiary.json``
+# charts them.
+
+_FLUSH_ROWS_BUCKETS = (1, 10, 100, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000)
+_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+CONSUMER_LAG = Gauge(
+    "apiary_consumer_lag_messages",
+    "Messages a durable consumer has not acknowledged (pending + ack pending), by stream.",
+    ["stream"], registry=REGISTRY,
+)
+FLUSH_ROWS = Histogram(
+    "apiary_writer_flush_rows", "Rows in one writer insert.",
+    buckets=_FLUSH_ROWS_BUCKETS, registry=REGISTRY,
+)
+FLUSH_SECONDS = Histogram(
+    "apiary_writer_flush_seconds", "Time of one writer insert, retries included.",
+    buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
+RETRIES = Counter(
+    "apiary_retries_total", "Store calls retried after a transient failure, by stage.",
+    ["stage"], registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "apiary_dead_letters_total", "Messages dead-lettered, by stream and reason (error type).",
+    ["stream", "reason"], registry=REGISTRY,
+)
+DEAD_LETTERS_REPLAYED = Counter(
+    "apiary_dead_letters_replayed_total", "Dead letters replayed into their stream (apiary dlq, "
+    "/v1/admin/dead-letters), by stream and outcome (replayed, already_replayed, deferred).",
+    ["stream", "outcome"], registry=REGISTRY,
+)
+DEAD_LETTERS_PURGED = Counter(
+    "apiary_dead_letters_purged_total", "Dead letters removed (replayed or purged), by stream.",
+    ["stream"], registry=REGISTRY,
+)
+EVALUATIONS = Counter(
+    "apiary_evaluations_total",
+    "Metric evaluations finished, by outcome (scored, failed, no_score, already_scored, "
+    "handed_back, ...).",
+    ["outcome"], registry=REGISTRY,
+)
+BREAKERS_OPEN = Gauge(
+    "apiary_circuit_breakers_open", "Metrics paused by their circuit breaker (last observed).",
+    registry=REGISTRY,
+)
+LOOP_RESTARTS = Counter(
+    "apiary_loop_restarts_total", "Restarts of a supervised loop after an exception, by loop.",
+    ["loop"], registry=REGISTRY,
+)
+STORE_CALL_SECONDS = Histogram(
+    "apiary_store_owner_call_seconds", "Time the store's owner spent answering one call, by "
+    "method.", ["method"], buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
+
+
+class _RayMirror:
+    """The ``ray.util.metrics`` twin of each metric, made on first use inside a Ray worker."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Any] = {}
+
+    def _ray(self) -> Any:
+        ray = sys.modules.get("ray")  # never import Ray only to record a metric
+        try:
+            if ray is None or not ray.is_initialized():
+                return None
+        except Exception:  # a partly imported Ray
+            return None
+        return ray
+
+    def made(self) -> list[str]:
+        return list(self._made)
+
+    def get(self, metric: Any, kind: str) -> Any:
+        name: str = metric._name
+        if name in self._made:
+            return self._made[name]
+        ray = self._ray()
+        if ray is None:
+            return None
+        from ray.util import metrics as ray_metrics
+
+        labels = tuple(metric._labelnames)
+        made: Any
+        if kind == "counter":
+            made = ray_metrics.Counter(name, metric._documentation, tag_keys=labels)
+        elif kind == "gauge":
+            made = ray_metrics.Gauge(name, metric._documentation, tag_keys=labels)
+        else:
+            made = ray_metrics.Histogram(name, metric._documentation,
+                                         boundaries=list(metric._upper_bounds[:-1]),
+                                         tag_keys=labels)
+        self._made[name] = made
+        return made
+
+
+_MIRROR = _RayMirror()
+
+
+def _record(metric: Any, kind: str, value: float, labels: dict[str, str]) -> None:
+    target = metric.labels(**labels) if labels else metric
+    if kind == "counter":
+        target.inc(value)
+    elif kind == "gauge":
+        target.set(value)
+    else:
+        target.observe(value)
+    try:
+        twin = _MIRROR.get(metric, kind)
+        if twin is None:
+            return
+        tags = labels or None
+        if kind == "counter":
+            twin.inc(value, tags=tags)
+        elif kind == "gauge":
+            twin.set(value, tags=tags)
+        else:
+            twin.observe(value, tags=tags)
+    except Exception:  # a metric must never fail the work it measures
+        return
+
+
+def inc(metric: Counter, value: float = 1.0, **labels: str) -> None:
+    """Add ``value`` to a counter of this module (and its Ray twin in a Ray worker)."""
+    _record(metric, "counter", value, labels)
+
+
+def set_gauge(metric: Gauge, value: float, **labels: str) -> None:
+    """Set a gauge of this module (and its Ray twin in a Ray worker)."""
+    _record(metric, "gauge", value, labels)
+
+
+def observe(metric: Histogram, value: float, **labels: str) -> None:
+    """Observe ``value`` in a histogram of this module (and its Ray twin in a Ray worker)."""
+    _record(metric, "histogram", value, labels)
+
+
+def mirrored_to_ray() -> list[str]:
+    """The metrics this process has recorded through ``ray.util.metrics`` too (by name)."""
+    return sorted(_MIRROR.made())

@@ -28,6 +28,9 @@ class EvaluatorActor:
         """Connect and start consuming (idempotent: a restarted actor starts again)."""
         await self._service.start()
 
+    async def ensure_running(self) -> None:
+        await self._service.ensure_running()
+
     async def stats(self) -> dict[str, Any]:
         return await self._service.stats()
 

@@ -25,7 +25,11 @@ class EventWriter:
         self._service = WriterService(settings, nats_url, name)
 
     async def start(self) -> None:
+        """Connect and start the supervised loop; starts it again if its task ended."""
         await self._service.start()
+
+    async def ensure_running(self) -> None:
+        await self._service.ensure_running()
 
     async def stats(self) -> dict[str, Any]:
         return await self._service.stats()
@@ -53,9 +57,18 @@ class WriterPool:
             self.writers.append(writer)
         ray.get([w.start.remote() for w in self.writers])
 
-    def ensure_running(self) -> None:
-        """Start any writer Ray restarted after a crash (``start`` is idempotent)."""
-        ray.get([w.start.remote() for w in self.writers])
+    def ensure_running(self) -> list[str]:
+        """Start any writer Ray restarted after a crash, or whose loop's supervisor ended
+        (``start`` is idempotent). A writer that cannot be reached now (Ray is restarting
+        it) is skipped: the next call starts it. Returns one line per writer skipped."""
+        skipped: list[str] = []
+        refs = [w.ensure_running.remote() for w in self.writers]
+        for i, ref in enumerate(refs):
+            try:
+                ray.get(ref, timeout=60)
+            except Exception as exc:  # a dead or restarting actor: try again next round
+                skipped.append(f"apiary-writer-{i}: {exc!r}")
+        return skipped
 
     def stats(self) -> list[dict[str, Any]]:
         return list(ray.get([w.stats.remote() for w in self.writers]))

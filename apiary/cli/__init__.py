@@ -1,5 +1,6 @@
-"""The ``apiary`` command: ``up``, ``status``, ``down``, and administration of the control
-plane (``users``, ``projects``, ``keys``, ``data-planes``; see :mod:`apiary.control.cli`).
+"""The ``apiary`` command: ``up``, ``status``, ``down``, administration of the control
+plane (``users``, ``projects``, ``keys``, ``data-planes``; see :mod:`apiary.control.cli`), and
+the dead letters (``dlq``; see :mod:`apiary.cli.dlq`).
 
 ``apiary up`` runs in the foreground until Ctrl-C (or ``apiary down``), showing progress
 while it starts and printing the API's URL and a project API key when it is ready. The
@@ -145,6 +146,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "status": f"HTTP {health.status_code}"}
         except httpx.HTTPError as exc:
             report["api"] = {"status": f"unreachable: {exc}"}
+        report["readiness"] = _readiness(state["url"])
     if args.json:
         print(json.dumps(report, indent=2))
     elif report["running"]:
@@ -156,9 +158,33 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  store:      {report['clickhouse']}")
         print(f"  API:        {api.get('status')}, backlog {api.get('events_backlog', '?')} "
               "messages")
+        print(f"  ready:      {_describe_readiness(report['readiness'])}")
     else:
         print(f"Apiary is not running on {report['data_dir']}")
     return 0 if report["running"] else 3
+
+
+def _readiness(url: str) -> dict[str, Any]:
+    """``/readyz``'s body (apiary.dataplane.replica.readiness), or why there is none."""
+    try:
+        answer = httpx.get(f"{url}/readyz", timeout=10.0)
+    except httpx.HTTPError as exc:
+        return {"ready": False, "error": f"unreachable: {exc}"}
+    if answer.status_code not in (200, 503):
+        return {"ready": False, "error": f"HTTP {answer.status_code}"}
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _describe_readiness(readiness: dict[str, Any]) -> str:
+    """``yes``, or what is not ready and why, in one line."""
+    if readiness.get("ready"):
+        return "yes"
+    if "error" in readiness:
+        return f"unknown ({readiness['error']})"
+    checks = readiness.get("checks", {})
+    return "no: " + "; ".join(f"{name}: {checks.get(name, {}).get('error', '?')}"
+                              for name in readiness.get("not_ready", []))
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -215,9 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to wait for a clean stop (default 120)")
     down.set_defaults(func=cmd_down)
 
+    from apiary.cli.dlq import add_dlq_commands
     from apiary.control.cli import add_control_commands
 
     add_control_commands(sub, common)
+    add_dlq_commands(sub, common)
     return parser
 
 

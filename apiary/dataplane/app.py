@@ -1,4 +1,5 @@
-"""The data plane's HTTP application: routes, error handling, health and metrics."""
+"""The data plane's HTTP application: routes, error handling, liveness (``/healthz``),
+readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from apiary.dataplane.configuration import routes_metrics as metric_definitions
 from apiary.dataplane.configuration import routes_prompts as configurations
 from apiary.dataplane.datasets import routes_datapoints as datapoints
 from apiary.dataplane.datasets import routes_datasets as datasets
+from apiary.dataplane.dead_letters import routes as dead_letters
 from apiary.dataplane.evaluation import routes as evaluations
 from apiary.dataplane.evaluation.proxy import routes as proxy
 from apiary.dataplane.events import routes_events as events
@@ -24,6 +26,7 @@ from apiary.dataplane.events import routes_sessions as sessions
 from apiary.dataplane.experiments import routes as runs
 from apiary.dataplane.ingest import routes as ingest
 from apiary.dataplane.replica.context import DataPlaneContext, context_of
+from apiary.dataplane.replica.readiness import Readiness, readiness
 from apiary.dataplane.review import routes as queues
 from apiary.web.errors import install_error_handlers
 from apiary.web.openapi import describe_errors
@@ -38,7 +41,7 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     )
     app.state.dataplane = context
     install_error_handlers(app)
-    describe_errors(app, bearer=True, public=("/healthz", "/metrics"))
+    describe_errors(app, bearer=True, public=("/healthz", "/readyz", "/metrics"))
     app.include_router(ingest.router)
     app.include_router(query.router)
     app.include_router(sessions.router)
@@ -53,23 +56,32 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(proxy.router)
     app.include_router(queues.router)
     app.include_router(charts.router)
+    app.include_router(dead_letters.router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state",
-             responses={503: {"description": "NATS is not connected (same body)",
-                              "content": {"application/json": {"schema": {"type": "object"}}}}})
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the replica answers")
     async def healthz(request: Request) -> JSONResponse:
+        """200 while this replica's process serves requests, whatever its dependencies do
+        (those are ``/readyz``); the body shows the pipeline state this replica last saw."""
         ctx = context_of(request)
-        connected = ctx.nc.is_connected
-        return JSONResponse(
-            {
-                "status": "ok" if connected else "degraded",
-                "nats_connected": connected,
-                "events_backlog": ctx.backlog,
-                "inflight": ctx.inflight,
-                "version": apiary.__version__,
-            },
-            status_code=200 if connected else 503,
-        )
+        return JSONResponse({
+            "status": "ok",
+            "nats_connected": ctx.nc.is_connected,
+            "events_backlog": ctx.backlog,
+            "inflight": ctx.inflight,
+            "version": apiary.__version__,
+        })
+
+    @app.get("/readyz", tags=["operations"], response_model=Readiness,
+             summary="Readiness: NATS, the event store, every writer loop, the writers' lag",
+             responses={503: {"description": "Not ready: not_ready names the failing checks",
+                              "model": Readiness}})
+    async def readyz(request: Request) -> JSONResponse:
+        """200 when JetStream and the event store answer, every writer loop runs and the
+        writers' lag is under ``ready_backlog_limit``; else 503 with the same body naming
+        what is not ready (:mod:`apiary.dataplane.replica.readiness`)."""
+        ctx = context_of(request)
+        state = await readiness(ctx.settings, ctx.js, ctx.store)
+        return JSONResponse(state.model_dump(), status_code=200 if state.ready else 503)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this replica",
              response_class=Response, responses={200: {"content": {

@@ -144,6 +144,25 @@ class NatsServer:
         self.stop()
         raise QueueError("nats-server did not start in time", timeout_s=timeout)
 
+    @staticmethod
+    def running_url(data_dir: Path) -> str | None:
+        """The URL (with its token) of the embedded nats-server that an ``apiary up`` on
+        ``data_dir`` runs, for tools on the same host (``apiary dlq replay``); None when
+        none runs. Reads the token file and the port the server wrote, both owner-only."""
+        root = data_dir / "nats"
+        token_path = root / "token"
+        if not token_path.exists():
+            return None
+        for ports_file in sorted((root / "ports").glob("nats-server_*.ports")):
+            try:
+                pid = int(ports_file.stem.rsplit("_", 1)[1])
+                os.kill(pid, 0)
+                address = json.loads(ports_file.read_text())["nats"][0].removeprefix("nats://")
+            except (ValueError, KeyError, IndexError, OSError):
+                continue
+            return f"nats://{token_path.read_text().strip()}@{address}"
+        return None
+
     def stop(self, timeout: float = 15.0) -> None:
         """Shut the server down cleanly (SIGTERM), killing it only if it does not exit."""
         process, self._process, self._url = self._process, None, None

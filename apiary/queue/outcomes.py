@@ -18,25 +18,40 @@ take explicit acks and deliver a message at most ``max_deliver`` times (docs/arc
 - **Dead letter.** The message is stored with its error in the object store under
   ``dlq/<stream>/<yyyy>/<mm>/<dd>/<stream sequence, 12 digits>.json`` (subject, sequence,
   deliveries, headers, error and its type, time, the data in base64), and only once that
-  record is durable is the message terminated: nothing leaves the stream unrecorded. If the
-  record cannot be written, :meth:`Outcomes.dead_letter` raises and the message stays.
+  record is durable (S3 answered the PUT; the local file and its directory fsync'ed) is the
+  message terminated: nothing leaves the stream unrecorded. If the record cannot be written,
+  :meth:`Outcomes.dead_letter` does not raise and does not terminate: the message stays in
+  the stream, held by this consumer (``in_progress`` every ``keep_alive_s``, so it burns no
+  delivery) while the record is retried in the background with back-off until it is
+  durable. A consumer that stops (:meth:`Outcomes.close`) abandons those retries: the
+  messages come back after ``ack_wait`` and are dead-lettered again (same key, one record).
+
+The consumers' loops themselves run under :func:`run_supervised`: whatever escapes one run
+(a bug, a lost subscription, an unexpected answer) is logged and counted, and the loop is
+started again with back-off; the messages the failed run held come back from JetStream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import nats.errors
 import orjson
 from nats.aio.msg import Msg
 
+from apiary._private import metrics
 from apiary.objects import ObjectStore
 
 #: The longest a handed-back message waits before its redelivery.
 MAX_NAK_DELAY_S = 60.0
+#: The longest wait between two attempts at a dead letter that could not be written.
+MAX_DEAD_LETTER_RETRY_S = 30.0
 
 
 class OutcomeStats(Protocol):
@@ -44,6 +59,8 @@ class OutcomeStats(Protocol):
 
     dead_lettered: int
     last_error: str
+    dead_letter_failures: int  # attempts at a dead letter that could not be written
+    dead_letters_pending: int  # messages held until their dead letter is durable
 
 
 def nak_delay(deliveries: int) -> float:
@@ -58,15 +75,18 @@ def deliveries(msg: Msg) -> int:
 
 class Outcomes:
     """The ends of one consumer's deliveries over ``stream``, counted in ``stats`` and logged
-    to ``log`` (a dead letter as ``"<what> dead-lettered"``)."""
+    to ``log`` (a dead letter as ``"<what> dead-lettered"``). A message whose dead letter
+    cannot be written is kept alive every ``keep_alive_s`` (keep it below ``ack_wait``)."""
 
     def __init__(self, *, stream: str, objects: ObjectStore, stats: OutcomeStats,
-                 log: logging.Logger, what: str) -> None:
+                 log: logging.Logger, what: str, keep_alive_s: float = 5.0) -> None:
         self._stream = stream
         self._objects = objects
         self._stats = stats
         self._log = log
         self._what = what
+        self._keep_alive_s = max(keep_alive_s, 0.05)
+        self._retries: set[asyncio.Task[None]] = set()
 
     async def ack(self, msg: Msg) -> None:
         """Acknowledge ``msg``; a failure is recorded, and the redelivery recognised."""
@@ -79,7 +99,7 @@ class Outcomes:
                         last_delivery: int) -> bool:
         """``nak`` ``msg`` with back-off, or dead-letter it once ``deliveries`` reaches
         ``last_delivery``. True if it was handed back (whether or not JetStream heard it),
-        False if it was dead-lettered."""
+        False if it was dead-lettered (or is held until its dead letter is durable)."""
         handing_back = deliveries < last_delivery
         try:
             if handing_back:
@@ -91,11 +111,41 @@ class Outcomes:
         return handing_back
 
     async def dead_letter(self, msg: Msg, error: BaseException) -> None:
-        """Store ``msg`` and ``error`` in the object store, then terminate ``msg``."""
+        """Store ``msg`` and ``error`` in the object store, then terminate ``msg``. Never
+        raises for the object store: a record that cannot be written now is retried in the
+        background (module docstring) and ``msg`` is terminated only once it is durable."""
+        key, record = self._record(msg, error)
+        try:
+            where = await self._objects.put(key, record)
+        except Exception as exc:
+            self._failed(exc)
+            task = asyncio.create_task(self._keep_trying(msg, error, key, record))
+            self._retries.add(task)
+            self._stats.dead_letters_pending = len(self._retries)
+            task.add_done_callback(self._retry_done)
+            return
+        await self._terminate(msg, error, where)
+
+    @property
+    def pending(self) -> int:
+        """Messages held until their dead letter is durable."""
+        return len(self._retries)
+
+    async def close(self) -> None:
+        """Abandon the dead letters still being retried (their messages come back after
+        ``ack_wait``, and are dead-lettered then)."""
+        retries = list(self._retries)
+        for task in retries:
+            task.cancel()
+        await asyncio.gather(*retries, return_exceptions=True)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _record(self, msg: Msg, error: BaseException) -> tuple[str, bytes]:
         meta = msg.metadata
         key = (f"dlq/{self._stream}/{time.strftime('%Y/%m/%d', time.gmtime())}/"
                f"{meta.sequence.stream:012d}.json")
-        record = {
+        record: dict[str, Any] = {
             "subject": msg.subject,
             "stream_sequence": meta.sequence.stream,
             "deliveries": meta.num_delivered,
@@ -105,11 +155,84 @@ class Outcomes:
             "dead_lettered_at": time.time(),
             "data_base64": base64.b64encode(msg.data).decode("ascii"),
         }
-        where = await self._objects.put(key, orjson.dumps(record))
+        return key, orjson.dumps(record)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._stats.dead_letter_failures += 1
+        self._stats.last_error = f"dead letter not written: {exc!r}"
+        self._log.warning(f"{self._what} could not be dead-lettered; keeping it and retrying",
+                          extra={"error": repr(exc)})
+
+    def _retry_done(self, task: asyncio.Task[None]) -> None:
+        self._retries.discard(task)
+        self._stats.dead_letters_pending = len(self._retries)
+
+    async def _keep_trying(self, msg: Msg, error: BaseException, key: str,
+                           record: bytes) -> None:
+        """Hold ``msg`` (``in_progress``) and write its record with back-off until it is
+        durable; then terminate it."""
+        delay = 0.5
+        while True:
+            waited = 0.0
+            while waited < delay:
+                with contextlib.suppress(Exception):  # a lost beat: redelivered at worst
+                    await msg.in_progress()
+                step = min(self._keep_alive_s, delay - waited)
+                await asyncio.sleep(step)
+                waited += step
+            try:
+                where = await self._objects.put(key, record)
+            except Exception as exc:
+                self._failed(exc)
+                delay = min(delay * 2, MAX_DEAD_LETTER_RETRY_S)
+                continue
+            await self._terminate(msg, error, where)
+            return
+
+    async def _terminate(self, msg: Msg, error: BaseException, where: str) -> None:
         self._stats.dead_lettered += 1
+        metrics.inc(metrics.DEAD_LETTERS, stream=self._stream, reason=type(error).__name__)
         self._stats.last_error = f"dead-lettered: {error}"
         self._log.error(f"{self._what} dead-lettered", extra={"object": where, "error": str(error)})
-        await msg.term()
+        try:
+            await msg.term()
+        except Exception as exc:  # redelivered; its record is rewritten under the same key
+            self._stats.last_error = f"term: {exc!r}"
 
 
-__all__ = ["MAX_NAK_DELAY_S", "OutcomeStats", "Outcomes", "deliveries", "nak_delay"]
+async def run_supervised(run: Callable[[], Awaitable[None]], *, loop: str,
+                         stopping: asyncio.Event,
+                         on_restart: Callable[[BaseException], None],
+                         log: logging.Logger, first_delay_s: float = 0.5,
+                         max_delay_s: float = 30.0) -> None:
+    """Run ``run()`` until it returns with ``stopping`` set; after an exception (or a
+    return nobody asked for) call ``on_restart`` with it, count it in
+    ``apiary_loop_restarts_total{loop=...}`` and run it again after a back-off that doubles
+    from ``first_delay_s`` to ``max_delay_s`` (and starts over after a minute of good run).
+    Only cancellation ends it otherwise."""
+    delay = first_delay_s
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            if stopping.is_set():
+                return
+            raise RuntimeError(f"the {loop} loop returned without being stopped")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            on_restart(exc)
+            metrics.inc(metrics.LOOP_RESTARTS, loop=loop)
+            log.error(f"{loop} loop failed; restarting it", exc_info=exc,
+                      extra={"error": repr(exc), "retry_in_s": delay})
+        if time.monotonic() - started > 60.0:
+            delay = first_delay_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=delay)
+        if stopping.is_set():
+            return
+        delay = min(delay * 2, max_delay_s)
+
+
+__all__ = ["MAX_DEAD_LETTER_RETRY_S", "MAX_NAK_DELAY_S", "OutcomeStats", "Outcomes",
+           "deliveries", "nak_delay", "run_supervised"]

@@ -109,6 +109,22 @@ class DataPlaneSettings(CommonSettings):
         description="Deliveries of one message before it is dead-lettered.",
     )
 
+    # --- readiness (/readyz) --------------------------------------------------------------
+    ready_backlog_limit: int = Field(
+        default=20_000, ge=1,
+        description="Unwritten messages in the events stream (the writers' lag) above which "
+        "/readyz answers 503.",
+    )
+    ready_heartbeat_stale_s: float = Field(
+        default=5.0, ge=2.0,
+        description="A writer loop whose last heartbeat (one a second) is older than this is "
+        "reported dead or hung by /readyz.",
+    )
+    ready_check_timeout_s: float = Field(
+        default=2.0, gt=0,
+        description="How long /readyz waits for NATS and for the event store to answer.",
+    )
+
     # --- trust in the control plane -------------------------------------------------------
     control_plane_url: str | None = Field(
         default=None, json_schema_extra=on_cluster(required=True),
@@ -152,6 +168,14 @@ class DataPlaneSettings(CommonSettings):
         default=20_000, ge=1,
         description="Most API keys, and most tokens, whose verification one replica remembers "
         "(each about 1 KB); the least recently used are forgotten first.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, min_length=32, json_schema_extra=on_cluster(secret=True),
+        description="The operator's credential for the data plane's admin API "
+        "(/v1/admin/dead-letters), sent as 'Authorization: Bearer <token>'; at least 32 "
+        "characters (e.g. `openssl rand -base64 32`). No API key or token of the control plane "
+        "is ever an admin. Unset: the admin API answers 403 and `apiary dlq` (on a host with the "
+        "data directory or the object store's credentials) is the way to dead letters.",
     )
 
     # --- the data plane's metadata --------------------------------------------------------
@@ -203,6 +227,12 @@ class DataPlaneSettings(CommonSettings):
         default=1, ge=1, le=64,
         description="Worker processes one evaluator keeps for Python metrics (metrics it runs at "
         "once).",
+    )
+    sandbox_pool_max_size: int = Field(
+        default=4, ge=1, le=64,
+        description="Most worker processes one evaluator's sandbox grows to while Python metric "
+        "evaluations wait for a worker (at least APIARY_SANDBOX_POOL_SIZE); it shrinks back "
+        "when none wait.",
     )
     sandbox_cpu_s: int = Field(
         default=5, ge=1, le=600,
@@ -265,6 +295,28 @@ class DataPlaneSettings(CommonSettings):
         description="Tasks one evaluator works on at once: most of a task's time is spent waiting "
         "(JetStream, an LLM judge); Python metrics also wait for one of its "
         "APIARY_SANDBOX_POOL_SIZE sandbox workers.",
+    )
+    evaluator_metric_concurrency: int = Field(
+        default=1, ge=1, le=256,
+        description="Tasks of one metric (in one project) one evaluator works on at once; the "
+        "evaluator takes the tasks of different metrics in turn, so a metric with a slow "
+        "backlog cannot hold every slot.",
+    )
+    evaluator_max_held_tasks: int = Field(
+        default=1000, ge=1,
+        description="Tasks one evaluator takes from the queue and holds (kept alive) while they "
+        "wait their metric's turn; past it, it fetches no more.",
+    )
+    evaluator_breaker_failures: int = Field(
+        default=5, ge=1,
+        description="Evaluations of one metric that fail in a row (errors, timeouts, limits) "
+        "before the metric is paused for its project: its tasks are skipped until "
+        "POST /v1/metrics/{id}/resume.",
+    )
+    evaluator_breaker_ttl_s: float = Field(
+        default=1.0, gt=0,
+        description="How long an evaluator uses a metric's breaker state before reading it again "
+        "(a resume takes effect within this time).",
     )
     evaluator_backlog_per_actor: int = Field(
         default=50, ge=1,

@@ -127,9 +127,13 @@ class DataPlaneServices:
         from apiary.actors.clickhouse import CLICKHOUSE_ACTOR_NAME, ClickHouseActor
 
         here = ray.get_runtime_context().get_node_id()
+        # Restarted by Ray whenever it dies, on this node (its files are here); callers see
+        # the gap as StoreUnavailable and wait (apiary.actors.clickhouse).
         self._clickhouse = ClickHouseActor.options(  # type: ignore[attr-defined]
             name=CLICKHOUSE_ACTOR_NAME,
             namespace=NAMESPACE,
+            max_restarts=-1,
+            max_task_retries=0,
             num_cpus=0.25,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         ).remote(self.settings)
@@ -173,13 +177,21 @@ class DataPlaneServices:
     # -- running --------------------------------------------------------------------------
 
     def ensure_running(self) -> None:
-        """Start again whatever Ray restarted after a crash (writers, scalers); idempotent."""
+        """Start again whatever Ray restarted after a crash (writers, scalers) and any loop
+        whose supervisor ended; idempotent. What cannot be reached now (Ray is restarting
+        it) is logged and left to the next call. The chDB owner needs nothing: Ray restarts
+        it (``max_restarts=-1``) and it re-opens its data directory itself."""
         if self._writers is not None:
-            self._writers.ensure_running()
+            for skipped in self._writers.ensure_running():
+                log.warning("writer not running yet", extra={"error": skipped})
         if self._scalers:
             import ray
 
-            ray.get([scaler.ensure_running.remote() for scaler in self._scalers])
+            for scaler in self._scalers:
+                try:
+                    ray.get(scaler.ensure_running.remote(), timeout=60)
+                except Exception as exc:  # restarting: the next call starts it
+                    log.warning("pool scaler not running yet", extra={"error": repr(exc)})
 
     def writer_stats(self) -> list[dict[str, Any]]:
         """Each base writer's counters (empty before step 3)."""

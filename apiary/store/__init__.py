@@ -72,6 +72,7 @@ from apiary.store._rows import (
     arrow_to_events,
     epoch_ms,
     events_to_arrow,
+    insert_dedup_token,
     row_to_event,
 )
 from apiary.store._store import EventStore
@@ -113,6 +114,7 @@ __all__ = [
     "compile_predicates",
     "epoch_ms",
     "events_to_arrow",
+    "insert_dedup_token",
     "load_migrations",
     "map_driver_error",
     "migrate_server",

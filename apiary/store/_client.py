@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from apiary._private.files import private_dir, restrict_umask
+from apiary.errors import StoreUnavailable
 from apiary.settings import ApiarySettings
 from apiary.store._client_methods import RemoteStoreMethods
 from apiary.store._drivers import open_driver
@@ -39,19 +40,35 @@ class StoreClient(RemoteStoreMethods):
 
 
 class ActorStoreClient(StoreClient):
-    """A :class:`StoreClient` that forwards to the chDB owner actor (``handle``)."""
+    """A :class:`StoreClient` that forwards to the chDB owner actor (``handle``).
+
+    The owner is restarted by Ray after it dies (``max_restarts=-1``) and re-opens the same
+    data directory. While it is dead or restarting, every call raises
+    :class:`~apiary.errors.StoreUnavailable` (retryable; 503 to an API caller): a writer
+    waits and retries, keeping its messages alive, and burns no delivery. A call the owner
+    was running when it died is not retried by Ray (``max_task_retries=0``): an insert's
+    outcome is unknown then, and the caller decides (the writer retries it).
+    """
 
     def __init__(self, handle: Any) -> None:
         self._actor = handle
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._actor.call.remote(method, args, kwargs)
+        from ray.exceptions import RayActorError
 
-    async def insert_arrow(self, table: pa.Table) -> None:
+        try:
+            return await self._actor.call.remote(method, args, kwargs)
+        except RayActorError as exc:  # ActorDiedError, ActorUnavailableError
+            raise StoreUnavailable(
+                "the ClickHouse owner actor is unavailable (restarting)",
+                method=method, error_type=type(exc).__name__,
+            ) from exc
+
+    async def insert_arrow(self, table: pa.Table, dedup_token: str | None = None) -> None:
         # Ray pickles an Arrow table chunk by chunk and rebases every string column's
         # offsets with compute kernels: on a writer's flush (a concatenation of one table
         # per request) that was half of the writer's CPU. One IPC buffer crosses as bytes.
-        await self._call("insert_arrow_ipc", arrow_ipc(table))
+        await self._call("insert_arrow_ipc", arrow_ipc(table), dedup_token)
 
 
 class DirectStoreClient(StoreClient):

@@ -18,11 +18,15 @@ class RemoteStoreMethods:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
-    async def insert_arrow(self, table: pa.Table) -> None:
-        await self._call("insert_arrow", table)
+    async def insert_arrow(self, table: pa.Table, dedup_token: str | None = None) -> None:
+        await self._call("insert_arrow", table, dedup_token)
 
-    async def insert_arrow_ipc(self, data: pa.Buffer | bytes) -> None:
-        await self._call("insert_arrow_ipc", data)
+    async def insert_arrow_ipc(
+        self,
+        data: pa.Buffer | bytes,
+        dedup_token: str | None = None,
+    ) -> None:
+        await self._call("insert_arrow_ipc", data, dedup_token)
 
     async def existing_versions(
         self,

@@ -78,8 +78,15 @@ class ClickHouseDriver(Protocol):
         """Run a statement that returns nothing (DDL, INSERT ... SELECT)."""
         ...
 
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
-        """Insert an Arrow table; ``table`` is ``name`` or ``database.name``."""
+    def insert_arrow(self, table: str, data: pa.Table, *,
+                     dedup_token: str | None = None) -> None:
+        """Insert an Arrow table; ``table`` is ``name`` or ``database.name``.
+
+        With ``dedup_token``, the insert carries it as ``insert_deduplication_token``: on
+        a table with a deduplication window (migration 0009), a second insert with the
+        same token stores nothing, in the table and in the materialized views it feeds,
+        so an insert whose outcome was unknown can be repeated safely.
+        """
         ...
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
@@ -237,11 +244,14 @@ class _ClientDriver:
         params = _check_parameters(sql, parameters)
         self._call("command", sql, None, lambda c: c.command(sql, parameters=params))
 
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
+    def insert_arrow(self, table: str, data: pa.Table, *,
+                     dedup_token: str | None = None) -> None:
         target = _qualified(table, self.database)
         if data.num_rows == 0:
             return
-        self._call("insert", None, target, lambda c: c.insert_arrow(target, data))
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        self._call("insert", None, target,
+                   lambda c: c.insert_arrow(target, data, settings=settings))
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         params = _check_parameters(sql, parameters)

@@ -395,6 +395,30 @@ def plan_session_list(database: str, project_id: str, *, limit: Any = 50, page: 
     return page_stmt, total_stmt
 
 
+def plan_session_sums(database: str, project_id: str, session_ids: Sequence[str],
+                      dedup_method: DedupMethod = "final") -> Statement:
+    """Exact cost and token sums of ``session_ids``: over the newest version of each
+    non-session event (``FINAL``, or ``LIMIT 1 BY``), so neither a duplicate row nor a
+    second version of an event counts twice, as it can in ``session_aggregates``' plain
+    sums. Reads only those sessions (the primary key's prefix)."""
+    params = Params()
+    project = params.bind(_require_project(project_id), "String")
+    sessions = params.bind(sorted(set(session_ids)), "Array(String)")
+    where = f"project_id = {project} AND session_id IN {sessions}"
+    columns = "session_id, event_type, cost, prompt_tokens, completion_tokens, total_tokens"
+    if dedup_method == "final":
+        newest = f"SELECT {columns} FROM {_db(database)}.events FINAL WHERE {where}"
+    else:
+        newest = (f"SELECT {columns} FROM {_db(database)}.events WHERE {where} "
+                  "ORDER BY version DESC LIMIT 1 BY project_id, session_id, event_id")
+    return Statement(
+        "SELECT session_id, sum(cost) AS total_cost, sum(prompt_tokens) AS prompt, "
+        "sum(completion_tokens) AS completion, sum(total_tokens) AS tokens "
+        f"FROM ({newest}) WHERE event_type != 'session' GROUP BY session_id",
+        params.values,
+    )
+
+
 def shape_session(row: Mapping[str, Any]) -> dict[str, Any]:
     """A ``session_aggregates`` row as the session-list API item (times in epoch ms)."""
     start, end = epoch_ms(row["first_start"]), epoch_ms(row["last_end"])

@@ -13,6 +13,7 @@ columns parsed back into objects, times as epoch milliseconds and ``''`` parent 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -368,3 +369,30 @@ def row_to_event(row: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+#: Columns whose values identify the rows of an ``events`` insert for its token.
+_TOKEN_COLUMNS = ("project_id", "event_id", "version")
+
+
+def insert_dedup_token(message_ids: Sequence[str], table: pa.Table) -> str:
+    """The ``insert_deduplication_token`` of an insert of ``table`` (``events`` rows).
+
+    Derived from the ids of the messages whose rows the insert carries, in order (a split
+    batch's slice has its own list, hence its own token), and from the rows' project,
+    event id and version: repeating the same insert gives the same token, and two inserts
+    that could store different events never share one (also when a stream that was
+    recreated reuses sequence numbers).
+    """
+    digest = hashlib.blake2b(digest_size=20, person=b"apiary-insert-v1")
+    for message_id in message_ids:
+        digest.update(message_id.encode())
+        digest.update(b"\x00")
+    digest.update(b"\x01")
+    columns = [c for c in _TOKEN_COLUMNS if c in table.column_names]
+    sink = pa.BufferOutputStream()
+    identity = table.select(columns)
+    with pa.ipc.new_stream(sink, identity.schema) as writer:
+        writer.write_table(identity)
+    digest.update(memoryview(sink.getvalue()))
+    return digest.hexdigest()

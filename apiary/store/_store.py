@@ -46,6 +46,7 @@ from apiary.store._queries import (
     plan_export,
     plan_session_events,
     plan_session_list,
+    plan_session_sums,
     shape_export,
     shape_session,
 )
@@ -87,26 +88,38 @@ class EventStore:
         return apply_migrations(self.driver, self.database)
 
     def insert_events(self, tenant: Tenant, version: int, events: Sequence[Event],
-                      computed: Sequence[ComputedFields | None] | None = None) -> int:
+                      computed: Sequence[ComputedFields | None] | None = None, *,
+                      dedup_token: str | None = None) -> int:
         """Insert ``events`` of ``tenant`` at ``version``; returns the row count.
 
-        One insert, so the materialized views see the batch once. Not deduplicated here:
-        the caller checks :meth:`existing_versions` for redelivered batches.
+        One insert, so the materialized views see the batch once. Durable when it returns
+        (the tables fsync parts, migration 0009). Repeating it with the same
+        ``dedup_token`` stores nothing more (see :meth:`insert_arrow`); without one, the
+        caller checks :meth:`existing_versions` for redelivered batches.
         """
         table = events_to_arrow(tenant, version, events, computed)
-        self.insert_arrow(table)
+        self.insert_arrow(table, dedup_token=dedup_token)
         return int(table.num_rows)
 
     @remote
-    def insert_arrow(self, table: pa.Table) -> None:
-        """Insert a table built by :func:`~apiary.store.events_to_arrow`."""
-        self.driver.insert_arrow(f"{self.database}.events", table)
+    def insert_arrow(self, table: pa.Table, dedup_token: str | None = None) -> None:
+        """Insert a table built by :func:`~apiary.store.events_to_arrow`.
+
+        Durable when it returns: the ``events`` table and its rollups fsync each part and
+        its directory before the insert completes (migration 0009). With ``dedup_token``
+        (:func:`~apiary.store.insert_dedup_token`), an insert repeated with the same token
+        within the tables' deduplication window (the last 10,000 inserts) stores nothing,
+        neither in ``events`` nor in the session rollups: an insert that timed out after
+        ClickHouse committed it can be retried without counting anything twice.
+        """
+        self.driver.insert_arrow(f"{self.database}.events", table, dedup_token=dedup_token)
 
     @remote
-    def insert_arrow_ipc(self, data: pa.Buffer | bytes) -> None:
+    def insert_arrow_ipc(self, data: pa.Buffer | bytes, dedup_token: str | None = None) -> None:
         """Insert the table encoded by :func:`~apiary.store.arrow_ipc` (read without
-        copying it): how a writer's table crosses to the chDB owner as one buffer."""
-        self.insert_arrow(pa.ipc.open_stream(data).read_all())
+        copying it): how a writer's table crosses to the chDB owner as one buffer. Same
+        guarantees as :meth:`insert_arrow`."""
+        self.insert_arrow(pa.ipc.open_stream(data).read_all(), dedup_token=dedup_token)
 
     @remote
     def existing_versions(self, project_id: str, event_ids: Sequence[str],
@@ -274,10 +287,23 @@ class EventStore:
     @remote
     def list_sessions(self, project_id: str, *, limit: int = 50, page: int = 1,
                       date_range: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """``{"sessions": [...], "totalSessions": n}``, newest first, from the rollups."""
+        """``{"sessions": [...], "totalSessions": n}``, newest first, from the rollups;
+        cost and token sums are exact (over the newest version of each event)."""
         page_stmt, total_stmt = plan_session_list(self.database, project_id, limit=limit,
                                                   page=page, date_range=date_range)
-        sessions = [shape_session(row) for row in self._rows(page_stmt)]
+        rows = self._rows(page_stmt)
+        if rows:
+            # Cost and token sums over the newest version of each event: the rollups'
+            # plain sums would count a duplicate row or a re-sent event twice.
+            sums_stmt = plan_session_sums(self.database, project_id,
+                                          [str(r["session_id"]) for r in rows],
+                                          self.dedup_method)
+            exact = {str(s["session_id"]): s for s in self._rows(sums_stmt)}
+            for row in rows:
+                found = exact.get(str(row["session_id"]))
+                for column in ("total_cost", "prompt", "completion", "tokens"):
+                    row[column] = found[column] if found is not None else 0
+        sessions = [shape_session(row) for row in rows]
         total = int(self._rows(total_stmt)[0]["n"])
         return {"sessions": sessions, "totalSessions": total}
 

@@ -239,6 +239,10 @@ def test_a_new_user_signs_up_enrols_totp_and_ingests_into_their_own_project(
 
 
 def test_status_command_reports_the_running_node(node: ApiaryNode, data_dir: Path) -> None:
+    deadline = time.monotonic() + 60  # the writers' first heartbeats
+    while httpx.get(f"{node.settings.base_url}/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the node never became ready"
+        time.sleep(0.2)
     result = subprocess.run(
         [sys.executable, "-m", "apiary.cli", "status", "--json"], capture_output=True,
         text=True, env={**os.environ, "APIARY_DATA_DIR": str(data_dir)}, timeout=60)
@@ -247,6 +251,9 @@ def test_status_command_reports_the_running_node(node: ApiaryNode, data_dir: Pat
     assert status["running"] is True
     assert status["api"]["status"] == "ok"
     assert status["url"] == node.settings.base_url
+    readiness = status["readiness"]
+    assert readiness["ready"] is True, readiness
+    assert readiness["checks"]["writers"]["detail"]["running"] == ["apiary-writer-0"]
 
 
 def test_restart_on_the_same_data_dir_keeps_every_event(node: ApiaryNode, data_dir: Path

@@ -6,7 +6,8 @@ into a :class:`Principal`; handlers only declare a :class:`Permission`. Implemen
 :class:`JwtAuthenticator` (the control plane's ES256 tokens, keys from its JWKS via
 :class:`JwksCache`), :class:`ControlPlaneKeyAuthenticator` (API keys exchanged at the control
 plane for such tokens, cached) and :class:`ChainedAuthenticator` (routes a credential by its
-shape to the authenticators for that shape).
+shape to the authenticators for that shape). :func:`require_operator` guards the admin API
+(``/v1/admin/*``): the data plane's own ``admin_token``, never a control-plane credential.
 
 What a credential looks like (API-key format, minting, the JWT shape) is not here but in
 :mod:`apiary.credentials`, which the control plane uses too.
@@ -26,6 +27,7 @@ from apiary.dataplane.auth._jwt import (
     parse_jwks,
 )
 from apiary.dataplane.auth._keys import ApiKeyAuthenticator, StoredKey
+from apiary.dataplane.auth._operator import require_operator
 from apiary.dataplane.auth._seam import Authenticator, Permission, Principal, bearer_credential
 
 __all__ = [
@@ -46,4 +48,5 @@ __all__ = [
     "control_plane_authenticator",
     "credential_shape",
     "parse_jwks",
+    "require_operator",
 ]

@@ -33,9 +33,11 @@ Mapping (HoneyHive ``MetricItem`` ⇄ control-plane evaluator and its versions):
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+import nats.errors
 import orjson
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -46,6 +48,7 @@ from apiary.dataplane.configuration.schemas import (
     MetricCreate,
     MetricCreated,
     MetricDeleted,
+    MetricResumed,
     MetricsResponse,
     MetricUpdate,
     MetricUpdated,
@@ -53,14 +56,16 @@ from apiary.dataplane.configuration.schemas import (
     MetricVersionResponse,
     MetricVersionsResponse,
 )
+from apiary.dataplane.evaluation.breakers import BreakerState, BreakerStore
 from apiary.dataplane.evaluation.routes import refresh_online_quietly, require_judge_permission
 from apiary.dataplane.experiments.results import PassRule, current_version, version_threshold
 from apiary.dataplane.replica.context import context_of
 from apiary.dataplane.replica.routing import ERRORS, credential_of, project_principal
-from apiary.errors import InvalidRequest, NotFound
+from apiary.errors import InvalidRequest, NotFound, QueueError
 from apiary.store import check_filters
 
 router = APIRouter(tags=["metrics"])
+log = logging.getLogger("apiary.dataplane.metrics")
 
 READ, WRITE = Permission.EVALUATORS_READ, Permission.EVALUATORS_WRITE
 _TYPES = {"python": "python", "code": "python", "custom": "python", "function": "python",
@@ -191,8 +196,50 @@ async def list_metrics(
     else:
         found = await context.control_plane.list_evaluators(credential, principal.project_id)
     wanted = _kind(type) if type else None
-    return {"metrics": [metric_out(e) for e in found
-                        if e.get("versions") and (wanted is None or e["type"] == wanted)]}
+    shown = [metric_out(e) for e in found
+             if e.get("versions") and (wanted is None or e["type"] == wanted)]
+    breakers = await _breakers(context, principal.project_id, [m["id"] for m in shown])
+    for metric in shown:
+        state = breakers.get(metric["id"])
+        if state is not None and (state.paused or state.last_error is not None):
+            metric["breaker"] = state.as_dict()
+    return {"metrics": shown}
+
+
+async def _breakers(context: Any, project_id: str, metric_ids: list[str]
+                    ) -> dict[str, BreakerState]:
+    """The metrics' circuit breakers; none if the bucket cannot be read (the list still
+    answers: breakers are shown, never required)."""
+    if not metric_ids:
+        return {}
+    try:
+        store = await BreakerStore.open(context.js, context.settings)
+        return await store.states(project_id, metric_ids)
+    except Exception as exc:
+        log.warning("circuit breakers unreadable", extra={"error": repr(exc)})
+        return {}
+
+
+@router.post("/v1/metrics/{metric_id}/resume", response_model=MetricResumed, responses=ERRORS,
+             summary="Resume a metric its circuit breaker paused")
+async def resume_metric(request: Request, metric_id: str) -> dict[str, Any]:
+    """Close the metric's circuit breaker in this project (``evaluators:write``): durable
+    when it returns; every evaluator runs the metric again within
+    ``APIARY_EVALUATOR_BREAKER_TTL_S``. Tasks skipped while it was paused stay skipped
+    (score them with ``POST /v1/evaluations``). 404 if the metric does not exist."""
+    context = context_of(request)
+    principal = await project_principal(context, request, WRITE)
+    await context.control_plane.get_evaluator(credential_of(request), principal.project_id,
+                                              metric_id)
+    try:
+        store = await BreakerStore.open(context.js, context.settings)
+        state = await store.resume(principal.project_id, metric_id)
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise QueueError(f"the circuit breaker could not be written: {exc!r}",
+                         metric_id=metric_id) from exc
+    log.info("metric resumed", extra={"project_id": principal.project_id,
+                                      "metric_id": metric_id})
+    return {"resumed": True, "breaker": state.as_dict()}
 
 
 @router.post("/v1/metrics", response_model=MetricCreated, responses=ERRORS,

@@ -91,6 +91,24 @@ class MetricVersionCreate(_Request):
     deploy_immediately: bool | None = None
 
 
+class MetricBreakerOut(BaseModel):
+    """A metric's circuit breaker in this project (``apiary.dataplane.evaluation.breakers``)."""
+
+    state: str = Field(description="closed (the metric runs) or paused (its evaluations "
+                       "fail in a row: its tasks are skipped until resumed).")
+    consecutive_failures: int
+    last_error: str | None = None
+    paused_at: float | None = Field(default=None, description="Unix seconds.")
+    resumed_at: float | None = Field(default=None, description="Unix seconds.")
+    skipped: int = Field(default=0, description="Tasks acknowledged without running while "
+                         "paused.")
+
+
+class MetricResumed(BaseModel):
+    resumed: bool
+    breaker: MetricBreakerOut
+
+
 class MetricOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -114,6 +132,8 @@ class MetricOut(BaseModel):
     updated_at: datetime | None
     version: str | None = Field(default=None, description="The version shown (the "
                                 "deployed one, else the latest).")
+    breaker: MetricBreakerOut | None = Field(default=None, description="Its circuit breaker "
+                                             "(absent: it never tripped, or unreadable).")
 
 
 class MetricsResponse(BaseModel):

@@ -2,7 +2,7 @@
 
 ::
 
-    writer ── after insert + ack ──► online.after_write ──► evaluation.online.<project>
+    writer ── after insert, before ack ──► online.after_write ──► evaluation.online.<project>
     POST /v1/evaluations (a run, ids, filters) ──────────► evaluation.request|run.<project>
                                                                    │ (durable pull consumer
                                                                    ▼  `evaluators`)
@@ -19,6 +19,8 @@ Modules, one idea each:
 - :mod:`~apiary.dataplane.evaluation.definitions`: the data plane's copy of online metrics (a
   JetStream key-value bucket) and the writers' TTL cache of it.
 - :mod:`~apiary.dataplane.evaluation.ledger`: which tasks already produced their score.
+- :mod:`~apiary.dataplane.evaluation.breakers`: per-metric circuit breakers (pause, resume).
+- :mod:`~apiary.dataplane.evaluation.fairness`: metrics take turns in an evaluator.
 - :mod:`~apiary.dataplane.evaluation.publish`: publishing tasks, de-duplicated.
 - :mod:`~apiary.dataplane.evaluation.online`: the writer's hook.
 - :mod:`~apiary.dataplane.evaluation.requests`: explicit requests (a run, ids, filters) → tasks.
@@ -43,7 +45,9 @@ Its modules are imported by name; this package imports none of them. Below it:
 """
 
 __all__ = [
+    "breakers",
     "definitions",
+    "fairness",
     "judge",
     "ledger",
     "loop",

@@ -19,6 +19,11 @@ ones (:func:`withhold_new_judges`).
 
 Writers read it through :class:`DefinitionCache` (per project, ``ttl_s``, so a change takes
 effect within that time; a bucket that cannot be read keeps the last copy in use).
+
+Each (metric id, version) keeps the time it was first deployed (``deployed_ns``): online
+metrics score events that *arrive* after they are deployed, so a later re-write of an event
+stored before (a redelivery, a replayed dead letter, anything that carries the event's
+original arrival ``version``) never spends a new metric's judge tokens on it.
 """
 
 from __future__ import annotations
@@ -68,19 +73,40 @@ class DefinitionStore:
         return cls(await open_bucket(js, config))
 
     async def put(self, project_id: str, specs: Sequence[MetricSpec]) -> None:
-        doc = {"project_id": project_id, "updated_at": time.time(), "metrics": list(specs)}
+        """Store ``specs`` as the project's online metrics. Each (id, version) keeps the
+        time it was first deployed (:meth:`deployed`); a new one is deployed now."""
+        before = await self._doc(project_id)
+        known: dict[str, int] = before.get("deployed_ns") or {}
+        now = time.time_ns()
+        deployed = {_deployed_key(s): int(known.get(_deployed_key(s), now)) for s in specs}
+        doc = {"project_id": project_id, "updated_at": time.time(), "metrics": list(specs),
+               "deployed_ns": deployed}
         await self._kv.put(_key(project_id), orjson.dumps(doc))
 
-    async def get(self, project_id: str) -> list[MetricSpec]:
+    async def _doc(self, project_id: str) -> dict[str, Any]:
         try:
             entry = await self._kv.get(_key(project_id))
         except (KeyNotFoundError, KeyDeletedError):
-            return []
-        doc = orjson.loads(entry.value or b"{}")
+            return {}
+        doc: dict[str, Any] = orjson.loads(entry.value or b"{}")
         if doc.get("project_id") != project_id:  # a hash collision: never run another's
-            return []
+            return {}
+        return doc
+
+    async def get(self, project_id: str) -> list[MetricSpec]:
+        return [spec for spec, _ in await self.deployed(project_id)]
+
+    async def deployed(self, project_id: str) -> list[tuple[MetricSpec, int]]:
+        """The project's online specs, each with when it was deployed (ns since the epoch;
+        0 for a spec stored before deployment times were kept: it scores every event)."""
+        doc = await self._doc(project_id)
         metrics: list[MetricSpec] = doc.get("metrics") or []
-        return metrics
+        times: dict[str, int] = doc.get("deployed_ns") or {}
+        return [(spec, int(times.get(_deployed_key(spec), 0))) for spec in metrics]
+
+
+def _deployed_key(spec: MetricSpec) -> str:
+    return f"{spec['id']}:{spec['version']}"
 
 
 def withhold_new_judges(specs: Sequence[MetricSpec], deployed: Sequence[MetricSpec]
@@ -125,6 +151,13 @@ async def refresh_project(js: JetStreamContext, settings: ApiarySettings,
 class OnlineMetric:
     spec: MetricSpec
     matches: Predicate
+    #: When this version was deployed: events that arrived before (their batch ``version``
+    #: is the arrival time) are never scored online, whatever re-writes them later.
+    deployed_ns: int = 0
+
+    def scores_arrival(self, arrived_ns: int) -> bool:
+        """Whether an event that arrived at ``arrived_ns`` is this metric's to score."""
+        return arrived_ns >= self.deployed_ns
 
 
 @dataclass(slots=True)
@@ -162,7 +195,8 @@ class DefinitionCache:
             metrics = entry.metrics if entry is not None else []
             try:
                 specs = await asyncio.wait_for(self._read(project_id), self._timeout)
-                metrics = [m for m in (self._compile(s) for s in specs) if m is not None]
+                metrics = [m for m in (self._compile(s, at) for s, at in specs)
+                           if m is not None]
                 self.reads += 1
             except Exception as exc:  # keep evaluating with what we had
                 self.read_errors += 1
@@ -171,12 +205,12 @@ class DefinitionCache:
             self._entries[project_id] = _Entry(metrics, time.monotonic() + self._ttl)
             return metrics
 
-    async def _read(self, project_id: str) -> list[MetricSpec]:
+    async def _read(self, project_id: str) -> list[tuple[MetricSpec, int]]:
         if self._store is None:
             self._store = await DefinitionStore.open(self._js, self._settings)
-        return await self._store.get(project_id)
+        return await self._store.deployed(project_id)
 
-    def _compile(self, spec: MetricSpec) -> OnlineMetric | None:
+    def _compile(self, spec: MetricSpec, deployed_ns: int = 0) -> OnlineMetric | None:
         key = (spec["id"], spec["version"])
         if key not in self._compiled:
             try:
@@ -187,7 +221,7 @@ class DefinitionCache:
                 self._compiled[key] = None
         found = self._compiled[key]
         # The spec may differ in fields that do not change the version (a rename).
-        return None if found is None else OnlineMetric(spec, found.matches)
+        return None if found is None else OnlineMetric(spec, found.matches, deployed_ns)
 
 
 __all__ = ["DEFINITIONS_BUCKET", "DefinitionCache", "DefinitionStore", "OnlineMetric",

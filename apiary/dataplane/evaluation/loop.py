@@ -26,6 +26,17 @@ unexpected error hand the task back (``nak`` with back-off) until its last deliv
 it is dead-lettered (object store, with the error) and terminated. A metric that fails on
 the event (raises, times out, no verdict) is counted and logged and its task acknowledged:
 the same code on the same event would fail again. Undecodable tasks are dead-lettered.
+
+Fairness and failing metrics: an evaluator takes up to ``APIARY_EVALUATOR_MAX_HELD_TASKS``
+tasks and keeps them alive (``in_progress``) while they wait; ``APIARY_EVALUATOR_CONCURRENCY``
+of them run, at most ``APIARY_EVALUATOR_METRIC_CONCURRENCY`` per (project, metric), the
+waiting metrics served in turn (:mod:`apiary.dataplane.evaluation.fairness`), and the
+sandbox grows while jobs wait for a worker: a metric's backlog delays another metric's task
+by at most one evaluation per metric ahead of it. A metric that fails
+``APIARY_EVALUATOR_BREAKER_FAILURES`` times in a row is paused for its project; its tasks
+are then acknowledged as skipped until it is resumed
+(:mod:`apiary.dataplane.evaluation.breakers`). At stop, tasks still waiting for their turn
+are handed back (``nak``, redelivered at once to another evaluator).
 """
 
 from __future__ import annotations
@@ -43,6 +54,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
+from apiary._private import metrics
+from apiary.dataplane.evaluation.breakers import BreakerStore, MetricBreakers
+from apiary.dataplane.evaluation.fairness import FairTurns, TurnsClosed
 from apiary.dataplane.evaluation.ledger import ScoredLedger
 from apiary.dataplane.evaluation.metrics import AUTO_KINDS
 from apiary.dataplane.evaluation.scoring import Scorer
@@ -88,8 +102,13 @@ class EvaluatorStats:
     already_scored: int = 0  # tasks skipped because the ledger had them
     no_score: int = 0  # the metric returned nothing to record
     failed: int = 0  # the metric failed on the event
+    skipped_paused: int = 0  # tasks of a metric paused by its circuit breaker, acknowledged
+    breakers_tripped: int = 0  # metrics this evaluator paused
     handed_back: int = 0
     dead_lettered: int = 0
+    dead_letter_failures: int = 0  # dead-letter writes that failed (each retried)
+    dead_letters_pending: int = 0  # tasks held until their dead letter is durable
+    loop_restarts: int = 0  # times the loop ended with an exception and was started again
     in_flight: int = 0
     last_error: str = ""
     started_at: float = field(default_factory=time.time)
@@ -116,7 +135,8 @@ class EvaluatorLoop:
         self.name = name
         self.stats = EvaluatorStats()
         self._outcomes = Outcomes(stream=EVALUATION_STREAM, objects=objects, stats=self.stats,
-                                  log=log, what="evaluation task")
+                                  log=log, what="evaluation task",
+                                  keep_alive_s=settings.writer_ack_wait_s / 3)
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         # Messages being handled (by id: Msg is not hashable), and since their last beat.
@@ -125,27 +145,47 @@ class EvaluatorLoop:
         self._ack_wait = settings.writer_ack_wait_s
         self._max_deliver = settings.writer_max_deliver
         self._concurrency = settings.evaluator_concurrency
+        # Fairness (apiary.dataplane.evaluation.fairness): concurrency tasks run, per
+        # (project, Python metric) at most evaluator_metric_concurrency, the waiting
+        # metrics served in turn; up to max_held tasks are taken (and kept alive) while
+        # slots are free that only a capped metric's tasks wait for.
+        self._max_held = max(settings.evaluator_max_held_tasks, self._concurrency)
+        self._turns = FairTurns(total=self._concurrency,
+                                per_key=settings.evaluator_metric_concurrency)
+        self._breakers: MetricBreakers | None = None
 
     def stop(self) -> None:
-        """Finish: stop fetching, complete (and acknowledge) the tasks in hand, return."""
+        """Finish: stop fetching, complete (and acknowledge) the tasks running, hand back
+        (``nak``) those still waiting for their turn, return."""
         self._stopping.set()
 
     async def run(self) -> None:
         sub = await self._js.pull_subscribe_bind(EVALUATORS_CONSUMER, EVALUATION_STREAM)
         self._ledger = await ScoredLedger.open(self._js, self._settings)
+        self._breakers = MetricBreakers(
+            await BreakerStore.open(self._js, self._settings),
+            threshold=self._settings.evaluator_breaker_failures,
+            ttl_s=self._settings.evaluator_breaker_ttl_s)
         info = await self._js.consumer_info(EVALUATION_STREAM, EVALUATORS_CONSUMER)
         self._ack_wait = float(info.config.ack_wait or self._ack_wait)
         self._max_deliver = int(info.config.max_deliver or self._max_deliver)
         heartbeats = asyncio.create_task(self._heartbeats())
         try:
             while not self._stopping.is_set():
-                free = self._concurrency - len(self._inflight)
+                # Fetch while a slot is free that no task in hand can take (those waiting
+                # are held back by their metric's cap), up to max_held tasks in hand: a
+                # capped metric's backlog never hides the next metric's task, and an
+                # evaluator never hoards tasks it could not start (the pool shares them).
+                held = len(self._inflight)
+                starting = held - self._turns.running - self._turns.waiting
+                free = min(self._concurrency - self._turns.running - starting,
+                           self._max_held - held)
                 if free <= 0:
                     await asyncio.wait(self._inflight, timeout=FETCH_WAIT_S,
                                        return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    msgs = await sub.fetch(batch=free, timeout=FETCH_WAIT_S)
+                    msgs = await sub.fetch(batch=min(free, 256), timeout=FETCH_WAIT_S)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except nats.errors.Error as exc:
@@ -157,13 +197,17 @@ class EvaluatorLoop:
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
                 self.stats.in_flight = len(self._inflight)
+                await asyncio.sleep(0)  # let them take (or queue for) their turns first
         finally:
+            self._turns.close()  # tasks still waiting for a turn go back to the queue
             if self._inflight:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeats
             self.stats.in_flight = 0
+            if self._stopping.is_set():  # a restart after a crash keeps retrying them
+                await self._outcomes.close()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -188,7 +232,16 @@ class EvaluatorLoop:
             return
         self._working[id(msg)] = (msg, time.monotonic())
         try:
-            await self._process(msg, task)
+            key = (task["tenant"]["project_id"], task["metric"]["id"])
+            # Python metrics hold a sandbox worker: capped per metric. Judges mostly wait
+            # on their endpoint: they may use every slot (a freed one still goes to the
+            # next metric in turn).
+            limit = None if task["metric"]["kind"] == "python" else self._concurrency
+            async with self._turns.turn(key, limit):
+                await self._process(msg, task)
+        except TurnsClosed:  # stopping before its turn: another evaluator takes it now
+            with contextlib.suppress(Exception):
+                await msg.nak()
         except _Retry as exc:
             await self._hand_back(msg, delivered, exc.__cause__ or exc)
         except Exception as exc:  # a bug: never lose the task, never spin on it either
@@ -203,12 +256,23 @@ class EvaluatorLoop:
         try:
             if await self._ledger.scored(task_id):
                 self.stats.already_scored += 1
+                metrics.inc(metrics.EVALUATIONS, outcome="already_scored")
                 await self._finish(msg, task)
                 return
         except nats.errors.Error as exc:
             raise _Retry from exc
         if task["metric"]["kind"] not in AUTO_KINDS:  # human metrics: reviewers score them
             self.stats.failed += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="failed")
+            await self._finish(msg, task)
+            return
+        project_id, metric_id = task["tenant"]["project_id"], task["metric"]["id"]
+        if self._breakers is not None and await self._breakers.paused(project_id, metric_id):
+            # Paused by its circuit breaker (apiary.dataplane.evaluation.breakers): skipped,
+            # counted, acknowledged; never retried.
+            self.stats.skipped_paused += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="skipped_paused")
+            await self._breakers.skipped(project_id, metric_id)
             await self._finish(msg, task)
             return
         event = await self._event(task)
@@ -222,15 +286,22 @@ class EvaluatorLoop:
             if exc.retryable:
                 raise _Retry from exc
             self.stats.failed += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="failed")
             self.stats.last_error = f"metric failed: {exc}"
             log.info("metric failed on an event", extra={
                 "task_id": task_id, "event_id": task["event_id"],
                 "metric_id": task["metric"]["id"], "error": str(exc)})
+            if self._breakers is not None and await self._breakers.failed(
+                    project_id, metric_id, f"{type(exc).__name__}: {exc}"):
+                self.stats.breakers_tripped += 1
             await self._finish(msg, task)
             return
+        if self._breakers is not None:
+            self._breakers.succeeded(project_id, metric_id)
         patch = score_patch(task, result)
         if patch is None:
             self.stats.no_score += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="no_score")
         else:
             await self._publish_score(task, patch)
         try:
@@ -252,6 +323,7 @@ class EvaluatorLoop:
                                                     task["event_id"])
             except NotFound:
                 self.stats.failed += 1
+                metrics.inc(metrics.EVALUATIONS, outcome="failed")
                 self.stats.last_error = f"event {task['event_id']} not found"
                 log.warning("event to score not found", extra={"task_id": task["task_id"]})
                 return None
@@ -276,8 +348,10 @@ class EvaluatorLoop:
             raise _Retry from QueueError(f"JetStream unreachable: {exc!r}")
         if ack.duplicate:
             self.stats.duplicate_scores += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="duplicate_score")
         else:
             self.stats.scored += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="scored")
 
     async def _finish(self, msg: Msg, task: EvaluationTask) -> None:
         """Acknowledge the task: everything it asked for is durable now (a failed ack: it is
@@ -307,6 +381,7 @@ class EvaluatorLoop:
         if await self._outcomes.hand_back(msg, deliveries, error,
                                           last_delivery=self._max_deliver):
             self.stats.handed_back += 1
+            metrics.inc(metrics.EVALUATIONS, outcome="handed_back")
 
 
 __all__ = ["EvaluatorLoop", "EvaluatorStats"]

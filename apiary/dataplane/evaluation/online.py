@@ -1,10 +1,15 @@
 """Online evaluation: after a writer stored events, queue the scores their project asks for.
 
 The writer calls :func:`after_write` once per insert, **after** the insert succeeded and
-its messages were acknowledged (``_writer_loop.WriterLoop._insert``). For each stored
-event of a project with online metrics (:mod:`apiary.dataplane.evaluation.definitions`), every
-metric whose filters match and whose deterministic sample contains the event becomes one task on
-the ``evaluation`` stream, carrying the event as stored.
+**before** its messages are acknowledged (``apiary.dataplane.writer._loop.WriterLoop._insert``).
+For each stored event of a project with online metrics
+(:mod:`apiary.dataplane.evaluation.definitions`), every metric that was deployed before the
+event arrived (the batch's ``version`` is its arrival time), whose filters match and whose
+deterministic sample contains the event becomes one task on the ``evaluation`` stream,
+carrying the event as stored. So a metric scores the events that arrive after it is
+deployed, once: a re-write of an event stored earlier (a redelivered message, a replayed
+dead letter) carries the event's original arrival time and queues nothing for a metric
+deployed since.
 
 Cost on the writer's path: one dictionary look-up per batch while the project has no
 online metric (the definitions are cached per project for
@@ -16,8 +21,10 @@ metric version) (:mod:`apiary.dataplane.evaluation.tasks`). A writer redelivered
 stored re-publishes the same task ids, which JetStream drops. Queueing is best effort
 towards the writer: it never fails or delays an insert beyond the publish, never raises,
 and drops (counting them) tasks the evaluation stream refuses because it is full, since
-online evaluation is a sample anyway; a writer that dies between acknowledging a batch and
-publishing its tasks loses those tasks (the events themselves are stored).
+online evaluation is a sample anyway. A writer that dies after the insert and before the
+acknowledgement gets the messages again: the writer hands this hook the redelivered events
+it already stored too, and their tasks are published again under the same ids (JetStream
+or the scored-task ledger drops the copies), so a crash loses no task.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class OnlineStats:
     tasks_published: int = 0
     tasks_duplicate: int = 0
     tasks_dropped: int = 0
+    before_deployment: int = 0  # (event, metric) pairs skipped: the event arrived earlier
     last_error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,7 +95,11 @@ class OnlineTrigger:
                 continue
             # A judge's own calls are never judged again.
             scorable = [event for event in events if event["source"] != JUDGE_SOURCE]
+            arrived = int(batch.get("version") or 0)
             for metric in metrics:
+                if not metric.scores_arrival(arrived):
+                    self.stats.before_deployment += len(scorable)
+                    continue
                 spec = metric.spec
                 for event in scorable:
                     if sampled(event["event_id"], spec) and metric.matches(event):

@@ -26,8 +26,9 @@ from apiary.settings import ApiarySettings
 
 class Scorer:
     def __init__(self, *, sandbox_size: int, limits: SandboxLimits, judge_client: JudgeClient,
-                 default_model: str) -> None:
+                 default_model: str, sandbox_max_size: int | None = None) -> None:
         self._sandbox_size = sandbox_size
+        self._sandbox_max_size = sandbox_max_size
         self._limits = limits
         self._sandbox: SandboxPool | None = None
         self._sandbox_lock = asyncio.Lock()
@@ -43,6 +44,7 @@ class Scorer:
                 settings.judge_url, api_key=key.get_secret_value() if key else None,
                 timeout_s=settings.evaluator_judge_timeout_s)
         return cls(sandbox_size=settings.sandbox_pool_size,
+                   sandbox_max_size=settings.sandbox_pool_max_size,
                    limits=SandboxLimits.from_settings(settings), judge_client=judge_client,
                    default_model=settings.evaluator_judge_model)
 
@@ -53,7 +55,8 @@ class Scorer:
     async def _pool(self) -> SandboxPool:
         async with self._sandbox_lock:
             if self._sandbox is None:
-                pool = SandboxPool(self._sandbox_size, self._limits)
+                pool = SandboxPool(self._sandbox_size, self._limits,
+                                   max_size=self._sandbox_max_size)
                 await pool.start()
                 self._sandbox = pool
             return self._sandbox

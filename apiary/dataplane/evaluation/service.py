@@ -9,11 +9,18 @@ drain on stop.
 tasks it holds, then the scorer (its sandbox) is closed and the connection drained. The
 sandbox starts with the first Python metric (a zygote with the allowed libraries preloaded,
 ~150 MB): an evaluator that only runs judges never pays it.
+
+Supervised: the loop runs under :func:`~apiary.queue.outcomes.run_supervised`, started again
+with back-off after any exception and counted (``loop_restarts`` in
+:meth:`EvaluatorService.stats`, ``apiary_loop_restarts_total{loop="evaluator"}``); the tasks
+the failed run held come back from JetStream. :meth:`EvaluatorService.start` (which the pool
+calls to ensure actors run) starts a supervisor whose task ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from nats.aio.client import Client
@@ -22,8 +29,11 @@ from apiary.dataplane.evaluation.loop import EvaluatorLoop
 from apiary.dataplane.evaluation.scoring import Scorer
 from apiary.objects import object_store
 from apiary.queue import connect
+from apiary.queue.outcomes import run_supervised
 from apiary.settings import ApiarySettings
 from apiary.store import store_client
+
+log = logging.getLogger("apiary.evaluator")
 
 
 class EvaluatorService:
@@ -37,22 +47,45 @@ class EvaluatorService:
         self._loop: EvaluatorLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._scorer: Scorer | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        """Connect and start consuming; a second call does nothing."""
-        if self._task is not None:
+        """Connect and start the supervised loop; a call while it runs does nothing, a call
+        after its task ended (it never should) starts it again."""
+        if self._stopping.is_set() or (self._task is not None and not self._task.done()):
             return
-        from apiary._private.logs import configure_logging
+        if self._loop is None:
+            from apiary._private.logs import configure_logging
 
-        configure_logging(self._settings)
-        self._nc = await connect(self._nats_url, name=self._name)
-        settings = self._settings
-        self._scorer = Scorer.from_settings(settings, judge_client=self._judge_client(self._nc))
-        self._loop = EvaluatorLoop(
-            js=self._nc.jetstream(), scorer=self._scorer, objects=object_store(settings),
-            settings=settings, name=self._name, store=lambda: store_client(settings),
-        )
-        self._task = asyncio.create_task(self._loop.run())
+            configure_logging(self._settings)
+            self._nc = await connect(self._nats_url, name=self._name)
+            settings = self._settings
+            self._scorer = Scorer.from_settings(settings,
+                                                judge_client=self._judge_client(self._nc))
+            self._loop = EvaluatorLoop(
+                js=self._nc.jetstream(), scorer=self._scorer, objects=object_store(settings),
+                settings=settings, name=self._name, store=lambda: store_client(settings),
+            )
+        elif self._task is not None:
+            self._loop.stats.loop_restarts += 1
+            self._loop.stats.last_error = f"supervisor ended: {self._ended(self._task)}"
+        self._task = asyncio.create_task(self._supervised(self._loop))
+
+    async def ensure_running(self) -> None:
+        """Start the loop again if its task ended (:meth:`start`); idempotent."""
+        await self.start()
+
+    async def _supervised(self, loop: EvaluatorLoop) -> None:
+        def restarted(exc: BaseException) -> None:
+            loop.stats.loop_restarts += 1
+            loop.stats.last_error = f"loop: {exc!r}"
+
+        await run_supervised(loop.run, loop="evaluator", stopping=self._stopping,
+                             on_restart=restarted, log=log)
+
+    @staticmethod
+    def _ended(task: asyncio.Task[None]) -> str:
+        return "cancelled" if task.cancelled() else repr(task.exception())
 
     def _judge_client(self, nc: Client) -> Any:
         """LLM judges call the proxy in-process, as the scored event's tenant (its
@@ -69,15 +102,16 @@ class EvaluatorService:
         return ProxyJudgeClient(open_chat_proxy(self._settings, publisher))
 
     async def stats(self) -> dict[str, Any]:
-        """The loop's counters, ``name``, ``running``, ``last_error`` when the loop ended
-        with an error, and whether the sandbox started (``sandbox_ready``, ``sandbox_jobs``)."""
+        """The loop's counters (``loop_restarts`` among them), ``name``, ``running``,
+        ``last_error``, and whether the sandbox started (``sandbox_ready``,
+        ``sandbox_jobs``)."""
         if self._loop is None:
             return {"name": self._name, "running": False}
         stats = self._loop.stats.as_dict()
         stats["name"] = self._name
         stats["running"] = self._task is not None and not self._task.done()
-        if self._task is not None and self._task.done() and self._task.exception():
-            stats["last_error"] = repr(self._task.exception())
+        if self._task is not None and self._task.done() and not self._stopping.is_set():
+            stats["last_error"] = f"supervisor ended: {self._ended(self._task)}"
         sandbox = self._scorer.sandbox if self._scorer is not None else None
         stats["sandbox_ready"] = sandbox is not None
         stats["sandbox_jobs"] = sandbox.stats.jobs if sandbox is not None else 0
@@ -86,6 +120,7 @@ class EvaluatorService:
     async def stop(self) -> dict[str, Any]:
         """Drain: stop fetching, finish and acknowledge the tasks held, then disconnect.
         Returns the final :meth:`stats`."""
+        self._stopping.set()
         if self._loop is not None and self._task is not None:
             self._loop.stop()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -2,10 +2,14 @@
 
 Created events travel as batches of kind ``api`` (the writers enrich and store them like
 spans); updates as batches of kind ``updates`` carrying one :class:`EventPatch` each. Both
-are acknowledged by JetStream before the request is answered. ``Nats-Msg-Id`` is a hash
-of the tenant and the content, so a client retrying an identical create (same ids) is
-stored once; a patch's id includes its version (time of acceptance), because the same
-update sent again after another one must apply again.
+are acknowledged by JetStream before the request is answered. A create's
+``Nats-Msg-Id`` is a hash of the project, the ids the events are stored under (the client's
+``event_id``) and what the client sent (:func:`request_key`), never of a value the server
+filled in (``start_time`` defaults to the time of arrival): a client retrying a create it
+got no answer for sends the same message again, which JetStream drops within its
+duplicate window, so the event is stored and counted once. A patch's id includes its
+version (time of acceptance), because the same update sent again after another one must
+apply again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from apiary._private import metrics
@@ -140,13 +145,27 @@ def _digest(project_id: str, person: bytes, content: Any) -> str:
     return digest.hexdigest()
 
 
+def request_key(events: Sequence[Event], *sent: BaseModel | None) -> dict[str, Any]:
+    """What identifies a create request: the (event, session) ids its events are stored
+    under and the request models as the client sent them (fields it left out stay out,
+    so defaults the server fills in, such as the time of arrival, do not change it)."""
+    return {"ids": [[e["event_id"], e["session_id"]] for e in events],
+            "sent": [None if m is None else m.model_dump(mode="json", exclude_unset=True)
+                     for m in sent]}
+
+
 async def publish_events(context: DataPlaneContext, principal: Principal,
-                         events: list[Event]) -> None:
-    """Publish REST-created events; returns once JetStream has them (durable)."""
+                         events: list[Event], *, key: dict[str, Any]) -> None:
+    """Publish REST-created events; returns once JetStream has them (durable).
+
+    ``key`` (:func:`request_key`) identifies the request: the same key published again
+    within the stream's duplicate window is dropped by JetStream, so a retried create is
+    one message, one stored event and counted once in its session's sums.
+    """
     tenant = tenant_of(principal)
     batch: EventBatch = {"schema": WIRE_SCHEMA, "kind": API_KIND, "tenant": tenant,
                          "version": time.time_ns(), "events": events}
-    msg_id = _digest(tenant["project_id"], b"apiary-rest-v1", events)
+    msg_id = _digest(tenant["project_id"], b"apiary-rest-v2", key)
     with context.admit():
         started = time.perf_counter()
         await context.publisher.publish(batch, msg_id=msg_id)

@@ -23,6 +23,7 @@ from apiary.dataplane.events.publish import (
     now_ms,
     publish_events,
     publish_patch,
+    request_key,
     writer_principal,
 )
 from apiary.dataplane.events.routes_sessions import WRITE_ERRORS
@@ -65,7 +66,7 @@ async def _create_one(request: Request, item: EventCreateIn) -> dict[str, Any]:
     context = context_of(request)
     principal = await writer_principal(context, request)
     event = event_from(item, now=now_ms())
-    await publish_events(context, principal, [event])
+    await publish_events(context, principal, [event], key=request_key([event], item))
     return {"success": True, "event_id": event["event_id"]}
 
 
@@ -93,7 +94,8 @@ async def _create_batch(request: Request, items: list[EventIn], *, single: bool,
     stored: list[Event] = list(events)
     if session_id is not None and not any(e["event_type"] == "session" for e in events):
         stored.insert(0, batch_session(session_id, props, events, now=now))
-    await publish_events(context, principal, stored)
+    await publish_events(context, principal, stored,
+                         key=request_key(stored, *items, props))
     answer: dict[str, Any] = {"event_ids": [e["event_id"] for e in events], "success": True}
     if session_id is not None:
         answer["session_id"] = session_id

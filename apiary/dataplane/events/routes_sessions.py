@@ -20,6 +20,7 @@ from apiary.dataplane.events.publish import (
     event_from,
     now_ms,
     publish_events,
+    request_key,
     session_event,
     tenant_of,
     writer_principal,
@@ -55,7 +56,7 @@ async def _start(request: Request, session: SessionIn) -> tuple[Event, dict[str,
     context = context_of(request)
     principal = await writer_principal(context, request)
     event = session_event(session, now=now_ms())
-    await publish_events(context, principal, [event])
+    await publish_events(context, principal, [event], key=request_key([event], session))
     tenant = tenant_of(principal)
     return event, {"event_id": event["event_id"], "session_id": event["session_id"],
                    "org_id": tenant["org_id"], "workspace_id": tenant["workspace_id"],
@@ -81,7 +82,7 @@ async def _add(request: Request, session_id: str, items: list[EventIn]) -> list[
     principal = await writer_principal(context, request)
     now = now_ms()
     events = [event_from(item, now=now, session_id=session_id) for item in items]
-    await publish_events(context, principal, events)
+    await publish_events(context, principal, events, key=request_key(events, *items))
     return [e["event_id"] for e in events]
 
 

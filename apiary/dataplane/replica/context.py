@@ -17,6 +17,8 @@ from apiary.dataplane.enrich import Enricher, PriceTable
 from apiary.dataplane.replica.control_plane import ControlPlaneClient
 from apiary.errors import PipelineBackpressure, TooManyRequests
 from apiary.queue import (
+    EVALUATION_STREAM,
+    EVALUATORS_CONSUMER,
     EVENTS_STREAM,
     WRITERS_CONSUMER,
     EventPublisher,
@@ -120,6 +122,9 @@ class DataPlaneContext:
             try:
                 self.backlog = await consumer_backlog(self.js, EVENTS_STREAM, WRITERS_CONSUMER)
                 metrics.BACKLOG.set(self.backlog)
+                metrics.CONSUMER_LAG.labels(EVENTS_STREAM).set(self.backlog)
+                metrics.CONSUMER_LAG.labels(EVALUATION_STREAM).set(
+                    await consumer_backlog(self.js, EVALUATION_STREAM, EVALUATORS_CONSUMER))
             except Exception as exc:  # keep the last value; the next poll may succeed
                 log.debug("backlog poll failed", extra={"error": str(exc)})
             await asyncio.sleep(0.5)

@@ -33,6 +33,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from apiary._private import metrics
 from apiary.dataplane.db import AnnotationQueue, DataPlaneDatabase, utcnow
 from apiary.dataplane.review.items import add_events
 from apiary.store import StoreClient
@@ -64,6 +65,8 @@ class QueueFiller:
         self._store = store
         self.interval_s = interval_s
         self.lookback_s = lookback_s
+        #: Rounds of :meth:`run` that failed (each logged; the next round runs anyway).
+        self.failed_rounds = 0
 
     async def _transaction(self, work: Callable[[Session], Any]) -> Any:
         def run() -> Any:
@@ -151,10 +154,13 @@ class QueueFiller:
     async def run(self) -> None:
         """Fill due queues every ``interval_s`` until cancelled, the first time one interval
         after start: a replica starting up opens (and migrates) dpdb on its first request,
-        not from here at the same moment."""
+        not from here at the same moment. A failed round never ends it: it is logged and
+        counted (``failed_rounds``, ``apiary_loop_restarts_total{loop="review_filler"}``)."""
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.fill_due()
             except Exception as exc:  # the store or dpdb may be back next time
+                self.failed_rounds += 1
+                metrics.inc(metrics.LOOP_RESTARTS, loop="review_filler")
                 log.warning("annotation queue fills failed", extra={"error": str(exc)})

@@ -4,13 +4,22 @@ Guarantees:
 
 - **Nothing acknowledged before it is stored.** A message is acked only after the insert
   that contains its events succeeded; a crash before that makes JetStream redeliver it.
-- **Nothing stored twice.** A redelivered message (delivery count > 1) may already be in
+- **Nothing stored twice.** Each insert carries a deduplication token derived from its
+  messages' ids and its rows (:func:`~apiary.store.insert_dedup_token`), the same on every
+  retry: an insert that timed out after ClickHouse committed it is retried and stores
+  nothing more, in ``events`` or in the session rollups. A redelivered message (delivery
+  count > 1) or a replayed dead letter (:mod:`apiary.queue.dead_letters`) may already be in
   ClickHouse; its events whose stored version is at least the message's are dropped before
-  the insert. Reads collapse versions anyway (ReplacingMergeTree), and this keeps the
-  aggregate tables exact too.
+  the insert. Reads collapse versions anyway
+  (ReplacingMergeTree), and this keeps the aggregate tables exact too.
 - **Transient failures are retried** with exponential back-off while the messages are kept
-  alive (``in_progress``), for as long as it takes; the backlog that builds up makes
-  ingestion answer 503 instead of accepting more than can be written.
+  alive (``in_progress`` at least every third of ``ack_wait``, in every stage of a flush and
+  while a flush waits for its slot), for as long as it takes: no delivery is burned and
+  nothing is dead-lettered for it. The chDB owner's death is such a failure
+  (:class:`~apiary.errors.StoreUnavailable` until Ray has restarted it). The backlog that
+  builds up makes ingestion answer 503 instead of accepting more than can be written.
+- **A failed dead letter never stops the writer**: the message stays in the stream, held,
+  until its record is durable (:mod:`apiary.queue.outcomes`).
 - **A poison message never blocks the stream.** A batch the store rejects is split until
   the offending message is isolated; that message goes to the dead-letter object store with
   its error, and is then terminated on the stream. Undecodable messages go there directly.
@@ -19,9 +28,11 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast, overload
 
@@ -31,6 +42,7 @@ import pyarrow as pa
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from apiary._private import metrics
 from apiary.dataplane.enrich import Enricher, PriceTable, SessionContext
 from apiary.dataplane.evaluation import online as online_evaluation
 from apiary.dataplane.writer import _lookups as lookups
@@ -49,11 +61,28 @@ from apiary.queue import (
     decode_batch,
     decode_table,
 )
+from apiary.queue.dead_letters import replayed
+from apiary.queue.heartbeats import Heartbeat
 from apiary.queue.outcomes import Outcomes, deliveries
 from apiary.settings import ApiarySettings
-from apiary.store import StoreClient, arrow_to_events, events_to_arrow
+from apiary.store import StoreClient, arrow_to_events, events_to_arrow, insert_dedup_token
 
 log = logging.getLogger("apiary.writer")
+
+#: The messages of the flush running in this task: a store call retried anywhere in it
+#: (look-ups, relinking, back-fill, the redelivery check, the insert) keeps them alive.
+_HOLDING: ContextVar[list[_Received] | None] = ContextVar("apiary_writer_holding",
+                                                          default=None)
+
+
+def message_id(msg: Msg) -> str:
+    """What identifies ``msg`` in an insert's deduplication token: its stream sequence
+    (unique in the stream) and its ``Nats-Msg-Id``."""
+    try:
+        sequence = str(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream delivery (no reply subject to parse)
+        sequence = ""
+    return f"{sequence}:{(msg.headers or {}).get('Nats-Msg-Id', '')}"
 
 
 class _LazyEvents(Sequence[Event]):
@@ -97,6 +126,9 @@ class _Received:
     deliveries: int
     table: pa.Table | None = None
     inherited: frozenset[str] = frozenset()
+    #: The batch as received, kept when a redelivery drops events already stored: the
+    #: after-write hooks still see them (their tasks may not have been published).
+    received_as: EventBatch | None = None
 
     @property
     def rows(self) -> int:
@@ -110,6 +142,8 @@ class _Received:
 
     def for_hooks(self) -> EventBatch:
         """The batch as after-write hooks read it: Arrow rows become dicts only if read."""
+        if self.received_as is not None:
+            return self.received_as
         if self.table is None:
             return self.batch
         lazy: EventBatch = {**self.batch, "events": cast(list[Event], _LazyEvents(self.table))}
@@ -127,6 +161,9 @@ class WriterStats:
     duplicates_dropped: int = 0
     insert_retries: int = 0
     dead_lettered: int = 0
+    dead_letter_failures: int = 0  # dead-letter writes that failed (each retried)
+    dead_letters_pending: int = 0  # messages held until their dead letter is durable
+    loop_restarts: int = 0  # times the loop ended with an exception and was started again
     last_insert_rows: int = 0
     last_insert_seconds: float = 0.0
     last_error: str = ""
@@ -157,7 +194,8 @@ class WriterLoop:
         self._enricher = Enricher(prices or PriceTable.bundled())
         self.stats = WriterStats()
         self._outcomes = Outcomes(stream=EVENTS_STREAM, objects=objects, stats=self.stats,
-                                  log=log, what="message")
+                                  log=log, what="message",
+                                  keep_alive_s=settings.writer_ack_wait_s / 3)
         self._stopping = asyncio.Event()
         self._flush_slots = asyncio.Semaphore(2)
         self._flushes: set[asyncio.Task[None]] = set()
@@ -182,6 +220,11 @@ class WriterLoop:
         rows = 0
         first_at = 0.0
         self.updates.start()
+        # Readiness (/readyz) reads this: a writer whose beats stop has died or hangs.
+        running = [True]
+        heartbeat = Heartbeat(self._js, "writer", self.name, running=lambda: running[0],
+                              error=lambda: self.stats.last_error)
+        beating = asyncio.create_task(heartbeat.run())
         try:
             while not self._stopping.is_set():
                 wait = interval if not pending else first_at + interval - time.monotonic()
@@ -207,10 +250,20 @@ class WriterLoop:
             if pending:
                 await self._start_flush(pending)
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            if self._stopping.is_set():
+                await heartbeat.clear()
+            else:  # ended by an exception: say so until a restart beats again
+                running[0] = False
+                await heartbeat.beat()
             if self._flushes:
                 await asyncio.gather(*self._flushes, return_exceptions=True)
             await self.updates.stop()
-            await sub.unsubscribe()
+            if self._stopping.is_set():  # a restart after a crash keeps retrying them
+                await self._outcomes.close()
+            with contextlib.suppress(Exception):  # a dead connection: nothing to undo
+                await sub.unsubscribe()
 
     async def _receive(self, msg: Msg) -> _Received | None:
         self.stats.messages += 1
@@ -232,12 +285,23 @@ class WriterLoop:
         return _Received(msg, batch, delivered)
 
     async def _start_flush(self, received: list[_Received]) -> None:
-        await self._flush_slots.acquire()
+        # Both slots may be held by flushes waiting for the store (its owner restarting):
+        # keep these messages alive meanwhile, so that JetStream does not hand them to
+        # another writer while they wait here.
+        period = max(self._settings.writer_ack_wait_s / 3, 0.05)
+        while True:
+            try:
+                await asyncio.wait_for(self._flush_slots.acquire(), timeout=period)
+                break
+            except TimeoutError:
+                await asyncio.gather(*(r.msg.in_progress() for r in received),
+                                     return_exceptions=True)
         task = asyncio.create_task(self._flush(received))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
     async def _flush(self, received: list[_Received]) -> None:
+        _HOLDING.set(received)  # every store retry of this flush keeps these alive
         try:
             for r in received:
                 # Patches wait for some of these events: continue with them as dicts.
@@ -320,10 +384,13 @@ class WriterLoop:
 
     async def _drop_already_stored(self, received: list[_Received]) -> None:
         for r in received:
-            if r.deliveries <= 1 or not r.rows:
+            # A replayed dead letter is a new message that may be stored already (its
+            # first copy failed after the insert, or it was replayed twice): check it too.
+            if not r.rows or (r.deliveries <= 1 and not replayed(r.msg)):
                 continue
             project_id = r.batch["tenant"]["project_id"]
             version = r.batch["version"]
+            r.received_as = r.for_hooks() if r.table is not None else {**r.batch}
             if r.table is not None:
                 ids = r.table.column("event_id").to_pylist()
                 stored = await self._retrying(self._store.existing_versions, project_id, ids)
@@ -359,7 +426,10 @@ class WriterLoop:
         if table is not None:
             started = time.monotonic()
             try:
-                await self._retrying(self._store.insert_arrow, table, keep=received)
+                # One token for every attempt of this insert: a retry after a timeout
+                # that hid a commit stores nothing twice (migration 0009).
+                token = insert_dedup_token([message_id(r.msg) for r in received], table)
+                await self._retrying(self._store.insert_arrow, table, token, keep=received)
             except StoreRejected as exc:
                 await self._isolate(received, exc)
                 return
@@ -367,9 +437,13 @@ class WriterLoop:
             self.stats.events_written += table.num_rows
             self.stats.last_insert_rows = table.num_rows
             self.stats.last_insert_seconds = time.monotonic() - started
-        await asyncio.gather(*(self._ack(r.msg) for r in received))
+            metrics.observe(metrics.FLUSH_ROWS, table.num_rows)
+            metrics.observe(metrics.FLUSH_SECONDS, self.stats.last_insert_seconds)
+        # Tasks first (idempotent by id), then the acks: a crash in between redelivers the
+        # messages, whose tasks are published again (apiary.dataplane.evaluation.online).
         await online_evaluation.after_write(self._js, self._settings,
                                             [r.for_hooks() for r in received])
+        await asyncio.gather(*(self._ack(r.msg) for r in received))
 
     async def _isolate(self, received: list[_Received], error: Exception) -> None:
         """A batch that cannot be stored: dead-letter its one message, or insert each half
@@ -391,14 +465,25 @@ class WriterLoop:
                 if not exc.retryable:
                     raise
                 self.stats.insert_retries += 1
+                metrics.inc(metrics.RETRIES, stage="writer")
                 self.stats.last_error = str(exc)
                 log.warning("store unavailable; retrying", extra={"retry_in_s": delay,
                                                                    "error": str(exc)})
-            if keep:
-                await asyncio.gather(
-                    *(r.msg.in_progress() for r in keep), return_exceptions=True
-                )
-            await asyncio.sleep(delay)
+            # Keep the flush's messages alive while waiting (the store's owner may be
+            # restarting): JetStream must neither redeliver them nor count a delivery.
+            held = keep or _HOLDING.get()
+            beat = max(self._settings.writer_ack_wait_s / 3, 0.05)
+            waited = 0.0
+            while True:
+                if held:
+                    await asyncio.gather(
+                        *(r.msg.in_progress() for r in held), return_exceptions=True
+                    )
+                if waited >= delay:
+                    break
+                step = min(beat, delay - waited)
+                await asyncio.sleep(step)
+                waited += step
             delay = min(delay * 2, 30.0)
 
     async def _ack(self, msg: Msg) -> None:

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from apiary.dataplane.evaluation.breakers import BreakerStore
 from apiary.dataplane.evaluation.judge import OpenAIJudgeClient
 from apiary.dataplane.evaluation.loop import EvaluatorLoop
 from apiary.dataplane.evaluation.metrics import MetricSpec
@@ -362,3 +363,49 @@ async def test_undecodable_tasks_are_dead_lettered(plane: Plane) -> None:
     assert loop.stats.dead_lettered == 2
     letters = list((plane.data_dir / "objects" / "dlq" / "evaluation").rglob("*.json"))
     assert len(letters) >= 2
+
+
+async def test_a_metric_that_fails_every_time_is_paused_and_skipped_until_resumed(
+        plane: Plane) -> None:
+    """Issue 13 (6): nothing stopped a metric that fails every time. After
+    ``evaluator_breaker_failures`` failures in a row it is paused for its project: its
+    tasks are acknowledged as skipped (counted), not run, until it is resumed."""
+    settings = plane.settings.model_copy(update={"evaluator_breaker_failures": 3,
+                                                 "evaluator_breaker_ttl_s": 0.2})
+    client = DirectStoreClient(plane.store)
+    loop = EvaluatorLoop(js=plane.js, scorer=plane.scorer, settings=settings, name="breaker",
+                         objects=LocalObjectStore(plane.data_dir / "objects"),
+                         store=lambda: client)
+    events = _events(8)
+    plane.insert(events)
+    raising = _metric(code="def evaluate(outputs):\n    return 1 / 0\n")
+    project, metric_id = plane.tenant["project_id"], raising["id"]
+    other: Tenant = {**plane.tenant, "project_id": f"{project}-other"}
+    async with running(loop):
+        await plane.publish([new_task(plane.tenant, e, raising, source="online")
+                             for e in events])
+        await until(plane.drained, 60, "tasks acknowledged")
+        assert (loop.stats.failed, loop.stats.skipped_paused) == (3, 5)
+        breakers = BreakerStore(await plane.js.key_value("evaluator-breakers"))
+        state = await breakers.get(project, metric_id)
+        assert state.paused
+        assert state.consecutive_failures == 3
+        assert "ZeroDivisionError" in (state.last_error or "")
+        assert state.skipped == 5
+        # Per project: the same metric id elsewhere is not paused.
+        assert not (await breakers.get(other["project_id"], metric_id)).paused
+        # Resumed: it runs again (and fails again: counted from zero).
+        await breakers.resume(project, metric_id)
+        await until(lambda: _not_paused(loop, project, metric_id), 5, "resume seen")
+        more = _events(1)
+        plane.insert(more)
+        await plane.publish([new_task(plane.tenant, more[0], raising, source="online")])
+        await until(plane.drained, 30, "task acknowledged")
+    assert (loop.stats.failed, loop.stats.skipped_paused) == (4, 5)
+    state = await breakers.get(project, metric_id)
+    assert (state.state, state.consecutive_failures) == ("closed", 0)
+
+
+async def _not_paused(loop: EvaluatorLoop, project: str, metric_id: str) -> bool:
+    assert loop._breakers is not None
+    return not await loop._breakers.paused(project, metric_id)

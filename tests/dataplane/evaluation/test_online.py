@@ -151,7 +151,8 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
     settings = cp_settings.model_copy(update={
         "data_dir": data_dir, "control_plane_url": cp_url, "jwt_issuer": ISSUER,
         "writer_flush_interval_s": 0.05, "writer_ack_wait_s": 5.0,
-        "evaluator_definitions_ttl_s": 0.5, "evaluator_concurrency": 4})
+        "evaluator_definitions_ttl_s": 0.5, "evaluator_concurrency": 4,
+        "evaluator_breaker_failures": 2, "evaluator_breaker_ttl_s": 0.3})
     nc = await connect(nats_server.url, name="online-test")
     await fresh_topology(nc, settings)
     client = DirectStoreClient(store)
@@ -369,3 +370,84 @@ async def test_a_judge_own_model_call_is_never_judged_again(world: World) -> Non
     assert scored["metrics"][name] == 3
     await world.settled()
     assert name not in (await world.event(own_call))["metrics"]
+
+
+async def test_a_rewrite_of_an_event_stored_before_a_metric_was_deployed_is_not_scored(
+        world: World) -> None:
+    """Issue 13 (6): a metric created after events were stored scored one of those old
+    events, because a later write of the stored event (here: its very message, published
+    again, as a redelivery or a dead-letter replay does) queued online evaluation with the
+    metrics that existed then. Online metrics score what arrives after they are deployed."""
+    copies: list[Any] = []  # the message as published (the stream forgets it once acked)
+
+    async def keep(msg: Any) -> None:
+        copies.append(msg)
+    sub = await world.context.nc.subscribe(f"events.api.{world.projects['a']}", cb=keep)
+    (old,) = await world.send([_model_event("stored before the metric")])
+    await until(lambda: _true(bool(copies)), 10, "the event's message")
+    await sub.unsubscribe()
+    original = copies[0]
+    await world.settled()
+    name = f"late_{uuid.uuid4().hex[:6]}"
+    await world.ok("POST", "/v1/metrics", json=_metric(name, WORD_COUNT))
+    await asyncio.sleep(0.6)  # past the writers' definitions TTL
+    trigger = trigger_for(world.writer._js, world.context.settings)
+    skipped = trigger.stats.before_deployment
+    headers = {k: v for k, v in (original.headers or {}).items() if k != "Nats-Msg-Id"}
+    await world.context.js.publish(original.subject or "", original.data or b"",
+                                   stream="events", headers=headers or None)
+    (new,) = await world.send([_model_event("arrives after the metric")])
+    await world.scored(new, name)  # the metric runs on what arrives after it
+    await world.settled()
+    assert trigger.stats.before_deployment > skipped  # the re-write reached the trigger
+    assert name not in (await world.event(old))["metrics"]
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_paused_metric_is_shown_by_get_metrics_and_resumed_by_the_api(
+        world: World) -> None:
+    """Issue 13 (6): a metric failing every time is paused (here after 2 failures in a
+    row); ``GET /v1/metrics`` shows its breaker and last error; ``POST
+    /v1/metrics/{id}/resume`` (evaluators:write) resumes it."""
+    name = f"broken_{uuid.uuid4().hex[:6]}"
+    created = await world.ok("POST", "/v1/metrics", json=_metric(
+        name, "def evaluate(event):\n    return 1 / 0\n"))
+    metric_id = created["metric_id"]
+    trigger = trigger_for(world.writer._js, world.context.settings)
+
+    async def deployed() -> bool:
+        metrics = await trigger.definitions.metrics(world.projects["a"])
+        return metric_id in {m.spec["id"] for m in metrics}
+    await until(deployed, 10, "the metric deployed to the writer")
+    skipped = world.evaluator.stats.skipped_paused
+    await world.send([_model_event(f"answer {i}") for i in range(5)])
+    await world.settled()
+    assert world.evaluator.stats.skipped_paused == skipped + 3
+    (shown,) = (await world.ok("GET", "/v1/metrics", params={"id": metric_id}))["metrics"]
+    assert shown["breaker"]["state"] == "paused"
+    assert shown["breaker"]["consecutive_failures"] == 2
+    assert "ZeroDivisionError" in shown["breaker"]["last_error"]
+    assert shown["breaker"]["skipped"] == 3
+    # Resuming needs evaluators:write, and a metric that exists.
+    path = f"/v1/metrics/{metric_id}/resume"
+    assert (await world.call("POST", path, "a_events")).status_code == 403
+    assert (await world.call("POST", "/v1/metrics/no-such-metric/resume")).status_code == 404
+    resumed = await world.ok("POST", path)
+    assert resumed["resumed"] is True
+    assert resumed["breaker"]["state"] == "closed"
+    (shown,) = (await world.ok("GET", "/v1/metrics", params={"id": metric_id}))["metrics"]
+    assert shown["breaker"]["state"] == "closed"
+    assert "ZeroDivisionError" in shown["breaker"]["last_error"]  # kept for the record
+    # Project B never shows project A's breaker.
+    listed = (await world.ok("GET", "/v1/metrics", who="b"))["metrics"]
+    assert all(m.get("breaker") is None for m in listed)
+    # It runs again (within the breaker TTL): the next events are evaluated, not skipped.
+    failed = world.evaluator.stats.failed
+    await asyncio.sleep(world.context.settings.evaluator_breaker_ttl_s)
+    await world.send([_model_event("again")])
+    await world.settled()
+    assert world.evaluator.stats.failed == failed + 1
+    await world.ok("PUT", f"/v1/metrics/{metric_id}", json={"enabled_in_prod": False})

@@ -64,6 +64,8 @@ class PoolStats:
     workers_started: int = 0
     workers_lost: int = 0  # killed, crashed, retired or recycled
     jobs: int = 0
+    grown: int = 0  # workers added because jobs waited
+    shrunk: int = 0  # of those, given up again once none waited
     last_fork_ms: float = 0.0  # fork request → worker ready, the last replacement
     zygote_preload_s: float = 0.0
 
@@ -311,15 +313,22 @@ class SandboxPool:
 
     ``await pool.run(code, event)`` returns a :class:`MetricResult` or raises a
     :class:`~apiary.errors.SandboxError`; the pool stays usable after any failure. At most
-    ``size`` jobs run at once; more wait. Start with ``await pool.start()`` (or let the
-    first ``run`` do it) and end with ``await pool.close()``; ``async with`` does both.
+    ``size`` jobs run at once; more wait, and make the pool grow (one worker per waiting
+    job, up to ``max_size``; back to ``size`` once none waits). Start with
+    ``await pool.start()`` (or let the first ``run`` do it) and end with
+    ``await pool.close()``; ``async with`` does both.
     """
 
     def __init__(self, size: int = 2, limits: SandboxLimits | None = None, *,
-                 start_timeout_s: float = 120.0) -> None:
+                 max_size: int | None = None, start_timeout_s: float = 120.0) -> None:
         if size < 1:
             raise ConfigurationError("a sandbox pool needs at least one worker")
         self.size = size
+        #: The pool grows by one worker (up to ``max_size``) whenever a job finds every
+        #: worker busy, and gives the extra workers up once no job waits.
+        self.base_size = size
+        self.max_size = max(size, max_size or size)
+        self._waiting = 0
         self.limits = limits or SandboxLimits()
         self.start_timeout_s = start_timeout_s
         self.stats = PoolStats()
@@ -487,7 +496,12 @@ class SandboxPool:
 
     async def _release(self, worker: _Worker) -> None:
         async with self._cond:
-            self._idle.append(worker)
+            if len(self._workers) > self.size:  # the pool shrank meanwhile
+                self._workers.discard(worker)
+                worker.kill()
+                worker.close()
+            else:
+                self._idle.append(worker)
             self._cond.notify_all()
 
     def _compile(self, code: str) -> CompiledMetric:
@@ -511,7 +525,14 @@ class SandboxPool:
         self._compile(code)
         await self.start()
         key = isolation_key or _SHARED_KEY
-        async with self._slots:
+        self._waiting += 1
+        try:
+            if self._slots.locked() and self.size < self.max_size:
+                self._grow()
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
             worker = await self._acquire(key)
             self._next_id += 1
             job_id = self._next_id
@@ -522,6 +543,30 @@ class SandboxPool:
                 await self._release(worker)
                 raise SandboxRuntimeError(f"the event cannot be encoded: {exc}") from None
             return await self._call(worker, job_id, line)
+        finally:
+            await self._release_slot()
+
+    def _grow(self) -> None:
+        """One more worker and slot: a job found every worker busy."""
+        self.size += 1
+        self.stats.grown += 1
+        self._slots.release()
+        self._replenish()
+
+    async def _release_slot(self) -> None:
+        """Give the slot back; past ``base_size`` with no job waiting, retire it (and an
+        idle worker) instead."""
+        if self.size > self.base_size and self._waiting == 0 and not self._closed:
+            self.size -= 1
+            self.stats.shrunk += 1
+            async with self._cond:
+                if len(self._workers) > self.size and self._idle:
+                    victim = self._idle.pop(0)
+                    self._workers.discard(victim)
+                    victim.kill()
+                    victim.close()
+            return
+        self._slots.release()
 
     async def _call(self, worker: _Worker, job_id: int, line: bytes) -> MetricResult:
         try:

@@ -172,6 +172,30 @@ async def test_fresh_process_per_job_and_close() -> None:
         await pool.run(TRIVIAL, EVENT)
 
 
+async def test_a_busy_loop_backlog_grows_the_pool_so_a_quick_job_is_not_stuck_behind_it(
+        ) -> None:
+    """Issue 13 (6): one worker held by busy-loop jobs for their whole timeout made every
+    other metric wait. Jobs that find every worker busy grow the pool (to ``max_size``),
+    and the extra workers are given up once nothing waits."""
+    busy = "def evaluate(event):\n    while True:\n        pass\n"
+    limits = SandboxLimits(cpu_s=30, timeout_s=3.0, memory_mb=256)
+    async with SandboxPool(1, limits, max_size=3) as pool:
+        loops = [asyncio.create_task(pool.run(busy, EVENT)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        quick = await pool.run(TRIVIAL, EVENT)
+        assert quick.score is not None
+        assert asyncio.get_running_loop().time() - started < limits.timeout_s  # not queued
+        assert pool.stats.grown == 2
+        assert pool.size == 2  # the quick job gave its slot up already
+        for outcome in await asyncio.gather(*loops, return_exceptions=True):
+            assert isinstance(outcome, SandboxTimeout)
+        assert pool.size == 1
+        assert pool.stats.shrunk == 2
+        await assert_healthy(pool)
+        assert pool.stats.workers_started - pool.stats.workers_lost <= 2  # back to its size
+
+
 async def test_cancelled_job_replaces_its_worker(timeout_pool: SandboxPool) -> None:
     lost = timeout_pool.stats.workers_lost
     task = asyncio.create_task(timeout_pool.run("def evaluate(event):\n    while True:\n"
