@@ -234,5 +234,33 @@ async def run_supervised(run: Callable[[], Awaitable[None]], *, loop: str,
         delay = min(delay * 2, max_delay_s)
 
 
+class _RestartCounts(Protocol):
+    loop_restarts: int
+    last_error: str
+
+
+def task_ended(task: asyncio.Task[None]) -> str:
+    """How a finished supervisor task ended, for ``last_error``."""
+    return "cancelled" if task.cancelled() else repr(task.exception())
+
+
+def start_supervised(run: Callable[[], Awaitable[None]], stats: _RestartCounts, *, loop: str,
+                     stopping: asyncio.Event, log: logging.Logger,
+                     previous: asyncio.Task[None] | None) -> asyncio.Task[None]:
+    """A task running ``run`` under :func:`run_supervised`, its restarts counted in
+    ``stats``. ``previous`` is the supervisor task this one replaces: having ended at all
+    (it never should) counts as a restart too."""
+    if previous is not None:
+        stats.loop_restarts += 1
+        stats.last_error = f"supervisor ended: {task_ended(previous)}"
+
+    def restarted(exc: BaseException) -> None:
+        stats.loop_restarts += 1
+        stats.last_error = f"loop: {exc!r}"
+
+    return asyncio.create_task(run_supervised(run, loop=loop, stopping=stopping,
+                                              on_restart=restarted, log=log))
+
+
 __all__ = ["MAX_DEAD_LETTER_RETRY_S", "MAX_NAK_DELAY_S", "OutcomeStats", "Outcomes",
-           "deliveries", "nak_delay", "run_supervised"]
+           "deliveries", "nak_delay", "run_supervised", "start_supervised", "task_ended"]

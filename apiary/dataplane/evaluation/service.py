@@ -29,7 +29,7 @@ from apiary.dataplane.evaluation.loop import EvaluatorLoop
 from apiary.dataplane.evaluation.scoring import Scorer
 from apiary.objects import object_store
 from apiary.queue import connect
-from apiary.queue.outcomes import run_supervised
+from apiary.queue.outcomes import start_supervised, task_ended
 from apiary.settings import ApiarySettings
 from apiary.store import store_client
 
@@ -66,26 +66,14 @@ class EvaluatorService:
                 js=self._nc.jetstream(), scorer=self._scorer, objects=object_store(settings),
                 settings=settings, name=self._name, store=lambda: store_client(settings),
             )
-        elif self._task is not None:
-            self._loop.stats.loop_restarts += 1
-            self._loop.stats.last_error = f"supervisor ended: {self._ended(self._task)}"
-        self._task = asyncio.create_task(self._supervised(self._loop))
+        self._task = start_supervised(self._loop.run, self._loop.stats, loop="evaluator",
+                                      stopping=self._stopping, log=log, previous=self._task)
 
     async def ensure_running(self) -> None:
         """Start the loop again if its task ended (:meth:`start`); idempotent."""
         await self.start()
 
-    async def _supervised(self, loop: EvaluatorLoop) -> None:
-        def restarted(exc: BaseException) -> None:
-            loop.stats.loop_restarts += 1
-            loop.stats.last_error = f"loop: {exc!r}"
 
-        await run_supervised(loop.run, loop="evaluator", stopping=self._stopping,
-                             on_restart=restarted, log=log)
-
-    @staticmethod
-    def _ended(task: asyncio.Task[None]) -> str:
-        return "cancelled" if task.cancelled() else repr(task.exception())
 
     def _judge_client(self, nc: Client) -> Any:
         """LLM judges call the proxy in-process, as the scored event's tenant (its
@@ -111,7 +99,7 @@ class EvaluatorService:
         stats["name"] = self._name
         stats["running"] = self._task is not None and not self._task.done()
         if self._task is not None and self._task.done() and not self._stopping.is_set():
-            stats["last_error"] = f"supervisor ended: {self._ended(self._task)}"
+            stats["last_error"] = f"supervisor ended: {task_ended(self._task)}"
         sandbox = self._scorer.sandbox if self._scorer is not None else None
         stats["sandbox_ready"] = sandbox is not None
         stats["sandbox_jobs"] = sandbox.stats.jobs if sandbox is not None else 0

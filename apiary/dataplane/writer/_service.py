@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from apiary.dataplane.writer._loop import WriterLoop
 from apiary.objects import object_store
 from apiary.queue import connect
-from apiary.queue.outcomes import run_supervised
+from apiary.queue.outcomes import start_supervised, task_ended
 from apiary.settings import ApiarySettings
 from apiary.store import store_client
 
@@ -62,28 +62,14 @@ class WriterService:
                 settings=self._settings,
                 name=self._name,
             )
-        elif self._task is not None:
-            self._loop.stats.loop_restarts += 1
-            self._loop.stats.last_error = f"supervisor ended: {self._ended(self._task)}"
-        self._task = asyncio.create_task(self._supervised(self._loop))
+        self._task = start_supervised(self._loop.run, self._loop.stats, loop="writer",
+                                      stopping=self._stopping, log=log, previous=self._task)
 
     async def ensure_running(self) -> None:
         """Start the loop again if its task ended (:meth:`start`); idempotent."""
         await self.start()
 
-    async def _supervised(self, loop: WriterLoop) -> None:
-        def restarted(exc: BaseException) -> None:
-            loop.stats.loop_restarts += 1
-            loop.stats.last_error = f"loop: {exc!r}"
 
-        await run_supervised(loop.run, loop="writer", stopping=self._stopping,
-                             on_restart=restarted, log=log)
-
-    @staticmethod
-    def _ended(task: asyncio.Task[None]) -> str:
-        if task.cancelled():
-            return "cancelled"
-        return repr(task.exception())
 
     async def stats(self) -> dict[str, Any]:
         """The loop's counters with its relinker's and back-fill's (``loop_restarts``
@@ -97,7 +83,7 @@ class WriterService:
         stats["running"] = self._task is not None and not self._task.done()
         stats["pid"] = os.getpid()
         if self._task is not None and self._task.done() and not self._stopping.is_set():
-            stats["last_error"] = f"supervisor ended: {self._ended(self._task)}"
+            stats["last_error"] = f"supervisor ended: {task_ended(self._task)}"
         return stats
 
     async def stop(self) -> dict[str, Any]:
