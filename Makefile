@@ -4,6 +4,9 @@
 #               into .venv first)
 #   make compile / make uncompile   build (or delete) the mypyc-compiled ingest hot path;
 #               up, test and bench-ingest build it when it is missing or stale
+#   make ui     build the web UI (ui/: npm ci, OpenAPI types, tsc, vite build) into
+#               apiary/control/webui/, which the control plane serves; up and test run it
+#               when a source changed (up without Node: the API starts, the UI is skipped)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: up test lint typecheck pytest system-deps bench-ingest clean compile uncompile
+.PHONY: up test lint typecheck pytest system-deps bench-ingest clean compile uncompile ui ui-optional ui-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +28,31 @@ compile: $(STAMP)
 uncompile:
 	$(BIN)/python scripts/compile.py --clean
 
-up: $(STAMP) compile
+# The web UI's build is stale when its sources, its lock file or either plane's API (the
+# OpenAPI specs its types are generated from) changed.
+UI_INPUTS := $(shell find ui/src ui/public -type f -not -name '*.d.ts' 2>/dev/null) \
+	ui/index.html ui/package.json ui/package-lock.json ui/tsconfig.json ui/vite.config.ts \
+	scripts/build_ui.sh scripts/dump_openapi.py apiary/dataplane/app.py \
+	$(shell find apiary/control/api apiary/web -name '*.py' 2>/dev/null) \
+	$(shell find apiary/dataplane -name 'routes*.py' -o -name 'schemas*.py' 2>/dev/null)
+UI_BUILT := apiary/control/webui/index.html
+
+$(UI_BUILT): $(UI_INPUTS) | $(STAMP)
+	scripts/build_ui.sh $(UI_FLAGS)
+
+ui: $(UI_BUILT)
+
+ui-optional: $(STAMP)
+	@$(MAKE) --no-print-directory $(UI_BUILT) UI_FLAGS=--optional
+
+# vitest: the UI's client logic (filters, the span tree, the waterfall, messages).
+ui-test: $(UI_BUILT)
+	cd ui && npx vitest run
+
+up: $(STAMP) compile ui-optional
 	$(BIN)/apiary up $(ARGS)
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck ui-test pytest
 
 # The tests start real servers: redis-server comes from Debian; PostgreSQL 15's binaries
 # (initdb, postgres) are part of this machine's image (/usr/local/bin).
@@ -39,6 +63,12 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@command -v initdb >/dev/null 2>&1 || test -x /usr/local/bin/initdb || { \
 	  echo "PostgreSQL 15 binaries (initdb, postgres) are needed by the tests"; exit 1; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium for the web UI's browser tests (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "Node.js 20 and npm are needed to build and test the web UI"; exit 1; }
 
 # ruff, then the import contract ([tool.importlinter] in pyproject.toml: layers, private
 # modules, no cycles) and its counterpart for private names.
@@ -54,7 +84,7 @@ typecheck: $(STAMP)
 # without a C compiler), so both stay correct.
 FROM_SOURCE_TESTS := tests/dataplane/ingest/otlp tests/dataplane/enrich tests/store/test_rows.py tests/test_compiled.py
 
-pytest: $(STAMP) compile
+pytest: $(STAMP) compile $(UI_BUILT)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	APIARY_FROM_SOURCE=1 $(BIN)/python -m pytest -q $(FROM_SOURCE_TESTS)
 
@@ -63,4 +93,5 @@ bench-ingest: $(STAMP) compile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache build
+	rm -rf ui/node_modules ui/generated apiary/control/webui test-artifacts
 	find apiary -name '*.so' -delete; rm -f apiary/_compiled.json

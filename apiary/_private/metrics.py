@@ -35,6 +35,12 @@ BACKLOG = Gauge(
     "Messages on the events stream not yet acknowledged by the writers (last observed).",
     registry=REGISTRY,
 )
+INGEST_ROWS = Gauge(
+    "apiary_ingest_rows",
+    "A project's rows by state (accepted, stored, dead_lettered, in_flight), as the last "
+    "ingest accounting this process computed (GET /v1/ingest/stats, apiary status) found them.",
+    ["project_id", "state"], registry=REGISTRY,
+)
 
 # --- the pipeline's own metrics (writers, evaluators, the store's owner) ----------------------
 #

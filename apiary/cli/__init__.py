@@ -1,4 +1,5 @@
-"""The ``apiary`` command: ``up``, ``status``, ``down``, administration of the control
+"""The ``apiary`` command: ``up``, ``status`` (health, and each project's ingest accounting:
+accepted, stored, dead-lettered, in flight), ``down``, administration of the control
 plane (``users``, ``projects``, ``keys``, ``data-planes``; see :mod:`apiary.control.cli`), and
 the dead letters (``dlq``; see :mod:`apiary.cli.dlq`).
 
@@ -33,7 +34,7 @@ import httpx
 import apiary
 from apiary._private.files import restrict_umask
 from apiary.errors import ApiaryError, ConfigurationError
-from apiary.settings import flag_help, load_settings
+from apiary.settings import ApiarySettings, flag_help, load_settings
 
 # Ray 2.60 authenticates every connection with a token (~/.ray/auth_token), and reads the
 # mode once, when it is imported: say so explicitly, before anything imports Ray, so that
@@ -99,6 +100,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(
         "\nApiary is ready.\n"
         f"  URL:           {connection.url}\n"
+        f"  web UI:        {_web_ui_line(connection.control_plane_url)}\n"
         f"  control plane: {connection.control_plane_url}\n"
         f"  API key:       {connection.api_key or '(use a key of your control plane)'}\n"
         f"  project id:    {connection.project_id or '-'}\n"
@@ -119,6 +121,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         node.stop()
         progress("stopped")
     return 0
+
+
+def _web_ui_line(control_plane_url: str) -> str:
+    """Where the control plane serves the web UI, or why it does not (not built)."""
+    from apiary.control.api.routes_ui import UI_DIR
+
+    if not control_plane_url:
+        return "-"
+    if not (UI_DIR / "index.html").is_file():
+        return "not built (Node 20 and npm are needed: `make ui`; the API works without it)"
+    return f"{control_plane_url.rstrip('/')}/  (sign in with the admin account)"
 
 
 def _admin_line(email: str, password: str | None) -> str:
@@ -147,6 +160,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             report["api"] = {"status": f"unreachable: {exc}"}
         report["readiness"] = _readiness(state["url"])
+        report["ingest"] = _ingest_stats(state["url"], settings)
     if args.json:
         print(json.dumps(report, indent=2))
     elif report["running"]:
@@ -159,6 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  API:        {api.get('status')}, backlog {api.get('events_backlog', '?')} "
               "messages")
         print(f"  ready:      {_describe_readiness(report['readiness'])}")
+        _print_ingest(report["ingest"])
     else:
         print(f"Apiary is not running on {report['data_dir']}")
     return 0 if report["running"] else 3
@@ -174,6 +189,60 @@ def _readiness(url: str) -> dict[str, Any]:
         return {"ready": False, "error": f"HTTP {answer.status_code}"}
     body: dict[str, Any] = answer.json()
     return body
+
+
+def _ingest_stats(url: str, settings: ApiarySettings) -> dict[str, Any]:
+    """Each project's ingest accounting (apiary.dataplane.accounting): every project's with
+    the admin token (``APIARY_ADMIN_TOKEN``), else the project of ``connection.json``'s key.
+    ``{"scope", "projects": [...], "as_of"}``, or ``{"error"}`` saying why there is none."""
+    from apiary.startup.bootstrap import read_connection
+
+    if settings.admin_token is not None:
+        scope, path = "all projects", "/v1/admin/ingest/stats"
+        credential = settings.admin_token.get_secret_value()
+    else:
+        key = read_connection(settings.data_dir).get("api_key")
+        if not isinstance(key, str) or not key:
+            return {"error": "no APIARY_ADMIN_TOKEN and no API key in connection.json"}
+        scope, path, credential = "the connection's project", "/v1/ingest/stats", key
+    try:
+        answer = httpx.get(f"{url}{path}", headers={"authorization": f"Bearer {credential}"},
+                           timeout=60.0)
+    except httpx.HTTPError as exc:
+        return {"scope": scope, "error": f"unreachable: {exc}"}
+    if answer.status_code != 200:
+        try:
+            message = answer.json().get("message", "")
+        except ValueError:
+            message = answer.text[:200]
+        return {"scope": scope, "error": f"HTTP {answer.status_code}: {message}"}
+    body: dict[str, Any] = answer.json()
+    if "projects" not in body:  # one project's
+        return {"scope": scope, "projects": [{k: v for k, v in body.items() if k != "as_of"}],
+                "as_of": body.get("as_of")}
+    return {"scope": scope, "projects": body["projects"], "as_of": body.get("as_of")}
+
+
+_INGEST_STATES = (("accepted", "accepted"), ("stored", "stored"),
+                  ("dead_lettered", "dead-lettered"), ("in_flight", "in flight"))
+
+
+def _print_ingest(ingest: dict[str, Any]) -> None:
+    """The accounting as a table: rows, with messages in parentheses."""
+    if "error" in ingest:
+        print(f"  ingest:     unknown ({ingest['error']})")
+        return
+    projects = ingest["projects"]
+    print(f"  ingest:     {ingest['scope']}; rows (messages), accepted = stored + "
+          "dead-lettered + in flight")
+    if not projects:
+        print("              nothing accepted yet")
+        return
+    print("    " + f"{'project':<38}" + "".join(f"{title:>18}" for _, title in _INGEST_STATES))
+    for project in projects:
+        cells = "".join(f"{project[s]['rows']:>11} ({project[s]['messages']:>4})"
+                        for s, _ in _INGEST_STATES)
+        print(f"    {project['project_id']:<38}{cells}")
 
 
 def _describe_readiness(readiness: dict[str, Any]) -> str:
@@ -230,7 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
                     f"({flag_help('ray_address')})")
     up.set_defaults(func=cmd_up)
 
-    status = sub.add_parser("status", help="show whether Apiary runs, and its health")
+    status = sub.add_parser("status", help="show whether Apiary runs, its health, and each "
+                            "project's ingest accounting",
+                            description="Whether Apiary runs on the data directory, its "
+                            "health and readiness, and per project the rows (and messages) "
+                            "accepted, stored, dead-lettered and in flight: every project's "
+                            "with APIARY_ADMIN_TOKEN, else the project of connection.json's key.")
     common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)

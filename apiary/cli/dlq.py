@@ -78,11 +78,13 @@ def _print_list(letters: list[DeadLetter], limit: int) -> None:
         print(f"\n  {'reason':<28} {'stage':<12} {'count':>7}")
         for row in summary["by_reason_and_stage"]:
             print(f"  {row['reason']:<28} {row['stage']:<12} {row['count']:>7}")
-        print(f"\n  {'id':<36} {'when':<21} {'project':<20} {'reason':<20} error")
+        print(f"\n  {'id':<36} {'when':<21} {'project':<20} {'reason':<20} {'stage':<12} "
+              f"{'rows':>5} error")
         for d in letters[:limit]:
             error = d.error if len(d.error) <= 80 else d.error[:77] + "..."
+            rows = "-" if d.rows is None else str(d.rows)
             print(f"  {d.id:<36} {_when(d.dead_lettered_at):<21} {d.project_id or '-':<20} "
-                  f"{d.reason:<20} {error}")
+                  f"{d.reason:<20} {d.stage:<12} {rows:>5} {error}")
         if len(letters) > limit:
             print(f"  ... and {len(letters) - limit} more (--limit)")
 
@@ -182,7 +184,8 @@ def add_dlq_commands(sub: Any, common: Common) -> None:
         common(p)
         p.add_argument("--stream", help="only this stream's (events, evaluation)")
         p.add_argument("--reason", help="only those with this reason (e.g. PoisonMessage)")
-        p.add_argument("--stage", help="only those of this stage (writer, evaluator, ...)")
+        p.add_argument("--stage", help="only those of this stage (decode, updates, enrich, "
+                       "relink, backfill, dedup_check, insert, crash_loop, evaluator, ...)")
         p.add_argument("--project", help="only this project's")
         p.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -4,6 +4,7 @@ readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 import apiary
 from apiary._private import metrics
+from apiary.dataplane.accounting import routes as accounting
 from apiary.dataplane.charts import routes as charts
 from apiary.dataplane.configuration import routes_metrics as metric_definitions
 from apiary.dataplane.configuration import routes_prompts as configurations
@@ -42,6 +44,14 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.state.dataplane = context
     install_error_handlers(app)
     describe_errors(app, bearer=True, public=("/healthz", "/readyz", "/metrics"))
+    if context is not None and context.settings.cors_origins:
+        # The web UI calls this plane from the control plane's origin with a data-plane
+        # token in Authorization: exact origins only, never credentials (cookies).
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(context.settings.cors_origins),
+            allow_credentials=False, allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"], max_age=600,
+        )
     app.include_router(ingest.router)
     app.include_router(query.router)
     app.include_router(sessions.router)
@@ -57,6 +67,7 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(charts.router)
     app.include_router(dead_letters.router)
+    app.include_router(accounting.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the replica answers")
     async def healthz(request: Request) -> JSONResponse:

@@ -5,7 +5,8 @@ Public surface:
 - :class:`NatsServer`: the embedded nats-server (``sync_interval: always``).
 - :func:`connect`: a NATS connection with Apiary's reconnect policy.
 - :func:`ensure_topology`: create/update the streams and durable consumers, idempotently.
-- :class:`EventPublisher`: publish event batches; durable when the call returns.
+- :class:`EventPublisher`: publish event batches; durable when the call returns. Each
+  message carries its event count (:data:`ROWS_HEADER`); :func:`message_rows` reads it.
 - :func:`encode_batch` / :func:`decode_batch` (and ``*_table``): the wire form of a batch.
 - The topology's names: streams (``EVENTS_STREAM``, ``EVALUATION_STREAM``,
   ``NOTIFICATIONS_STREAM``), their durable consumers (``WRITERS_CONSUMER``,
@@ -25,7 +26,7 @@ import nats
 from nats.aio.client import Client
 
 from apiary.errors import QueueError
-from apiary.queue._publisher import EventPublisher
+from apiary.queue._publisher import ROWS_HEADER, EventPublisher, message_rows
 from apiary.queue._server import NatsServer, describe_url, nats_server_binary
 from apiary.queue._topology import (
     EVALUATION_STREAM,
@@ -110,6 +111,7 @@ __all__ = [
     "EVENTS_STREAM",
     "NOTIFICATIONS_STREAM",
     "NOTIFIERS_CONSUMER",
+    "ROWS_HEADER",
     "WIRE_SCHEMA",
     "WRITERS_CONSUMER",
     "EventPublisher",
@@ -124,5 +126,6 @@ __all__ = [
     "encode_table",
     "ensure_topology",
     "events_subject",
+    "message_rows",
     "nats_server_binary",
 ]

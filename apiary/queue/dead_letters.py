@@ -9,8 +9,14 @@ admin API (``/v1/admin/dead-letters``) go through :class:`DeadLetters`.
 A dead letter's **id** is its key without ``dlq/`` and ``.json``, ``/`` written as ``.``
 (``events.2026.12.05.000000000042``): stable, URL-safe, and it names where the record is.
 Its **reason** is the record's ``reason`` or else the error's type (``PoisonMessage``,
-``StoreRejected``, ...); its **stage** the record's ``stage`` or else the consumer of its
-stream (``writer`` for ``events``, ``evaluator`` for ``evaluation``).
+``StoreRejected``, ...); its **stage** the record's ``stage`` (the writer's stage that
+failed: ``decode``, ``updates``, ``enrich``, ``relink``, ``backfill``, ``dedup_check``,
+``insert``, ``crash_loop``, ...) or else the consumer of its stream (``writer`` for
+``events``, ``evaluator`` for ``evaluation``); its **project** the record's ``project_id``
+or else the last token of its subject; its **rows** the events it holds (None when the
+record does not say). A record of *part* of a message (the unstorable spans of a message
+whose other spans were stored) is stored under ``<sequence>-spans.json`` and carries that
+part's own ``msg_id`` and data, so it is listed, shown and replayed like a message.
 
 Guarantees:
 
@@ -110,6 +116,10 @@ class DeadLetter:
     dead_lettered_at: float | None
     headers: dict[str, str] = field(default_factory=dict)
     data: bytes = b""
+    #: Events (rows) the record holds, when the record says.
+    rows: int | None = None
+    #: The record's project, when it names one (else the subject's: :attr:`project_id`).
+    project: str | None = None
 
     @property
     def replayable(self) -> bool:
@@ -117,8 +127,10 @@ class DeadLetter:
 
     @property
     def project_id(self) -> str | None:
-        """The project the message belongs to: the last token of its subject
-        (``events.<kind>.<project>``, ``evaluation.<kind>.<project>``)."""
+        """The project the message belongs to: the record's ``project_id``, or else the
+        last token of its subject (``events.<kind>.<project>``)."""
+        if self.project:
+            return self.project
         tokens = self.subject.split(".")
         return tokens[-1] if len(tokens) >= 3 else None
 
@@ -129,7 +141,7 @@ class DeadLetter:
             "project_id": self.project_id, "stream_sequence": self.stream_sequence,
             "deliveries": self.deliveries, "msg_id": self.msg_id, "reason": self.reason,
             "stage": self.stage, "error": self.error, "dead_lettered_at": self.dead_lettered_at,
-            "size": len(self.data),
+            "size": len(self.data), "rows": self.rows,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -186,6 +198,8 @@ def parse(dead_letter_id: str, key: str, body: bytes) -> DeadLetter:
               or f"dlq.{dead_letter_id}")
     deliveries = record.get("deliveries")
     at = record.get("dead_lettered_at")
+    rows = record.get("rows")
+    project = record.get("project_id")
     return DeadLetter(
         id=dead_letter_id, key=key, stream=stream, subject=subject, stream_sequence=sequence,
         deliveries=deliveries if isinstance(deliveries, int) else None, msg_id=msg_id,
@@ -194,6 +208,8 @@ def parse(dead_letter_id: str, key: str, body: bytes) -> DeadLetter:
         error=str(record.get("error") or ""),
         dead_lettered_at=float(at) if isinstance(at, (int, float)) else None,
         headers=headers, data=data,
+        rows=rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+        project=project if isinstance(project, str) and project else None,
     )
 
 

@@ -4,10 +4,14 @@ sandbox, the evaluators and the pool scalers."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from apiary.settings._common import CommonSettings
-from apiary.settings._fields import MiB, on_cluster
+from apiary.settings._fields import MiB, comma_separated, on_cluster
 
 
 class DataPlaneSettings(CommonSettings):
@@ -108,6 +112,18 @@ class DataPlaneSettings(CommonSettings):
         default=20, ge=2,
         description="Deliveries of one message before it is dead-lettered.",
     )
+    writer_crash_loop_limit: int = Field(
+        default=3, ge=1,
+        description="Times a message may crash its writer (a process killed while it was "
+        "being written, e.g. out of memory) before it is dead-lettered with stage "
+        "'crash_loop'; below writer_max_deliver.",
+    )
+    fault_exit_on_event_id: str | None = Field(
+        default=None,
+        description="Fault injection, for the fault-injection test suite only: a writer "
+        "about to insert the event with this id ends its process at once (os._exit), as an "
+        "out-of-memory kill would. Never set it in production.",
+    )
 
     # --- readiness (/readyz) --------------------------------------------------------------
     ready_backlog_limit: int = Field(
@@ -169,10 +185,19 @@ class DataPlaneSettings(CommonSettings):
         description="Most API keys, and most tokens, whose verification one replica remembers "
         "(each about 1 KB); the least recently used are forgotten first.",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Origins (scheme://host[:port], comma-separated, exact) of web UIs allowed to "
+        "call this data plane from a browser: the control plane's origin when it serves the web UI "
+        "from another origin. Each gets a CORS grant for bearer-token requests (never cookies); "
+        "any other origin gets none. Empty: none (`apiary up` serves both planes from one "
+        "origin).",
+    )
     admin_token: SecretStr | None = Field(
         default=None, min_length=32, json_schema_extra=on_cluster(secret=True),
         description="The operator's credential for the data plane's admin API "
-        "(/v1/admin/dead-letters), sent as 'Authorization: Bearer <token>'; at least 32 "
+        "(/v1/admin/dead-letters, /v1/admin/ingest/stats), sent as 'Authorization: Bearer "
+        "<token>'; at least 32 "
         "characters (e.g. `openssl rand -base64 32`). No API key or token of the control plane "
         "is ever an admin. Unset: the admin API answers 403 and `apiary dlq` (on a host with the "
         "data directory or the object store's credentials) is the way to dead letters.",
@@ -377,6 +402,37 @@ class DataPlaneSettings(CommonSettings):
         default=60.0, gt=0,
         description="Longest one judge call may take before it is retried later.",
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_cors_origins(cls, value: object) -> object:
+        items = comma_separated(value)
+        if items is None:
+            return value
+        origins: list[str] = []
+        for item in items:
+            entry = str(item).strip()
+            if not entry:
+                continue
+            parts = urlsplit(entry)
+            if parts.scheme not in ("http", "https") or not parts.netloc or entry != (
+                    f"{parts.scheme}://{parts.netloc}"):
+                raise ValueError(f"{item!r} is not an origin such as 'https://apiary.example.com'"
+                                 " (scheme://host[:port], no path, no '*')")
+            if "*" in entry:
+                raise ValueError(f"{item!r}: origins are exact, no wildcards")
+            origins.append(entry)
+        return tuple(origins)
+
+    @model_validator(mode="after")
+    def _crash_loop_below_max_deliver(self) -> DataPlaneSettings:
+        # A crash-looping message is dead-lettered on its (limit + 1)-th delivery, which
+        # must come before JetStream gives up on it.
+        if self.writer_crash_loop_limit >= self.writer_max_deliver:
+            raise ValueError(
+                f"writer_crash_loop_limit ({self.writer_crash_loop_limit}) must be below "
+                f"writer_max_deliver ({self.writer_max_deliver})")
+        return self
 
     @property
     def embedded_clickhouse(self) -> bool:

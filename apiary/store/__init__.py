@@ -21,7 +21,9 @@
   log of event updates (``event_updates``) the writers merge into events, the traces a
   writer linked to a derived session (``derived_traces``) until a late root names one,
   and the sessions whose events were stored before their session event
-  (``uninherited_sessions``).
+  (``uninherited_sessions``). Its ingest ledger (``ingest_ledger``) records how each
+  message of the ``events`` stream was settled (``record_settled``, ``ledger_totals``;
+  :func:`cover_sequences` names the sequences a totals read returns one by one).
 - :class:`StoreClient` reaches the store from any process of the cluster, async:
   :func:`store_client` gives an :class:`ActorStoreClient` (to the actor that owns embedded
   chDB, :data:`CLICKHOUSE_ACTOR_NAME`) or a :class:`DirectStoreClient` (a ClickHouse server,
@@ -31,6 +33,7 @@
   the settings name; :func:`migrate_server` applies the schema to a server.
 """
 
+from apiary.store._attributes import EVENTS_ARROW_SCHEMA, events_to_arrow, with_attributes
 from apiary.store._chart_spec import parse_chart_request
 from apiary.store._client import (
     CLICKHOUSE_ACTOR_NAME,
@@ -52,6 +55,7 @@ from apiary.store._drivers import (
 )
 from apiary.store._experiments import aggregate_expression, check_filters
 from apiary.store._filters import ALIASES, OPERATORS, TYPES, parse_time
+from apiary.store._ingest_ledger import cover_sequences
 from apiary.store._migrations import apply_migrations, load_migrations
 from apiary.store._predicates import Predicate, compile_predicate, compile_predicates
 from apiary.store._queries import (
@@ -66,12 +70,10 @@ from apiary.store._queries import (
 from apiary.store._remote import call_remote, remote
 from apiary.store._rows import (
     API_FIELDS,
-    EVENTS_ARROW_SCHEMA,
     JSON_COLUMNS,
     ComputedFields,
     arrow_to_events,
     epoch_ms,
-    events_to_arrow,
     insert_dedup_token,
     row_to_event,
 )
@@ -112,6 +114,7 @@ __all__ = [
     "check_filters",
     "compile_predicate",
     "compile_predicates",
+    "cover_sequences",
     "epoch_ms",
     "events_to_arrow",
     "insert_dedup_token",
@@ -127,4 +130,5 @@ __all__ = [
     "remote",
     "row_to_event",
     "store_client",
+    "with_attributes",
 ]

@@ -71,6 +71,17 @@ class RemoteStoreMethods:
     async def forget_uninherited(self, project_id: str, session_ids: Sequence[str]) -> None:
         await self._call("forget_uninherited", project_id, list(session_ids))
 
+    async def record_settled(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
+        await self._call("record_settled", list(rows))
+
+    async def ledger_totals(
+        self,
+        project_id: str | None,
+        ranges: Sequence[tuple[int, int]],
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("ledger_totals", project_id, list(ranges))
+        return result
+
     async def insert_patches(self, tenant: Tenant, patches: Sequence[EventPatch]) -> int:
         result: int = await self._call("insert_patches", tenant, list(patches))
         return result
@@ -147,6 +158,7 @@ class RemoteStoreMethods:
         limit: int = 50,
         page: int = 1,
         date_range: Mapping[str, Any] | None = None,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
             "list_sessions",
@@ -154,6 +166,7 @@ class RemoteStoreMethods:
             limit=limit,
             page=page,
             date_range=date_range,
+            cursor=cursor,
         )
         return result
 

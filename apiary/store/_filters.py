@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from apiary.errors import InvalidRequest
+from apiary.store._attributes import ATTRIBUTE_COLUMNS, ATTRIBUTE_DEPTH
 from apiary.store._rows import JSON_COLUMNS
 
 FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-:@$#]+){0,8}")
@@ -199,8 +200,34 @@ def split_field(name: Any) -> tuple[str, tuple[str, ...]]:
     return column, tuple(path)
 
 
-def compile_filter(raw: Any, params: Params) -> CompiledFilter:
-    """One filter dict → a SQL condition over the ``events`` columns."""
+def attribute_path(raw: Any) -> str | None:
+    """The ``column.key...`` path a nested filter reads, when the attribute arrays could
+    answer it (:mod:`apiary.store._attributes`); None for anything else, malformed
+    included (:func:`compile_filter` reports those)."""
+    if not isinstance(raw, Mapping):
+        return None
+    name = raw.get("field")
+    if not isinstance(name, str) or not FIELD_PATTERN.fullmatch(name):
+        return None
+    column, *path = name.split(".")
+    if column not in ATTRIBUTE_COLUMNS or not path or len(path) > ATTRIBUTE_DEPTH:
+        return None
+    operator = raw.get("operator")
+    operator = operator.strip().lower() if isinstance(operator, str) else None
+    operator = ALIASES.get(operator, operator) if operator is not None else None
+    if raw.get("type") == "datetime" or operator in ("after", "before"):
+        return None  # a time reads the JSON type of the value, which the arrays do not keep
+    return name
+
+
+def compile_filter(raw: Any, params: Params,
+                   indexed_paths: Container[str] | None = None) -> CompiledFilter:
+    """One filter dict → a SQL condition over the ``events`` columns.
+
+    A nested filter whose path is in ``indexed_paths`` (paths from :func:`attribute_path`
+    that no stored row of the project holds as an opaque value) reads the attribute
+    arrays instead of parsing the JSON column: the same answer for every row, without
+    reading the JSON text."""
     if not isinstance(raw, Mapping):
         raise InvalidRequest("each filter must be an object with field, operator, value, type")
     name = raw.get("field")
@@ -216,7 +243,10 @@ def compile_filter(raw: Any, params: Params) -> CompiledFilter:
         operator = "not exists" if operator == "is" else "exists"
     if isinstance(value, (list, dict)):
         raise InvalidRequest(f"filter on {name}: value must be a scalar", field=name)
-    if path:
+    if path and indexed_paths is not None and name in indexed_paths \
+            and attribute_path(raw) == name:
+        sql = _nested(column, path, operator, declared, value, name, params, indexed=True)
+    elif path:
         sql = _nested(column, path, operator, declared, value, name, params)
     elif column in JSON_COLUMNS:
         sql = _whole_json(column, operator, value, name, params)
@@ -320,16 +350,24 @@ def _whole_json(column: str, operator: str, value: Any, name: str, params: Param
 
 
 def _nested(column: str, path: tuple[str, ...], operator: str, declared: str, value: Any,
-            name: str, params: Params) -> str:
-    keys = ", ".join(params.bind(key, "String") for key in path)
-    raw = f"JSONExtractRaw({column}, {keys})"
-    present = f"{raw} NOT IN ('', 'null')"
+            name: str, params: Params, *, indexed: bool = False) -> str:
+    if indexed:
+        # The attribute arrays hold every scalar at this path (no row holds it opaque):
+        # present = a scalar is stored, its text = what the JSON branch would compute.
+        bound_path = params.bind(name, "String")
+        keys = ""
+        present = f"has(attr_keys, {bound_path})"
+        text = f"attr_values[indexOf(attr_keys, {bound_path})]"
+    else:
+        keys = ", ".join(params.bind(key, "String") for key in path)
+        raw = f"JSONExtractRaw({column}, {keys})"
+        present = f"{raw} NOT IN ('', 'null')"
+        # The value as text: strings unescaped, anything else as its raw JSON.
+        text = f"if(startsWith({raw}, '\"'), JSONExtractString({raw}), {raw})"
     if operator == "exists":
         return present
     if operator == "not exists":
         return f"NOT ({present})"
-    # The value as text: strings unescaped, anything else as its raw JSON.
-    text = f"if(startsWith({raw}, '\"'), JSONExtractString({raw}), {raw})"
     negate = operator in ("is not", "not contains")
     compare = "=" if operator in ("is", "is not") else _ORDERING.get(operator, "")
     if operator in ("contains", "not contains"):

@@ -24,11 +24,11 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from apiary.store._attributes import float_text as _float_text
 from apiary.store._filters import (
     _NUMBER,
     ARRAY_COLUMNS,
@@ -160,23 +160,6 @@ def _at(obj: Any, path: Sequence[str]) -> Any:
             return _MISSING
         obj = obj[key]
     return obj
-
-
-def _float_text(x: float) -> str:
-    """A double as ClickHouse writes it back: shortest round-trip digits, in decimal
-    notation for 1e-6 <= |x| < 1e21 and as ``<digits>e<exp>`` otherwise (JavaScript's
-    rules without the ``+``)."""
-    if not math.isfinite(x):
-        return "null"
-    if x == 0:
-        return "-0" if math.copysign(1.0, x) < 0 else "0"
-    if x.is_integer() and abs(x) < 1e21:
-        return str(int(x))
-    text = repr(x)
-    mantissa, _, exponent = text.partition("e")
-    if 1e-6 <= abs(x) < 1e21:
-        return text if not exponent else format(Decimal(text), "f")
-    return f"{mantissa}e{int(exponent)}" if exponent else text
 
 
 def _json_text(value: Any) -> str:

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from apiary.errors import NotFound
 from apiary.event import Event, EventPatch, Tenant
+from apiary.store._attributes import events_to_arrow, with_attributes
 from apiary.store._chart_spec import parse_chart_request
 from apiary.store._charts import plan_chart, shape_chart
 from apiary.store._drivers import ClickHouseDriver
@@ -22,6 +23,13 @@ from apiary.store._experiments import (
     plan_run_metrics,
     plan_run_session_ids,
     plan_run_sessions,
+)
+from apiary.store._filters import attribute_path
+from apiary.store._ingest_ledger import (
+    check_rows,
+    ledger_dedup_token,
+    ledger_to_arrow,
+    plan_ledger_totals,
 )
 from apiary.store._late_sessions import (
     derived_traces_to_arrow,
@@ -44,14 +52,17 @@ from apiary.store._queries import (
     plan_event_schema,
     plan_existing_versions,
     plan_export,
+    plan_opaque_paths,
     plan_session_events,
     plan_session_list,
+    plan_session_rows,
     plan_session_sums,
+    session_page_cursor,
     shape_export,
     shape_session,
 )
 from apiary.store._remote import remote
-from apiary.store._rows import ComputedFields, events_to_arrow, row_to_event
+from apiary.store._rows import ComputedFields, row_to_event
 from apiary.store._updates import (
     patches_to_arrow,
     plan_latest_events,
@@ -110,9 +121,12 @@ class EventStore:
         (:func:`~apiary.store.insert_dedup_token`), an insert repeated with the same token
         within the tables' deduplication window (the last 10,000 inserts) stores nothing,
         neither in ``events`` nor in the session rollups: an insert that timed out after
-        ClickHouse committed it can be retried without counting anything twice.
+        ClickHouse committed it can be retried without counting anything twice. A table
+        encoded before migration 0011 gets its attribute arrays here
+        (:func:`~apiary.store._attributes.with_attributes`).
         """
-        self.driver.insert_arrow(f"{self.database}.events", table, dedup_token=dedup_token)
+        self.driver.insert_arrow(f"{self.database}.events", with_attributes(table),
+                                 dedup_token=dedup_token)
 
     @remote
     def insert_arrow_ipc(self, data: pa.Buffer | bytes, dedup_token: str | None = None) -> None:
@@ -180,6 +194,34 @@ class EventStore:
         """Delete the records of ``session_ids``; idempotent."""
         stmt = plan_forget_uninherited(self.database, project_id, session_ids)
         self.driver.command(stmt.sql, stmt.parameters)
+
+    # --- the ingest ledger (apiary.store._ingest_ledger) -----------------------------------
+
+    @remote
+    def record_settled(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
+        """Record in ``ingest_ledger`` how messages of the ``events`` stream were settled:
+        ``(project_id, stream_sequence, kind, outcome, rows)`` each, outcome ``stored`` or
+        ``dead``. Durable when it returns (parts and directory fsync'ed, migration 0010).
+        Idempotent: the same rows recorded again store nothing more (same deduplication
+        token), and reads count a (project, sequence, outcome) once whatever was recorded."""
+        if not rows:
+            return
+        check_rows(rows)
+        self.driver.insert_arrow(f"{self.database}.ingest_ledger", ledger_to_arrow(rows),
+                                 dedup_token=ledger_dedup_token(rows))
+
+    @remote
+    def ledger_totals(self, project_id: str | None,
+                      ranges: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """The ledger's totals by project, kind and whether a message has a dead-lettered
+        part, in one read; messages whose stream sequence lies in one of ``ranges``
+        (inclusive) one row each (see :func:`~apiary.store._ingest_ledger.
+        plan_ledger_totals`). ``project_id`` None: every project."""
+        rows = self._rows(plan_ledger_totals(self.database, project_id, ranges))
+        return [{"project_id": str(r["project_id"]), "kind": str(r["kind"]),
+                 "dead": bool(r["dead"]), "sequence": int(r["sequence"]),
+                 "messages": int(r["messages"]), "stored_rows": int(r["stored_rows"]),
+                 "dead_rows": int(r["dead_rows"])} for r in rows]
 
     # --- updates (PUT /events): the patch log and the merge's reads --------------------
 
@@ -250,14 +292,30 @@ class EventStore:
         See :func:`~apiary.store._queries.plan_export` for the request; bad filters,
         fields or paging are :class:`~apiary.errors.InvalidRequest`.
         """
-        plan = plan_export(self.database, project_id, request, method=self.dedup_method)
-        rows = self._rows(plan.page)
-        if len(rows) < plan.limit and (rows or plan.page_number == 1):
-            # A short page is the last one: its offset plus its size is the total.
-            total = (plan.page_number - 1) * plan.limit + len(rows)
-        else:
+        plan = plan_export(self.database, project_id, request, method=self.dedup_method,
+                           indexed_paths=self._indexed_paths(project_id, request))
+        keys = self._rows(plan.page)
+        if keys:
+            total = int(keys[0]["total"])
+        elif plan.page_number == 1 and not plan.continued:
+            total = 0
+        else:  # past the last page: nothing carried the total
             total = int(self._rows(plan.total)[0]["n"])
-        return shape_export(plan, rows, total)
+        rows = self._rows(plan.rows_for(keys)) if keys else []
+        return shape_export(plan, rows, total, keys)
+
+    def _indexed_paths(self, project_id: str, request: Any) -> frozenset[str] | None:
+        """The nested filter paths of ``request`` that the attribute arrays answer exactly
+        in this project (none stored opaque); None when no filter could use them."""
+        filters = request.get("filters") if isinstance(request, Mapping) else None
+        if not isinstance(filters, list) or not isinstance(project_id, str) or not project_id:
+            return None
+        paths = {p for p in map(attribute_path, filters) if p is not None}
+        if not paths:
+            return None
+        opaque = {str(r["path"]) for r in self._rows(
+            plan_opaque_paths(self.database, project_id, sorted(paths)))}
+        return frozenset(paths - opaque)
 
     @remote
     def get_event(self, project_id: str, event_id: str) -> dict[str, Any]:
@@ -286,26 +344,36 @@ class EventStore:
 
     @remote
     def list_sessions(self, project_id: str, *, limit: int = 50, page: int = 1,
-                      date_range: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """``{"sessions": [...], "totalSessions": n}``, newest first, from the rollups;
-        cost and token sums are exact (over the newest version of each event)."""
+                      date_range: Mapping[str, Any] | None = None,
+                      cursor: str | None = None) -> dict[str, Any]:
+        """``{"sessions": [...], "totalSessions": n, "next_cursor": c}``, newest first,
+        from the rollups; cost and token sums are exact (over the newest version of each
+        event). ``next_cursor`` (None after a short page) continues after this page when
+        passed back as ``cursor`` (instead of ``page``)."""
         page_stmt, total_stmt = plan_session_list(self.database, project_id, limit=limit,
-                                                  page=page, date_range=date_range)
-        rows = self._rows(page_stmt)
-        if rows:
+                                                  page=page, date_range=date_range,
+                                                  cursor=cursor)
+        keys = self._rows(page_stmt)
+        rows: list[dict[str, Any]] = []
+        if keys:
+            ids = [str(k["session_id"]) for k in keys]
+            found = {str(r["session_id"]): r for r in self._rows(
+                plan_session_rows(self.database, project_id, ids))}
+            rows = [found[i] for i in ids if i in found]
             # Cost and token sums over the newest version of each event: the rollups'
             # plain sums would count a duplicate row or a re-sent event twice.
-            sums_stmt = plan_session_sums(self.database, project_id,
-                                          [str(r["session_id"]) for r in rows],
-                                          self.dedup_method)
+            sums_stmt = plan_session_sums(self.database, project_id, ids, self.dedup_method)
             exact = {str(s["session_id"]): s for s in self._rows(sums_stmt)}
             for row in rows:
-                found = exact.get(str(row["session_id"]))
+                sums = exact.get(str(row["session_id"]))
                 for column in ("total_cost", "prompt", "completion", "tokens"):
-                    row[column] = found[column] if found is not None else 0
+                    row[column] = sums[column] if sums is not None else 0
+            total = int(keys[0]["total"])
+        else:
+            total = int(self._rows(total_stmt)[0]["n"])
         sessions = [shape_session(row) for row in rows]
-        total = int(self._rows(total_stmt)[0]["n"])
-        return {"sessions": sessions, "totalSessions": total}
+        return {"sessions": sessions, "totalSessions": total,
+                "next_cursor": session_page_cursor(keys, int(page_stmt.parameters["limit"]))}
 
     @remote
     def event_schema(self, project_id: str, *, event_type: str | None = None,

@@ -36,6 +36,8 @@ def error_response(exc: ApiaryError) -> Response:
     headers = {}
     if isinstance(exc, Overloaded):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif exc.retryable and exc.status == 503:  # e.g. JetStream or the store unreachable
+        headers["Retry-After"] = "1"
     return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
 
 

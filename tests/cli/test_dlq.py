@@ -78,6 +78,8 @@ async def test_list_show_replay_and_purge_from_the_command_line(
     assert code == 0
     assert out.startswith("3 dead letters")
     assert "StoreRejected                writer             2" in out
+    # Each listed dead letter shows its stage and rows ('-': the record does not say).
+    assert "StoreRejected        writer           - refused" in out
     code, out = await asyncio.to_thread(_run, capsys, "dlq", "list", "--json", *data_dir)
     listed = json.loads(out)
     assert listed["counts"]["by_reason"] == {"PoisonMessage": 1, "StoreRejected": 2}

@@ -8,6 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 from _ray_pipeline import ACK_WAIT_S, RayPipeline
+from _report import FaultReport
+
+
+@pytest.fixture(scope="session")
+def fault_report() -> FaultReport:
+    """Where each fault test records what it measured: ``fault_report.record(fault,
+    accepted, stored, dead_lettered, duplicates, recovery_s)``; appended as JSON lines to
+    ``$APIARY_FAULT_REPORT`` when set (``bench/faults`` prints them as a table)."""
+    return FaultReport.from_env()
 
 
 @pytest.fixture(scope="module")

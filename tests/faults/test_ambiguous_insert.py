@@ -22,9 +22,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from _ray_pipeline import assert_accounted
+from _report import FaultReport
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from apiary.dataplane.accounting import ingest_stats
 from apiary.dataplane.writer import WriterLoop
 from apiary.errors import StoreUnavailable
 from apiary.event import Event, EventBatch, new_event
@@ -110,7 +113,8 @@ async def _until(predicate: Callable[[], Any], wait_s: float = 30.0) -> None:
 
 
 async def test_ambiguous_insert_is_retried_and_stored_once_with_exact_aggregates(
-        nc: Client, driver: EmbeddedClickHouse, database: str, tmp_path: Path) -> None:
+        nc: Client, driver: EmbeddedClickHouse, database: str, tmp_path: Path,
+        fault_report: FaultReport) -> None:
     settings = ApiarySettings(data_dir=tmp_path, clickhouse_database=database,
                               writer_flush_interval_s=0.05, writer_ack_wait_s=2.0)
     js = nc.jetstream()
@@ -167,3 +171,10 @@ async def test_ambiguous_insert_is_retried_and_stored_once_with_exact_aggregates
     session = store.list_sessions(project)["sessions"][0]
     assert session["event_count"] == EVENTS
     assert session["cost"] == pytest.approx(expected_cost)
+    # The ingest accounting is exact: the message accepted, stored once, nothing in flight.
+    counts = (await ingest_stats(js, DirectStoreClient(store), project))[project].total
+    assert_accounted(counts.as_dict(), accepted=EVENTS, stored=store.count_events(project))
+    assert counts.stored.messages == 1
+    fault_report.record("8. ambiguous insert (timed out after commit)", EVENTS,
+                        store.count_events(project), writer.stats.dead_lettered,
+                        store.count_rows(project) - store.count_events(project), None)

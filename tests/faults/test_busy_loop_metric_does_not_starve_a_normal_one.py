@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _ray_pipeline import assert_accounted, settled_accounting
+from _report import FaultReport
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from apiary.dataplane.accounting import ingest_stats
 from apiary.dataplane.evaluation.breakers import BreakerStore
 from apiary.dataplane.evaluation.definitions import DefinitionStore
 from apiary.dataplane.evaluation.loop import EvaluatorLoop
@@ -144,7 +147,8 @@ async def plane(nats_server: NatsServer, store: EventStore, tmp_path: Path
         await nc.close()
 
 
-async def test_busy_loop_metric_does_not_starve_a_normal_one(plane: Plane) -> None:
+async def test_busy_loop_metric_does_not_starve_a_normal_one(
+        plane: Plane, fault_report: FaultReport) -> None:
     busy, escape, normal = _spec("busy", BUSY), _spec("escape", ESCAPE), _spec("words", NORMAL)
     await plane.deploy([busy, escape])
     old = await plane.send(BACKLOG)
@@ -190,3 +194,23 @@ async def test_busy_loop_metric_does_not_starve_a_normal_one(plane: Plane) -> No
     assert stats.handed_back == 0
     # The normal metric, deployed after the first 20 events arrived, never scores them.
     assert all(plane.score(event_id, "words") is None for event_id in old)
+    # Recovery here: from the new event's publish to the normal metric's first score.
+    # Duplicates: rows beyond one per event and version (a score is a new version).
+    copies = plane.store.driver.query_rows(
+        f"SELECT count() - uniqExact(event_id, version) AS n FROM `{plane.store.database}`"
+        ".events WHERE project_id = {p:String}", {"p": project})[0]["n"]
+    # The ingest accounting is exact: every event and every score patch accepted is stored
+    # (nothing dead-lettered, nothing left in flight once the scores are written).
+    async def accounting() -> dict[str, Any]:
+        stats = (await ingest_stats(plane.js, DirectStoreClient(plane.store), project))[project]
+        return {**stats.total.as_dict(), "api": stats.kind(API_KIND).as_dict()}
+    counts = await settled_accounting(accounting, 60)
+    sent_rows = BACKLOG + 1
+    assert_accounted(counts, accepted=counts["accepted"]["rows"],
+                     stored=counts["accepted"]["rows"])
+    api = (await accounting())["api"]
+    assert api["accepted"] == api["stored"] == {"messages": 2, "rows": sent_rows}, api
+    assert plane.store.count_events(project) == sent_rows
+    fault_report.record("10. busy-loop metric beside a normal one", BACKLOG + 1,
+                        plane.store.count_events(project), plane.writer.stats.dead_lettered,
+                        int(copies), elapsed)

@@ -128,7 +128,7 @@ async def test_a_fixed_poison_message_replayed_twice_is_stored_once_with_exact_r
         assert store.count_events(project) == GOOD_SESSIONS * EVENTS  # no good message lost
         [letter] = await dead.select()
         assert (letter.reason, letter.stage, letter.msg_id) == (
-            "StoreRejected", "writer", "poison-request-1")
+            "StoreRejected", "insert", "poison-request-1")
         assert writer.stats.dead_lettered == 1
         record = await objects.get(letter.key)
 

@@ -1,7 +1,8 @@
 """Supervision under faults, on real Ray (tests/faults/_ray_pipeline.py): the chDB owner
-killed, a writer killed with ``kill -9`` mid-flush, the dead-letter store read-only. After
-each: every published event stored exactly once, nothing good dead-lettered, the writer
-running without having died silently."""
+killed and a writer killed with ``kill -9`` mid-flush, each under a steady OTLP/HTTP stream
+into the real data-plane app; the dead-letter store read-only. After each: every span
+answered 200 stored exactly once (session rollups included), nothing good dead-lettered,
+the accounting exact, the writer running without having died silently."""
 
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ import time
 import uuid
 
 import pytest
-from _ray_pipeline import ACK_WAIT_S, RayPipeline, eventually, wait_for
+from _ray_pipeline import (
+    ACK_WAIT_S,
+    RayPipeline,
+    assert_accounted,
+    assert_kept_exactly_once,
+    eventually,
+    settled_accounting,
+    under_stream,
+    wait_for,
+)
 from _read_only_dirs import read_only
+from _report import FaultReport
 
 from apiary.errors import StoreUnavailable
 from apiary.queue import events_subject
@@ -25,50 +36,31 @@ def _project() -> str:
     return f"proj-{uuid.uuid4().hex[:12]}"
 
 
-async def _stored_exactly_once(pipeline: RayPipeline, project: str, published: list[str],
-                               wait_s: float) -> None:
-    """Wait until every published event is stored and the writers hold nothing; then no
-    stored row is a duplicate (before any merge) and nothing was dead-lettered."""
-    store = pipeline.store()
-    expected = len(set(published))
-    assert expected == len(published)
-
-    async def all_stored() -> bool:
-        try:
-            return (await store.count_events(project) == expected
-                    and await pipeline.drained())
-        except StoreUnavailable:
-            return False
-
-    await eventually(all_stored, wait_s, f"{expected} events stored and the stream drained")
-    assert await store.count_rows(project) == expected  # one row each: no duplicate
-    assert await store.count_duplicate_rows(project) == 0
-    assert await pipeline.dead_letters() == []
-
-
 async def test_owner_actor_killed_mid_stream_loses_and_duplicates_nothing(
-        ray_pipeline: RayPipeline) -> None:
+        ray_pipeline: RayPipeline, fault_report: FaultReport) -> None:
     import ray
 
-    pipeline, project = ray_pipeline, _project()
+    pipeline = ray_pipeline
     before = pipeline.writer()
-    owner = pipeline.owner()
-    first = ray.get(owner.status.remote(), timeout=30)
-    traffic = asyncio.create_task(pipeline.publish_steadily(
-        project, batches=60, per_batch=5, interval_s=0.05))
-    await eventually(lambda: _async(pipeline.writer()["inserts"] > before["inserts"]), 60,
-                     "the writer storing the stream")
-    # A read in flight when the owner dies answers "unavailable" (503), not an error.
-    slow_read = asyncio.create_task(pipeline.store().query_rows("SELECT sleep(3) AS s"))
-    await asyncio.sleep(0.5)
-    ray.kill(owner, no_restart=False)
-    with pytest.raises(StoreUnavailable) as refused:
-        await slow_read
-    assert refused.value.retryable
-    assert refused.value.status == 503
+    first = ray.get(pipeline.owner().status.remote(), timeout=30)
 
-    published = await traffic
-    await _stored_exactly_once(pipeline, project, published, wait_s=120)
+    async def kill_owner() -> None:
+        # A read in flight when the owner dies answers "unavailable" (503), not an error.
+        slow_read = asyncio.create_task(pipeline.store().query_rows("SELECT sleep(3) AS s"))
+        await asyncio.sleep(0.5)
+        ray.kill(pipeline.owner(), no_restart=False)
+        with pytest.raises(StoreUnavailable) as refused:
+            await slow_read
+        assert refused.value.retryable
+        assert refused.value.status == 503
+
+    async with pipeline.http_ingest(_project()) as ingest:
+        _, ended = await under_stream(pipeline, ingest, kill_owner)
+        tally = await pipeline.settle(ingest, wait_s=120)
+    # JetStream keeps what ingestion accepts while the store restarts: 200s (or 503s when
+    # it cannot), never an error.
+    assert set(ingest.statuses()) <= {200, 503}, ingest.statuses()
+    assert_kept_exactly_once(ingest, tally, await pipeline.diagnosis())
     restarted = ray.get(pipeline.owner().status.remote(), timeout=30)
     assert restarted["restarted"] is True
     assert restarted["pid"] != first["pid"]  # a new process on the same data directory
@@ -76,32 +68,39 @@ async def test_owner_actor_killed_mid_stream_loses_and_duplicates_nothing(
     assert after["dead_lettered"] == before["dead_lettered"]
     assert after["loop_restarts"] == before["loop_restarts"]  # waited; never crashed
     assert after["running"] is True
+    fault_report.record("2. ClickHouse owner actor killed", tally.accepted, tally.stored,
+                        tally.dead_lettered, tally.duplicates, tally.settled_at - ended)
 
 
 async def test_writer_killed_mid_flush_loses_and_duplicates_nothing(
-        ray_pipeline: RayPipeline) -> None:
-    pipeline, project = ray_pipeline, _project()
+        ray_pipeline: RayPipeline, fault_report: FaultReport) -> None:
+    pipeline = ray_pipeline
     before = pipeline.writer()
-    traffic = asyncio.create_task(pipeline.publish_steadily(
-        project, batches=60, per_batch=5, interval_s=0.05))
-    await eventually(lambda: _async(pipeline.writer()["inserts"] > before["inserts"]), 60,
-                     "the writer storing the stream")
-    os.kill(before["pid"], signal.SIGKILL)
-    published = await traffic
 
-    def restarted() -> bool:  # what `apiary up` does every few seconds
-        pipeline.ensure_running()
-        stats = pipeline.writer_or_none()
-        return stats is not None and stats["pid"] != before["pid"] and stats["running"]
+    async def kill_writer() -> None:
+        os.kill(before["pid"], signal.SIGKILL)
 
-    await asyncio.to_thread(wait_for, restarted, 60, "Ray restarting the writer", 0.5)
-    # What the killed writer held comes back after ack_wait and is stored once.
-    await _stored_exactly_once(pipeline, project, published, wait_s=ACK_WAIT_S + 90)
+        def restarted() -> bool:  # what `apiary up` does every few seconds
+            pipeline.ensure_running()
+            stats = pipeline.writer_or_none()
+            # {} until the restarted actor has started its loop
+            return bool(stats) and stats.get("pid") != before["pid"] and stats["running"]
+
+        await asyncio.to_thread(wait_for, restarted, 60, "Ray restarting the writer", 0.5)
+
+    async with pipeline.http_ingest(_project()) as ingest:
+        _, ended = await under_stream(pipeline, ingest, kill_writer)
+        # What the killed writer held comes back after ack_wait and is stored once.
+        tally = await pipeline.settle(ingest, wait_s=ACK_WAIT_S + 90)
+    assert set(ingest.statuses()) <= {200, 503}, ingest.statuses()
+    assert_kept_exactly_once(ingest, tally, await pipeline.diagnosis())
     assert pipeline.writer()["dead_lettered"] == 0
+    fault_report.record("1. writer kill -9 mid-flush", tally.accepted, tally.stored,
+                        tally.dead_lettered, tally.duplicates, tally.settled_at - ended)
 
 
 async def test_dead_letter_store_read_only_keeps_the_message_in_the_stream(
-        ray_pipeline: RayPipeline) -> None:
+        ray_pipeline: RayPipeline, fault_report: FaultReport) -> None:
     pipeline, project = ray_pipeline, _project()
     before = pipeline.writer()
     consumer_before = await pipeline.consumer()
@@ -132,12 +131,14 @@ async def test_dead_letter_store_read_only_keeps_the_message_in_the_stream(
         assert consumer.num_ack_pending == 1
         assert consumer.num_redelivered == consumer_before.num_redelivered
         assert await pipeline.dead_letters() == []
+    writable = time.monotonic()
 
     async def dead_lettered() -> bool:
         return (pipeline.writer()["dead_lettered"] == before["dead_lettered"] + 1
                 and await pipeline.drained())
 
     await eventually(dead_lettered, 60, "the poison message dead-lettered once")
+    recovered = time.monotonic()
     keys = await pipeline.dead_letters()
     assert len(keys) == 1, keys  # once, whatever the failed attempts
     after = pipeline.writer()
@@ -145,6 +146,16 @@ async def test_dead_letter_store_read_only_keeps_the_message_in_the_stream(
     assert after["loop_restarts"] == before["loop_restarts"]
     assert after["running"] is True
     assert await pipeline.store().count_events(project) == len(published)
+    duplicates = await pipeline.store().count_duplicate_rows(project)
+    assert duplicates == 0
+    # Accepted: the good events and the poison message (it decodes to no span: 0 rows,
+    # one dead-lettered message).
+    counts = await settled_accounting(lambda: pipeline.accounting(project), 30)
+    assert_accounted(counts, accepted=len(published), stored=len(published))
+    assert counts["dead_lettered"]["messages"] == 1, counts
+    fault_report.record("6. dead-letter store read-only", counts["accepted"]["rows"],
+                        counts["stored"]["rows"], counts["dead_lettered"]["rows"],
+                        duplicates, recovered - writable)
 
 
 async def _async(value: bool) -> bool:

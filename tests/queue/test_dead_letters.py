@@ -46,7 +46,7 @@ from apiary.queue.dead_letters import (
     id_of,
     key_of,
 )
-from apiary.queue.outcomes import Outcomes
+from apiary.queue.outcomes import DeadLetterInfo, DeadPart, Outcomes
 from apiary.settings import ApiarySettings
 
 WINDOW_S = 3.0  # the streams' duplicate window here: short, so the originals' ids expire
@@ -82,9 +82,11 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
 
 
 async def _dead_letter(js: JetStreamContext, objects: ObjectStore, stream: str, subject: str,
-                       data: bytes, error: BaseException, headers: dict[str, str]) -> int:
+                       data: bytes, error: BaseException, headers: dict[str, str],
+                       **how: Any) -> int:
     """Publish a message, take it from the stream's durable consumer and dead-letter it as a
-    consumer does; its stream sequence."""
+    consumer does (``how``: :meth:`Outcomes.dead_letter`'s keywords); its stream
+    sequence."""
     ack = await js.publish(subject, data, headers=headers, stream=stream)
     consumer = {"events": "writers", "evaluation": "evaluators"}[stream]
     sub = await js.pull_subscribe_bind(consumer, stream)
@@ -92,7 +94,7 @@ async def _dead_letter(js: JetStreamContext, objects: ObjectStore, stream: str, 
         [msg] = await sub.fetch(1, timeout=5)
         outcomes = Outcomes(stream=stream, objects=objects, stats=_Stats(),
                             log=logging.getLogger("test"), what="message")
-        await outcomes.dead_letter(msg, error)
+        await outcomes.dead_letter(msg, error, **how)
     finally:
         await sub.unsubscribe()
     return ack.seq
@@ -168,7 +170,7 @@ async def test_list_counts_by_reason_and_stage_and_shows_the_payload(
         "project_id": "proj-a", "stream_sequence": seq_a, "deliveries": 1, "msg_id": "m-a",
         "reason": "PoisonMessage", "stage": "writer",
         "error": "unknown batch schema 9", "dead_lettered_at": None,
-        "size": len(_json_batch("proj-a"))}
+        "size": len(_json_batch("proj-a")), "rows": None}
     assert abs((first.dead_lettered_at or 0) - time.time()) < 60
     shown = (await dead.get(first.id)).detail()
     assert shown["payload"] == {"encoding": "json", "json": orjson.loads(_json_batch("proj-a"))}
@@ -187,6 +189,54 @@ async def test_list_counts_by_reason_and_stage_and_shows_the_payload(
     assert [d.msg_id for d in only] == ["m-b"]
     of_a = await dead.select(Selection(project_id="proj-a", stage="writer", everything=True))
     assert [d.msg_id for d in of_a] == ["m-a", "m-c"]
+
+
+async def test_records_name_their_stage_project_and_rows_and_a_part_is_its_own_message(
+    js: JetStreamContext, objects: ObjectStore
+) -> None:
+    """What a writer leaves now: every record names the stage that failed, its project and
+    rows; the unstorable spans of a message whose other spans were stored are a record of
+    their own (``<sequence>-spans``), listed, counted by stage and replayed as a message
+    under their own id; the message itself was acknowledged, not terminated."""
+    whole = await _dead_letter(
+        js, objects, "events", "events.api.proj-s", _json_batch("proj-s", 3),
+        PoisonMessage("the message crashed its writer 3 times"), {"Nats-Msg-Id": "m-crash"},
+        info=DeadLetterInfo(stage="crash_loop", project_id="proj-s", rows=3))
+    hooked: list[str] = []
+
+    async def durable() -> None:
+        hooked.append("ledger")
+
+    part = _json_batch("proj-s", 1)
+    seq = await _dead_letter(
+        js, objects, "events", "events.api.proj-s", _json_batch("proj-s", 4),
+        TypeError("expected a dict"), {"Nats-Msg-Id": "m-part"},
+        info=DeadLetterInfo(stage="insert", project_id="proj-s", rows=1),
+        part=DeadPart(data=part, msg_id="m-part-spans"), durable=durable)
+    assert hooked == ["ledger"]  # awaited once the record was durable
+    assert sorted(await objects.keys("dlq/events/"))[-1].endswith(f"{seq:012d}-spans.json")
+
+    dead = DeadLetters(objects, js)
+    letters = await dead.select(Selection(project_id="proj-s", everything=True))
+    assert [(d.stage, d.rows, d.msg_id, d.reason) for d in letters] == [
+        ("crash_loop", 3, "m-crash", "PoisonMessage"),
+        ("insert", 1, "m-part-spans", "TypeError")]
+    assert letters[1].id.endswith("-spans")
+    assert letters[1].data == part  # the bad span only
+    assert letters[0].stream_sequence == whole
+    assert counts(letters)["by_reason_and_stage"] == [
+        {"reason": "PoisonMessage", "stage": "crash_loop", "count": 1},
+        {"reason": "TypeError", "stage": "insert", "count": 1}]
+    assert (await dead.select(Selection(stage="crash_loop", everything=True)))[0].rows == 3
+    # The part's message was acknowledged (its other spans stored), the other terminated:
+    # nothing of either is left pending.
+    info = await js.consumer_info("events", "writers")
+    assert info.num_ack_pending == 0
+    # Replayed, the part is a message of its own: under its own id, with only its span.
+    assert await _settled(dead, letters[1].id)
+    replayed = [m for m in await _stream_messages(js, "events")
+                if (m.headers or {}).get("Nats-Msg-Id") == "m-part-spans"]
+    assert [m.data for m in replayed] == [part]
 
 
 async def test_replay_publishes_under_the_original_id_and_twice_stores_once(

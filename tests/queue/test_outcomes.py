@@ -18,9 +18,10 @@ from _read_only_dirs import read_only
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from apiary.errors import StoreUnavailable
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer, connect
-from apiary.queue.outcomes import Outcomes, run_supervised
+from apiary.queue.outcomes import DeadLetterInfo, Outcomes, run_supervised
 
 log = logging.getLogger("tests.outcomes")
 ACK_WAIT_S = 1.0
@@ -126,6 +127,56 @@ async def test_close_abandons_the_retries_and_the_message_comes_back(
         await outcomes.dead_letter(again, ValueError("cannot decode"))
         assert stats.dead_lettered == 1
         assert len(await LocalObjectStore(root).keys(f"dlq/{stream}/")) == 1
+    finally:
+        await js.delete_stream(stream)
+
+
+async def test_a_failing_durable_hook_holds_the_message_until_it_succeeds(
+        nc: Client, tmp_path: Path) -> None:
+    """The consumer's hook (the writer's ledger entry) runs once the record is durable and
+    before ``term``; while it fails the message is held (no delivery burned) and the hook
+    retried; the record is written once and says its stage, project and rows."""
+    js = nc.jetstream()
+    stream = f"outcomes{uuid.uuid4().hex[:8]}"
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+    await js.add_consumer(stream, ConsumerConfig(
+        durable_name="c", ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=3))
+    try:
+        await js.publish(f"{stream}.spans.proj-h", b"poison")
+        sub = await js.pull_subscribe_bind("c", stream)
+        [msg] = await sub.fetch(1, timeout=5)
+        root = tmp_path / "objects"
+        stats = Stats()
+        outcomes = Outcomes(stream=stream, objects=LocalObjectStore(root), stats=stats,
+                            log=log, what="message", keep_alive_s=ACK_WAIT_S / 4)
+        calls: list[float] = []
+
+        async def durable() -> None:
+            calls.append(time.monotonic())
+            assert len(await LocalObjectStore(root).keys(f"dlq/{stream}/")) == 1
+            if len(calls) < 3:
+                raise StoreUnavailable("the ledger's store is away")
+
+        await outcomes.dead_letter(msg, ValueError("cannot decode"),
+                                   info=DeadLetterInfo(stage="decode", rows=0),
+                                   durable=durable)
+        assert stats.dead_letter_failures == 1
+        assert "hook failed" in stats.last_error
+        assert outcomes.pending == 1
+
+        async def terminated() -> bool:
+            info = await js.consumer_info(stream, "c")
+            return stats.dead_lettered == 1 and info.num_ack_pending == 0
+
+        await _until(terminated, 30.0, "the hook succeeded and the message terminated")
+        assert len(calls) == 3
+        assert calls[2] - calls[0] > ACK_WAIT_S  # held past ack_wait meanwhile ...
+        info = await js.consumer_info(stream, "c")
+        assert info.num_redelivered == 0  # ... without a redelivery
+        [key] = await LocalObjectStore(root).keys(f"dlq/{stream}/")
+        record = orjson.loads(await LocalObjectStore(root).get(key))
+        assert (record["stage"], record["project_id"], record["rows"]) == (
+            "decode", "proj-h", 0)
     finally:
         await js.delete_stream(stream)
 

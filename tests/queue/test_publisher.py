@@ -9,14 +9,22 @@ from nats.js.errors import NotFoundError
 from apiary.errors import PayloadTooLarge, PipelineBackpressure
 from apiary.event import EventBatch, new_event
 from apiary.queue import (
+    ARROW_ENCODING,
+    ENCODING_HEADER,
+    ROWS_HEADER,
     WIRE_SCHEMA,
     EventPublisher,
     NatsServer,
+    TableBatch,
     connect,
     decode_batch,
+    encode_batch,
+    encode_table,
     ensure_topology,
+    message_rows,
 )
 from apiary.settings import ApiarySettings
+from apiary.store import events_to_arrow
 
 
 def _batch(n: int, text: str = "x") -> EventBatch:
@@ -104,3 +112,34 @@ async def test_full_stream_answers_backpressure(  # type: ignore[no-untyped-def]
     assert i >= 5  # it did take what fit
     await js.delete_stream("events")
     await nc.close()
+
+
+async def test_every_message_says_how_many_rows_it_holds(js) -> None:  # type: ignore[no-untyped-def]
+    publisher = EventPublisher(js, timeout=5, max_message_bytes=64 * 1024)
+    batch = _batch(40, text="y" * 4000)
+    parts = await publisher.publish(batch, msg_id="counted")
+    tenant = batch["tenant"]
+    spans = TableBatch("spans", tenant, 1, events_to_arrow(tenant, 1, _batch(7)["events"]))
+    parts += await publisher.publish_table(spans, msg_id="counted-spans")
+    patch: EventBatch = {**_batch(0), "kind": "updates",  # type: ignore[typeddict-item]
+                         "patches": [{"event_id": "e1", "version": 2, "feedback": {"a": 1}}]}
+    parts += await publisher.publish(patch, msg_id="counted-patch")
+    sub = await js.pull_subscribe_bind("writers", "events")
+    msgs = await sub.fetch(parts, timeout=2)
+    assert len(msgs) == parts > 3  # the JSON batch was split
+    counts = [int(m.headers[ROWS_HEADER]) for m in msgs]
+    assert sum(counts) == 40 + 7 + 1
+    for m in msgs:  # the header is the count the payload holds
+        assert message_rows(m.headers, m.data) == message_rows(
+            {k: v for k, v in m.headers.items() if k != ROWS_HEADER}, m.data)
+
+
+def test_message_rows_counts_messages_without_the_header() -> None:
+    tenant = {"org_id": "o", "workspace_id": "w", "project_id": "p1"}
+    table = events_to_arrow(tenant, 1, _batch(5)["events"])  # type: ignore[arg-type]
+    arrow = encode_table(TableBatch("spans", tenant, 1, table))  # type: ignore[arg-type]
+    assert message_rows({ENCODING_HEADER: ARROW_ENCODING}, arrow) == 5
+    assert message_rows(None, encode_batch(_batch(3))) == 3
+    assert message_rows({}, b"not a batch") == 0  # undecodable: holds nothing storable
+    assert message_rows({ROWS_HEADER: "12"}, None) == 12
+    assert message_rows({ROWS_HEADER: "-1"}, b"") == 0

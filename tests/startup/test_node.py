@@ -254,6 +254,29 @@ def test_status_command_reports_the_running_node(node: ApiaryNode, data_dir: Pat
     readiness = status["readiness"]
     assert readiness["ready"] is True, readiness
     assert readiness["checks"]["writers"]["detail"]["running"] == ["apiary-writer-0"]
+    # The bootstrap project's ingest accounting (connection.json's key), through the
+    # writer actors' ledger and the chDB owner: an event sent now shows as stored.
+    connection = node.connection
+    assert connection is not None
+    sent = httpx.post(f"{connection.url}/v1/events", json={"event_type": "tool", "inputs": {}},
+                      headers={"authorization": f"Bearer {connection.api_key}"}, timeout=30)
+    assert sent.status_code == 200, sent.text
+    first: dict[str, Any] | None = None
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-m", "apiary.cli", "status", "--json"], capture_output=True,
+            text=True, env={**os.environ, "APIARY_DATA_DIR": str(data_dir)}, timeout=60)
+        [project] = json.loads(result.stdout)["ingest"]["projects"]
+        first = first or project
+        if project["in_flight"]["rows"] == 0 and project["stored"]["rows"] >= 1:
+            break
+        assert time.monotonic() < deadline + 60, project
+        time.sleep(0.3)
+    assert project["project_id"] == status["project_id"]
+    assert project["accepted"]["rows"] >= first["accepted"]["rows"] >= 1
+    for unit in ("messages", "rows"):
+        assert project["accepted"][unit] == sum(
+            project[s][unit] for s in ("stored", "dead_lettered", "in_flight"))
 
 
 def test_restart_on_the_same_data_dir_keeps_every_event(node: ApiaryNode, data_dir: Path

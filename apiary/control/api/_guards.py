@@ -16,6 +16,13 @@ Credentials: ``Authorization: Bearer <session token | API key | control-plane to
 the session cookie. The only tokens accepted are control-plane tokens (``aud`` = the
 issuer); a data-plane token is refused with 401 (:func:`apiary.control.tokens.verify_access_token`).
 The cookie is ``SameSite=Lax`` and ``HttpOnly``: other sites cannot send it with POSTs.
+On top of that, a request authenticated by the cookie with an unsafe method (anything but
+GET, HEAD, OPTIONS) must carry ``X-CSRF-Token`` equal to :func:`csrf_token_for` the session
+(the web UI reads it from the ``apiary_csrf`` cookie, which is not HttpOnly): a page of
+another origin, even a sibling subdomain that SameSite counts as the same site, can neither
+read that cookie nor compute the value, so it cannot act with the session (403
+``csrf_failed``). A credential in the ``Authorization`` header needs no CSRF token: no
+browser attaches it by itself.
 
 Recent authentication: a guard whose permission is in
 :data:`~apiary.control.permissions.RECENT_AUTH` (``keys:manage``, ``members:manage``,
@@ -30,6 +37,8 @@ gets the 401, which says why.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
@@ -58,13 +67,44 @@ from apiary.errors import AuthenticationFailed, PermissionDenied, Reauthenticati
 SESSION_COOKIE = "apiary_session"
 
 
+class CsrfFailed(PermissionDenied):
+    """An unsafe request authenticated by a browser's session cookie without that
+    session's CSRF token (``X-CSRF-Token``): 403 ``csrf_failed``."""
+
+    error_code = "csrf_failed"
+
+#: The CSRF token of the cookie session (readable by the UI's script, unlike the session).
+CSRF_COOKIE = "apiary_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The CSRF token of a session: a one-way function of the session's secret token, so
+    only who holds the session (or this value, given to its own pages) can present it."""
+    return hashlib.sha256(b"apiary-csrf:" + session_token.encode()).hexdigest()
+
+
+def check_csrf(request: Request, session_token: str) -> None:
+    """Refuse (403 ``csrf_failed``) an unsafe request authenticated by the session cookie
+    unless its ``X-CSRF-Token`` header is that session's :func:`csrf_token_for`."""
+    if request.method.upper() in SAFE_METHODS:
+        return
+    presented = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(presented.encode(), csrf_token_for(session_token).encode()):
+        raise CsrfFailed("this request came with the session cookie but without its CSRF "
+                         "token: send the X-CSRF-Token header (the apiary_csrf cookie's "
+                         "value), or authenticate with 'Authorization: Bearer'")
+
+
 def control_plane(request: Request) -> ControlPlane:
     cp: ControlPlane = request.app.state.control_plane
     return cp
 
 
 def credential_of(request: Request) -> str:
-    """The bearer credential (header first, then the session cookie)."""
+    """The bearer credential (header first, then the session cookie, whose unsafe
+    requests must carry the session's CSRF token: :func:`check_csrf`)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.strip().partition(" ")
@@ -73,6 +113,7 @@ def credential_of(request: Request) -> str:
         return value.strip()
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
+        check_csrf(request, cookie)
         return cookie
     raise AuthenticationFailed("log in, or send 'Authorization: Bearer <session or API key>'")
 
@@ -241,5 +282,6 @@ PUBLIC = _Public()
 USER = Authenticated(users_only=True)
 ANYONE_AUTHENTICATED = Authenticated(users_only=False)
 
-__all__ = ["ANYONE_AUTHENTICATED", "PUBLIC", "USER", "Caller", "Checker", "Deferred",
-           "KeyPrincipal", "On", "Scope"]
+__all__ = ["ANYONE_AUTHENTICATED", "CSRF_COOKIE", "CSRF_HEADER", "PUBLIC", "USER", "Caller",
+           "Checker", "CsrfFailed", "Deferred", "KeyPrincipal", "On", "Scope", "check_csrf",
+           "csrf_token_for"]

@@ -12,6 +12,7 @@ mounts it at ``<base_url>/cp``):
   roles, API keys, SSO providers, prompt templates, evaluators, alerts
 - ``/v1/sso/oidc/*`` — browser SSO redirects
 - ``/v1/data-planes`` — token audiences; ``/healthz`` — liveness
+- any other ``GET`` of a page (``Accept: text/html``) — the web UI (:mod:`.routes_ui`)
 
 Errors are ``{"message", "errorCode"}`` with a precise status (:mod:`apiary.errors`).
 """
@@ -19,6 +20,7 @@ Errors are ``{"message", "errorCode"}`` with a precise status (:mod:`apiary.erro
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -34,14 +36,17 @@ from apiary.control.api import (
     routes_sso,
     routes_tenancy,
 )
+from apiary.control.api.routes_ui import UI_DIR, install_ui
 from apiary.control.service import ControlPlane
 from apiary.errors import TooManyAttempts
 from apiary.web.errors import install_error_handlers
 from apiary.web.openapi import COMMON_ERRORS, describe_errors
 
 
-def create_control_plane_app(control_plane: ControlPlane) -> FastAPI:
-    """The FastAPI app of one control-plane replica, serving with ``control_plane``."""
+def create_control_plane_app(control_plane: ControlPlane, *,
+                             ui_dir: Path = UI_DIR) -> FastAPI:
+    """The FastAPI app of one control-plane replica, serving with ``control_plane``, and
+    the web UI built into ``ui_dir`` (:mod:`.routes_ui`)."""
     app = FastAPI(
         title="Apiary control plane",
         version=apiary.__version__,
@@ -66,4 +71,5 @@ def create_control_plane_app(control_plane: ControlPlane) -> FastAPI:
             db.execute(text("SELECT 1"))
         return JSONResponse({"status": "ok", "version": apiary.__version__})
 
+    install_ui(app, control_plane, ui_dir)
     return app

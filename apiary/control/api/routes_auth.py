@@ -11,11 +11,13 @@ from starlette.requests import Request
 
 from apiary.control.api._guards import (
     ANYONE_AUTHENTICATED,
+    CSRF_COOKIE,
     PUBLIC,
     SESSION_COOKIE,
     USER,
     Caller,
     credential_of,
+    csrf_token_for,
 )
 from apiary.control.api.schemas import (
     DataPlaneOut,
@@ -77,9 +79,16 @@ def _client(cp: ControlPlane, request: Request) -> str:
 
 
 def set_session_cookie(cp: ControlPlane, response: Response, issued: IssuedSession) -> None:
+    """The session cookie (HttpOnly, SameSite=Lax, Secure when the issuer is https) and its
+    CSRF token's cookie (readable by the UI's script, which sends it as ``X-CSRF-Token``)."""
+    secure = cp.issuer.startswith("https://")
     response.set_cookie(
         SESSION_COOKIE, issued.token, max_age=cp.settings.cp_session_ttl_s, httponly=True,
-        samesite="lax", secure=cp.issuer.startswith("https://"), path="/",
+        samesite="lax", secure=secure, path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf_token_for(issued.token), max_age=cp.settings.cp_session_ttl_s,
+        httponly=False, samesite="strict", secure=secure, path="/",
     )
 
 
@@ -141,6 +150,7 @@ def logout(response: Response, caller: UserCaller) -> None:
         with caller.cp.transaction() as db:
             revoke_session(caller.cp, db, session_id)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 @router.post("/v1/auth/reauthenticate", response_model=SessionOut,

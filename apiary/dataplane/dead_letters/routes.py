@@ -8,7 +8,9 @@ configured. A dead letter holds whole events of any project, so no tenant's cred
 read it.
 
 - ``GET /v1/admin/dead-letters``: counts (by reason, stage, both, stream) of the dead
-  letters the filters match, and up to ``limit`` of them (no payloads).
+  letters the filters match, and up to ``limit`` of them (no payloads): each with its
+  ``stage`` (the writer's stage that failed, e.g. ``insert``, ``enrich``, ``crash_loop``),
+  ``project_id`` and ``rows``.
 - ``GET /v1/admin/dead-letters/{id}``: one dead letter with its headers and payload.
 - ``POST /v1/admin/dead-letters/replay``: replay the selected dead letters into their
   streams under their original message ids; the answer says, by id, which were replayed,
@@ -59,6 +61,8 @@ class DeadLetterSummary(BaseModel):
     error: str
     dead_lettered_at: float | None
     size: int
+    rows: int | None = Field(default=None, description="Events the record holds, when it "
+                             "says (records written before stages were recorded do not)")
 
 
 class DeadLetterDetail(DeadLetterSummary):

@@ -151,7 +151,7 @@ async def search_events(request: Request, body: SearchEventsRequest) -> dict[str
     principal = await context.principal(request, Permission.EVENTS_READ)
     result = await context.store.export(principal.project_id, body.to_query())
     return {"events": result["events"], "totalEvents": result["totalEvents"],
-            "count": result["totalEvents"]}
+            "count": result["totalEvents"], "next_cursor": result.get("next_cursor")}
 
 
 @router.get("/v1/events/{event_id}", response_model=GetEventResponse, responses=READ_ERRORS,

@@ -40,7 +40,7 @@ async def export_events(request: Request, body: ExportRequest) -> dict[str, Any]
     principal = await context.principal(request, Permission.EVENTS_READ)
     result = await context.store.export(principal.project_id, body.to_query())
     return {"events": result["events"], "totalEvents": result["totalEvents"],
-            "count": result["totalEvents"]}
+            "count": result["totalEvents"], "next_cursor": result.get("next_cursor")}
 
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionTreeResponse,
@@ -67,12 +67,16 @@ async def list_sessions(
     page: Annotated[int, Query(ge=1)] = 1,
     start: Annotated[str | None, Query(description="ISO time or epoch ms, inclusive")] = None,
     end: Annotated[str | None, Query(description="ISO time or epoch ms, inclusive")] = None,
+    cursor: Annotated[str | None, Query(
+        max_length=1024, description="next_cursor of the previous page (instead of page)"
+    )] = None,
 ) -> dict[str, Any]:
     context = context_of(request)
     principal = await context.principal(request, Permission.EVENTS_READ)
     date_range = {k: v for k, v in (("$gte", start), ("$lte", end)) if v is not None}
     result = await context.store.list_sessions(
-        principal.project_id, limit=limit, page=page, date_range=date_range or None
+        principal.project_id, limit=limit, page=page, date_range=date_range or None,
+        cursor=cursor,
     )
     return {**result, "page": page, "limit": limit}
 

@@ -262,12 +262,15 @@ class SearchEventsRequest(_Request):
     projections: list[str] | None = Field(default=None, max_length=100)
     limit: int | None = Field(default=None, ge=1)
     page: int | None = Field(default=None, ge=1)
+    cursor: str | None = Field(default=None, max_length=1024,
+                               description="next_cursor of the previous page (instead of page).")
     ignore_order: bool | None = None
     evaluation_id: str | None = None
 
     def to_query(self) -> dict[str, Any]:
         return export_query(self.filters, self.dateRange, self.evaluation_id,
-                            projections=self.projections, limit=self.limit, page=self.page)
+                            projections=self.projections, limit=self.limit, page=self.page,
+                            cursor=self.cursor)
 
 
 class SchemaField(BaseModel):

@@ -4,8 +4,11 @@ The answer follows OTLP/HTTP: 200 with an ``ExportTraceServiceResponse`` in the 
 encoding, whose ``partial_success`` names every rejected span and why; 400 for a body that
 does not decode; 401/403 for credentials; 413 above the size limit (before or after
 decompression); 415 for an unknown content type or encoding; 429/503 with ``Retry-After``
-when the pipeline cannot take more. Errors carry a ``google.rpc.Status`` for protobuf
-requests and ``{"code", "message", "errorCode"}`` JSON otherwise.
+when the pipeline cannot take more, and 503 with ``Retry-After`` when JetStream cannot
+take the spans (at once while the NATS connection is down, else after
+``ingest_publish_timeout_s`` without an acknowledgement): never 500, never 200. Errors
+carry a ``google.rpc.Status`` for protobuf requests and ``{"code", "message",
+"errorCode"}`` JSON otherwise.
 
 **200 means durable**: the events are in JetStream (fsync'ed) before the answer is sent,
 and the request is never answered 200 before that. A retried identical request is
@@ -81,6 +84,8 @@ def _otlp_error(exc: ApiaryError, media: str) -> Response:
     headers = {}
     if isinstance(exc, Overloaded):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif exc.retryable and exc.status == 503:  # e.g. JetStream unreachable: come back soon
+        headers["Retry-After"] = "1"
     code = _GRPC_CODE.get(exc.status, 2)
     if media == _PROTOBUF:
         body = status_pb2.Status(code=code, message=exc.message).SerializeToString()

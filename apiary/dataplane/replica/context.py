@@ -61,6 +61,7 @@ class DataPlaneContext:
             self.js,
             timeout=settings.ingest_publish_timeout_s,
             max_message_bytes=nc.max_payload,
+            connection=nc,
         )
         # Enrichment with what this replica has seen (sessions of earlier requests); the
         # writer completes it with the store's knowledge.

@@ -61,6 +61,7 @@ class WriterService:
                 objects=object_store(self._settings),
                 settings=self._settings,
                 name=self._name,
+                connection=self._nc,
             )
         self._task = start_supervised(self._loop.run, self._loop.stats, loop="writer",
                                       stopping=self._stopping, log=log, previous=self._task)

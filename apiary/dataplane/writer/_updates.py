@@ -67,7 +67,8 @@ _TIME_KEYS = ("start_time", "end_time", "duration")
 
 
 class Received(Protocol):
-    """What the writer loop holds per message (``_writer_loop._Received``)."""
+    """What the writer loop holds per message
+    (:class:`apiary.dataplane.writer._received.FlushMessage`)."""
 
     msg: Msg
     batch: EventBatch
@@ -266,7 +267,11 @@ class UpdateApplier:
     async def prepare(self, received: list[R]) -> None:
         """Store and apply the updates of one flush; call before enrichment.
 
-        Poison update messages are dead-lettered and removed from ``received``.
+        Poison update messages (a patch that cannot be applied) are dead-lettered whole,
+        with stage ``updates``, and removed from ``received``. Anything else this raises
+        fails the flush's ``updates`` stage, which the writer loop isolates (a flush may
+        therefore be prepared more than once: storing a patch again is idempotent, and so
+        is merging).
         """
         updates = [r for r in received if r.batch.get("kind") == UPDATES_KIND]
         api = [r for r in received if r.batch.get("kind") == API_KIND and r.batch["events"]]

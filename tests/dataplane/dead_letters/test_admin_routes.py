@@ -91,10 +91,13 @@ async def test_the_operator_lists_shows_replays_and_purges(
 ) -> None:
     letter = await _poison(plane, project)
     listed = await plane.ok("GET", BASE, who="operator")
+    # The writer names the stage that failed: the message did not decode.
     assert listed["counts"]["by_reason_and_stage"] == [
-        {"reason": "PoisonMessage", "stage": "writer", "count": 1}]
+        {"reason": "PoisonMessage", "stage": "decode", "count": 1}]
+    assert listed["counts"]["by_stage"] == {"decode": 1}
     [summary] = listed["dead_letters"]
     assert summary["project_id"] == project
+    assert (summary["stage"], summary["rows"]) == ("decode", 0)
     assert "not JSON" in summary["error"]
     shown = (await plane.ok("GET", f"{BASE}/{letter}", who="operator"))["dead_letter"]
     assert shown["payload"]["encoding"] == "base64"

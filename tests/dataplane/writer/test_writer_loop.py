@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 import uuid
@@ -14,6 +15,8 @@ import pytest
 from _writer_loops import until
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from apiary.dataplane.writer import WriterLoop
@@ -84,6 +87,7 @@ async def test_batches_are_stored_enriched_and_acknowledged(
                       settings=settings, name="w")
     task = asyncio.create_task(loop.run())
     await until(lambda: _count(client, project, 10))
+    await until(lambda: _drained(js))  # the ack follows the insert (and its ledger entry)
     loop.stop()
     await task
     events = (await client.export(project, {"limit": 100}))["events"]
@@ -100,6 +104,11 @@ async def test_batches_are_stored_enriched_and_acknowledged(
 
 async def _count(client: DirectStoreClient, project: str, n: int) -> bool:
     return await client.count_events(project) >= n
+
+
+async def _drained(js: JetStreamContext) -> bool:
+    info = await js.consumer_info("events", "writers")
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
 
 async def test_redelivered_batch_stays_single(
@@ -140,6 +149,70 @@ async def test_redelivered_batch_stays_single(
     assert session["total_tokens"] == 19 * 15  # sums not doubled
 
 
+class _AckLostWithTheServer(WriterLoop):
+    """Stores its first flush, then its acks are lost with a nats-server that, restarted,
+    forgot the consumer's delivered state (what ``kill -9`` of nats-server can do, tests/
+    faults/test_nats_killed_and_restarted.py): the consumer is made again from scratch, so
+    the stored message comes back as a *first* delivery, in a flush composed differently
+    (with the next message), hence under another deduplication token."""
+
+    reset: bool = False
+    next_batch: EventBatch | None = None
+
+    async def _ack(self, msg: Msg) -> None:
+        if self.reset:
+            await super()._ack(msg)
+            return
+        self.reset = True
+        js = self._js
+        # Another consumer keeps the stream's interest in the message meanwhile (interest
+        # retention), as the restarted server kept the message itself.
+        await js.add_consumer("events", ConsumerConfig(durable_name="keeps-interest",
+                                                       ack_policy=AckPolicy.EXPLICIT))
+        await js.delete_consumer("events", "writers")
+        await ensure_topology(js, self._settings)
+        assert self.next_batch is not None
+        await EventPublisher(js, timeout=5, max_message_bytes=1 << 20).publish(
+            self.next_batch, msg_id="second")
+
+
+async def test_redelivery_after_lost_acks_is_not_counted_twice(
+    nc: Client, store: EventStore, project: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    await _fresh_topology(nc, settings)
+    js = nc.jetstream()
+    session = str(uuid.uuid4())
+    await EventPublisher(js, timeout=5, max_message_bytes=nc.max_payload).publish(
+        _batch(project, 10, session=session), msg_id="first")
+    client = DirectStoreClient(store)
+    writer = _AckLostWithTheServer(js=js, store=client, objects=LocalObjectStore(tmp_path / "o"),
+                                   settings=settings, name="w")
+    second = _batch(project, 6, session=session)
+    second["events"] = second["events"][1:]  # five more model calls
+    writer.next_batch = second
+    task = asyncio.create_task(writer.run())
+    try:
+        await until(lambda: _count(client, project, 15))
+        await until(lambda: _drained(js))
+    finally:
+        writer.stop()
+        await task
+    assert writer.reset
+    # The first message came back with a delivery count of 1, below the highest sequence
+    # the writer had received: checked like a redelivery, its 10 events dropped.
+    assert writer.stats.redelivered_messages == 0
+    assert writer.stats.first_deliveries_checked == 1
+    assert writer.stats.duplicates_dropped == 10
+    assert store.count_events(project) == 15
+    assert store.count_rows(project) == 15  # not one row twice (merges are stopped)
+    assert store.count_duplicate_rows(project) == 0
+    listed = store.list_sessions(project)["sessions"]
+    assert sum(s["event_count"] for s in listed) == 15, listed
+    # The session rollups counted each span once.
+    assert sum(s["total_tokens"] for s in listed) == 14 * 15, listed
+
+
 async def test_undecodable_message_is_dead_lettered_and_the_rest_written(
     nc: Client, store: EventStore, project: str, tmp_path: Path
 ) -> None:
@@ -154,19 +227,23 @@ async def test_undecodable_message_is_dead_lettered_and_the_rest_written(
     loop = WriterLoop(js=js, store=client, objects=objects, settings=settings, name="w")
     task = asyncio.create_task(loop.run())
     await until(lambda: _count(client, project, 5))
+    await until(lambda: _drained(js))
     loop.stop()
     await task
     [key] = await objects.keys("dlq/events/")
     record = orjson.loads(await objects.get(key))
     assert record["error_type"] == "PoisonMessage"
     assert record["headers"]["Nats-Msg-Id"] == "bad"
+    assert record["stage"] == "decode"
+    assert record["project_id"] == project  # from its subject
+    assert record["rows"] == 0
     assert loop.stats.dead_lettered == 1
     info = await js.consumer_info("events", "writers")
     assert info.num_ack_pending == 0
     assert info.num_pending == 0
 
 
-async def test_a_row_the_store_rejects_is_isolated_and_dead_lettered(
+async def test_a_row_the_store_rejects_is_isolated_and_only_it_dead_lettered(
     nc: Client, store: EventStore, project: str, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
@@ -190,7 +267,56 @@ async def test_a_row_the_store_rejects_is_isolated_and_dead_lettered(
     await until(settled)
     loop.stop()
     await task
-    assert store.count_events(project) == 8
+    # The good messages and the poisoned message's two good events are stored; only the
+    # event whose id Arrow cannot take is dead-lettered, in a record of its own.
+    assert store.count_events(project) == 10
+    assert store.count_duplicate_rows(project) == 0
     assert loop.stats.dead_lettered == 1
+    assert loop.stats.spans_dead_lettered == 1
     [key] = await objects.keys("dlq/")
-    assert orjson.loads(await objects.get(key))["headers"]["Nats-Msg-Id"] == "poisoned"
+    assert key.endswith("-spans.json")
+    record = orjson.loads(await objects.get(key))
+    assert record["headers"]["Nats-Msg-Id"] == "poisoned"
+    assert record["msg_id"] == "poisoned-spans"
+    assert record["stage"] == "insert"
+    assert (record["project_id"], record["rows"]) == (project, 1)
+    [bad] = orjson.loads(base64.b64decode(record["data_base64"]))["events"]
+    assert bad["event_id"] == 12345
+
+
+async def test_flush_mixing_messages_encoded_before_and_after_the_attribute_arrays_stores_both(
+    nc: Client, store: EventStore, project: str, tmp_path: Path
+) -> None:
+    """Across an upgrade to migration 0011 the stream holds Arrow messages without the
+    attribute arrays beside new ones; one flush of both must store both (concatenating
+    their tables used to fail on the schema)."""
+    from apiary.queue import TableBatch
+    from apiary.store import _rows, events_to_arrow
+
+    settings = _settings(tmp_path, writer_batch_rows=1000)
+    await _fresh_topology(nc, settings)
+    js = nc.jetstream()
+    publisher = EventPublisher(js, timeout=5, max_message_bytes=nc.max_payload)
+    old, new = _batch(project, 4), _batch(project, 3)
+    old_table = _rows.events_to_arrow(old["tenant"], old["version"], old["events"])
+    new_table = events_to_arrow(new["tenant"], new["version"], new["events"])
+    assert "attr_keys" not in old_table.column_names
+    assert "attr_keys" in new_table.column_names
+    for name, batch, table in (("old", old, old_table), ("new", new, new_table)):
+        await publisher.publish_table(
+            TableBatch(kind="spans", tenant=batch["tenant"], version=batch["version"],
+                       table=table), msg_id=name)
+    client = DirectStoreClient(store)
+    loop = WriterLoop(js=js, store=client, objects=LocalObjectStore(tmp_path / "o"),
+                      settings=settings, name="w")
+    task = asyncio.create_task(loop.run())
+    await until(lambda: _count(client, project, 7))
+    await until(lambda: _drained(js))
+    loop.stop()
+    await task
+    assert loop.stats.dead_lettered == 0
+    assert loop.stats.inserts == 1  # one flush held both messages
+    found = await client.export(project, {"limit": 100, "filters": [
+        {"field": "metadata.tier", "operator": "is", "value": "gold", "type": "string"}]})
+    assert {e["event_id"] for e in found["events"]} >= {old["events"][0]["event_id"],
+                                                         new["events"][0]["event_id"]}

@@ -186,6 +186,10 @@ async def test_updates_survive_redelivery_and_rollups_count_once(
     assert summary["total_tokens"] == 15
 
 
+async def _waits(loop: WriterLoop, project: str, event_id: str) -> bool:
+    return (project, event_id) in loop.updates.pending()
+
+
 async def _redelivered_and_drained(writers: Writers, loop: WriterLoop) -> bool:
     return loop.stats.redelivered_messages >= 3 and await writers.drained()
 
@@ -198,7 +202,8 @@ async def test_a_restarted_writer_still_applies_updates_waiting_for_their_event(
     first = writers.start(name="first")
     await writers.publish(_patch_batch(project, event_id, feedback={"rating": 3}))
     await until(lambda: _patches(writers.store, project, event_id, 1))
-    assert (project, event_id) in first.updates.pending()
+    # (Remembered just after the patch's insert returned: wait for it, not for the row.)
+    await until(lambda: _waits(first, project, event_id))
     await writers.stop(first)  # its memory of the pending update is gone
 
     second = writers.start(name="second")
