@@ -41,7 +41,7 @@ from apiary.store import (  # noqa: E402
     events_to_arrow,
     insert_dedup_token,
 )
-from bench.query import TENANT, Generator, Loaded  # noqa: E402
+from bench._insert_data import TENANT, Generator, Loaded  # noqa: E402
 
 VIEWS = ("session_aggregates_mv", "event_schemas_mv", "project_event_details_mv")
 #: The tables migration 0009 made durable (and ``events``, ``session_aggregates`` idempotent).

@@ -24,6 +24,9 @@ from _servers import postgres_server, s3_server
 
 # litellm fetches a price map from the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The OTLP/gRPC receiver's default port (4317) is shared by the whole host: tests that
+# start a data plane leave it off unless they choose a free port themselves.
+os.environ.setdefault("APIARY_OTLP_GRPC_PORT", "0")
 
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings

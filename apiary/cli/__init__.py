@@ -100,14 +100,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(
         "\nApiary is ready.\n"
         f"  URL:           {connection.url}\n"
-        f"  web UI:        {_web_ui_line(connection.control_plane_url)}\n"
+        f"  web UI:        {_web_ui_line(connection.control_plane_url, settings.ui_dir)}\n"
         f"  control plane: {connection.control_plane_url}\n"
         f"  API key:       {connection.api_key or '(use a key of your control plane)'}\n"
         f"  project id:    {connection.project_id or '-'}\n"
+        f"  OTLP/gRPC:     {connection.otlp_grpc_endpoint or 'off'}\n"
         f"{admin}"
         f"  written to:    {settings.data_dir / 'connection.json'}\n\n"
-        f"Send OTLP/HTTP traces to {connection.url}/v1/traces with "
-        "'Authorization: Bearer <API key>'.\nPress Ctrl-C to stop.",
+        f"Send OTLP/HTTP traces to {connection.url}/v1/traces"
+        + (f" or OTLP/gRPC to {connection.otlp_grpc_endpoint}"
+           if connection.otlp_grpc_endpoint else "")
+        + " with 'Authorization: Bearer <API key>'.\nPress Ctrl-C to stop.",
         flush=True,
     )
     try:
@@ -123,13 +126,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _web_ui_line(control_plane_url: str) -> str:
+def _web_ui_line(control_plane_url: str, ui_dir: Path | None = None) -> str:
     """Where the control plane serves the web UI, or why it does not (not built)."""
     from apiary.control.api.routes_ui import UI_DIR
 
     if not control_plane_url:
         return "-"
-    if not (UI_DIR / "index.html").is_file():
+    if not ((ui_dir or UI_DIR) / "index.html").is_file():
         return "not built (Node 20 and npm are needed: `make ui`; the API works without it)"
     return f"{control_plane_url.rstrip('/')}/  (sign in with the admin account)"
 

@@ -20,6 +20,7 @@ from apiary.dataplane.datasets import routes_datapoints as datapoints
 from apiary.dataplane.datasets import routes_datasets as datasets
 from apiary.dataplane.dead_letters import routes as dead_letters
 from apiary.dataplane.evaluation import routes as evaluations
+from apiary.dataplane.evaluation import routes_draft as draft_evaluations
 from apiary.dataplane.evaluation.proxy import routes as proxy
 from apiary.dataplane.events import routes_events as events
 from apiary.dataplane.events import routes_query as query
@@ -63,6 +64,7 @@ def create_app(context: DataPlaneContext) -> FastAPI:
     app.include_router(metric_definitions.router)
     app.include_router(configurations.router)
     app.include_router(evaluations.router)
+    app.include_router(draft_evaluations.router)
     app.include_router(proxy.router)
     app.include_router(queues.router)
     app.include_router(charts.router)

@@ -29,12 +29,14 @@ class ControlPlaneDeployment:
         from apiary.control.service import ControlPlane
 
         configure_logging(settings)
+        self._ui_dir = settings.ui_dir
         self._control_plane = ControlPlane.open(settings, migrate=True)
 
     def __serve_build_asgi_app__(self) -> Any:
         from apiary.control.api import create_control_plane_app
+        from apiary.control.api.routes_ui import UI_DIR
 
-        return create_control_plane_app(self._control_plane)
+        return create_control_plane_app(self._control_plane, ui_dir=self._ui_dir or UI_DIR)
 
     async def check_health(self) -> None:
         from sqlalchemy import text

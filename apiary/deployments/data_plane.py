@@ -6,6 +6,13 @@ admits ``ingest_max_inflight`` concurrent requests itself and answers 429 beyond
 ``apiary up`` runs Serve with HAProxy ingress and direct ingress (see
 :func:`apiary.deployments.serve_environment`), so HTTP goes from HAProxy straight into the
 replica's own HTTP server, with no Python proxy and no extra Ray hop.
+
+With ``otlp_grpc_port`` set (not 0), each replica also runs the OTLP/gRPC receiver
+(:mod:`apiary.dataplane.ingest.otlp_grpc`) in its own event loop, on that port of the
+host address: every replica on a host binds it with ``SO_REUSEPORT`` and the kernel
+spreads connections over them. Serve's own gRPC proxy was not used: it needs compiled
+servicer stubs registered at ``serve.start``, and adds a proxy hop and a Ray call per
+request; in the replica, gRPC requests share its connections and its admission state.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from ray import serve
 from ray.serve.config import AutoscalingConfig
 
 from apiary.dataplane.auth import Authenticator
+from apiary.dataplane.ingest.otlp_grpc import OtlpGrpcServer
 from apiary.dataplane.replica.context import DataPlaneContext
 from apiary.settings import ApiarySettings
 
@@ -32,7 +40,16 @@ class DataPlane:
         from apiary._private.logs import configure_logging
 
         configure_logging(settings)
+        self._grpc: OtlpGrpcServer | None = None
         self._context = await DataPlaneContext.open(settings, nats_url, authenticator)
+        if settings.otlp_grpc_port:
+            receiver = OtlpGrpcServer(self._context, settings.host, settings.otlp_grpc_port)
+            try:
+                await receiver.start()  # a port it cannot bind fails the replica, clearly
+            except BaseException:
+                await self._context.close()
+                raise
+            self._grpc = receiver
 
     def __serve_build_asgi_app__(self) -> Any:
         from apiary.dataplane.app import create_app
@@ -44,6 +61,8 @@ class DataPlane:
             raise RuntimeError("NATS connection lost")
 
     async def __del__(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop()
         await self._context.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
@@ -155,6 +156,12 @@ class ControlPlaneSettings(CommonSettings):
     cp_replicas: int = Field(
         default=1, ge=1,
         description="Replicas of the control-plane HTTP deployment.",
+    )
+    ui_dir: Path | None = Field(
+        default=None,
+        description="Directory of the built web UI the control plane serves at its root (a "
+        "`vite build` output with index.html). Unset: the package's own build (`make ui` writes "
+        "it into apiary/control/webui/).",
     )
 
     @field_validator("cp_trusted_proxies", mode="before")

@@ -53,6 +53,12 @@ class DataPlaneSettings(CommonSettings):
         description="Largest request body accepted, before and after decompression; larger bodies "
         "get 413.",
     )
+    otlp_grpc_port: int = Field(
+        default=4317, ge=0, le=65535,
+        description="Port of the OTLP/gRPC trace receiver (TraceService/Export) on the host "
+        "address; every data-plane replica on a host listens on it (SO_REUSEPORT). 0 turns it "
+        "off.",
+    )
     ingest_replicas: int = Field(
         default=1, ge=1,
         description="Replicas of the data-plane HTTP deployment (the least, when it autoscales).",
@@ -459,3 +465,12 @@ class DataPlaneSettings(CommonSettings):
         """The OpenAI-compatible base URL LLM judges call: ``evaluator_judge_url``, else the
         data plane's LLM proxy."""
         return self.evaluator_judge_url or f"{self.base_url}/v1"
+
+    @property
+    def otlp_grpc_endpoint(self) -> str | None:
+        """``host:port`` of the OTLP/gRPC receiver on this host (a wildcard listen address
+        becomes 127.0.0.1), or ``None`` when ``otlp_grpc_port`` is 0."""
+        if not self.otlp_grpc_port:
+            return None
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"[{host}]:{self.otlp_grpc_port}" if ":" in host else f"{host}:{self.otlp_grpc_port}"

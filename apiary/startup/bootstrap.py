@@ -6,9 +6,10 @@ token audience. Later starts reuse all of it (the project id stays, so events wr
 before a restart stay visible), and reuse the key recorded in ``connection.json`` while the
 control plane still knows it as active; otherwise a new key is minted.
 
-``connection.json`` (mode 0600) holds the URL, the key, the project id and the admin's
-email; the control plane keeps only the key's hash. The admin's password is generated when
-the account is created, returned in :attr:`Bootstrap.admin_password` of that one start so
+``connection.json`` (mode 0600) holds the URL, the key, the project id, the admin's email
+and the OTLP/gRPC endpoint (``otlp_grpc_endpoint``, ``host:port``, when it is on); the
+control plane keeps only the key's hash. The admin's password is generated when the
+account is created, returned in :attr:`Bootstrap.admin_password` of that one start so
 that ``apiary up`` can show it once, and written nowhere: a forgotten one is replaced with
 ``apiary users reset-password admin@apiary.local``. An ``admin_password`` left in
 ``connection.json`` by an earlier version is dropped the next time it is written.
@@ -83,8 +84,9 @@ def bootstrap_control_plane(settings: ApiarySettings) -> Bootstrap:
 
 
 def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
-    """Write ``connection.json`` (mode 0600): URL, API key, project id, control plane URL
-    and admin email. Never the admin password."""
+    """Write ``connection.json`` (mode 0600): URL, API key, project id, control plane URL,
+    admin email and, when it is on, the OTLP/gRPC endpoint (``host:port``). Never the admin
+    password."""
     path = settings.data_dir / "connection.json"
     doc: dict[str, object] = {
         "url": settings.base_url,
@@ -93,5 +95,7 @@ def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
         "control_plane_url": settings.control_plane_url,
         "admin_email": bootstrap.admin_email,
     }
+    if settings.otlp_grpc_endpoint is not None:
+        doc["otlp_grpc_endpoint"] = settings.otlp_grpc_endpoint
     write_private(path, json.dumps(doc, indent=2) + "\n")
     return path

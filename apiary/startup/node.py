@@ -12,7 +12,8 @@ Serve applications run too (:mod:`apiary.startup.sequence`); what is the node's 
 process around them (lock, umask, nats-server, Ray, Serve, the bootstrap tenant).
 
 When :meth:`ApiaryNode.start` returns, the API answers and ``<data-dir>/connection.json``
-names its URL, a project API key, the project id and the admin account's email (never its
+names its URL, a project API key, the project id, the admin account's email and the
+OTLP/gRPC endpoint (``otlp_grpc_endpoint``; off with ``otlp_grpc_port`` 0) (never its
 password: that is shown once, when the account is created, and only a hash is kept).
 
 Files: everything under the data directory is owner-only (directory 0700, files 0600).
@@ -90,6 +91,8 @@ class Connection:
     control_plane_url: str
     admin_email: str | None = None
     admin_password: str | None = None
+    #: ``host:port`` of the OTLP/gRPC receiver, ``None`` when ``otlp_grpc_port`` is 0.
+    otlp_grpc_endpoint: str | None = None
 
 
 def _free_port() -> int:
@@ -166,6 +169,13 @@ class ApiaryNode:
                 f"port {s.port} on {s.host} is in use; choose another with --port or "
                 "APIARY_PORT"
             )
+        if s.otlp_grpc_port and _port_in_use(s.host, s.otlp_grpc_port):
+            # The replicas bind it with SO_REUSEPORT: without this check, a second
+            # installation on the host would silently share the first one's connections.
+            raise ConfigurationError(
+                f"port {s.otlp_grpc_port} on {s.host} (OTLP/gRPC) is in use; choose another "
+                "with APIARY_OTLP_GRPC_PORT, or 0 to turn the receiver off"
+            )
 
         if s.embedded_nats:
             self._progress("starting nats-server with JetStream (fsync on every write)")
@@ -213,9 +223,11 @@ class ApiaryNode:
             connection = Connection(
                 s.base_url, self.bootstrap.api_key, self.bootstrap.project_id, cp_url,
                 self.bootstrap.admin_email, self.bootstrap.admin_password,
+                otlp_grpc_endpoint=s.otlp_grpc_endpoint,
             )
         else:
-            connection = Connection(s.base_url, "", "", cp_url)
+            connection = Connection(s.base_url, "", "", cp_url,
+                                    otlp_grpc_endpoint=s.otlp_grpc_endpoint)
         self._write_state(connection)
         self.connection = connection
         return connection

@@ -159,6 +159,8 @@ class RemoteStoreMethods:
         page: int = 1,
         date_range: Mapping[str, Any] | None = None,
         cursor: str | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
             "list_sessions",
@@ -167,6 +169,8 @@ class RemoteStoreMethods:
             page=page,
             date_range=date_range,
             cursor=cursor,
+            sort_by=sort_by,
+            sort_order=sort_order,
         )
         return result
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import struct
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,6 +62,66 @@ class Statement:
     parameters: dict[str, Any]
 
 
+#: What an export or a session list may be sorted by: the API name -> the page query's
+#: expression of it (per event in an export; per session, over the merged rollups, in a
+#: session list). The default (start time) keeps its original cursor form and order.
+EXPORT_SORTS: dict[str, str] = {
+    "start_time": "toUnixTimestamp64Micro(start_time)",
+    "duration": "duration",
+    "cost": "cost",
+    "total_tokens": "total_tokens",
+}
+SESSION_SORTS: dict[str, str] = {
+    "start_time": "first_start_us",
+    # As the session list shows it: last end - first start in ms, 0 unless both are known.
+    "duration": ("if(first_start_us > 0 AND last_end_us > 0, "
+                 "greatest(0, toFloat64(last_end_us - first_start_us) / 1000), 0)"),
+    # The rollups' sums: the list shows exact sums (over each event's newest version),
+    # which differ from these only while a duplicate row or a re-sent event is unmerged.
+    "cost": "rollup_cost",
+    "total_tokens": "rollup_tokens",
+}
+SORT_ORDERS = ("asc", "desc")
+_INTEGER_SORTS = frozenset({"start_time", "total_tokens"})
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """A read's order: ``by`` (a key of :data:`EXPORT_SORTS`/:data:`SESSION_SORTS`) and
+    ``order``; ``default`` when it is the read's original order (its cursor keeps the
+    original form)."""
+
+    by: str
+    order: str
+    default: bool
+
+    @property
+    def direction(self) -> str:
+        return "DESC" if self.order == "desc" else "ASC"
+
+    @property
+    def comparison(self) -> str:
+        """The keyset operator: the rows after the cursor in this order."""
+        return "<" if self.order == "desc" else ">"
+
+    def cursor_kind(self, read: str) -> str:
+        return read if self.default else f"{read}:{self.by}:{self.order}"
+
+
+def _sort(by: Any, order: Any, sorts: Mapping[str, str], default_order: str) -> Sort:
+    """The validated sort of a request (``None``: the default); InvalidRequest naming the
+    field for anything not whitelisted."""
+    by = "start_time" if by is None else by
+    if not isinstance(by, str) or by not in sorts:
+        raise InvalidRequest(f"cannot sort by {str(by)[:40]!r}; supported: "
+                             + ", ".join(sorts), field="sort_by")
+    order = default_order if order is None else order
+    if order not in SORT_ORDERS:
+        raise InvalidRequest(f"sort_order must be asc or desc, not {str(order)[:20]!r}",
+                             field="sort_order")
+    return Sort(by, order, by == "start_time" and order == default_order)
+
+
 @dataclass(frozen=True, slots=True)
 class ExportPlan:
     """The statements of an export and how to shape their rows.
@@ -78,6 +140,7 @@ class ExportPlan:
     page_number: int
     fetch: Statement
     continued: bool = False  # a cursor was given: an empty page is not an empty result
+    sort: Sort = Sort("start_time", "asc", True)
 
     def rows_for(self, keys: Sequence[Mapping[str, Any]]) -> Statement:
         """The columns of the events ``keys`` (rows of :attr:`page`), in export order.
@@ -146,6 +209,54 @@ def decode_cursor(cursor: Any, kind: str) -> tuple[int, str]:
     except (ValueError, TypeError, orjson.JSONDecodeError, binascii.Error):
         raise InvalidRequest("cursor is not one this read returned", field="cursor") from None
     return micros, key
+
+
+def encode_sort_cursor(sort: Sort, read: str, value: float | int, key: str) -> str:
+    """The cursor after a row whose sort value is ``value`` (``key``: its id): the original
+    form (:func:`encode_cursor`) for the default order, else tagged with the sort."""
+    if sort.default:
+        return encode_cursor(read, int(value), key)
+    number = int(value) if sort.by in _INTEGER_SORTS else float(value)
+    return base64.urlsafe_b64encode(orjson.dumps([sort.cursor_kind(read), number, key])
+                                    ).decode().rstrip("=")
+
+
+def decode_sort_cursor(cursor: Any, read: str, sort: Sort) -> tuple[float | int, str]:
+    """``(value, key)`` of a cursor :func:`encode_sort_cursor` made for ``read`` in
+    ``sort``; InvalidRequest for anything else (another read's or another sort's)."""
+    if sort.default:
+        return decode_cursor(cursor, read)
+    try:
+        if not isinstance(cursor, str) or len(cursor) > 1024:
+            raise ValueError
+        decoded = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        tag, value, key = decoded
+        if tag != sort.cursor_kind(read) or not isinstance(key, str):
+            raise ValueError
+        if sort.by in _INTEGER_SORTS:
+            if type(value) is not int or not -(2**63) <= value < 2**63:
+                raise ValueError
+        elif type(value) not in (int, float) or not math.isfinite(value):
+            raise ValueError
+    except (ValueError, TypeError, orjson.JSONDecodeError, binascii.Error):
+        raise InvalidRequest("cursor is not one this read returned (in this order)",
+                             field="cursor") from None
+    return value, key
+
+
+def _cursor_key(sort: Sort) -> str:
+    """The SQL of a cursor's sort value: an integer as it is; a float from its IEEE bits,
+    so that it is exactly the stored value (parsing decimal text need not round-trip in
+    ClickHouse, and the keyset would then skip or repeat the row at the page boundary)."""
+    if sort.by in _INTEGER_SORTS:
+        return "{after_key:Int64}"
+    return "reinterpretAsFloat64({after_key:UInt64})"
+
+
+def _cursor_param(sort: Sort, value: float | int) -> int:
+    if sort.by in _INTEGER_SORTS:
+        return int(value)
+    return int.from_bytes(struct.pack("<d", float(value)), "little")
 
 
 def _paging(request_page: Any, cursor: Any) -> int:
@@ -243,8 +354,12 @@ def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
     (1-based) or ``cursor`` (a previous page's ``next_cursor``: the rows after it, keyset
     paging; InvalidRequest with a ``page`` other than 1). Events come in ``start_time``
     order, ties broken by ``event_id``, so pages are stable while new events arrive later
-    in time. ``indexed_paths``: nested filter paths the attribute arrays answer exactly
-    (:func:`plan_opaque_paths`).
+    in time; ``sort_by`` (:data:`EXPORT_SORTS`) and ``sort_order`` (``asc``, the default,
+    or ``desc``) choose another order, ties still broken by ``event_id`` (in the same
+    direction), and its cursors carry the sort (a cursor of another order is
+    InvalidRequest). ``search``: a case-insensitive substring of the name, the inputs or
+    the outputs. ``indexed_paths``: nested filter paths the attribute arrays answer
+    exactly (:func:`plan_opaque_paths`).
     """
     project_id = _require_project(project_id)
     if not isinstance(request, Mapping):
@@ -257,18 +372,29 @@ def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
                                       for f in filters]
     late = [c.sql for c in compiled if not c.key_only]
     late += _date_range_conditions(request.get("dateRange"), params)
+    search = request.get("search")
+    search_columns: set[str] = set()
+    if search is not None and search != "":
+        if not isinstance(search, str) or len(search) > 1024:
+            raise InvalidRequest("search must be a string of at most 1024 characters",
+                                 field="search")
+        needle = params.bind(search, "String")
+        search_columns = {"event_name", "inputs", "outputs"}
+        late.append("(" + " OR ".join(f"positionCaseInsensitiveUTF8({c}, {needle}) > 0"
+                                      for c in sorted(search_columns)) + ")")
+    sort = _sort(request.get("sort_by"), request.get("sort_order"), EXPORT_SORTS, "asc")
     limit = min(_positive_int(request.get("limit"), name="limit",
                               default=DEFAULT_EXPORT_LIMIT), MAX_EXPORT_LIMIT)
     cursor = request.get("cursor")
     page = _paging(request.get("page"), cursor)
-    after = decode_cursor(cursor, "export") if cursor is not None else None
+    after = decode_sort_cursor(cursor, "export", sort) if cursor is not None else None
     raw_projections = request.get("projections")
     projections: tuple[str, ...] | None = None
     if raw_projections:
         projections, columns = _projection_columns(raw_projections)
     else:
         columns = API_FIELDS
-    filter_columns = {_filter_column(f) for f in filters}
+    filter_columns = {_filter_column(f) for f in filters} | search_columns
     if indexed_paths is not None and any(attribute_path(f) in indexed_paths for f in filters):
         filter_columns |= {"attr_keys", "attr_values"}
     key_conditions = [c.sql for c in compiled if c.key_only]
@@ -277,7 +403,7 @@ def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
     # is the cost; the wide JSON columns are read for the page's rows alone, below).
     source = deduplicated_events(
         database, params, project_id, key_conditions,
-        filter_columns | {"start_time"}, method,
+        filter_columns | {"start_time"} | ({sort.by} - {"start_time"}), method,
     )
     where = "".join(f" AND {cond}" for cond in late)
     values = params.values
@@ -286,14 +412,26 @@ def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
     found = (f"SELECT session_id, event_id, toUnixTimestamp64Micro(start_time) AS start_us, "
              f"count() OVER () AS total FROM {source}{where}")
     paging: dict[str, Any] = {"limit": limit, "offset": _offset(page, limit)}
-    if after is not None:
-        # Keyset: the rows after the cursor's (start_time, event_id); the window above
-        # still counts every match, so the total is the same on every page.
-        found = (f"SELECT * FROM ({found}) WHERE (start_us, event_id) > "
-                 "({after_us:Int64}, {after_id:String})")
-        paging.update(after_us=after[0], after_id=after[1])
-    page_sql = (f"{found} ORDER BY start_us, event_id "
-                "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
+    if sort.default:
+        if after is not None:
+            # Keyset: the rows after the cursor's (start_time, event_id); the window above
+            # still counts every match, so the total is the same on every page.
+            found = (f"SELECT * FROM ({found}) WHERE (start_us, event_id) > "
+                     "({after_us:Int64}, {after_id:String})")
+            paging.update(after_us=after[0], after_id=after[1])
+        page_sql = (f"{found} ORDER BY start_us, event_id "
+                    "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
+    else:
+        found = (f"SELECT session_id, event_id, toUnixTimestamp64Micro(start_time) AS start_us, "
+                 f"{EXPORT_SORTS[sort.by]} AS sort_key, count() OVER () AS total "
+                 f"FROM {source}{where}")
+        if after is not None:
+            # Keyset on (sort key, event_id), in the sort's direction.
+            found = (f"SELECT * FROM ({found}) WHERE (sort_key, event_id) {sort.comparison} "
+                     f"({_cursor_key(sort)}, {{after_id:String}})")
+            paging.update(after_key=_cursor_param(sort, after[0]), after_id=after[1])
+        page_sql = (f"{found} ORDER BY sort_key {sort.direction}, event_id {sort.direction} "
+                    "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
     page_stmt = Statement(page_sql, {**values, **paging})
     total_stmt = Statement(f"SELECT count() AS n FROM {source}{where}", dict(values))
     fetch_params = Params(dict(values))
@@ -308,7 +446,7 @@ def plan_export(database: str, project_id: str, request: Mapping[str, Any], *,
     fetch_stmt = Statement(fetch_sql, {name: value for name, value in fetch_params.values.items()
                                        if "{" + name + ":" in fetch_sql})
     return ExportPlan(page_stmt, total_stmt, projections, limit, page, fetch_stmt,
-                      continued=after is not None)
+                      continued=after is not None, sort=sort)
 
 
 def _filter_column(raw: Any) -> str:
@@ -337,13 +475,19 @@ def shape_export(plan: ExportPlan, rows: list[dict[str, Any]], total: int,
     With projections, each event holds ``event_id`` and the projected fields only; a
     nested projection (``metadata.user_id``) keeps just that path of its object.
     """
+    if not plan.sort.default and keys:
+        # The wide columns come back in start_time order: put them in the page's order.
+        position = {(str(k["session_id"]), str(k["event_id"])): i for i, k in enumerate(keys)}
+        rows = sorted(rows, key=lambda r: position.get(
+            (str(r.get("session_id")), str(r.get("event_id"))), len(position)))
     events = [row_to_event(row) for row in rows]
     if plan.projections is not None:
         events = [_project(event, plan.projections) for event in events]
     next_cursor = None
     if keys and len(keys) >= plan.limit:
         last = keys[-1]
-        next_cursor = encode_cursor("export", int(last["start_us"]), str(last["event_id"]))
+        value = last["start_us"] if plan.sort.default else last["sort_key"]
+        next_cursor = encode_sort_cursor(plan.sort, "export", value, str(last["event_id"]))
     return {"events": events, "totalEvents": total, "count": total,
             "next_cursor": next_cursor}
 
@@ -486,8 +630,8 @@ _SESSION_COLUMNS = """
 
 
 def plan_session_list(database: str, project_id: str, *, limit: Any = 50, page: Any = 1,
-                      date_range: Any = None, cursor: Any = None
-                      ) -> tuple[Statement, Statement]:
+                      date_range: Any = None, cursor: Any = None, sort_by: Any = None,
+                      sort_order: Any = None) -> tuple[Statement, Statement]:
     """(page, total) statements listing a project's sessions, newest first.
 
     The page reads one light column of ``session_aggregates`` (the first start time, merged
@@ -495,6 +639,9 @@ def plan_session_list(database: str, project_id: str, *, limit: Any = 50, page: 
     for the page's sessions; :func:`plan_session_rows` then merges every rollup of those
     sessions only. ``date_range`` (``$gte``/``$lte`` ...) applies to the session's first
     start time; ``cursor`` (from :func:`session_page_cursor`) continues after a page.
+    ``sort_by`` (:data:`SESSION_SORTS`) and ``sort_order`` (``desc``, the default, or
+    ``asc``) choose another order, ties broken by ``session_id`` in the same direction;
+    the other sorts read a few more rollup columns, and their cursors carry the sort.
     """
     project_id = _require_project(project_id)
     params = Params()
@@ -503,22 +650,39 @@ def plan_session_list(database: str, project_id: str, *, limit: Any = 50, page: 
     having_sql = f" HAVING {' AND '.join(having)}" if having else ""
     limit = min(_positive_int(limit, name="limit", default=50), MAX_SESSION_LIMIT)
     page = _paging(page, cursor)
-    before = decode_cursor(cursor, "sessions") if cursor is not None else None
+    sort = _sort(sort_by, sort_order, SESSION_SORTS, "desc")
+    before = decode_sort_cursor(cursor, "sessions", sort) if cursor is not None else None
     grouped = (f"SELECT session_id, minIfMerge(start_time) AS first_start "
                f"FROM {_db(database)}.session_aggregates "
                f"WHERE project_id = {project} GROUP BY session_id{having_sql}")
-    found = (f"SELECT session_id, toUnixTimestamp64Micro(first_start) AS first_start_us, "
-             f"count() OVER () AS total FROM ({grouped})")
     paging: dict[str, Any] = {"limit": limit, "offset": _offset(page, limit)}
-    if before is not None:
-        found = (f"SELECT * FROM ({found}) WHERE (first_start_us, session_id) < "
-                 "({before_us:Int64}, {before_id:String})")
-        paging.update(before_us=before[0], before_id=before[1])
-    page_stmt = Statement(
-        f"{found} ORDER BY first_start_us DESC, session_id DESC "
-        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-        {**params.values, **paging},
-    )
+    if sort.default:
+        found = (f"SELECT session_id, toUnixTimestamp64Micro(first_start) AS first_start_us, "
+                 f"count() OVER () AS total FROM ({grouped})")
+        if before is not None:
+            found = (f"SELECT * FROM ({found}) WHERE (first_start_us, session_id) < "
+                     "({before_us:Int64}, {before_id:String})")
+            paging.update(before_us=before[0], before_id=before[1])
+        page_sql = (f"{found} ORDER BY first_start_us DESC, session_id DESC "
+                    "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
+    else:
+        sorted_group = (
+            "SELECT session_id, minIfMerge(start_time) AS first_start, "
+            "maxIfMerge(end_time) AS last_end, sum(cost) AS rollup_cost, "
+            f"sum(total_tokens) AS rollup_tokens FROM {_db(database)}.session_aggregates "
+            f"WHERE project_id = {project} GROUP BY session_id{having_sql}")
+        keyed = (f"SELECT session_id, toUnixTimestamp64Micro(first_start) AS first_start_us, "
+                 "toUnixTimestamp64Micro(last_end) AS last_end_us, rollup_cost, rollup_tokens "
+                 f"FROM ({sorted_group})")
+        found = (f"SELECT session_id, first_start_us, {SESSION_SORTS[sort.by]} AS sort_key, "
+                 f"count() OVER () AS total FROM ({keyed})")
+        if before is not None:
+            found = (f"SELECT * FROM ({found}) WHERE (sort_key, session_id) {sort.comparison} "
+                     f"({_cursor_key(sort)}, {{after_id:String}})")
+            paging.update(after_key=_cursor_param(sort, before[0]), after_id=before[1])
+        page_sql = (f"{found} ORDER BY sort_key {sort.direction}, "
+                    f"session_id {sort.direction} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}")
+    page_stmt = Statement(page_sql, {**params.values, **paging})
     total_stmt = Statement(f"SELECT count() AS n FROM ({grouped})", dict(params.values))
     return page_stmt, total_stmt
 
@@ -535,13 +699,21 @@ def plan_session_rows(database: str, project_id: str, session_ids: Sequence[str]
     )
 
 
-def session_page_cursor(keys: Sequence[Mapping[str, Any]], limit: int) -> str | None:
-    """The cursor after a full page of sessions (``keys``: rows of the page statement);
-    None after a short (last) page."""
+def session_page_cursor(keys: Sequence[Mapping[str, Any]], limit: int,
+                        sort: Sort | None = None) -> str | None:
+    """The cursor after a full page of sessions (``keys``: rows of the page statement,
+    listed in ``sort``, by default newest first); None after a short (last) page."""
     if not keys or len(keys) < limit:
         return None
     last = keys[-1]
-    return encode_cursor("sessions", int(last["first_start_us"]), str(last["session_id"]))
+    if sort is None or sort.default:
+        return encode_cursor("sessions", int(last["first_start_us"]), str(last["session_id"]))
+    return encode_sort_cursor(sort, "sessions", last["sort_key"], str(last["session_id"]))
+
+
+def session_sort(sort_by: Any = None, sort_order: Any = None) -> Sort:
+    """The validated order of a session list (see :func:`plan_session_list`)."""
+    return _sort(sort_by, sort_order, SESSION_SORTS, "desc")
 
 
 def plan_session_sums(database: str, project_id: str, session_ids: Sequence[str],

@@ -58,6 +58,7 @@ from apiary.store._queries import (
     plan_session_rows,
     plan_session_sums,
     session_page_cursor,
+    session_sort,
     shape_export,
     shape_session,
 )
@@ -345,14 +346,17 @@ class EventStore:
     @remote
     def list_sessions(self, project_id: str, *, limit: int = 50, page: int = 1,
                       date_range: Mapping[str, Any] | None = None,
-                      cursor: str | None = None) -> dict[str, Any]:
+                      cursor: str | None = None, sort_by: str | None = None,
+                      sort_order: str | None = None) -> dict[str, Any]:
         """``{"sessions": [...], "totalSessions": n, "next_cursor": c}``, newest first,
         from the rollups; cost and token sums are exact (over the newest version of each
         event). ``next_cursor`` (None after a short page) continues after this page when
-        passed back as ``cursor`` (instead of ``page``)."""
+        passed back as ``cursor`` (instead of ``page``). ``sort_by``/``sort_order``: another
+        order (:func:`~apiary.store._queries.plan_session_list`)."""
         page_stmt, total_stmt = plan_session_list(self.database, project_id, limit=limit,
                                                   page=page, date_range=date_range,
-                                                  cursor=cursor)
+                                                  cursor=cursor, sort_by=sort_by,
+                                                  sort_order=sort_order)
         keys = self._rows(page_stmt)
         rows: list[dict[str, Any]] = []
         if keys:
@@ -373,7 +377,8 @@ class EventStore:
             total = int(self._rows(total_stmt)[0]["n"])
         sessions = [shape_session(row) for row in rows]
         return {"sessions": sessions, "totalSessions": total,
-                "next_cursor": session_page_cursor(keys, int(page_stmt.parameters["limit"]))}
+                "next_cursor": session_page_cursor(keys, int(page_stmt.parameters["limit"]),
+                                                   session_sort(sort_by, sort_order))}
 
     @remote
     def event_schema(self, project_id: str, *, event_type: str | None = None,

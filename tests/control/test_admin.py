@@ -163,7 +163,7 @@ def test_cli_verify_link_and_domain_approval(
 
     session = signup(client, "newcomer@example.com", verify=False)
     printed = run("users", "verify-link", "newcomer@example.com")
-    assert str(printed["link"]).startswith(f"{settings.cp_issuer_url}/v1/auth/email/verify?")
+    assert str(printed["link"]).startswith(f"{settings.cp_issuer_url}/verify-email?")
     assert str(printed["link"]).endswith(str(printed["token"]))
     ok(client.post("/v1/auth/email/verify", json={"token": printed["token"]}))
     assert ok(client.get("/v1/me", headers=auth(session)))["user"]["email_verified"] is True

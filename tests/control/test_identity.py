@@ -70,6 +70,7 @@ def test_login_logout_and_session_token_stored_only_as_hash(
     assert token not in hashes
     assert len(hashes) == 2
     assert ok(client.get("/v1/me", headers=auth(token)))["user"]["email"] == "ada@example.com"
+    assert ok(client.get("/v1/me", headers=auth(token)))["user"]["has_password"] is True
 
     assert client.post("/v1/auth/logout", headers=auth(token)).status_code == 204
     assert error_code(client.get("/v1/me", headers=auth(token)), 401) == "unauthenticated"

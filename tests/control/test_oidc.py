@@ -77,6 +77,7 @@ def test_first_login_provisions_a_member_with_a_session(
     me = ok(client.get("/v1/me"))  # the session cookie from the callback
     client.cookies.clear()
     assert me["user"]["email"] == "alice@corp.example"
+    assert me["user"]["has_password"] is False  # SSO only: the Security tab has no password
     assert [(m["org_id"], m["role"]) for m in me["memberships"]] == [(t.org_id, "member")]
     assert provider.token_requests == [{"auth": "basic"}]
 

@@ -18,6 +18,7 @@ PUBLIC = {
     "/v1/sso/oidc/{provider_id}/start", "/v1/sso/oidc/callback",
     "/v1/auth/email/verify",  # the mailed link's token is the credential
     "/v1/auth/sso/mfa",  # the pending-MFA cookie and the code are the credentials
+    "/v1/auth/sso/discover",  # which provider serves a domain (throttled, domain-level)
     "/healthz",
 }
 

@@ -5,6 +5,7 @@ UI says so. (The real build in a real browser: tests/ui.)"""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -85,3 +86,38 @@ def test_an_unbuilt_ui_says_so(cp: ControlPlane, tmp_path: Path) -> None:
     assert "The web UI is not built" in page.text
     assert "make ui" in page.text
     assert client.get("/v1/nope", headers=HTML).json()["errorCode"] == "not_found"
+
+
+def test_the_mailed_verification_link_opens_the_ui_or_else_the_api_page(
+        cp: ControlPlane, ui_dir: Path, tmp_path: Path) -> None:
+    built = _client(cp, ui_dir, root_path="/cp").get("/cp/verify-email?token=apev_x",
+                                                     headers=HTML)
+    assert built.status_code == 200
+    assert '<div id="root">' in built.text
+    unbuilt = TestClient(create_control_plane_app(cp, ui_dir=tmp_path / "none"),
+                         root_path="/cp", follow_redirects=False)
+    moved = unbuilt.get("/cp/verify-email?token=apev_x")
+    assert moved.status_code == 302
+    assert moved.headers["location"] == "/cp/v1/auth/email/verify?token=apev_x"
+    page = unbuilt.get("/cp/v1/auth/email/verify?token=apev_x")
+    assert page.status_code == 200
+    assert 'method="post"' in page.text
+
+
+def test_a_failed_sso_callback_sends_a_browser_back_into_the_ui(
+        cp: ControlPlane, ui_dir: Path, tmp_path: Path) -> None:
+    forged = "/cp/v1/sso/oidc/callback?state=forged&code=x"
+    client = TestClient(create_control_plane_app(cp, ui_dir=ui_dir), root_path="/cp",
+                        follow_redirects=False)
+    back = client.get(forged, headers=HTML)
+    assert back.status_code == 303
+    location = urlsplit(back.headers["location"])
+    assert location.path == "/cp/"
+    assert parse_qs(location.query)["sso_error"][0]  # the reason, for the sign-in page
+    assert "apiary_session" not in back.headers.get("set-cookie", "")
+    # An API client, or a control plane without the UI: the JSON error, as before.
+    assert client.get(forged).status_code in (400, 401)
+    bare = TestClient(create_control_plane_app(cp, ui_dir=tmp_path / "none"),
+                      root_path="/cp", follow_redirects=False)
+    assert bare.get(forged, headers=HTML).headers["content-type"].startswith(
+        "application/json")

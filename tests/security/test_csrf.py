@@ -88,3 +88,47 @@ def test_logout_clears_both_cookies(client: TestClient) -> None:
     assert 'apiary_session=""' in cleared["apiary_session"]
     assert f'{CSRF_COOKIE}=""' in cleared[CSRF_COOKIE]
     assert client.get("/v1/me").status_code == 401
+
+
+def test_another_site_cannot_sign_the_victim_in_to_the_attacker_s_account(
+        client: TestClient) -> None:
+    """Login CSRF: the attacker's page posts the attacker's own credentials to the routes
+    that set the session cookie, hoping the victim's browser keeps that session (and the
+    victim then types their secrets into the attacker's account)."""
+    signup(client, "attacker@example.com")
+    client.cookies.clear()
+    creds = f'{{"email": "attacker@example.com", "password": "{PASSWORD}"}}'
+    form = f"email=attacker%40example.com&password={PASSWORD}"
+    attempts = [
+        # A plain HTML form (urlencoded, text/plain carrying JSON), from another origin.
+        ({"origin": "https://attacker.example", "sec-fetch-site": "cross-site",
+          "content-type": "application/x-www-form-urlencoded"}, form),
+        ({"origin": "https://attacker.example", "sec-fetch-site": "cross-site",
+          "content-type": "text/plain"}, creds),
+        # A sibling subdomain (same site to SameSite), and a sandboxed frame (Origin: null).
+        ({"origin": "https://evil.apiary.test", "sec-fetch-site": "same-site",
+          "content-type": "application/json"}, creds),
+        ({"origin": "null", "content-type": "application/json"}, creds),
+        # fetch(no-cors) with a Blob body: no Content-Type at all.
+        ({"origin": "https://attacker.example"}, creds),
+        # A browser without fetch metadata or Origin: still no JSON from a form.
+        ({"content-type": "text/plain"}, creds),
+        ({"content-type": "application/x-www-form-urlencoded"}, form),
+    ]
+    for path in ("/v1/auth/login", "/v1/auth/signup", "/v1/auth/sso/mfa"):
+        for headers, body in attempts:
+            response = client.post(path, content=body, headers=headers)
+            assert response.status_code in (403, 415), (path, headers, response.text)
+            expected = "csrf_failed" if response.status_code == 403 else "unsupported_media_type"
+            assert response.json()["errorCode"] == expected
+            assert "set-cookie" not in response.headers, (path, headers)
+    assert "apiary_session" not in client.cookies
+    assert client.get("/v1/me").status_code == 401
+
+    # The sign-in page itself (same origin, JSON) and non-browser clients still sign in.
+    page = {"origin": "http://testserver", "sec-fetch-site": "same-origin"}
+    ok(client.post("/v1/auth/login", headers=page,
+                   json={"email": "attacker@example.com", "password": PASSWORD}))
+    client.cookies.clear()
+    ok(client.post("/v1/auth/login", json={"email": "attacker@example.com",
+                                           "password": PASSWORD}))

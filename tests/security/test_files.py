@@ -69,7 +69,9 @@ class ApiaryUp:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("APIARY_") or k == "APIARY_FROM_SOURCE"}
         env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", APIARY_LOG_FORMAT="text",
-                   APIARY_RAY_NUM_CPUS="2", APIARY_WRITER_FLUSH_INTERVAL_S="0.2")
+                   APIARY_RAY_NUM_CPUS="2", APIARY_WRITER_FLUSH_INTERVAL_S="0.2",
+                   # 4317 is the host's; a free one keeps parallel runs apart
+                   APIARY_OTLP_GRPC_PORT=str(_free_port()))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "apiary.cli", "up", "--data-dir", str(data_dir),
              "--port", str(port)],
@@ -167,7 +169,7 @@ def test_apiary_up_under_a_loose_umask_leaves_nothing_readable_and_stores_no_pas
         assert "shown this once and stored nowhere" in output
         connection = json.loads((data_dir / "connection.json").read_text())
         assert set(connection) == {"url", "api_key", "project_id", "control_plane_url",
-                                   "admin_email"}
+                                   "admin_email", "otlp_grpc_endpoint"}
         # Stored nowhere: not in connection.json, not in any database, log or key file.
         assert _files_containing(data_dir, password.encode()) == []
         assert _login(base_url, password).status_code == 200  # and it is the real one

@@ -46,7 +46,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def node(data_dir: Path) -> Iterator[ApiaryNode]:
     settings = ApiarySettings(data_dir=data_dir, port=_free_port(), ray_num_cpus=2,
-                              writer_flush_interval_s=0.2)
+                              writer_flush_interval_s=0.2, otlp_grpc_port=_free_port())
     node = ApiaryNode(settings)
     node.start()
     yield node
@@ -81,6 +81,7 @@ def test_up_writes_connection_json(node: ApiaryNode, data_dir: Path) -> None:
     assert connection["project_id"] == node.connection.project_id
     assert connection["control_plane_url"] == f"{node.settings.base_url}/cp"
     assert connection["admin_email"] == "admin@apiary.local"
+    assert connection["otlp_grpc_endpoint"] == f"127.0.0.1:{node.settings.otlp_grpc_port}"
     # The admin's password is shown once (the start that created the account returns it)
     # and written nowhere.
     assert "admin_password" not in connection
@@ -174,6 +175,44 @@ def test_opentelemetry_exporter_spans_read_back_with_every_attribute(node: Apiar
     assert listed["event_count"] == 3
     assert listed["error_count"] == 1
     assert listed["total_tokens"] == 150
+
+
+def test_otlp_grpc_exporter_span_is_stored(node: ApiaryNode) -> None:
+    """The endpoint in connection.json takes the unmodified OTLP/gRPC exporter (gzip)."""
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcSpanExporter,
+    )
+
+    connection = node.connection
+    assert connection is not None
+    assert connection.otlp_grpc_endpoint is not None
+    provider = TracerProvider(resource=Resource.create({"service.name": "grpc-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(GrpcSpanExporter(
+        endpoint=f"http://{connection.otlp_grpc_endpoint}", insecure=True,
+        headers={"authorization": f"Bearer {connection.api_key}"},
+        compression=grpc.Compression.Gzip)))
+    session = "5b0e6a53-2b1c-4f43-9d35-0c7e7c4b9a21"
+    with provider.get_tracer("e2e-grpc").start_as_current_span("grpc_run") as span:
+        span.set_attribute("honeyhive.session_id", session)
+    provider.shutdown()
+    [event] = _wait_for_events(connection, {"field": "session_id", "operator": "is",
+                                            "value": session, "type": "string"}, 1)
+    assert event["event_name"] == "grpc_run"
+
+
+def test_up_refuses_an_otlp_grpc_port_another_process_holds(tmp_path: Path) -> None:
+    """The replicas bind it with SO_REUSEPORT: a second installation must not share it."""
+    from apiary.errors import ConfigurationError
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        settings = ApiarySettings(data_dir=tmp_path, port=_free_port(),
+                                  otlp_grpc_port=held.getsockname()[1])
+        with pytest.raises(ConfigurationError, match="APIARY_OTLP_GRPC_PORT"):
+            ApiaryNode(settings).start()
+    assert not (tmp_path / "nats").exists()  # refused before anything started
 
 
 def test_a_new_user_signs_up_enrols_totp_and_ingests_into_their_own_project(

@@ -1,14 +1,64 @@
-import { useEffect, useState } from "react";
-import { Navigate, Route, Routes, useNavigate } from "react-router-dom";
+import { type ComponentType, lazy, Suspense, useEffect, useState } from "react";
+import { Navigate, Route, Routes, useLocation, useNavigate } from "react-router-dom";
 import { ApiError } from "./api/client";
-import { firstProject, useMe } from "./api/queries";
+import { firstProject, useDataPlanes, useMe } from "./api/queries";
 import { LoginPage } from "./pages/LoginPage";
 import { ProjectLayout } from "./pages/ProjectLayout";
 import { SessionPage } from "./pages/SessionPage";
 import { TracesPage } from "./pages/TracesPage";
 
+/** A page loaded when first opened: the sign-in, traces and session pages come with the
+ * app; the others (the code editor, the charts) are fetched as their own chunks. */
+function lazyPage<K extends string>(
+  load: () => Promise<Record<K, ComponentType>>, name: K,
+): ComponentType {
+  const Page: ComponentType = lazy(async () => ({ default: (await load())[name] as ComponentType }));
+  return function LazyPage() {
+    return (
+      <Suspense fallback={<p className="loading" role="status">Loading…</p>}>
+        <Page />
+      </Suspense>
+    );
+  };
+}
+
+const DashboardPage = lazyPage(() => import("./pages/dashboard/DashboardPage"), "DashboardPage");
+const DatasetPage = lazyPage(() => import("./pages/datasets/DatasetPage"), "DatasetPage");
+const DatasetsPage = lazyPage(() => import("./pages/datasets/DatasetsPage"), "DatasetsPage");
+const ComparePage = lazyPage(() => import("./pages/experiments/ComparePage"), "ComparePage");
+const ExperimentsPage = lazyPage(() => import("./pages/experiments/ExperimentsPage"), "ExperimentsPage");
+const RunPage = lazyPage(() => import("./pages/experiments/RunPage"), "RunPage");
+const EvaluatorPage = lazyPage(() => import("./pages/evaluators/EvaluatorPage"), "EvaluatorPage");
+const EvaluatorsPage = lazyPage(() => import("./pages/evaluators/EvaluatorsPage"), "EvaluatorsPage");
+const QueuePage = lazyPage(() => import("./pages/review/QueuePage"), "QueuePage");
+const ReviewPage = lazyPage(() => import("./pages/review/ReviewPage"), "ReviewPage");
+const PromptPage = lazyPage(() => import("./pages/prompts/PromptPage"), "PromptPage");
+const PromptsPage = lazyPage(() => import("./pages/prompts/PromptsPage"), "PromptsPage");
+const SettingsPage = lazyPage(() => import("./pages/settings/SettingsPage"), "SettingsPage");
+const SignupPage = lazyPage(() => import("./pages/account/SignupPage"), "SignupPage");
+const VerifyEmailPage = lazyPage(() => import("./pages/account/VerifyEmailPage"), "VerifyEmailPage");
+
+/** Pages a visitor opens before signing in (their own routes, whatever the session). */
+const PUBLIC_PATHS = ["/signup", "/verify-email"];
+
 export function App() {
+  const location = useLocation();
+  if (PUBLIC_PATHS.includes(location.pathname)) {
+    return (
+      <Routes>
+        <Route path="/signup" element={<SignupPage />} />
+        <Route path="/verify-email" element={<VerifyEmailPage />} />
+      </Routes>
+    );
+  }
+  return <SignedIn />;
+}
+
+function SignedIn() {
   const me = useMe();
+  // Asked for beside /v1/me, not after it: a project page needs both before its first data
+  // read (bench/ui: three control-plane round trips in a row before the first row).
+  useDataPlanes();
   if (me.isPending) return <p className="loading" role="status">Loading…</p>;
   if (me.error) {
     // Not signed in (or the session ended): sign in here, then this same URL opens.
@@ -22,6 +72,20 @@ export function App() {
         <Route index element={<Navigate to="traces" replace />} />
         <Route path="traces" element={<TracesPage />} />
         <Route path="sessions/:sessionId" element={<SessionPage />} />
+        <Route path="dashboard" element={<DashboardPage />} />
+        <Route path="datasets" element={<DatasetsPage />} />
+        <Route path="datasets/:datasetId" element={<DatasetPage />} />
+        <Route path="experiments" element={<ExperimentsPage />} />
+        <Route path="experiments/compare" element={<ComparePage />} />
+        <Route path="experiments/:runId" element={<RunPage />} />
+        <Route path="evaluators" element={<EvaluatorsPage />} />
+        <Route path="evaluators/:evaluatorId" element={<EvaluatorPage />} />
+        <Route path="review" element={<ReviewPage />} />
+        <Route path="review/:queueId" element={<QueuePage />} />
+        <Route path="prompts" element={<PromptsPage />} />
+        <Route path="prompts/:templateId" element={<PromptPage />} />
+        <Route path="settings" element={<Navigate to="keys" replace />} />
+        <Route path="settings/:tab" element={<SettingsPage />} />
       </Route>
       <Route path="*" element={<NotFound />} />
     </Routes>

@@ -42,6 +42,7 @@ import hmac
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -62,7 +63,12 @@ from apiary.control.service import ControlPlane
 from apiary.control.tenancy import get_org, get_project, get_workspace, resource_of
 from apiary.control.tokens import verify_access_token
 from apiary.credentials import looks_like_jwt
-from apiary.errors import AuthenticationFailed, PermissionDenied, ReauthenticationRequired
+from apiary.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    ReauthenticationRequired,
+    UnsupportedMediaType,
+)
 
 SESSION_COOKIE = "apiary_session"
 
@@ -95,6 +101,40 @@ def check_csrf(request: Request, session_token: str) -> None:
         raise CsrfFailed("this request came with the session cookie but without its CSRF "
                          "token: send the X-CSRF-Token header (the apiary_csrf cookie's "
                          "value), or authenticate with 'Authorization: Bearer'")
+
+
+#: What a browser's ``Sec-Fetch-Site`` says about a request the page itself made.
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def refuse_cross_site_login(request: Request) -> None:
+    """Login CSRF: another site's page must not sign the victim's browser into an account
+    of the attacker's choosing (a cross-site form POST, or ``fetch``, to a route that sets
+    the session cookie). Such a route takes JSON only (a form can send ``text/plain``,
+    urlencoded or multipart bodies, never ``application/json`` without a CORS preflight
+    the control plane does not grant), and refuses a request whose browser says it came
+    from another origin (``Sec-Fetch-Site``) or whose ``Origin`` is neither this request's
+    host nor the issuer's. A client that is not a browser sends neither header: unaffected.
+    403 ``csrf_failed``; 415 for a body that is not JSON. A dependency (``dependencies=``
+    of the route): it runs before the body is read."""
+    cp = control_plane(request)
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.lower() not in _OWN_FETCH_SITES:
+        raise CsrfFailed(f"a sign-in from another site's page ({site}) is refused: sign in "
+                         "on this site")
+    origin = request.headers.get("origin")
+    if origin is not None:
+        issuer = urlsplit(cp.issuer)
+        host = request.headers.get("host", "")
+        parts = urlsplit(origin) if origin != "null" else None
+        same = parts is not None and parts.scheme in ("http", "https") and (
+            parts.netloc == host or (parts.scheme, parts.netloc) == (issuer.scheme, issuer.netloc))
+        if not same:
+            raise CsrfFailed("a sign-in from another origin is refused: sign in on this site")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType("send the credentials as JSON (Content-Type: "
+                                   "application/json)")
 
 
 def control_plane(request: Request) -> ControlPlane:

@@ -18,6 +18,7 @@ from apiary.control.api._guards import (
     Caller,
     credential_of,
     csrf_token_for,
+    refuse_cross_site_login,
 )
 from apiary.control.api.schemas import (
     DataPlaneOut,
@@ -69,6 +70,7 @@ def user_out(db_user: User, mfa_enabled: bool) -> UserOut:
     out = UserOut.model_validate(db_user)
     out.mfa_enabled = mfa_enabled
     out.email_verified = db_user.email_verified_at is not None
+    out.has_password = db_user.password_hash is not None
     return out
 
 
@@ -99,6 +101,7 @@ def session_out(issued: IssuedSession, mfa_enabled: bool) -> SessionOut:
 
 
 @router.post("/v1/auth/signup", status_code=201, response_model=SessionOut,
+             dependencies=[Depends(refuse_cross_site_login)],
              summary="Create an account with email and password, and log in; a link to "
              "verify the address is mailed (until it is used the account owns nothing)")
 def signup(body: SignupRequest, request: Request, response: Response, cp: Public) -> SessionOut:
@@ -120,6 +123,7 @@ def signup(body: SignupRequest, request: Request, response: Response, cp: Public
 
 
 @router.post("/v1/auth/login", response_model=SessionOut,
+             dependencies=[Depends(refuse_cross_site_login)],
              summary="Log in with email, password and (when enrolled) a TOTP or recovery code")
 def login(body: LoginRequest, request: Request, response: Response, cp: Public) -> SessionOut:
     """Throttled per client address, per (account, address) and per account, and wrong

@@ -16,13 +16,22 @@ Browser state lives in HttpOnly, SameSite=Lax cookies, never in URLs:
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
-from apiary.control.api._guards import PUBLIC, USER, Caller, On, Scope
+from apiary.control.api._guards import (
+    PUBLIC,
+    USER,
+    Caller,
+    On,
+    Scope,
+    refuse_cross_site_login,
+)
 from apiary.control.api.routes_auth import session_out, set_session_cookie
 from apiary.control.api.schemas import (
     OidcProviderCreate,
@@ -35,6 +44,8 @@ from apiary.control.api.schemas_identity import (
     DomainOut,
     IdentityOut,
     LinkStartOut,
+    SsoDiscoverOut,
+    SsoDiscoverRequest,
     SsoMfaRequest,
     SsoSettings,
     SsoSettingsOut,
@@ -47,6 +58,7 @@ from apiary.control.permissions import Permission as P
 from apiary.control.service import ControlPlane
 from apiary.control.tenancy import get_org
 from apiary.control.throttle import client_address
+from apiary.errors import InvalidRequest, NotFound, RequestError
 
 router = APIRouter(tags=["sso"])
 
@@ -142,21 +154,35 @@ def start(provider_id: str, cp: Public, return_to: str = Query("/")) -> Redirect
             summary="Where the identity provider returns; logs in (or asks for the second "
             "factor, or links the identity) and redirects to return_to")
 def callback(request: Request, cp: Public) -> RedirectResponse:
-    outcome = OIDC.complete(cp, dict(request.query_params),
-                               binder=request.cookies.get(BINDER_COOKIE))
-    ticket = issued = None
-    with cp.transaction() as db:
-        user = sso.provision(cp, db, outcome)
-        if outcome.link_user_id is None:
-            provider = db.get(OidcProvider, outcome.provider_id)
-            assert provider is not None
-            if sso.needs_second_factor(db, user, provider, outcome.identity):
-                ticket = sso.open_mfa_ticket(cp, db, user, provider.id, outcome.return_to)
-            else:
-                issued = create_session(cp, db, user, "oidc")
+    """A browser (it accepts HTML) of a control plane serving the web UI that cannot be
+    signed in is sent back into the UI with ``sso_error=<message>`` (to return_to when
+    the login state was found, else the UI's root) instead of a JSON error page; every
+    other caller gets the JSON error."""
+    landing: str | None = None
+    try:
+        outcome = OIDC.complete(cp, dict(request.query_params),
+                                   binder=request.cookies.get(BINDER_COOKIE))
+        landing = outcome.return_to
+        ticket = issued = None
+        with cp.transaction() as db:
+            user = sso.provision(cp, db, outcome)
+            if outcome.link_user_id is None:
+                provider = db.get(OidcProvider, outcome.provider_id)
+                assert provider is not None
+                if sso.needs_second_factor(db, user, provider, outcome.identity):
+                    ticket = sso.open_mfa_ticket(cp, db, user, provider.id, outcome.return_to)
+                else:
+                    issued = create_session(cp, db, user, "oidc")
+    except RequestError as exc:
+        if not _to_the_ui(request):
+            raise
+        target = landing or request.scope.get("root_path", "") + "/"
+        response = RedirectResponse(_with_query(target, sso_error=exc.message), 303)
+        response.delete_cookie(BINDER_COOKIE, path="/")
+        return response
     target = outcome.return_to
     if ticket is not None:
-        target += ("&" if "?" in target else "?") + "mfa=required"
+        target = _with_query(target, mfa="required")
     response = RedirectResponse(target, 303)
     response.delete_cookie(BINDER_COOKIE, path="/")
     if ticket is not None:
@@ -167,7 +193,42 @@ def callback(request: Request, cp: Public) -> RedirectResponse:
     return response
 
 
+def _with_query(target: str, **params: str) -> str:
+    return target + ("&" if "?" in target else "?") + urlencode(params)
+
+
+def _to_the_ui(request: Request) -> bool:
+    """Whether the caller is a browser and this control plane serves the built web UI
+    (:func:`apiary.control.api.routes_ui.install_ui` records where)."""
+    ui_dir: Path | None = getattr(request.app.state, "ui_dir", None)
+    return ("text/html" in request.headers.get("accept", "") and ui_dir is not None
+            and (ui_dir / "index.html").is_file())
+
+
+@router.post("/v1/auth/sso/discover", response_model=SsoDiscoverOut,
+             summary="Which single sign-on provider serves an email address's domain (the "
+             "sign-in page's \"Sign in with SSO\"): 404 when none does")
+def sso_discover(body: SsoDiscoverRequest, request: Request, cp: Public) -> SsoDiscoverOut:
+    """Only a domain an organization claimed **and an instance admin approved** is looked
+    up (an unapproved claim could send anyone's users to an attacker's provider), and only
+    the domain: the answer is the same whether or not an account with this address exists.
+    Throttled per address like a login."""
+    cp.throttle.admit_attempt(client_address(request, cp.settings.cp_trusted_proxies))
+    if body.email.count("@") != 1 or not body.email.rsplit("@", 1)[1].strip():
+        raise InvalidRequest("not a valid email address", field="email")
+    domain = domains.domain_of(body.email)
+    with cp.transaction() as db:
+        provider = sso.provider_for_domain(db, domain)
+        if provider is None:
+            raise NotFound(f"no single sign-on provider serves {domain}: sign in with your "
+                           "password, or ask your organization's admin", field="email")
+        return SsoDiscoverOut(provider_id=provider.id, provider_name=provider.name,
+                              domain=domain,
+                              login_url=f"{cp.issuer}/v1/sso/oidc/{provider.id}/start")
+
+
 @router.post("/v1/auth/sso/mfa", response_model=SessionOut,
+             dependencies=[Depends(refuse_cross_site_login)],
              summary="Finish an SSO login that needs the account's second factor")
 def sso_mfa(body: SsoMfaRequest, request: Request, response: Response,
             cp: Public) -> SessionOut:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from apiary.control import invitations, memberships, roles, tenancy
@@ -208,7 +209,11 @@ def list_memberships(
     org_id: str, scope: Annotated[Scope, Depends(On(P.MEMBERS_READ, "org"))]
 ) -> list[MembershipOut]:
     with scope.cp.transaction() as db:
-        return [_membership_out(m, r) for m, r in memberships.list_memberships(db, org_id)]
+        rows = memberships.list_memberships(db, org_id)
+        emails = {uid: email for uid, email in db.execute(select(User.id, User.email).where(
+            User.id.in_({m.user_id for m, _ in rows})))}
+        return [_membership_out(m, r).model_copy(update={"email": emails.get(m.user_id)})
+                for m, r in rows]
 
 
 @router.post("/v1/orgs/{org_id}/memberships", response_model=MembershipOut, status_code=201,

@@ -15,7 +15,9 @@ route matched is considered, and then:
   only to this origin and the registered data planes;
 - anything else is the JSON 404 it was.
 
-When the UI was not built, an HTML request gets a 404 page that says so and how to build it.
+When the UI was not built, an HTML request gets a 404 page that says so and how to build it,
+except the mailed email-verification link (``/verify-email?token=``), which is redirected
+to the API's own confirmation page.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from apiary.control.dataplanes import list_data_planes
+from apiary.control.identity.verification import UI_VERIFY_PATH, VERIFY_PATH
 from apiary.control.service import ControlPlane
 
 #: Where ``make ui`` writes the build (gitignored).
@@ -98,6 +101,7 @@ def index_page(ui_dir: Path, root_path: str) -> str | None:
 
 def install_ui(app: FastAPI, control_plane: ControlPlane, ui_dir: Path = UI_DIR) -> None:
     """Serve the UI from ``ui_dir`` for GETs no route matched (see the module docstring)."""
+    app.state.ui_dir = ui_dir  # where the UI is (routes_sso sends browsers back into it)
     previous = app.exception_handlers[StarletteHTTPException]
 
     async def json_404(request: Request, exc: Exception) -> Response:
@@ -116,6 +120,13 @@ def install_ui(app: FastAPI, control_plane: ControlPlane, ui_dir: Path = UI_DIR)
             return FileResponse(found, headers={
                 "Cache-Control": "public, max-age=31536000, immutable" if immutable
                 else "no-cache", "X-Content-Type-Options": "nosniff"})
+        if relative == UI_VERIFY_PATH.lstrip("/") and not (ui_dir / "index.html").is_file():
+            # The mailed verification link names the UI's page; without the UI, the API's
+            # own page (a button that POSTs the token) does the same.
+            query = request.url.query
+            return RedirectResponse(
+                request.scope.get("root_path", "") + VERIFY_PATH + (f"?{query}" if query else ""),
+                302, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
         first = relative.split("/", 1)[0]
         if first in API_PREFIXES or not _accepts_html(request):
             return await json_404(request, exc)

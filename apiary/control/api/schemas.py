@@ -50,6 +50,8 @@ class UserOut(_Response):
     mfa_enabled: bool = False
     email_verified: bool = Field(default=False, description="Until it is, the account owns "
                                  "nothing: no organizations, invitations or tokens.")
+    has_password: bool = Field(default=False, description="False for an account that signs "
+                               "in only by single sign-on (it cannot change a password).")
 
 
 class SessionOut(_Response):
@@ -117,6 +119,8 @@ class MembershipOut(_Response):
     project_id: str | None
     role: str
     scope_name: str | None = None
+    email: str | None = Field(default=None, description="The member's email (in the org's "
+                              "membership listing, for members:read).")
 
 
 class MeOut(_Response):

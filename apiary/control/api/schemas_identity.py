@@ -75,6 +75,19 @@ class SsoMfaRequest(_Request):
     recovery_code: str | None = Field(default=None, max_length=32)
 
 
+class SsoDiscoverRequest(_Request):
+    email: str = Field(max_length=320, description="The address the user signs in with; only "
+                       "its domain is looked at.")
+
+
+class SsoDiscoverOut(_Response):
+    provider_id: str
+    provider_name: str
+    domain: str
+    login_url: str = Field(description="Send the browser here (GET) to sign in; add "
+                           "return_to=<path> to land on that page afterwards.")
+
+
 class SsoSettings(_Request):
     trust_idp_mfa: bool = Field(description="Accept the IdP's MFA (an `amr` naming mfa, otp, "
                                 "hwk or sc) instead of asking SSO users for their TOTP code.")

@@ -45,6 +45,7 @@ from apiary.control.db import (
     Membership,
     OidcProvider,
     Organization,
+    OrgDomain,
     SsoMfaTicket,
     User,
     UserIdentity,
@@ -352,6 +353,18 @@ def get_provider(db: Session, org_id: str, provider_id: str) -> OidcProvider:
     if provider is None or provider.org_id != org_id:
         raise NotFound("SSO provider not found")
     return provider
+
+
+def provider_for_domain(db: Session, domain: str) -> OidcProvider | None:
+    """The enabled provider (first by name) of the organization that holds ``domain``
+    claimed and approved (at most one organization does), or None."""
+    return db.scalars(
+        select(OidcProvider)
+        .join(OrgDomain, OrgDomain.org_id == OidcProvider.org_id)
+        .where(OrgDomain.domain == domain, OrgDomain.approved_at.is_not(None),
+               OidcProvider.enabled.is_(True))
+        .order_by(OidcProvider.name, OidcProvider.id)
+    ).first()
 
 
 def list_providers(db: Session, org_id: str) -> list[OidcProvider]:

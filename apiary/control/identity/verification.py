@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 VERIFICATION_PREFIX = "apev_"
 VERIFY_PATH = "/v1/auth/email/verify"
+#: The web UI's page the mailed link opens (it POSTs the token to :data:`VERIFY_PATH`; a
+#: control plane without the UI built redirects it to the API's own page).
+UI_VERIFY_PATH = "/verify-email"
 Purpose = Literal["signup", "change"]
 
 
@@ -96,7 +99,7 @@ def require_recent_login(cp: ControlPlane, authenticated_at: datetime | None, do
 
 
 def link_of(cp: ControlPlane, token: str) -> str:
-    return f"{cp.issuer}{VERIFY_PATH}?token={token}"
+    return f"{cp.issuer}{UI_VERIFY_PATH}?token={token}"
 
 
 def issue(

@@ -1,4 +1,4 @@
-"""Datapoints in and out: JSONL/CSV import, JSONL export, rows and events → datapoints.
+"""Datapoints in and out: JSONL/CSV import and export, rows and events → datapoints.
 
 Rows become datapoints through a **mapping** (the HoneyHive ``DatapointMapping``): lists
 of field names for ``inputs``, ``ground_truth`` and ``history``.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,53 +107,100 @@ def _text(data: bytes) -> str:
         raise InvalidRequest("the file is not UTF-8 text") from None
 
 
-def parse_jsonl(data: bytes) -> list[dict[str, Any]]:
-    """One JSON object per non-blank line; InvalidRequest names the first bad line."""
-    rows: list[dict[str, Any]] = []
+def _jsonl_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line number, row)`` per non-blank line, or ``(line number, what is wrong)``."""
     for number, line in enumerate(_text(data).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"line {number} is not valid JSON: {exc}", field="body"
-                                 ) from None
+            yield number, f"line {number} is not valid JSON: {exc}"
+            continue
         if not isinstance(row, dict):
-            raise InvalidRequest(f"line {number} is not a JSON object", field="body")
-        rows.append(row)
-    return rows
+            yield number, f"line {number} is not a JSON object"
+            continue
+        yield number, row
 
 
-def parse_csv(data: bytes) -> list[dict[str, Any]]:
-    """Rows of a CSV file with a header line; cells are strings."""
+def _csv_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line number, row)`` per CSV row (cells are strings), or ``(line number, what is
+    wrong)``; a malformed header is an InvalidRequest (no row can be read without it)."""
     reader = csv.reader(io.StringIO(_text(data), newline=""))
     try:
         header = next(reader)
     except StopIteration:
-        return []
+        return
     except csv.Error as exc:
         raise InvalidRequest(f"the CSV header is malformed: {exc}", field="body") from None
     names = [h.strip() for h in header]
     if not all(names) or len(set(names)) != len(names):
         raise InvalidRequest("the CSV header needs distinct, non-empty column names",
                              field="body")
-    rows: list[dict[str, Any]] = []
+    number = 1
     try:
         for number, cells in enumerate(reader, start=2):
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) != len(names):
-                raise InvalidRequest(
-                    f"CSV line {number} has {len(cells)} cells; the header has {len(names)}",
-                    field="body")
-            rows.append(dict(zip(names, cells, strict=True)))
-    except csv.Error as exc:
-        raise InvalidRequest(f"the CSV is malformed: {exc}", field="body") from None
+                yield number, (f"CSV line {number} has {len(cells)} cells; the header has "
+                               f"{len(names)}")
+                continue
+            yield number, dict(zip(names, cells, strict=True))
+    except csv.Error as exc:  # the reader cannot go on after this
+        yield number + 1, f"the CSV is malformed: {exc}"
+
+
+def parse_lines(data: bytes, fmt: str) -> list[tuple[int, dict[str, Any] | str]]:
+    """Every row with its line number, or what is wrong with that line (for imports that
+    keep the good lines and report the others)."""
+    return list(_csv_lines(data) if fmt == "csv" else _jsonl_lines(data))
+
+
+def _strict(lines: Iterable[tuple[int, dict[str, Any] | str]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for _number, row in lines:
+        if isinstance(row, str):
+            raise InvalidRequest(row, field="body")
+        rows.append(row)
     return rows
+
+
+def parse_jsonl(data: bytes) -> list[dict[str, Any]]:
+    """One JSON object per non-blank line; InvalidRequest names the first bad line."""
+    return _strict(_jsonl_lines(data))
+
+
+def parse_csv(data: bytes) -> list[dict[str, Any]]:
+    """Rows of a CSV file with a header line; cells are strings."""
+    return _strict(_csv_lines(data))
 
 
 def parse(data: bytes, fmt: str) -> list[dict[str, Any]]:
     return parse_csv(data) if fmt == "csv" else parse_jsonl(data)
+
+
+_JSON_CELLS = ("inputs", "ground_truth", "history", "metadata")
+
+
+def csv_datapoint_row(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A CSV row as :func:`to_csv` writes it (the columns are datapoint fields, the object
+    cells JSON) decoded into a datapoint-shaped row; any other row as it is."""
+    if "inputs" not in row or not set(row) <= _DATAPOINT_KEYS:
+        return row
+    out: dict[str, Any] = {}
+    for key, cell in row.items():
+        if cell in (None, ""):
+            continue
+        if key in _JSON_CELLS:
+            try:
+                out[key] = orjson.loads(cell)
+            except orjson.JSONDecodeError:
+                raise InvalidRequest(f"the {key} cell is not valid JSON", field=key) from None
+        else:
+            out[key] = cell
+    out.setdefault("inputs", {})
+    return out
 
 
 # --- rows → datapoints -------------------------------------------------------------------
@@ -212,6 +259,24 @@ def row_to_spec(row: Mapping[str, Any], mapping: FieldMapping, where: str) -> Da
 def rows_to_specs(rows: Sequence[Mapping[str, Any]], mapping: FieldMapping
                   ) -> list[DatapointSpec]:
     return [row_to_spec(row, mapping, f"row {n}") for n, row in enumerate(rows, start=1)]
+
+
+def rows_to_specs_skipping(lines: Sequence[tuple[int, dict[str, Any] | str]],
+                           mapping: FieldMapping, *, csv_rows: bool = False
+                           ) -> tuple[list[DatapointSpec], list[dict[str, Any]]]:
+    """The datapoints of the good lines, and ``{line, message}`` for each bad one."""
+    specs: list[DatapointSpec] = []
+    errors: list[dict[str, Any]] = []
+    for number, row in lines:
+        if isinstance(row, str):
+            errors.append({"line": number, "message": row})
+            continue
+        try:
+            shaped = csv_datapoint_row(row) if csv_rows and mapping.empty else row
+            specs.append(row_to_spec(shaped, mapping, f"line {number}"))
+        except InvalidRequest as exc:
+            errors.append({"line": number, "message": f"line {number}: {exc.message}"})
+    return specs, errors
 
 
 # --- events → datapoints -----------------------------------------------------------------
@@ -292,6 +357,23 @@ def datapoint_record(datapoint: Datapoint | DatasetVersionItem) -> dict[str, Any
 
 def to_jsonl(datapoints: Iterable[Datapoint | DatasetVersionItem]) -> bytes:
     return b"".join(orjson.dumps(datapoint_record(d)) + b"\n" for d in datapoints)
+
+
+CSV_COLUMNS = ("id", "inputs", "ground_truth", "history", "metadata", "linked_event")
+
+
+def to_csv(datapoints: Iterable[Datapoint | DatasetVersionItem]) -> bytes:
+    """One row per datapoint under :data:`CSV_COLUMNS`; object cells are JSON (an import
+    of the file with no mapping gives the same datapoints back)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for datapoint in datapoints:
+        record = datapoint_record(datapoint)
+        writer.writerow(["" if record[c] is None else
+                         orjson.dumps(record[c]).decode() if c in _JSON_CELLS else
+                         str(record[c]) for c in CSV_COLUMNS])
+    return out.getvalue().encode()
 
 
 # --- for scripts and the command line ------------------------------------------------------

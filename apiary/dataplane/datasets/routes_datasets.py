@@ -1,5 +1,6 @@
 """Datasets (HoneyHive ``/v1/datasets``): CRUD, adding mapped rows, removing datapoints,
-immutable versions, JSONL/CSV import and JSONL export.
+immutable versions, JSONL/CSV import (all or nothing, or keeping the good lines) and
+JSONL/CSV export.
 
 Everything lives in dpdb, in the caller's project (``datasets:read`` to read,
 ``datasets:write`` to change). Both the legacy shapes the SDK's client uses (the id in the
@@ -10,7 +11,7 @@ the newer path-addressed ones are served.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
@@ -48,7 +49,7 @@ from apiary.dataplane.replica.routing import (
     owner_of,
     project_principal,
 )
-from apiary.errors import NotFound
+from apiary.errors import InvalidRequest, NotFound
 from apiary.web.body import read_body
 
 router = APIRouter(tags=["datasets"])
@@ -272,6 +273,9 @@ async def import_datapoints(
                                               "ground_truth")] = None,
     history: Annotated[str | None, Query(description="Comma-separated fields → "
                                          "history")] = None,
+    on_error: Annotated[Literal["fail", "skip"], Query(
+        description="fail: a bad line is a 400 and nothing is imported; skip: the good "
+                    "lines are imported and each bad one is reported in errors")] = "fail",
 ) -> dict[str, Any]:
     context = context_of(request)
     principal = await project_principal(context, request, WRITE)
@@ -280,35 +284,48 @@ async def import_datapoints(
     mapping = files.FieldMapping.of({"inputs": _names(inputs),
                                      "ground_truth": _names(ground_truth),
                                      "history": _names(history)})
-    specs = files.rows_to_specs(files.parse(data, fmt), mapping)
+    specs, errors = files.rows_to_specs_skipping(files.parse_lines(data, fmt), mapping,
+                                                 csv_rows=fmt == "csv")
+    if errors and on_error == "fail":
+        raise InvalidRequest(errors[0]["message"], field="body", line=errors[0]["line"])
 
     def work(db: Session) -> list[str]:
         ops.get_dataset(db, principal.project_id, dataset_id)
         created = ops.create_datapoints(db, owner_of(principal), specs, [dataset_id])
         return [d.id for d in created]
-    return {"inserted": True, "datapoint_ids": await in_transaction(context, work)}
+    ids = await in_transaction(context, work)
+    return {"inserted": bool(ids) or not errors, "datapoint_ids": ids, "errors": errors}
+
+
+_EXPORTS = {"jsonl": (_JSONL, files.to_jsonl), "csv": ("text/csv", files.to_csv)}
 
 
 @router.get("/v1/datasets/{dataset_id}/export", responses={
-    **ERRORS, 200: {"content": {_JSONL: {}}, "description": "One datapoint per line"}},
-    response_class=Response, summary="The dataset (or one of its versions) as JSONL")
+    **ERRORS, 200: {"content": {_JSONL: {}, "text/csv": {}},
+                    "description": "One datapoint per line (JSONL) or per row (CSV)"}},
+    response_class=Response, summary="The dataset (or one of its versions) as JSONL or CSV")
 async def export_datapoints(
     request: Request, dataset_id: str,
     version: Annotated[str | None, Query(description="A version id or number; default: "
                                          "the dataset as it is now")] = None,
+    format: Annotated[Literal["jsonl", "csv"], Query(
+        description="jsonl: one JSON object per line; csv: the columns id, inputs, "
+                    "ground_truth, history, metadata, linked_event (objects as JSON), "
+                    "importable as it is")] = "jsonl",
 ) -> Response:
     context = context_of(request)
     principal = await project_principal(context, request, READ)
+    media_type, encode = _EXPORTS[format]
 
     def work(db: Session) -> bytes:
         dataset = ops.get_dataset(db, principal.project_id, dataset_id)
         if version is not None:
-            return files.to_jsonl(ops.version_items(db, ops.get_version(db, dataset, version)))
-        return files.to_jsonl(ops.list_datapoints(db, principal.project_id,
-                                                  dataset_id=dataset.id, limit=None))
+            return encode(ops.version_items(db, ops.get_version(db, dataset, version)))
+        return encode(ops.list_datapoints(db, principal.project_id,
+                                          dataset_id=dataset.id, limit=None))
     body = await in_transaction(context, work)
-    return Response(body, media_type=_JSONL, headers={
-        "Content-Disposition": f'attachment; filename="dataset-{dataset_id[:64]}.jsonl"'})
+    return Response(body, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="dataset-{dataset_id[:64]}.{format}"'})
 
 
 __all__ = ["DatasetOut", "DatasetVersionOut", "dataset_out", "router", "version_out"]

@@ -232,6 +232,13 @@ class VersionResponse(BaseModel):
     datapoints: list[VersionItemOut]
 
 
+class ImportLineError(BaseModel):
+    line: int = Field(description="The line (JSONL) or row's line (CSV) of the file, from 1.")
+    message: str
+
+
 class ImportResult(BaseModel):
     inserted: bool
     datapoint_ids: list[str]
+    errors: list[ImportLineError] = Field(
+        default_factory=list, description="The lines not imported (with on_error=skip).")

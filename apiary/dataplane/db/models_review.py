@@ -4,7 +4,9 @@
   hand (event ids added) and/or by rules: ``filters`` in the export filter language, matched
   against the project's events by :mod:`apiary.dataplane.review.filler`, which remembers in
   ``fill_cursor`` the start time from which its next fill looks. ``reviewers`` are the
-  subjects (``user:<id>``, ``key:<id>``) new items are assigned to.
+  subjects (``user:<id>``, ``key:<id>``) new items are assigned to. ``criteria`` are what
+  reviewers score (a rating of 1 to 5, thumbs, a label from a list, free text), each under the
+  feedback key it writes.
 - An **item** (``annotation_items``) is one event in one queue, keyed by
   ``(queue_id, event_id)``: an event is in a queue at most once, whoever adds it and however
   often. Its ``status`` moves ``pending`` → ``in_progress`` (claimed) → ``completed`` (scored)
@@ -52,6 +54,9 @@ class AnnotationQueue(Base):
     filters: Mapped[list[Any]] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(default=True)
     reviewers: Mapped[list[str]] = mapped_column(JSON)
+    #: What reviewers score (migration 0004): ``[{key, kind, label, options}]``; null on
+    #: queues made before it, read as none.
+    criteria: Mapped[list[Any] | None] = mapped_column(JSON)
     fill_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str | None] = mapped_column(String(200))

@@ -6,7 +6,7 @@ versions, so a retried or redelivered batch never shows twice.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -60,7 +60,7 @@ async def get_session(request: Request, session_id: str) -> dict[str, Any]:
 
 
 @router.get("/v1/sessions", response_model=SessionListResponse, responses=_ERRORS,
-            summary="Sessions of the project, newest first")
+            summary="Sessions of the project, newest first (or in sort_by order)")
 async def list_sessions(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -70,13 +70,17 @@ async def list_sessions(
     cursor: Annotated[str | None, Query(
         max_length=1024, description="next_cursor of the previous page (instead of page)"
     )] = None,
+    sort_by: Annotated[Literal["start_time", "duration", "cost", "total_tokens"] | None, Query(
+        description="Order of the sessions (default start_time); ties by session_id")] = None,
+    sort_order: Annotated[Literal["asc", "desc"] | None, Query(
+        description="desc (the default) or asc")] = None,
 ) -> dict[str, Any]:
     context = context_of(request)
     principal = await context.principal(request, Permission.EVENTS_READ)
     date_range = {k: v for k, v in (("$gte", start), ("$lte", end)) if v is not None}
     result = await context.store.list_sessions(
         principal.project_id, limit=limit, page=page, date_range=date_range or None,
-        cursor=cursor,
+        cursor=cursor, sort_by=sort_by, sort_order=sort_order,
     )
     return {**result, "page": page, "limit": limit}
 

@@ -7,7 +7,7 @@ ignored filter. Fields the HoneyHive SDK still sends but that mean nothing here
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -56,11 +56,20 @@ class ExportRequest(_Request):
     project: str | None = Field(default=None, description="Ignored: the key names the project.")
     ignore_order: bool | None = Field(default=None, description="Accepted; order is stable.")
     evaluation_id: str | None = None
+    sort_by: Literal["start_time", "duration", "cost", "total_tokens"] | None = Field(
+        default=None, description="Order of the events (default start_time); ties are "
+        "broken by event_id. A cursor continues only the order it was issued in.")
+    sort_order: Literal["asc", "desc"] | None = Field(
+        default=None, description="asc (the default) or desc.")
+    search: str | None = Field(
+        default=None, max_length=256, description="Case-insensitive text the event's name, "
+        "inputs or outputs contain (in addition to the filters).")
 
     def to_query(self) -> dict[str, Any]:
         return export_query(self.filters, self.dateRange, self.evaluation_id,
                             projections=self.projections, limit=self.limit, page=self.page,
-                            cursor=self.cursor)
+                            cursor=self.cursor, sort_by=self.sort_by,
+                            sort_order=self.sort_order, search=self.search or None)
 
 
 def export_query(filters: list[EventFilter], date_range: BaseModel | None,

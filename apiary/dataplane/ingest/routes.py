@@ -11,32 +11,26 @@ carry a ``google.rpc.Status`` for protobuf requests and ``{"code", "message",
 "errorCode"}`` JSON otherwise.
 
 **200 means durable**: the events are in JetStream (fsync'ed) before the answer is sent,
-and the request is never answered 200 before that. A retried identical request is
-de-duplicated by JetStream (``Nats-Msg-Id`` is a hash of the tenant and the body).
+and the request is never answered 200 before that. Authorization, admission, decoding,
+mapping and publishing are :mod:`.accept`'s, shared with OTLP/gRPC (:mod:`.otlp_grpc`).
+A retried identical request is de-duplicated by JetStream (``Nats-Msg-Id`` is a hash of
+the tenant and the body).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import time
 
-import orjson
-import pyarrow as pa
 from fastapi import APIRouter
 from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from apiary._private import metrics
-from apiary.dataplane.auth import Permission
 from apiary.dataplane.ingest import otlp
+from apiary.dataplane.ingest.accept import accept_spans, authorize
 from apiary.dataplane.replica.context import context_of
 from apiary.errors import ApiaryError, Overloaded
-from apiary.event import SPANS_KIND, Tenant
-from apiary.queue import TableBatch
-from apiary.ratelimit import admit
-from apiary.store import events_to_arrow
 from apiary.web.body import decompress, read_body
 
 router = APIRouter(tags=["ingestion"])
@@ -113,58 +107,15 @@ async def export_traces(request: Request) -> Response:
     return response
 
 
-def _rows(tenant: Tenant, version: int, mapped: otlp.MappedSpans) -> pa.Table | None:
-    """The spans' ``events`` rows; a span whose values cannot be stored (e.g. an integer
-    beyond 64 bits) is moved to ``mapped.rejected`` instead of failing the request."""
-    try:
-        return events_to_arrow(tenant, version, mapped.events)
-    except (orjson.JSONEncodeError, TypeError, ValueError, OverflowError, pa.ArrowException):
-        pass
-    kept = []
-    for event in mapped.events:
-        try:
-            events_to_arrow(tenant, version, [event])
-        except (orjson.JSONEncodeError, TypeError, ValueError, OverflowError,
-                pa.ArrowException) as exc:
-            mapped.rejected.append(otlp.RejectedSpan(
-                event["trace_id"], event["span_id"], f"value cannot be stored: {exc}"))
-        else:
-            kept.append(event)
-    mapped.events[:] = kept
-    return events_to_arrow(tenant, version, kept) if kept else None
-
-
 async def _export(request: Request) -> Response:
     context = context_of(request)
-    principal = await context.principal(request, Permission.EVENTS_WRITE)
-    await admit(context.ingest_limiter, principal.subject)
+    principal = await authorize(context, request.headers.get("authorization"))
     content_type = request.headers.get("content-type", "")
     otlp.media_type(content_type)  # 415 before the body is read
     limit = context.settings.ingest_max_body_bytes
     with context.admit():
         body = await read_body(request, limit)
         body = decompress(body, request.headers.get("content-encoding"), limit)
-        mapped = otlp.map_request(body, content_type)
-        if mapped.events:
-            tenant: Tenant = {
-                "org_id": principal.org_id,
-                "workspace_id": principal.workspace_id,
-                "project_id": principal.project_id,
-            }
-            resolved = context.enricher.enrich_request(tenant["project_id"], mapped.events)
-            version = time.time_ns()
-            table = _rows(tenant, version, mapped)
-            digest = hashlib.blake2b(body, digest_size=16, person=b"apiary-otlp-v1")
-            digest.update(principal.project_id.encode())
-            if table is not None:
-                started = time.perf_counter()
-                await context.publisher.publish_table(
-                    TableBatch(SPANS_KIND, tenant, version, table, frozenset(resolved)),
-                    msg_id=digest.hexdigest(),
-                )
-                metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-                metrics.SPANS_ACCEPTED.inc(table.num_rows)
-        if mapped.rejected:
-            metrics.SPANS_REJECTED.inc(len(mapped.rejected))
+        mapped = await accept_spans(context, principal, body, content_type)
         payload, response_type = otlp.encode_response(mapped.rejected, content_type)
     return Response(payload, media_type=response_type)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
+from nats import errors as nats_errors
 from nats.aio.client import Client
 from starlette.requests import Request
 
@@ -75,6 +76,7 @@ class DataPlaneContext:
         self.inflight = 0
         self.backlog = 0
         self._watcher: asyncio.Task[None] | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     async def open(
@@ -107,16 +109,30 @@ class DataPlaneContext:
             self._control_plane = ControlPlaneClient.from_settings(self.settings)
         return self._control_plane
 
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have :meth:`close` await ``closer`` (something a route started on first use,
+        e.g. the draft evaluator's sandbox pool)."""
+        self._closers.append(closer)
+
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        for closer in self._closers:
+            try:
+                await closer()
+            except Exception as exc:  # closing the rest matters more
+                log.warning("a replica resource did not close", extra={"error": repr(exc)})
         if self._lazy_dpdb is not None:
             self._lazy_dpdb.dispose()
         if self._control_plane is not None:
             await self._control_plane.aclose()
         if self._redis is not None:
             await self._redis.aclose()
-        await self.nc.drain()
+        try:
+            await self.nc.drain()
+        except nats_errors.ConnectionReconnectingError:
+            # NATS is down: nothing can be flushed to it, and a replica must still stop.
+            await self.nc.close()
 
     async def _watch_backlog(self) -> None:
         while True:

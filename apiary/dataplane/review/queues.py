@@ -63,6 +63,56 @@ def check_reviewers(reviewers: Iterable[str]) -> list[str]:
     return unique
 
 
+def check_criteria(criteria: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Scoring criteria in stored form (``key``, ``kind``, and ``label``/``options`` when
+    set); 400 on a repeated key, or options missing from a category or given elsewhere."""
+    stored: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for criterion in criteria:
+        key, kind = criterion["key"], criterion["kind"]
+        if key in seen:
+            raise InvalidRequest("two criteria write the same feedback key",
+                                 field="criteria", key=key)
+        seen.add(key)
+        options = criterion.get("options")
+        if kind == "category":
+            if not options or len(options) < 2 or len(set(options)) != len(options):
+                raise InvalidRequest("a category criterion needs 2 or more distinct "
+                                     "options", field="criteria", key=key)
+        elif options is not None:
+            raise InvalidRequest("only a category criterion has options",
+                                 field="criteria", key=key)
+        entry: dict[str, Any] = {"key": key, "kind": kind}
+        if criterion.get("label"):
+            entry["label"] = criterion["label"]
+        if options is not None:
+            entry["options"] = list(options)
+        stored.append(entry)
+    return stored
+
+
+def check_scores(criteria: Sequence[Mapping[str, Any]] | None,
+                 feedback: Mapping[str, Any]) -> None:
+    """400 unless each of ``feedback``'s values for a criterion's key fits its kind (a
+    rating an integer 1 to 5, thumbs a boolean, a category one of its options, text a
+    string). Other keys (a comment, say) pass as they are."""
+    for criterion in criteria or []:
+        key, kind = criterion["key"], criterion["kind"]
+        if key not in feedback:
+            continue
+        value = feedback[key]
+        fits = {
+            "rating": isinstance(value, int) and not isinstance(value, bool)
+            and 1 <= value <= 5,
+            "thumbs": isinstance(value, bool),
+            "category": value in (criterion.get("options") or []),
+            "text": isinstance(value, str),
+        }.get(kind, True)
+        if not fits:
+            raise InvalidRequest(f"the score for {key!r} does not fit its criterion "
+                                 f"({kind})", field="feedback", key=key)
+
+
 def _require_unique_name(db: Session, project_id: str, name: str,
                          exclude: str | None = None) -> None:
     statement = select(AnnotationQueue.id).where(AnnotationQueue.project_id == project_id,
@@ -76,7 +126,8 @@ def _require_unique_name(db: Session, project_id: str, name: str,
 
 def create_queue(db: Session, owner: Owner, *, name: str, description: str | None,
                  filters: Sequence[Mapping[str, Any]], enabled: bool,
-                 reviewers: Sequence[str], event_ids: Sequence[str]) -> AnnotationQueue:
+                 reviewers: Sequence[str], event_ids: Sequence[str],
+                 criteria: Sequence[Mapping[str, Any]] = ()) -> AnnotationQueue:
     """A new queue of ``owner``'s project; ``event_ids`` become its first (manual) items.
 
     A queue with rules considers events from its creation on (less the fill look-back).
@@ -84,12 +135,14 @@ def create_queue(db: Session, owner: Owner, *, name: str, description: str | Non
     name = _check_name(name)
     stored_filters = check_filters(filters)
     reviewer_list = check_reviewers(reviewers)
+    stored_criteria = check_criteria(criteria)
     _require_unique_name(db, owner.project_id, name)
     now = utcnow()
     queue = AnnotationQueue(
         id=str(uuid.uuid4()), org_id=owner.org_id, workspace_id=owner.workspace_id,
         project_id=owner.project_id, name=name, description=description,
-        filters=stored_filters, enabled=enabled, reviewers=reviewer_list, fill_cursor=now,
+        filters=stored_filters, enabled=enabled, reviewers=reviewer_list,
+        criteria=stored_criteria, fill_cursor=now,
         last_filled_at=None, created_by=owner.subject, created_at=now, updated_at=now,
     )
     db.add(queue)
@@ -118,7 +171,7 @@ def list_queues(db: Session, project_id: str, *,
 
 def update_queue(db: Session, queue: AnnotationQueue, changes: Mapping[str, Any]) -> None:
     """Apply the fields present in ``changes`` (name, description, filters, enabled,
-    reviewers). New rules apply from the queue's current fill position on."""
+    reviewers, criteria). New rules apply from the queue's current fill position on."""
     if changes.get("name") is not None:
         name = _check_name(changes["name"])
         _require_unique_name(db, queue.project_id, name, exclude=queue.id)
@@ -131,6 +184,8 @@ def update_queue(db: Session, queue: AnnotationQueue, changes: Mapping[str, Any]
         queue.enabled = bool(changes["enabled"])
     if changes.get("reviewers") is not None:
         queue.reviewers = check_reviewers(changes["reviewers"])
+    if changes.get("criteria") is not None:
+        queue.criteria = check_criteria(changes["criteria"])
     queue.updated_at = utcnow()
     db.flush()
 

@@ -47,6 +47,7 @@ from apiary.dataplane.review import queues as queue_ops
 from apiary.dataplane.review.filler import QueueFiller
 from apiary.dataplane.review.schemas import (
     AddItems,
+    Criterion,
     FillResult,
     ItemOut,
     ItemRemoved,
@@ -116,7 +117,8 @@ def queue_out(queue: AnnotationQueue, counts: dict[str, int]) -> dict[str, Any]:
         "filters": {"filterArray": list(queue.filters)}, "enabled": queue.enabled,
         "scope_id": queue.project_id, "scope_type": "project", "is_active": True,
         "created_at": iso(queue.created_at), "updated_at": iso(queue.updated_at),
-        "reviewers": list(queue.reviewers), "item_counts": counts,
+        "reviewers": list(queue.reviewers), "criteria": list(queue.criteria or []),
+        "item_counts": counts,
         "last_filled_at": iso(queue.last_filled_at),
     }
 
@@ -137,6 +139,10 @@ def _shaped(db: Session, queue: AnnotationQueue) -> dict[str, Any]:
 
 def _filters(filters: QueueFilters | None) -> list[dict[str, Any]] | None:
     return None if filters is None else [f.model_dump() for f in filters.filterArray]
+
+
+def _criteria(criteria: list[Criterion] | None) -> list[dict[str, Any]] | None:
+    return None if criteria is None else [c.model_dump() for c in criteria]
 
 
 def _may_act(principal: Principal, queue: AnnotationQueue,
@@ -179,7 +185,8 @@ async def create_queue(request: Request, body: QueueCreate) -> dict[str, Any]:
             db, owner_of(principal), name=body.name, description=body.description,
             filters=_filters(body.filters) or [],
             enabled=True if body.enabled is None else body.enabled,
-            reviewers=body.reviewers or [], event_ids=body.event_ids or [])
+            reviewers=body.reviewers or [], event_ids=body.event_ids or [],
+            criteria=_criteria(body.criteria) or [])
         return {"queue": _shaped(db, queue), "message": "annotation queue created"}
 
     return await in_transaction(context, work)
@@ -206,6 +213,8 @@ async def update_queue(request: Request, queue_id: PathId, body: QueueUpdate) ->
                                if name in ("name", "description", "enabled", "reviewers")}
     if body.filters is not None:
         changes["filters"] = _filters(body.filters)
+    if body.criteria is not None:
+        changes["criteria"] = _criteria(body.criteria)
 
     def work(db: Session) -> dict[str, Any]:
         queue = queue_ops.get_queue(db, principal.project_id, queue_id)
@@ -354,6 +363,7 @@ async def record_score(request: Request, queue_id: PathId, event_id: PathId,
     def check(db: Session) -> None:
         queue = queue_ops.get_queue(db, principal.project_id, queue_id)
         _may_act(principal, queue, item_ops.get_item(db, queue, event_id))
+        queue_ops.check_scores(queue.criteria, body.feedback)
 
     await in_transaction(context, check)
     # The event first: once this returns, the feedback is in the pipeline for good.

@@ -7,12 +7,13 @@ where they exist: requests ``CreateAnnotationQueueRequest`` (``name``, ``descrip
 (the same, ``id``, ``add_event_ids``, ``remove_event_ids``); a queue in answers carries
 every field they require (``name, description, filters{filterArray}, enabled, id, scope_id,
 scope_type, is_active, created_at, updated_at``). Apiary adds ``reviewers`` (subjects new
-items are assigned to) and, in answers, ``item_counts`` and ``last_filled_at``.
+items are assigned to), ``criteria`` (what reviewers score, each under its feedback key)
+and, in answers, ``item_counts`` and ``last_filled_at``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,27 @@ _TEXT = r"^[^\x00]*$"
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: A feedback key a criterion writes: ``rating``, ``helpful``, ``tone.label``.
+CRITERION_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+MAX_CRITERIA = 20
+
+
+class Criterion(_Request):
+    """One thing reviewers score; the score is written to the event's feedback under
+    ``key``."""
+
+    key: str = Field(min_length=1, max_length=100, pattern=CRITERION_KEY,
+                     description="The feedback key the score is written to.")
+    kind: Literal["rating", "thumbs", "category", "text"] = Field(
+        description="rating: an integer 1 to 5; thumbs: true (up) or false (down); "
+        "category: one of ``options``; text: free text.")
+    label: str | None = Field(default=None, max_length=200, pattern=_TEXT,
+                              description="What reviewers read; the key when absent.")
+    options: list[Annotated[str, Field(min_length=1, max_length=100, pattern=_TEXT)]] | None = (
+        Field(default=None, max_length=50, description="The labels of a category "
+              "(2 to 50, distinct); only for kind category."))
 
 
 class QueueFilters(_Request):
@@ -46,6 +68,9 @@ class QueueCreate(_Request):
     reviewers: list[Subject] | None = Field(default=None, max_length=100,
                                         description="Subjects (user:<id>, key:<id>) new "
                                         "items are assigned to, least loaded first.")
+    criteria: list[Criterion] | None = Field(default=None, max_length=MAX_CRITERIA,
+                                             description="What reviewers score (keys "
+                                             "distinct).")
 
 
 class QueueUpdate(_Request):
@@ -57,6 +82,7 @@ class QueueUpdate(_Request):
     add_event_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS)
     remove_event_ids: list[Id] | None = Field(default=None, max_length=MAX_IDS)
     reviewers: list[Subject] | None = Field(default=None, max_length=100)
+    criteria: list[Criterion] | None = Field(default=None, max_length=MAX_CRITERIA)
 
 
 class QueueOut(BaseModel):
@@ -71,6 +97,7 @@ class QueueOut(BaseModel):
     created_at: str
     updated_at: str | None
     reviewers: list[str]
+    criteria: list[Criterion]
     item_counts: dict[str, int]
     last_filled_at: str | None
 

@@ -41,7 +41,7 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_from_empty_builds_exactly_the_models(empty_dp_url: str) -> None:
     assert current_revision(empty_dp_url) is None
     upgrade(empty_dp_url)
-    assert current_revision(empty_dp_url) == head_revision() == "0003"
+    assert current_revision(empty_dp_url) == head_revision() == "0004"
     assert _tables(empty_dp_url) == TABLES | {VERSION_TABLE} == set(Base.metadata.tables) | {
         "dp_alembic_version"}
     engine = open_engine(empty_dp_url)
@@ -95,7 +95,7 @@ def test_concurrent_upgrades_on_sqlite_failed_with_table_already_exists(
         upgrade(engine)
     finally:
         engine.dispose()
-    assert current_revision(empty_dp_url) == head_revision() == "0003"  # three migrations
+    assert current_revision(empty_dp_url) == head_revision() == "0004"  # four migrations
     assert (len(begins), len(commits)) == (1, 1)
 
 

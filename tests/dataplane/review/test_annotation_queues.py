@@ -254,3 +254,55 @@ async def test_permissions_and_validation(review: Plane) -> None:
                        json={"id": "another-queue", "name": "x"})
     await review.fails(400, "POST", f"/v1/queues/{queue['id']}/items/e/scores", "lead",
                        json={"feedback": {}})
+
+
+async def test_scoring_criteria_are_kept_and_scores_must_fit_them(review: Plane) -> None:
+    """A queue names what reviewers score (the web UI's scoring form); a score for a
+    criterion's key must fit its kind, other keys pass as they are."""
+    criteria = [
+        {"key": "rating", "kind": "rating", "label": "Overall quality"},
+        {"key": "helpful", "kind": "thumbs"},
+        {"key": "tone", "kind": "category", "options": ["formal", "casual"]},
+        {"key": "note", "kind": "text", "label": "Notes"},
+    ]
+    ids = await _events(review, {"n": "criteria-1"}, {"n": "criteria-2"})
+    answer = await review.ok("POST", "/v1/queues", "lead", status=201, json={
+        "name": f"criteria-{uuid.uuid4().hex[:6]}", "event_ids": ids, "criteria": criteria})
+    CreateAnnotationQueueResponse(**answer)  # the SDK still reads it
+    queue = answer["queue"]
+    assert queue["criteria"] == [{**c, "label": c.get("label"), "options": c.get("options")}
+                                 for c in criteria]
+    got = await review.ok("GET", f"/v1/queues/{queue['id']}", "viewer")
+    assert got["criteria"] == queue["criteria"]
+    GetAnnotationQueueByIdResponse(**got)
+
+    claimed = (await review.ok("POST", f"/v1/queues/{queue['id']}/items/next", "alice"))
+    path = f"/v1/queues/{queue['id']}/items/{claimed['item']['event_id']}/scores"
+    for wrong in ({"rating": 6}, {"rating": 0}, {"rating": 4.5}, {"rating": True},
+                  {"helpful": "yes"}, {"tone": "rude"}, {"note": 3}):
+        reply = await review.fails(400, "POST", path, "alice", json={"feedback": wrong})
+        assert reply["errorCode"] == "invalid_request", reply
+    # Nothing recorded by the refusals: the item is still the reviewer's, in progress.
+    [item] = [i for i in await _items(review, queue["id"])
+              if i["event_id"] == claimed["item"]["event_id"]]
+    assert item["status"] == "in_progress"
+    feedback = {"rating": 5, "helpful": False, "tone": "casual", "note": "ok",
+                "extra": [1]}
+    scored = await review.ok("POST", path, "alice", json={"feedback": feedback})
+    assert scored["item"]["feedback"] == feedback
+
+    # Changing the criteria; bad ones are refused with the reason.
+    changed = await review.ok("PUT", f"/v1/queues/{queue['id']}", "lead",
+                              json={"criteria": [{"key": "ok", "kind": "thumbs"}]})
+    assert [c["key"] for c in changed["queue"]["criteria"]] == ["ok"]
+    for bad in ([{"key": "a", "kind": "thumbs"}, {"key": "a", "kind": "text"}],
+                [{"key": "a", "kind": "category"}],
+                [{"key": "a", "kind": "category", "options": ["x", "x"]}],
+                [{"key": "a", "kind": "rating", "options": ["x", "y"]}],
+                [{"key": "a", "kind": "stars"}],
+                [{"key": "has space", "kind": "text"}]):
+        await review.fails(400, "PUT", f"/v1/queues/{queue['id']}", "lead",
+                           json={"criteria": bad})
+    # A queue without criteria says so (an empty list), and scores stay free-form.
+    plain = await _queue(review, f"plain-{uuid.uuid4().hex[:6]}")
+    assert plain["criteria"] == []

@@ -81,6 +81,9 @@ export function useDataPlane(projectId: string): { dp: ProjectDataPlane | null; 
     if (!dp) {
       dp = new ProjectDataPlane(plane, projectId);
       planes.set(key, dp);
+      // The token is fetched now, while the page renders, not on its first data read;
+      // a failure is reported by that read (it asks again).
+      dp.token().catch(() => undefined);
     }
     return { dp, error: null };
   }, [list.data, list.error, projectId]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  type Condition, type EventFilter, decodeFilters, encodeFilters, fromFilter, fromFilters,
+  type Condition, type EventFilter, decodeFilters, describe as describeCondition, encodeFilters, fromFilter, fromFilters,
   toFilter, toFilters, valueType,
 } from "./filters";
 
@@ -63,13 +63,15 @@ describe("filter language -> filter builder", () => {
 
   it("keeps a filter it has no form for as raw, unchanged", () => {
     const odd: EventFilter[] = [
-      { field: "duration", operator: "greater than", value: 1000, type: "number" },
+      { field: "duration", operator: "greater than", value: "1000", type: "string" }, // a number column typed as a string
       { field: "metadata.user_id", operator: "is", value: "42", type: "string" }, // typed as a string on purpose
       { field: "event_type", operator: "is not", value: "model", type: "string" },
-      { field: "feedback.rating", operator: "is", value: 5, type: "number" },
+      { field: "feedback.rating", operator: "is", value: "5", type: "string" },
+      { field: "start_time", operator: "after", value: 1_700_000_000_000, type: "datetime" },
+      { field: "cost", operator: "contains", value: 1, type: "number" },
     ];
     const conditions = fromFilters(odd);
-    expect(conditions.map((c) => c.kind)).toEqual(["raw", "raw", "raw", "raw"]);
+    expect(conditions.map((c) => c.kind)).toEqual(["raw", "raw", "raw", "raw", "raw", "raw"]);
     expect(toFilters(conditions)).toEqual(odd);
   });
 
@@ -92,5 +94,57 @@ describe("filters in the URL", () => {
     expect(decodeFilters('{"field":"a"}')).toBeNull();
     expect(decodeFilters('[{"field":1,"operator":"is"}]')).toBeNull();
     expect(decodeFilters('[{"field":"a","operator":"is","value":{"x":1}}]')).toBeNull();
+  });
+});
+
+describe("metrics, feedback, user properties, numbers and error text", () => {
+  const conditions: Condition[] = [
+    { kind: "metrics", path: "accuracy", operator: "greater than", value: "0.8" },
+    { kind: "metrics", path: "judge.verdict", operator: "is", value: "pass" },
+    { kind: "feedback", path: "rating", operator: "less than or equal", value: "2" },
+    { kind: "feedback", path: "liked", operator: "is", value: "true" },
+    { kind: "user_properties", path: "plan", operator: "is not", value: "free" },
+    { kind: "user_properties", path: "country", operator: "exists", value: "" },
+    { kind: "number", field: "duration", operator: "greater than", value: 1500 },
+    { kind: "number", field: "cost", operator: "less than", value: 0.01 },
+    { kind: "number", field: "total_tokens", operator: "greater than or equal", value: 1000 },
+    { kind: "error_text", operator: "contains", value: "timeout" },
+    { kind: "error_text", operator: "not contains", value: "rate limit" },
+  ];
+
+  it("writes them in the filter language, numbers typed as numbers", () => {
+    expect(toFilters(conditions)).toEqual([
+      { field: "metrics.accuracy", operator: "greater than", value: 0.8, type: "number" },
+      { field: "metrics.judge.verdict", operator: "is", value: "pass", type: "string" },
+      { field: "feedback.rating", operator: "less than or equal", value: 2, type: "number" },
+      { field: "feedback.liked", operator: "is", value: true, type: "boolean" },
+      { field: "user_properties.plan", operator: "is not", value: "free", type: "string" },
+      { field: "user_properties.country", operator: "exists", value: null, type: "string" },
+      { field: "duration", operator: "greater than", value: 1500, type: "number" },
+      { field: "cost", operator: "less than", value: 0.01, type: "number" },
+      { field: "total_tokens", operator: "greater than or equal", value: 1000, type: "number" },
+      { field: "error", operator: "contains", value: "timeout", type: "string" },
+      { field: "error", operator: "not contains", value: "rate limit", type: "string" },
+    ]);
+  });
+
+  it("reads them back as the same conditions, through the URL form too", () => {
+    expect(fromFilters(toFilters(conditions))).toEqual(conditions);
+    expect(fromFilters(decodeFilters(encodeFilters(toFilters(conditions)))!)).toEqual(conditions);
+  });
+
+  it("describes them in words", () => {
+    expect(describeCondition({ kind: "metrics", path: "accuracy", operator: "greater than", value: "0.8" }))
+      .toBe("metrics.accuracy greater than 0.8");
+    expect(describeCondition({ kind: "error_text", operator: "contains", value: "timeout" }))
+      .toBe('error contains "timeout"');
+    expect(describeCondition({ kind: "number", field: "duration", operator: "less than", value: 200 }))
+      .toBe("duration less than 200");
+  });
+
+  it("keeps an unknown nested column or a non-finite number raw", () => {
+    expect(fromFilter({ field: "config.model", operator: "is", value: "gpt", type: "string" }).kind).toBe("raw");
+    expect(fromFilter({ field: "inputs.q", operator: "contains", value: "x", type: "string" }).kind).toBe("raw");
+    expect(fromFilter({ field: "duration", operator: "greater than", value: "abc", type: "number" }).kind).toBe("raw");
   });
 });

@@ -8,18 +8,38 @@ export type EventFilter = components["schemas"]["EventFilter"];
 
 export const OPERATORS = [
   "is", "is not", "contains", "not contains", "exists", "not exists",
-  "greater than", "less than",
+  "greater than", "less than", "greater than or equal", "less than or equal",
 ] as const;
 export type Operator = (typeof OPERATORS)[number];
 export const VALUELESS: ReadonlySet<string> = new Set(["exists", "not exists"]);
 
+/** The operators that compare numbers (for number columns and numeric nested values). */
+export const NUMBER_OPERATORS = [
+  "greater than", "less than", "greater than or equal", "less than or equal", "is", "is not",
+] as const;
+export type NumberOperator = (typeof NUMBER_OPERATORS)[number];
+
+/** The JSON columns whose nested keys the builder filters on (metrics, feedback, ...). */
+export const NESTED_COLUMNS = ["metadata", "metrics", "feedback", "user_properties"] as const;
+export type NestedColumn = (typeof NESTED_COLUMNS)[number];
+
+/** The numeric event columns the builder compares (latency, cost, tokens). */
+export const NUMBER_FIELDS = ["duration", "cost", "total_tokens", "prompt_tokens", "completion_tokens"] as const;
+export type NumberField = (typeof NUMBER_FIELDS)[number];
+
 export type Condition =
   | { kind: "event_type"; value: string }
   | { kind: "event_name"; operator: Operator; value: string }
-  | { kind: "metadata"; path: string; operator: Operator; value: string }
+  | { kind: NestedColumn; path: string; operator: Operator; value: string }
+  | { kind: "number"; field: NumberField; operator: NumberOperator; value: number }
   | { kind: "error"; present: boolean }
+  | { kind: "error_text"; operator: "contains" | "not contains"; value: string }
   | { kind: "root" }
   | { kind: "raw"; filter: EventFilter };
+
+export function isNested(kind: string): kind is NestedColumn {
+  return (NESTED_COLUMNS as readonly string[]).includes(kind);
+}
 
 export const EVENT_TYPES = ["session", "chain", "model", "tool"] as const;
 
@@ -53,16 +73,23 @@ export function toFilter(c: Condition): EventFilter {
       return VALUELESS.has(c.operator)
         ? { field: "event_name", operator: c.operator, value: null, type: "string" }
         : { field: "event_name", operator: c.operator, value: c.value, type: "string" };
-    case "metadata": {
-      const field = `metadata.${c.path}`;
+    case "metadata":
+    case "metrics":
+    case "feedback":
+    case "user_properties": {
+      const field = `${c.kind}.${c.path}`;
       if (VALUELESS.has(c.operator)) return { field, operator: c.operator, value: null, type: "string" };
       if (c.operator === "contains" || c.operator === "not contains") {
         return { field, operator: c.operator, value: c.value, type: "string" };
       }
       return { field, operator: c.operator, value: typedValue(c.value), type: valueType(c.value) };
     }
+    case "number":
+      return { field: c.field, operator: c.operator, value: c.value, type: "number" };
     case "error":
       return { field: "error", operator: c.present ? "exists" : "not exists", value: null, type: "string" };
+    case "error_text":
+      return { field: "error", operator: c.operator, value: c.value, type: "string" };
     case "root":
       return { field: "parent_id", operator: "not exists", value: null, type: "string" };
     case "raw":
@@ -98,14 +125,24 @@ export function fromFilter(f: EventFilter): Condition {
   if (f.field === "error" && (op === "exists" || op === "not exists") && value == null) {
     return { kind: "error", present: op === "exists" };
   }
+  if (f.field === "error" && (op === "contains" || op === "not contains") && typeof value === "string"
+    && (f.type ?? "string") === "string") {
+    return { kind: "error_text", operator: op, value };
+  }
   if (f.field === "parent_id" && op === "not exists" && value == null) return { kind: "root" };
-  if (f.field.startsWith("metadata.") && isOperator(op)) {
-    const path = f.field.slice("metadata.".length);
+  if ((NUMBER_FIELDS as readonly string[]).includes(f.field) && f.type === "number"
+    && (NUMBER_OPERATORS as readonly string[]).includes(op) && typeof value === "number" && Number.isFinite(value)) {
+    return { kind: "number", field: f.field as NumberField, operator: op as NumberOperator, value };
+  }
+  const dot = f.field.indexOf(".");
+  const column = dot > 0 ? f.field.slice(0, dot) : "";
+  if (isNested(column) && isOperator(op)) {
+    const path = f.field.slice(dot + 1);
     if (validPath(path)) {
-      if (VALUELESS.has(op) && value == null) return { kind: "metadata", path, operator: op, value: "" };
+      if (VALUELESS.has(op) && value == null) return { kind: column, path, operator: op, value: "" };
       if (!VALUELESS.has(op) && value != null) {
         const text = String(value);
-        const candidate: Condition = { kind: "metadata", path, operator: op, value: text };
+        const candidate: Condition = { kind: column, path, operator: op, value: text };
         // Only when it comes back the same (types included) is it the builder's own.
         if (sameFilter(toFilter(candidate), f)) {
           return candidate;
@@ -125,6 +162,7 @@ export function describe(c: Condition): string {
   const f = toFilter(c);
   if (c.kind === "root") return "root events only";
   if (c.kind === "error") return c.present ? "has an error" : "has no error";
+  if (c.kind === "error_text") return `error ${c.operator} ${JSON.stringify(c.value)}`;
   return f.value == null ? `${f.field} ${f.operator}` : `${f.field} ${f.operator} ${JSON.stringify(f.value)}`;
 }
 

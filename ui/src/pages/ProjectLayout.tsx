@@ -13,6 +13,18 @@ export function useProjectContext(): ProjectContext {
   return useOutletContext<ProjectContext>();
 }
 
+/** The project's pages, in the navigation's order: [path under the project, label]. */
+const PROJECT_PAGES: ReadonlyArray<readonly [string, string]> = [
+  ["dashboard", "Dashboard"],
+  ["traces", "Traces"],
+  ["datasets", "Datasets"],
+  ["experiments", "Experiments"],
+  ["evaluators", "Evaluators"],
+  ["review", "Review"],
+  ["prompts", "Prompts"],
+  ["settings", "Settings"],
+];
+
 /** Every project page: the header with the org → workspace → project switcher, then the page. */
 export function ProjectLayout() {
   const { projectId = "" } = useParams();
@@ -21,7 +33,9 @@ export function ProjectLayout() {
     <div className="shell">
       <Header projectId={projectId} />
       <nav aria-label="Project pages" className="tabs-nav">
-        <NavLink to={`/projects/${projectId}/traces`}>Traces</NavLink>
+        {PROJECT_PAGES.map(([path, label]) => (
+          <NavLink key={path} to={`/projects/${projectId}/${path}`}>{label}</NavLink>
+        ))}
       </nav>
       <main id="main">
         {error ? <p role="alert" className="error">{error.message}</p>
