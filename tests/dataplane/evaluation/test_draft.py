@@ -19,13 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _accounts import verify_email
 from _fresh_topology import fresh_topology, until
 from _openai_server import FakeOpenAI
-from _servers import http_server
+from _owner import owner_of_two_projects, served_control_plane
 
-from apiary.control import ControlPlane, admin
-from apiary.control.api import create_control_plane_app
 from apiary.dataplane.app import create_app
 from apiary.dataplane.auth import control_plane_authenticator
 from apiary.dataplane.replica.context import DataPlaneContext
@@ -68,13 +65,9 @@ class World:
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[tuple[str, ApiarySettings]]:
-    settings = ApiarySettings(data_dir=tmp_path_factory.mktemp("cp"), cp_issuer=ISSUER,
-                              data_plane_id=DP_ID)
-    admin.data_planes_register(settings, dp_id=DP_ID, name="draft", url="http://dp.test")
-    cp = ControlPlane.open(settings)
-    with http_server(create_control_plane_app(cp)) as url:
-        yield url, settings
-    cp.close()
+    with served_control_plane(tmp_path_factory.mktemp("cp"), issuer=ISSUER, dp_id=DP_ID,
+                              name="draft") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +76,8 @@ async def world(control_plane: tuple[str, ApiarySettings], nats_server: NatsServ
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     cp_url, cp_settings = control_plane
     async with httpx.AsyncClient(base_url=cp_url, timeout=30) as cp:
-        email = f"owner-{uuid.uuid4().hex[:6]}@example.com"
-        signup = await cp.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
-        owner = {"authorization": f"Bearer {signup.json()['session_token']}"}
-        await asyncio.to_thread(verify_email, cp_settings, cp_url, email)
-        org = (await cp.post("/v1/orgs", headers=owner, json={"name": "Draft"})).json()
-        ws = (await cp.post(f"/v1/orgs/{org['id']}/workspaces", headers=owner,
-                            json={"name": "w"})).json()
-        projects = {name: (await cp.post(f"/v1/workspaces/{ws['id']}/projects",
-                                         headers=owner, json={"name": name})).json()["id"]
-                    for name in ("a", "b")}
-
-        async def key(project: str, permissions: list[str]) -> str:
-            issued = await cp.post(f"/v1/projects/{projects[project]}/keys", headers=owner,
-                                   json={"name": f"k-{uuid.uuid4().hex[:4]}",
-                                         "permissions": permissions})
-            assert issued.status_code == 201, issued.text
-            return str(issued.json()["api_key"])
-
+        owner = await owner_of_two_projects(cp, cp_url, cp_settings, "Draft")
+        key = owner.key
         keys = {"a": await key("a", WRITE), "b": await key("b", WRITE),
                 "a_judge": await key("a", [*WRITE, "proxy:use"]),
                 "a_read": await key("a", ["events:read", "evaluators:read"])}

@@ -7,6 +7,7 @@ import { formatMetric, metricRows } from "../lib/metrics";
 import { formatMs } from "../lib/waterfall";
 import type { ProjectContext } from "../pages/ProjectLayout";
 import { formatTime } from "../pages/TracesPage";
+import { Conversation } from "./Conversation";
 import { JsonView } from "./JsonView";
 import { AddToDataset, AddToQueue, FeedbackForm } from "./SpanActions";
 import "../pages/datasets/datasets.css";
@@ -98,20 +99,7 @@ export function SpanDetail({ event, actions = true }: { event: EventOut; actions
       )}
       {conversation.length > 0 && (
         <Section title="Conversation">
-          <ol className="conversation" aria-label="Conversation">
-            {conversation.map((m, i) => (
-              <li key={i} className={`msg role-${m.role}`}>
-                <span className="role">{m.role}</span>
-                {m.text && <div className="msg-text">{m.text}</div>}
-                {m.toolCalls.map((t, j) => (
-                  <div key={j} className="tool-call">
-                    <span className="role">tool call</span> <code>{t.name}</code>
-                    <pre>{t.arguments}</pre>
-                  </div>
-                ))}
-              </li>
-            ))}
-          </ol>
+          <Conversation messages={conversation} />
         </Section>
       )}
       {!isEmpty(event.inputs) && <Section title="Inputs" defaultOpen={conversation.length === 0}><JsonView value={event.inputs} /></Section>}

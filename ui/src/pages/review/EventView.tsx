@@ -1,5 +1,6 @@
 import { Link } from "react-router-dom";
 import type { EventOut } from "../../api/client";
+import { Conversation } from "../../components/Conversation";
 import { JsonView } from "../../components/JsonView";
 import { conversationOf } from "../../lib/messages";
 import { formatMs } from "../../lib/waterfall";
@@ -54,20 +55,7 @@ export function EventView({ event, projectId }: { event: EventOut; projectId: st
       {conversation.length > 0 ? (
         <section aria-labelledby="review-conv">
           <h3 id="review-conv">Conversation</h3>
-          <ol className="conversation" aria-label="Conversation">
-            {conversation.map((m, i) => (
-              <li key={i} className={`msg role-${m.role}`}>
-                <span className="role">{m.role}</span>
-                {m.text && <div className="msg-text">{m.text}</div>}
-                {m.toolCalls.map((t, j) => (
-                  <div key={j} className="tool-call">
-                    <span className="role">tool call</span> <code>{t.name}</code>
-                    <pre>{t.arguments}</pre>
-                  </div>
-                ))}
-              </li>
-            ))}
-          </ol>
+          <Conversation messages={conversation} />
         </section>
       ) : (
         <div className="review-io">
