@@ -4,6 +4,8 @@
 #               into .venv first)
 #   make compile / make uncompile   build (or delete) the mypyc-compiled ingest hot path;
 #               up, test and bench-ingest build it when it is missing or stale
+#   make proto  generate the federation stream's gRPC code (proto/ -> apiary/_generated,
+#               never committed); the install step and every target below run it when stale
 #   make ui     build the web UI (ui/: npm ci, OpenAPI types, tsc, vite build) into
 #               apiary/control/webui/, which the control plane serves; up and test run it
 #               when a source changed (up without Node: the API starts, the UI is skipped)
@@ -14,13 +16,17 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: up test lint typecheck pytest system-deps bench-ingest clean compile uncompile ui ui-optional ui-test
+.PHONY: up test lint typecheck pytest system-deps bench-ingest clean compile uncompile ui ui-optional ui-test proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python scripts/build_proto.py --if-stale
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+proto: $(STAMP)
+	$(BIN)/python scripts/build_proto.py --if-stale
 
 compile: $(STAMP)
 	$(BIN)/python scripts/compile.py --if-stale
@@ -49,7 +55,7 @@ ui-optional: $(STAMP)
 ui-test: $(UI_BUILT)
 	cd ui && npx vitest run
 
-up: $(STAMP) compile ui-optional
+up: $(STAMP) proto compile ui-optional
 	$(BIN)/apiary up $(ARGS)
 
 test: system-deps lint typecheck ui-test pytest
@@ -72,19 +78,19 @@ system-deps:
 
 # ruff, then the import contract ([tool.importlinter] in pyproject.toml: layers, private
 # modules, no cycles) and its counterpart for private names.
-lint: $(STAMP)
+lint: $(STAMP) proto
 	$(BIN)/ruff check apiary tests bench scripts
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/python scripts/check_private_names.py
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) proto
 	$(BIN)/mypy
 
 # Every test runs the compiled hot path; its unit tests run from source too (the form
 # without a C compiler), so both stay correct.
 FROM_SOURCE_TESTS := tests/dataplane/ingest/otlp tests/dataplane/enrich tests/store/test_rows.py tests/test_compiled.py
 
-pytest: $(STAMP) compile $(UI_BUILT)
+pytest: $(STAMP) proto compile $(UI_BUILT)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	APIARY_FROM_SOURCE=1 $(BIN)/python -m pytest -q $(FROM_SOURCE_TESTS)
 
@@ -94,4 +100,4 @@ bench-ingest: $(STAMP) compile
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache build
 	rm -rf ui/node_modules ui/generated apiary/control/webui test-artifacts
-	find apiary -name '*.so' -delete; rm -f apiary/_compiled.json
+	find apiary -name '*.so' -delete; rm -f apiary/_compiled.json; rm -rf apiary/_generated

@@ -20,13 +20,15 @@ event id, queue depth, ...) in ``context`` so that logs and error bodies can nam
     │   ├── NotFound                  404 the addressed thing does not exist (for this tenant)
     │   ├── Conflict                  409 clashes with current state (duplicate name, last owner)
     │   ├── Gone                      410 existed, but expired or was used up (invitation, login)
+    │   ├── MisdirectedRequest        421 the project is served by another data plane (its URL)
     │   ├── PayloadTooLarge           413 body (or its decompressed form) above the limit
     │   ├── UnsupportedMediaType      415 content type or encoding not understood
     │   └── TooManyAttempts           429 too many failed logins for this account; wait
     ├── Overloaded                    429/503 the pipeline cannot take more right now (retryable)
     │   ├── TooManyRequests           429 this replica is at its in-flight limit
     │   │   └── RateLimited           429 this credential is over its request rate
-    │   └── PipelineBackpressure      503 the durable queue is full or lagging
+    │   ├── PipelineBackpressure      503 the durable queue is full or lagging
+    │   └── Draining                  503 this data plane is draining (federation command)
     ├── QueueError                    JetStream unreachable or refused (retryable)
     ├── ControlPlaneUnavailable       503 the control plane (JWKS, token exchange) cannot be
     │                                 reached or answered nonsense (retryable)
@@ -51,7 +53,9 @@ event id, queue depth, ...) in ``context`` so that logs and error bodies can nam
     │   ├── ProviderPayloadTooLarge   413 the provider refused the size
     │   ├── ProviderTimeout           504 the provider did not answer in time (retryable)
     │   └── ProviderRateLimited       429 the provider rate-limits the key (also Overloaded)
-    └── (RequestError) ProviderNotConfigured  400 no credential for that provider here
+    ├── (RequestError) ProviderNotConfigured  400 no credential for that provider here
+    └── DeliveryFailed                a notification could not be delivered to a channel;
+        └── DeliveryRetryable         retried with back-off (connection, 408, 429, 5xx)
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ class ApiaryError(Exception):
 # Context keys that may be echoed to API callers; everything else stays in logs.
 _PUBLIC_CONTEXT = frozenset(
     {"field", "limit", "size", "content_type", "retry_after", "project_id", "event_id",
-     "session_id", "rejected", "error_type", "line", "reason"}
+     "session_id", "rejected", "error_type", "line", "reason", "data_plane_url"}
 )
 
 
@@ -183,6 +187,25 @@ class Gone(RequestError):
     error_code = "gone"
 
 
+class MisdirectedRequest(RequestError):
+    """The credential's project is served by another data plane (federation): the caller
+    must send its data to ``data_plane_url``, which the body names (``wrong_data_plane``)."""
+
+    status = 421
+    error_code = "wrong_data_plane"
+
+    def __init__(self, message: str, *, data_plane_url: str | None = None,
+                 **context: Any) -> None:
+        super().__init__(message, data_plane_url=data_plane_url, **context)
+        self.data_plane_url = data_plane_url
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        if self.data_plane_url is not None:
+            body["data_plane_url"] = self.data_plane_url
+        return body
+
+
 class PayloadTooLarge(RequestError):
     status = 413
     error_code = "payload_too_large"
@@ -233,6 +256,14 @@ class RateLimited(TooManyRequests):
 class PipelineBackpressure(Overloaded):
     status = 503
     error_code = "backpressure"
+
+
+class Draining(Overloaded):
+    """This data plane was told to drain (federation): it finishes what it accepted and
+    takes nothing new until the drain ends; another data plane or a later retry may."""
+
+    status = 503
+    error_code = "draining"
 
 
 class QueueError(ApiaryError):
@@ -404,3 +435,32 @@ class ProviderNotConfigured(InvalidRequest):
     """The workspace has no credential for the provider the model names (400)."""
 
     error_code = "provider_not_configured"
+
+
+# --- notifications (apiary.dataplane.notifications) -----------------------------------
+
+
+class DeliveryFailed(ApiaryError):
+    """A notification could not be delivered to one channel, for good: the receiver refused
+    it (a 4xx other than 408/429, an SMTP 5xx, SES rejected it), the channel cannot work (no
+    mail transport, a URL the outbound policy refuses), or its retries ran past
+    ``notify_max_age_s``. ``context`` names ``channel_id``, ``channel_type`` and, when there
+    was an answer, ``status``. The notifier dead-letters it with the message."""
+
+    status = 502
+    error_code = "delivery_failed"
+
+
+class DeliveryRetryable(DeliveryFailed):
+    """A delivery attempt failed in a way a later attempt may not: a connection error or
+    timeout, 408, 429, 5xx, an SMTP 4xx, SES throttling. ``retry_after`` is the receiver's
+    ``Retry-After`` in seconds when it sent one."""
+
+    retryable = True
+    status = 503
+    error_code = "delivery_retryable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 **context: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **context)
+        self.retry_after = retry_after

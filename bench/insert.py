@@ -1,4 +1,4 @@
-"""bench/insert: ClickHouse (chDB) CPU per stored event, by insert size, with and without views.
+"""bench/insert: ClickHouse (chDB) CPU per stored event, by insert size, with and without rollups.
 
 Usage: bench/insert [--events 100000] [--sizes 1000,2500,5000,10000] [--per-view]
                     [--durability] [--seed 7]
@@ -8,10 +8,13 @@ What a writer's flush costs the embedded ClickHouse: ``--events`` realistic even
 Arrow first, then inserted into a fresh, migrated chDB directory in batches of each size,
 as a writer does (``EventStore.insert_arrow``), and the process's CPU time is read
 (getrusage: chDB's threads included) after the inserts and again once background merges
-are idle. Two schemas: the real one (``events`` feeding ``session_aggregates``,
-``event_schemas`` and ``project_event_details`` through materialized views) and ``events``
-alone (views dropped), so the figures show what the views cost per insert and per row.
-``--per-view`` adds, at the largest size, ``events`` with each view on its own.
+are idle. Two schemas: the real one (``events`` feeding ``session_aggregates`` through a
+materialized view, plus the ``event_schemas`` and ``project_event_details`` rows the writer
+derives, migration 0013) and ``events`` alone (view dropped, no tracking rows), so the
+figures show what the rollups cost per insert and per row. The tracking rows are derived
+before the clock starts, as a writer derives them in its own process
+(``apiary.store.track_fields``): that writer-side CPU is printed in its own column.
+``--per-view`` adds, at the largest size, ``events`` with each rollup on its own.
 Inserts carry a deduplication token as a writer's do, on tables that fsync every part
 (migration 0009); ``--durability`` adds each size without them (the settings reset, no
 token: the schema before issue 13), so the figures show what durable, idempotent inserts
@@ -40,10 +43,13 @@ from apiary.store import (  # noqa: E402
     EventStore,
     events_to_arrow,
     insert_dedup_token,
+    track_fields,
+    with_attributes,
 )
 from bench._insert_data import TENANT, Generator, Loaded  # noqa: E402
 
-VIEWS = ("session_aggregates_mv", "event_schemas_mv", "project_event_details_mv")
+#: The rollups: the session view, and the writer-derived schema and detail rows (0013).
+VIEWS = ("session_aggregates_mv", "tracking")
 #: The tables migration 0009 made durable (and ``events``, ``session_aggregates`` idempotent).
 DURABLE_TABLES = ("events", "session_aggregates", "event_schemas", "project_event_details",
                   "event_updates", "derived_traces", "uninherited_sessions")
@@ -63,9 +69,8 @@ def measure(events: int, size: int, keep: tuple[str, ...], seed: int,
         store = EventStore(driver)
         try:
             store.migrate()
-            for view in VIEWS:
-                if view not in keep:
-                    driver.command(f"DROP VIEW IF EXISTS apiary.{view}")
+            if "session_aggregates_mv" not in keep:
+                driver.command("DROP VIEW IF EXISTS apiary.session_aggregates_mv")
             if not durable:
                 for name in DURABLE_TABLES:
                     driver.command(f"ALTER TABLE apiary.{name} RESET SETTING "
@@ -81,10 +86,17 @@ def measure(events: int, size: int, keep: tuple[str, ...], seed: int,
             if batch:
                 tables.append(events_to_arrow(TENANT, 1, batch))
             rows = sum(t.num_rows for t in tables)
+            walk0 = _cpu()
+            tracked = [track_fields(t) for t in tables] if "tracking" in keep else []
+            walk = _cpu() - walk0
             cpu0, wall0 = _cpu(), time.perf_counter()
             for i, table in enumerate(tables):
                 token = insert_dedup_token([str(i)], table) if durable else None
-                store.insert_arrow(table, token)
+                if tracked:
+                    store.insert_arrow(table, token, tracked[i])
+                else:
+                    driver.insert_arrow("apiary.events", with_attributes(table),
+                                        dedup_token=token)
             cpu1, wall1 = _cpu(), time.perf_counter()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -101,7 +113,8 @@ def measure(events: int, size: int, keep: tuple[str, ...], seed: int,
             store.close()
     return {"rows": rows, "inserts": len(tables), "insert_us_per_row": 1e6 * (cpu1 - cpu0) / rows,
             "with_merges_us_per_row": 1e6 * (cpu2 - cpu0) / rows,
-            "rows_per_s_wall": rows / (wall1 - wall0), "parts": parts}
+            "rows_per_s_wall": rows / (wall1 - wall0), "parts": parts,
+            "writer_walk_us_per_row": 1e6 * walk / rows}
 
 
 def main() -> None:
@@ -130,18 +143,19 @@ def main() -> None:
         cases += [(max(sizes), view, "durable") for view in VIEWS]
     print(f"{args.events:,} events per case; CPU of the chDB process per inserted row")
     print(f"{'rows/insert':>11}  {'schema':<36} {'inserts':<9} {'insert':>10} {'+ merges':>10} "
-          f"{'rows/s (wall)':>14}")
+          f"{'rows/s (wall)':>14} {'writer walk':>12}")
     for size, views, mode in cases:
         child = subprocess.run(
             [sys.executable, "-m", "bench.insert", "--events", str(args.events),
              "--seed", str(args.seed), "--child", str(size), views or "-", mode],
             cwd=ROOT, capture_output=True, text=True, check=True)
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        schema = ("events + 3 views" if views.count(",") == 2
+        schema = ("events + session view + tracking" if views.count(",") == 1
                   else f"events + {views.removesuffix('_mv')}" if views else "events alone")
         print(f"{size:>11,}  {schema:<36} {mode:<9} {result['insert_us_per_row']:>7.1f} µs "
               f"{result['with_merges_us_per_row']:>7.1f} µs "
-              f"{result['rows_per_s_wall']:>14,.0f}", flush=True)
+              f"{result['rows_per_s_wall']:>14,.0f} "
+              f"{result['writer_walk_us_per_row']:>9.1f} µs", flush=True)
 
 
 if __name__ == "__main__":

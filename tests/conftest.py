@@ -27,6 +27,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # The OTLP/gRPC receiver's default port (4317) is shared by the whole host: tests that
 # start a data plane leave it off unless they choose a free port themselves.
 os.environ.setdefault("APIARY_OTLP_GRPC_PORT", "0")
+# Likewise the control plane's federation endpoint (4320): tests that need it choose a port.
+os.environ.setdefault("APIARY_FEDERATION_GRPC_PORT", "0")
 
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings

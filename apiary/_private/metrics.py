@@ -97,9 +97,48 @@ LOOP_RESTARTS = Counter(
     "apiary_loop_restarts_total", "Restarts of a supervised loop after an exception, by loop.",
     ["loop"], registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "apiary_notifications_total", "Notification deliveries finished, by channel type and "
+    "outcome (delivered, already_done, dead_lettered), and attempts retried (retried).",
+    ["channel_type", "outcome"], registry=REGISTRY,
+)
+NOTIFY_SECONDS = Histogram(
+    "apiary_notification_delivery_seconds", "Time from a notification's queueing to its "
+    "delivery to one channel, retries included, by channel type.", ["channel_type"],
+    buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
 STORE_CALL_SECONDS = Histogram(
     "apiary_store_owner_call_seconds", "Time the store's owner spent answering one call, by "
     "method.", ["method"], buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
+FEDERATION_CONNECTED = Gauge(
+    "apiary_federation_connected", "1 while the data plane's federation stream to the control "
+    "plane is up.", registry=REGISTRY,
+)
+FEDERATION_RECONNECTS = Counter(
+    "apiary_federation_reconnects_total", "Federation streams that ended and were dialled "
+    "again, by cause (closed, error, refused).", ["cause"], registry=REGISTRY,
+)
+AUTH_STALE_USES = Counter(
+    "apiary_auth_stale_uses_total", "Requests a federated data plane authenticated with an API "
+    "key verified earlier, past the auth cache cap, because the control plane was unreachable "
+    "(APIARY_AUTH_STALE_MAX_S).", registry=REGISTRY,
+)
+FEDERATION_APPLIED_VERSION = Gauge(
+    "apiary_federation_applied_config_version", "The highest config version the data plane "
+    "applied durably.", registry=REGISTRY,
+)
+CP_FEDERATION_STREAMS = Gauge(
+    "apiary_cp_federation_streams", "Data planes' federation streams open on this control "
+    "plane's controller.", registry=REGISTRY,
+)
+CP_FEDERATION_CHANGES = Counter(
+    "apiary_cp_federation_changes_sent_total", "Config-log entries written on data planes' "
+    "streams (replays included).", registry=REGISTRY,
+)
+CP_FEDERATION_REFUSED = Counter(
+    "apiary_cp_federation_streams_refused_total", "Federation streams refused, by gRPC status "
+    "(unauthenticated, invalid_argument, unavailable).", ["code"], registry=REGISTRY,
 )
 
 

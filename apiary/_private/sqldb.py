@@ -131,6 +131,11 @@ class SqlDatabase:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        """The factory of the sessions :meth:`transaction` opens (to attach session events)."""
+        return self._sessions
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed if the block succeeds, else rolled back."""

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -35,6 +35,9 @@ import apiary
 from apiary._private.files import restrict_umask
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.settings import ApiarySettings, flag_help, load_settings
+
+if TYPE_CHECKING:
+    from apiary.startup.node import Connection
 
 # Ray 2.60 authenticates every connection with a token (~/.ray/auth_token), and reads the
 # mode once, when it is imported: say so explicitly, before anything imports Ray, so that
@@ -52,6 +55,12 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["host"] = args.host
     if getattr(args, "address", None):
         overrides["ray_address"] = args.address
+    if getattr(args, "plane", None):
+        overrides["plane"] = args.plane
+    if getattr(args, "control_plane", None):
+        overrides["control_plane_url"] = args.control_plane
+    if getattr(args, "bootstrap_token", None):
+        overrides["bootstrap_token"] = args.bootstrap_token
     return overrides
 
 
@@ -94,25 +103,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     # After start: Ray installs handlers of its own while it starts.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    admin = ""
-    if connection.admin_email:
-        admin = "  " + _admin_line(connection.admin_email, connection.admin_password) + "\n"
-    print(
-        "\nApiary is ready.\n"
-        f"  URL:           {connection.url}\n"
-        f"  web UI:        {_web_ui_line(connection.control_plane_url, settings.ui_dir)}\n"
-        f"  control plane: {connection.control_plane_url}\n"
-        f"  API key:       {connection.api_key or '(use a key of your control plane)'}\n"
-        f"  project id:    {connection.project_id or '-'}\n"
-        f"  OTLP/gRPC:     {connection.otlp_grpc_endpoint or 'off'}\n"
-        f"{admin}"
-        f"  written to:    {settings.data_dir / 'connection.json'}\n\n"
-        f"Send OTLP/HTTP traces to {connection.url}/v1/traces"
-        + (f" or OTLP/gRPC to {connection.otlp_grpc_endpoint}"
-           if connection.otlp_grpc_endpoint else "")
-        + " with 'Authorization: Bearer <API key>'.\nPress Ctrl-C to stop.",
-        flush=True,
-    )
+    if connection.plane == "control":
+        print(_control_ready_text(connection, settings.data_dir), flush=True)
+    else:
+        print(_ready_text(connection, settings), flush=True)
     try:
         while not stop.wait(5.0):
             try:
@@ -124,6 +118,57 @@ def cmd_up(args: argparse.Namespace) -> int:
         node.stop()
         progress("stopped")
     return 0
+
+
+def _ready_text(connection: Connection, settings: ApiarySettings) -> str:
+    """What ``apiary up`` prints when a node running the data plane is ready."""
+    admin = ""
+    if connection.admin_email:
+        admin = "  " + _admin_line(connection.admin_email, connection.admin_password) + "\n"
+    federation = (f"  federation:    {connection.federation_endpoint}\n"
+                  if connection.federation_endpoint else "")
+    if connection.data_plane_id:
+        federation += (f"  data plane:    {connection.data_plane_id} (federated: projects "
+                       "assigned to it at the control plane)\n")
+    return (
+        "\nApiary is ready.\n"
+        f"  URL:           {connection.url}\n"
+        f"  web UI:        {_web_ui_line(connection.control_plane_url, settings.ui_dir)}\n"
+        f"  control plane: {connection.control_plane_url}\n"
+        f"  API key:       {connection.api_key or '(use a key of your control plane)'}\n"
+        f"  project id:    {connection.project_id or '-'}\n"
+        f"  OTLP/gRPC:     {connection.otlp_grpc_endpoint or 'off'}\n"
+        f"{federation}"
+        f"{admin}"
+        f"  written to:    {settings.data_dir / 'connection.json'}\n\n"
+        f"Send OTLP/HTTP traces to {connection.url}/v1/traces"
+        + (f" or OTLP/gRPC to {connection.otlp_grpc_endpoint}"
+           if connection.otlp_grpc_endpoint else "")
+        + " with 'Authorization: Bearer <API key>'.\nPress Ctrl-C to stop."
+    )
+
+
+def _control_ready_text(connection: Connection, data_dir: Path) -> str:
+    """What ``apiary up --plane control`` prints when it is ready: where the control plane
+    and its federation endpoint are, and how to add a data plane."""
+    admin = ""
+    if connection.admin_email:
+        admin = "  " + _admin_line(connection.admin_email, connection.admin_password) + "\n"
+    federation = connection.federation_endpoint or "off (APIARY_FEDERATION_GRPC_PORT is 0)"
+    return (
+        "\nApiary's control plane is ready (no data plane on this node).\n"
+        f"  control plane: {connection.control_plane_url}\n"
+        f"  web UI:        {_web_ui_line(connection.control_plane_url)}\n"
+        f"  federation:    {federation}\n"
+        f"{admin}"
+        f"  written to:    {data_dir / 'connection.json'}\n\n"
+        "Add a data plane: on this host run\n"
+        "    apiary data-planes create NAME --url https://<the data plane's URL>\n"
+        "which prints a one-time bootstrap token; on the data plane's host run\n"
+        f"    apiary up --plane data --control-plane {connection.control_plane_url} "
+        "--bootstrap-token <token>\n"
+        "Press Ctrl-C to stop."
+    )
 
 
 def _web_ui_line(control_plane_url: str, ui_dir: Path | None = None) -> str:
@@ -152,6 +197,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from apiary.startup.node import process_alive, read_state
 
     settings = load_settings(**_settings_overrides(args))
+    if args.all:
+        return _status_all(args, settings)
     state = read_state(settings.data_dir)
     report: dict[str, Any] = {"data_dir": str(settings.data_dir), "running": False}
     if state and process_alive(int(state["pid"])):
@@ -163,13 +210,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             report["api"] = {"status": f"unreachable: {exc}"}
         report["readiness"] = _readiness(state["url"])
-        report["ingest"] = _ingest_stats(state["url"], settings)
+        if state.get("plane") != "control":
+            report["ingest"] = _ingest_stats(state["url"], settings)
     if args.json:
         print(json.dumps(report, indent=2))
+    elif report["running"] and report.get("plane") == "control":
+        print(f"Apiary's control plane is running (pid {report['pid']}) on "
+              f"{report['data_dir']}; no data plane on this node")
+        print(f"  control plane: {report['control_plane_url']}")
+        print(f"  federation:    {report.get('federation_endpoint') or 'off'}")
+        print(f"  ready:         {_describe_readiness(report['readiness'])}")
+        print("  data planes:   `apiary status --all`")
     elif report["running"]:
         api = report.get("api", {})
         print(f"Apiary is running (pid {report['pid']}) on {report['data_dir']}")
         print(f"  URL:        {report['url']}")
+        if report.get("data_plane_id"):
+            print(f"  data plane: {report['data_plane_id']} (federated with "
+                  f"{report.get('control_plane_url')})")
         print(f"  project id: {report['project_id']}")
         print(f"  queue:      {report['nats']}")
         print(f"  store:      {report['clickhouse']}")
@@ -180,6 +238,161 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(f"Apiary is not running on {report['data_dir']}")
     return 0 if report["running"] else 3
+
+
+def _status_all(args: argparse.Namespace, settings: ApiarySettings) -> int:
+    """``apiary status --all``: every data plane the control plane knows (``GET
+    {cp}/v1/data-planes``), with ``--control-plane URL --token T`` from anywhere, or on the
+    control plane's host (its data directory's ``state.json``/``connection.json`` name the
+    URL) reading cpdb directly when no token is given."""
+    from apiary.startup.bootstrap import read_connection
+    from apiary.startup.node import read_state
+
+    url = args.control_plane or (read_state(settings.data_dir) or {}).get(
+        "control_plane_url") or read_connection(settings.data_dir).get("control_plane_url")
+    if args.token:
+        if not url:
+            raise ConfigurationError("--token needs --control-plane URL (no control plane "
+                                     f"is recorded in {settings.data_dir})")
+        planes = _data_planes_over_http(str(url), args.token)
+    elif args.control_plane:
+        raise ConfigurationError(
+            "--control-plane needs --token: an installation admin's session token (POST "
+            "/cp/v1/auth/login), or run `apiary status --all` on the control plane's host")
+    elif url:
+        planes = _data_planes_here(settings, str(url))
+    else:
+        raise ConfigurationError(
+            f"no control plane runs on {settings.data_dir}: pass --data-dir of the control "
+            "plane's node, or --control-plane URL --token T")
+    if args.json:
+        print(json.dumps({"control_plane_url": url, "data_planes": planes}, indent=2))
+    else:
+        _print_data_planes(str(url or settings.data_dir), planes, time.time())
+    return 0
+
+
+def _data_planes_over_http(url: str, token: str) -> list[dict[str, Any]]:
+    from apiary.errors import AuthenticationFailed, ControlPlaneUnavailable, PermissionDenied
+
+    endpoint = f"{url.rstrip('/')}/v1/data-planes"
+    try:
+        answer = httpx.get(endpoint, headers={"authorization": f"Bearer {token}"},
+                           timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise ControlPlaneUnavailable("the control plane did not answer", url=endpoint,
+                                      error=str(exc) or type(exc).__name__) from None
+    if answer.status_code == 200:
+        planes: list[dict[str, Any]] = answer.json()
+        return planes
+    try:
+        message = str(answer.json().get("message", ""))
+    except ValueError:
+        message = answer.text[:200]
+    error = {401: AuthenticationFailed, 403: PermissionDenied}.get(answer.status_code)
+    if error is not None:
+        raise error(f"the control plane refused the token: {message}", url=endpoint)
+    raise ControlPlaneUnavailable(f"the control plane answered HTTP {answer.status_code}: "
+                                  f"{message}", url=endpoint)
+
+
+def _data_planes_here(settings: ApiarySettings, url: str) -> list[dict[str, Any]]:
+    """What ``GET {url}/v1/data-planes`` answers an installation admin, asked on the control
+    plane's host: whoever can open its cpdb (its data directory, or
+    ``APIARY_CP_DATABASE_URL``) acts as the installation's first admin, with a session made
+    for this one request and revoked after it."""
+    from sqlalchemy import select
+
+    from apiary.control import admin
+    from apiary.control.db import User
+    from apiary.control.identity.sessions import create_session, revoke_session
+
+    with admin.control_plane(settings) as cp:
+        with cp.transaction() as db:
+            user = db.scalars(select(User).where(User.is_instance_admin, ~User.disabled)
+                              .order_by(User.created_at, User.id)).first()
+            if user is None:
+                raise ConfigurationError(
+                    "this control plane has no installation admin; pass --token T")
+            issued = create_session(cp, db, user, "cli")
+            session_id = issued.session.id
+        try:
+            return _data_planes_over_http(url, issued.token)
+        finally:
+            with cp.transaction() as db:
+                revoke_session(cp, db, session_id)
+
+
+def _health_value(health: dict[str, Any] | None, name: str) -> Any:
+    """A field of a health report, by its proto name or its JSON (camelCase) name."""
+    if not health:
+        return None
+    camel = name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:])
+    return health.get(name, health.get(camel))
+
+
+def _age(plane: dict[str, Any], now: float) -> str:
+    """How long ago the data plane last reported (its health, else its last contact)."""
+    from datetime import datetime
+
+    def timestamp(value: Any) -> float | None:
+        if value in (None, "", "0", 0):
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+    at_ms = _health_value(plane.get("last_health"), "at_unix_ms")
+    at = (float(at_ms) / 1000 if at_ms not in (None, "", "0", 0)
+          else timestamp(_health_value(plane.get("last_health"), "at"))
+          or timestamp(plane.get("last_seen_at")))
+    if at is None:
+        return "never"
+    seconds = max(0.0, now - at)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+_PLANE_COLUMNS = ("name", "id", "status", "connected", "last report", "version", "ingest/s",
+                  "writer lag", "dead letters", "projects")
+
+
+def _plane_row(plane: dict[str, Any], now: float) -> tuple[str, ...]:
+    health = plane.get("last_health")
+    rate = _health_value(health, "ingest_rate")
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    status = str(plane.get("status", "-")) + (" (draining)" if plane.get("draining") else "")
+    return (
+        str(plane.get("name", "")), str(plane.get("id", "")), status,
+        "yes" if plane.get("connected") else "no", _age(plane, now),
+        cell(plane.get("version")),
+        "-" if rate is None else f"{float(rate):.1f}",
+        cell(_health_value(health, "writer_lag")),
+        cell(_health_value(health, "dead_letters")),
+        ", ".join(plane.get("projects") or []) or "-",
+    )
+
+
+def _print_data_planes(source: str, planes: list[dict[str, Any]], now: float) -> None:
+    """Every data plane as a table, one line each."""
+    print(f"data planes of {source}: {len(planes)}")
+    if not planes:
+        print("  none yet: `apiary data-planes create NAME --url URL` on the control plane")
+        return
+    rows = [_PLANE_COLUMNS, *(_plane_row(p, now) for p in planes)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_PLANE_COLUMNS))]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                         strict=True)).rstrip())
 
 
 def _readiness(url: str) -> dict[str, Any]:
@@ -300,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help=f"HTTP listen address ({flag_help('host')})")
     up.add_argument("--address", help="join an existing Ray cluster at this address "
                     f"({flag_help('ray_address')})")
+    up.add_argument("--plane", choices=["both", "control", "data"],
+                    help=f"the planes to run here ({flag_help('plane')})")
+    up.add_argument("--control-plane", metavar="URL",
+                    help="the control plane a data plane trusts "
+                    f"({flag_help('control_plane_url')})")
+    up.add_argument("--bootstrap-token", metavar="TOKEN",
+                    help="register this data plane with the control plane "
+                    f"({flag_help('bootstrap_token')})")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show whether Apiary runs, its health, and each "
@@ -310,6 +531,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "with APIARY_ADMIN_TOKEN, else the project of connection.json's key.")
     common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--all", action="store_true",
+                        help="every data plane of the control plane: status, stream "
+                        "connected, last report, version, ingest rate, writer lag, dead "
+                        "letters, projects (on the control plane's host, or with "
+                        "--control-plane and --token)")
+    status.add_argument("--control-plane", metavar="URL",
+                        help="with --all: the control plane to ask (its URL, with /cp)")
+    status.add_argument("--token", help="with --all and --control-plane: an installation "
+                        "admin's session token (POST /cp/v1/auth/login)")
     status.set_defaults(func=cmd_status)
 
     down = sub.add_parser("down", help="stop the Apiary running on a data directory")

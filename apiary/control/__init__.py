@@ -11,6 +11,8 @@ states the contract). Modules, one idea each:
 - :mod:`.tenancy`, :mod:`.roles`, :mod:`.memberships`, :mod:`.invitations`
 - :mod:`.apikeys`, :mod:`.signing`, :mod:`.tokens`, :mod:`.dataplanes`
 - :mod:`.config` — prompt templates, evaluator configurations, alert definitions
+- :mod:`.federation` — federated data planes: bootstrap and identity keys, the config log
+  they follow, and the gRPC stream's server (``federation.server``)
 - :mod:`.api` — :func:`create_control_plane_app`; :mod:`.admin`, :mod:`.cli` — operators
 - the service's collaborators, which never import it: :mod:`.envelope` (sealing secrets),
   :mod:`.passwords`, :mod:`.throttle` (of credential checks), :mod:`.key_usage`,

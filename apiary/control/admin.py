@@ -30,6 +30,7 @@ from apiary.control.db import (
     User,
     Workspace,
 )
+from apiary.control.federation import DEFAULT_BOOTSTRAP_TTL_S, create_data_plane
 from apiary.control.identity import domains, verification
 from apiary.control.identity.accounts import create_user, find_user_by_email, validate_password
 from apiary.control.identity.sessions import revoke_user_sessions
@@ -277,6 +278,24 @@ def data_planes_register(
         return _plane_dict(plane)
 
 
+def data_planes_create(
+    settings: ApiarySettings, *, name: str, url: str, org_id: str | None = None,
+    ttl_s: int = DEFAULT_BOOTSTRAP_TTL_S,
+) -> dict[str, Any]:
+    """Create a federated data plane (status ``pending``) and its one-time bootstrap token,
+    returned here once (only its SHA-256 is stored): the data plane registers its own
+    public key with it (``APIARY_BOOTSTRAP_TOKEN``)."""
+    with control_plane(settings) as cp, cp.transaction() as db:
+        org = _org_by_id_or_name(db, org_id) if org_id is not None else None
+        if org_id is not None and org is None:
+            raise NotFound("organization not found", org_id=org_id)
+        plane, token = create_data_plane(db, name=name, url=url,
+                                         org_id=org.id if org else None, now=cp.now(),
+                                         bootstrap_ttl_s=ttl_s)
+        return {**_plane_dict(plane), "bootstrap_token": token,
+                "bootstrap_expires_at": _time(plane.bootstrap_expires_at)}
+
+
 def data_planes_list(settings: ApiarySettings) -> dict[str, Any]:
     with control_plane(settings) as cp, cp.transaction() as db:
         return {"data_planes": [_plane_dict(p) for p in list_data_planes(db, None)]}
@@ -284,6 +303,7 @@ def data_planes_list(settings: ApiarySettings) -> dict[str, Any]:
 
 def _plane_dict(plane: DataPlane) -> dict[str, Any]:
     return {"id": plane.id, "name": plane.name, "url": plane.url, "org_id": plane.org_id,
+            "status": plane.status, "federated": plane.federated,
             "created_at": _time(plane.created_at)}
 
 
@@ -291,15 +311,17 @@ def bootstrap(
     settings: ApiarySettings, *, admin_email: str, org_name: str = "Default",
     workspace_name: str = "default", project_name: str = "default",
     data_plane_id: str | None = None, data_plane_url: str | None = None, mint_key: bool = True,
+    local_data_plane: bool = True,
 ) -> dict[str, Any]:
     """What ``apiary up`` needs on an embedded installation, idempotently: the local data
-    plane registered, an admin user (password generated and returned only when created),
-    an organization it owns with a workspace and a project, and (``mint_key``) a new
-    project key. Running it again reuses everything that exists."""
+    plane registered (``local_data_plane``; a control-plane-only node has none), an admin
+    user (password generated and returned only when created), an organization it owns with
+    a workspace and a project, and (``mint_key``) a new project key. Running it again
+    reuses everything that exists."""
     dp_id = data_plane_id or settings.data_plane_id
     with control_plane(settings) as cp, cp.transaction() as db:
         result: dict[str, Any] = {}
-        if db.get(DataPlane, dp_id) is None:
+        if local_data_plane and db.get(DataPlane, dp_id) is None:
             register_data_plane(cp, db, dp_id=dp_id, name="local",
                                 url=data_plane_url or settings.base_url)
         user = find_user_by_email(db, admin_email)

@@ -166,7 +166,8 @@ def add_control_commands(
                   "(published now, signing after the JWKS cache lifetime)")
     rotate.set_defaults(func=_run(lambda a, s: admin.keys_rotate_signing(s)))
 
-    planes = sub.add_parser("data-planes", help="register data planes (token audiences)"
+    planes = sub.add_parser("data-planes", help="create federated data planes, register "
+                            "legacy ones (token audiences)"
                             ).add_subparsers(dest="dp_command", required=True, metavar="COMMAND")
     register = leaf(planes, "register", "register a data plane")
     register.add_argument("--id", required=True, dest="dp_id",
@@ -176,5 +177,15 @@ def add_control_commands(
     register.add_argument("--org-id", help="dedicate it to one organization")
     register.set_defaults(func=_run(lambda a, s: admin.data_planes_register(
         s, dp_id=a.dp_id, name=a.name, url=a.url, org_id=a.org_id)))
+    create = leaf(planes, "create", "create a federated data plane and print its one-time "
+                  "bootstrap token (give it to the data plane as APIARY_BOOTSTRAP_TOKEN)")
+    create.add_argument("name")
+    create.add_argument("--url", required=True, help="the data plane's public URL")
+    create.add_argument("--org", dest="org_id", help="dedicate it to one organization (id or "
+                        "name)")
+    create.add_argument("--ttl-s", dest="ttl_s", type=int, default=3600,
+                        help="how long the bootstrap token stays usable (60 s to 7 days)")
+    create.set_defaults(func=_run(lambda a, s: admin.data_planes_create(
+        s, name=a.name, url=a.url, org_id=a.org_id, ttl_s=a.ttl_s)))
     list_planes = leaf(planes, "list", "list registered data planes")
     list_planes.set_defaults(func=_run(lambda a, s: admin.data_planes_list(s)))

@@ -40,6 +40,8 @@ class Permission(StrEnum):
     EVALUATORS_READ = "evaluators:read"
     ALERTS_WRITE = "alerts:write"
     ALERTS_READ = "alerts:read"
+    # An org's notification channels (email, Slack, webhooks) and their secrets.
+    NOTIFICATIONS_MANAGE = "notifications:manage"
     # The data plane's LLM proxy: calling it, and managing the workspace's provider keys.
     PROXY_USE = "proxy:use"
     PROXY_MANAGE = "proxy:manage"
@@ -66,7 +68,7 @@ MEMBER: frozenset[Permission] = VIEWER | {
 }
 ADMIN: frozenset[Permission] = MEMBER | {
     Permission.MEMBERS_MANAGE, Permission.WORKSPACE_MANAGE, Permission.PROJECT_MANAGE,
-    Permission.KEYS_MANAGE, Permission.PROXY_MANAGE,
+    Permission.KEYS_MANAGE, Permission.PROXY_MANAGE, Permission.NOTIFICATIONS_MANAGE,
 }
 OWNER: frozenset[Permission] = ALL_PERMISSIONS
 

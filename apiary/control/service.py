@@ -23,6 +23,7 @@ from apiary._private.files import private_dir
 from apiary.control._common import Clock, utcnow
 from apiary.control.db import Database, upgrade
 from apiary.control.envelope import Envelope, envelope_from_settings
+from apiary.control.federation import install_config_log
 from apiary.control.key_usage import LastUsedRecorder
 from apiary.control.oidc_client import OidcClient
 from apiary.control.passwords import DEFAULT_HASHER, HASH_SLOTS
@@ -52,6 +53,9 @@ class ControlPlane:
     ) -> None:
         self.settings = settings
         self.database = database
+        # Every committed configuration change appends its config-log entry in the same
+        # transaction (apiary.control.federation: what federated data planes follow).
+        install_config_log(database.session_factory)
         self.envelope = envelope or envelope_from_settings(settings)
         self.clock = clock
         self.password_hasher = password_hasher

@@ -49,6 +49,7 @@ from apiary.control.apikeys import authenticate_key
 from apiary.control.authz import Resource, TokenPrincipal, UserPrincipal, access
 from apiary.control.dataplanes import audience_for
 from apiary.control.db import Project, SigningKey
+from apiary.control.federation import check_token_audience
 from apiary.control.permissions import (
     ALL_PERMISSIONS,
     DATA_PLANE,
@@ -91,7 +92,9 @@ def issue_token(
     workspace_permissions: frozenset[Permission] = frozenset(),
 ) -> AccessToken:
     """Sign a token for ``audience`` with the current key: a registered data plane of
-    ``org_id`` (400 otherwise) or this control plane (its issuer URL).
+    ``org_id`` (400 otherwise) that serves ``project_id`` (421 ``wrong_data_plane`` naming
+    the one that does; 401 for a revoked data plane), or this control plane (its issuer
+    URL).
 
     Both permission sets are narrowed to what that audience may receive
     (:data:`~apiary.control.permissions.DATA_PLANE` or :data:`CONTROL_PLANE`), whatever
@@ -100,7 +103,9 @@ def issue_token(
     if is_control_plane_audience(cp, audience):
         audience, allowed = cp.issuer, CONTROL_PLANE
     else:
-        audience_for(db, audience, org_id)
+        # Revoked or unregistered data planes get nothing (401); a project served by
+        # another data plane is 421 naming it (apiary.control.federation).
+        check_token_audience(db, audience_for(db, audience, org_id), project_id)
         allowed = DATA_PLANE
     permissions, workspace_permissions = permissions & allowed, workspace_permissions & allowed
     key = cp.signing.current(db)

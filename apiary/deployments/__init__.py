@@ -9,11 +9,14 @@ never imports.
 - :func:`pools_app`: a cluster's writer and evaluator pools under one
   :class:`PoolSupervisor`, which runs the start-up sequence it is handed
   (:mod:`apiary.deployments.pools`).
+- :func:`control_node_app`: ``/healthz`` and ``/readyz`` of a control-plane-only node
+  (:mod:`apiary.deployments.control_node`).
 - :func:`serve_environment`: the environment Serve must start with for throughput.
 """
 
 from __future__ import annotations
 
+from apiary.deployments.control_node import ControlNodeHealth, control_node_app
 from apiary.deployments.control_plane import ControlPlaneDeployment, control_plane_app
 from apiary.deployments.data_plane import APP_NAME, DataPlane, data_plane_app
 from apiary.deployments.pools import Pools, PoolSupervisor, pools_app
@@ -50,10 +53,12 @@ def serve_environment(*, haproxy_dir: str, stats_port: int, metrics_port: int) -
 
 __all__ = [
     "APP_NAME",
+    "ControlNodeHealth",
     "ControlPlaneDeployment",
     "DataPlane",
     "PoolSupervisor",
     "Pools",
+    "control_node_app",
     "control_plane_app",
     "data_plane_app",
     "pools_app",

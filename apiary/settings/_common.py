@@ -37,6 +37,14 @@ class CommonSettings(BaseSettings):
         default=8787, ge=1, le=65535,
         description="Port of the HTTP API.",
     )
+    plane: Literal["both", "control", "data"] = Field(
+        default="both",
+        description="The planes `apiary up` runs on this machine: 'both' (an embedded control "
+        "plane at <base URL>/cp and the data plane), 'control' (the control plane and its "
+        "federation endpoint only: no NATS, ClickHouse or writers, no data-plane secret) or "
+        "'data' (the data plane only, trusting the control plane at APIARY_CONTROL_PLANE_URL and "
+        "registering with APIARY_BOOTSTRAP_TOKEN; no control-plane secret).",
+    )
     ray_address: str | None = Field(
         default=None,
         description="Address of an existing Ray cluster to join (e.g. 'ray://head:10001' or "

@@ -7,12 +7,14 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from apiary.settings._common import CommonSettings
 from apiary.settings._fields import comma_separated, default_help, on_cluster
+from apiary.settings._files import pem_certificates, private_pem_key
 
 
 class ControlPlaneSettings(CommonSettings):
@@ -163,6 +165,33 @@ class ControlPlaneSettings(CommonSettings):
         "`vite build` output with index.html). Unset: the package's own build (`make ui` writes "
         "it into apiary/control/webui/).",
     )
+    federation_grpc_port: int = Field(
+        default=4320, ge=0, le=65535,
+        description="Port of the federation endpoint (gRPC) that federated data planes dial out "
+        "to, on the host address. 0 turns it off.",
+    )
+    federation_public_endpoint: str | None = Field(
+        default=None, pattern=r"^[^\s/]+:[0-9]{1,5}$",
+        description="host:port of the federation endpoint as data planes reach it, told to each "
+        "at registration. Unset: the host of the issuer URL and federation_grpc_port.",
+    )
+    federation_health_interval_s: float = Field(
+        default=5.0, ge=0.5, le=300,
+        description="How often connected data planes report their health on the federation "
+        "stream; the control plane keeps the last hour of reports.",
+    )
+    federation_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) the federation endpoint serves TLS with; set with "
+        "federation_tls_key_file. Its names must include the host of the federation endpoint "
+        "data planes dial. Data planes registering after it is set are told to dial with TLS. "
+        "Unset: the stream is plaintext (authenticated, not encrypted).",
+    )
+    federation_tls_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key of federation_tls_cert_file; readable by Apiary's user "
+        "only (mode 0600 or 0400), else start-up is refused.",
+    )
 
     @field_validator("cp_trusted_proxies", mode="before")
     @classmethod
@@ -183,6 +212,35 @@ class ControlPlaneSettings(CommonSettings):
                 ) from None
         return tuple(networks)
 
+    @field_validator("federation_tls_cert_file")
+    @classmethod
+    def _federation_certificate(cls, value: Path | None) -> Path | None:
+        return None if value is None else pem_certificates(value, "federation TLS certificate")
+
+    @field_validator("federation_tls_key_file")
+    @classmethod
+    def _federation_key(cls, value: Path | None) -> Path | None:
+        return None if value is None else private_pem_key(value, "federation TLS key")
+
+    @model_validator(mode="after")
+    def _federation_tls_pair(self) -> ControlPlaneSettings:
+        if (self.federation_tls_cert_file is None) != (self.federation_tls_key_file is None):
+            given, missing = (("APIARY_FEDERATION_TLS_CERT_FILE",
+                               "APIARY_FEDERATION_TLS_KEY_FILE")
+                              if self.federation_tls_key_file is None else
+                              ("APIARY_FEDERATION_TLS_KEY_FILE",
+                               "APIARY_FEDERATION_TLS_CERT_FILE"))
+            raise ValueError(
+                f"{given} is set but {missing} is not: the federation endpoint's TLS needs "
+                "both the certificate and its private key (PEM files); set both, or neither "
+                "for a plaintext stream")
+        return self
+
+    @property
+    def federation_serves_tls(self) -> bool:
+        """Whether the federation endpoint serves TLS (a certificate and key are set)."""
+        return self.federation_tls_cert_file is not None
+
     @property
     def cp_database(self) -> str:
         """The cpdb URL in force: ``cp_database_url``, or the embedded SQLite file."""
@@ -192,3 +250,16 @@ class ControlPlaneSettings(CommonSettings):
     def cp_issuer_url(self) -> str:
         """The control plane's issuer URL in force (no trailing slash)."""
         return (self.cp_issuer or f"{self.base_url}/cp").rstrip("/")
+
+    @property
+    def federation_endpoint_advertised(self) -> str:
+        """``host:port`` data planes dial for the federation stream:
+        ``federation_public_endpoint``, else the issuer URL's host and
+        ``federation_grpc_port``."""
+        if self.federation_public_endpoint:
+            return self.federation_public_endpoint
+        host = urlsplit(self.cp_issuer_url).hostname or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self.federation_grpc_port}"

@@ -4,6 +4,8 @@ sandbox, the evaluators and the pool scalers."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,6 +14,7 @@ from pydantic_settings import NoDecode
 
 from apiary.settings._common import CommonSettings
 from apiary.settings._fields import MiB, comma_separated, on_cluster
+from apiary.settings._files import pem_certificates
 
 
 class DataPlaneSettings(CommonSettings):
@@ -22,6 +25,15 @@ class DataPlaneSettings(CommonSettings):
         default=None, json_schema_extra=on_cluster(secret=True, required=True),
         description="URL of a NATS server with JetStream (e.g. 'nats://nats:4222'); unset starts "
         "an embedded nats-server under the data dir.",
+    )
+    jetstream_key: SecretStr | None = Field(
+        default=None, min_length=32, json_schema_extra=on_cluster(secret=True),
+        description="The key encrypting the embedded nats-server's JetStream store at rest "
+        "(AES-GCM): at least 32 characters of base64 (e.g. `openssl rand -base64 32`). Unset: "
+        "generated once into <data-dir>/nats-store.key (mode 0600). Set it to keep the key off "
+        "the store's disk; a store started with another key, or without its key, is refused. "
+        "Not used with APIARY_NATS_URL: a NATS cluster encrypts its store with its own "
+        "`jetstream { cipher, key }` (docs/deploy.md).",
     )
     nats_replicas: int = Field(
         default=1, ge=1, le=5,
@@ -163,6 +175,39 @@ class DataPlaneSettings(CommonSettings):
         default=None,
         description="The 'iss' every accepted token must carry; unset means the control plane URL.",
     )
+    bootstrap_token: SecretStr | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True),
+        description="The one-time token from `apiary data-planes create` on the control plane: "
+        "with it, and no identity yet in <data-dir>/dp-identity.json, the data plane generates its "
+        "key pair and registers its public key at the control plane (federation). Used once; "
+        "ignored once the identity exists.",
+    )
+    federation_endpoint: str | None = Field(
+        default=None, pattern=r"^(https://)?[^\s/]+:[0-9]{1,5}$",
+        description="host:port of the control plane's federation (gRPC) endpoint this federated "
+        "data plane dials ('https://host:port': dial it with TLS); unset uses the one the "
+        "control plane named at registration.",
+    )
+    federation_tls: bool = Field(
+        default=False,
+        description="Dial the federation endpoint with TLS even if the control plane did not say "
+        "so at registration (it does when its endpoint serves TLS, and this data plane then "
+        "always dials with TLS). A stream expected to be TLS never falls back to plaintext: a "
+        "TLS failure is a connection error, retried with back-off.",
+    )
+    federation_tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificate(s) that verify the federation endpoint's "
+        "certificate (a private CA). Unset: the system's trust store (SSL_CERT_FILE, else "
+        "OpenSSL's default file), else gRPC's bundled roots.",
+    )
+    federation_reconnect_max_s: float = Field(
+        default=5.0, gt=0,
+        description="Longest wait between two attempts to reach an unreachable control plane "
+        "(exponential back-off with full jitter below it), so the stream is back within seconds "
+        "of the control plane's return. A control plane that refuses this data plane's identity "
+        "is asked again only every 30 s.",
+    )
     jwt_leeway_s: float = Field(
         default=30.0, ge=0, le=300,
         description="Clock skew tolerated when checking a token's exp, nbf and iat.",
@@ -185,6 +230,14 @@ class DataPlaneSettings(CommonSettings):
     auth_negative_cache_s: float = Field(
         default=5.0, ge=0,
         description="How long a key the control plane refused is refused again without asking it.",
+    )
+    auth_stale_max_s: float = Field(
+        default=3600.0, ge=0,
+        description="On a federated data plane, how long after its last successful verification "
+        "an API key keeps working while the control plane is unreachable (or answers 5xx/429): "
+        "nobody can revoke a key through a control plane that is down. Never for a key the control "
+        "plane refused or revoked. 0 turns it off (every request is 503 once auth_cache_max_s "
+        "passed). At least auth_cache_max_s.",
     )
     auth_cache_entries: int = Field(
         default=20_000, ge=1,
@@ -382,7 +435,8 @@ class DataPlaneSettings(CommonSettings):
     evaluator_definitions_ttl_s: float = Field(
         default=5.0, gt=0,
         description="How long a writer uses a project's online evaluators before reading them "
-        "again: a deployed, changed or disabled metric takes effect within this time.",
+        "again: a deployed, changed or disabled metric takes effect within this time (at most 1 s "
+        "on a federated data plane, where the control plane pushes metrics).",
     )
     evaluator_ledger_ttl_s: float = Field(
         default=86_400.0, gt=0,
@@ -409,6 +463,54 @@ class DataPlaneSettings(CommonSettings):
         description="Longest one judge call may take before it is retried later.",
     )
 
+    # --- notifications (apiary.dataplane.notifications) -----------------------------------
+    notifier_count: int = Field(
+        default=1, ge=0,
+        description="Notifier actors delivering the `notifications` stream (email, Slack, "
+        "webhooks); 0 starts none.",
+    )
+    notify_max_age_s: float = Field(
+        default=3600.0, gt=0,
+        description="How long a notification is retried (connection errors, 408, 429, 5xx) after "
+        "it was queued; a delivery still failing then goes to the dead-letter store.",
+    )
+    notify_retry_base_s: float = Field(
+        default=1.0, gt=0,
+        description="First back-off of a failed delivery; each retry waits a random time up to "
+        "twice the previous bound (full jitter), at most notify_retry_max_s, or the receiver's "
+        "Retry-After.",
+    )
+    notify_retry_max_s: float = Field(
+        default=300.0, gt=0,
+        description="Longest back-off between two attempts at one delivery (unless the receiver's "
+        "Retry-After asks for longer).",
+    )
+    notify_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="Longest one delivery attempt (an HTTP request, an SMTP or SES send) may take.",
+    )
+    notify_smtp_url: SecretStr | None = Field(
+        default=None, json_schema_extra=on_cluster(secret=True),
+        description="SMTP server the data plane sends alert mail through (an email channel may "
+        "name its own): 'smtp://host:port', 'smtp+starttls://user:pass@host:port' or "
+        "'smtps://user:pass@host:port'. The data plane's own, never the control plane's "
+        "smtp_url: the planes share no credentials.",
+    )
+    notify_smtp_from: str = Field(
+        default="Apiary <alerts@localhost>", min_length=3, max_length=320,
+        description="From address of the alert mail the data plane sends.",
+    )
+    ses_region: str | None = Field(
+        default=None,
+        description="AWS region of Amazon SES: set, email channels without an SMTP URL of their "
+        "own send through SES (boto3; credentials from the usual AWS_* variables) instead of "
+        "notify_smtp_url.",
+    )
+    ses_endpoint_url: str | None = Field(
+        default=None,
+        description="SES endpoint for an SES-compatible server; unset uses AWS's.",
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_cors_origins(cls, value: object) -> object:
@@ -430,6 +532,19 @@ class DataPlaneSettings(CommonSettings):
             origins.append(entry)
         return tuple(origins)
 
+    @field_validator("federation_tls_ca_file")
+    @classmethod
+    def _federation_ca(cls, value: Path | None) -> Path | None:
+        return None if value is None else pem_certificates(value, "federation TLS CA file")
+
+    @field_validator("jetstream_key")
+    @classmethod
+    def _base64_jetstream_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # nats-server reads the key in its config syntax: base64 needs no quoting there.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9+/=_-]+", value.get_secret_value()):
+            raise ValueError("must be base64 (letters, digits, + / = _ -)")
+        return value
+
     @model_validator(mode="after")
     def _crash_loop_below_max_deliver(self) -> DataPlaneSettings:
         # A crash-looping message is dead-lettered on its (limit + 1)-th delivery, which
@@ -439,6 +554,20 @@ class DataPlaneSettings(CommonSettings):
                 f"writer_crash_loop_limit ({self.writer_crash_loop_limit}) must be below "
                 f"writer_max_deliver ({self.writer_max_deliver})")
         return self
+
+    @model_validator(mode="after")
+    def _stale_cap_beyond_cache_cap(self) -> DataPlaneSettings:
+        if 0 < self.auth_stale_max_s < self.auth_cache_max_s:
+            raise ValueError(
+                f"auth_stale_max_s ({self.auth_stale_max_s}) must be 0 (off) or at least "
+                f"auth_cache_max_s ({self.auth_cache_max_s})")
+        return self
+
+    @property
+    def federated(self) -> bool:
+        """Whether this data plane has (or is to register) a federation identity: an identity
+        file in the data dir, or a ``bootstrap_token``."""
+        return self.bootstrap_token is not None or (self.data_dir / "dp-identity.json").exists()
 
     @property
     def embedded_clickhouse(self) -> bool:

@@ -52,6 +52,13 @@ URL_RULES: dict[str, UrlRule] = {
         ("smtp://", "smtps://", "smtp+starttls://"),
         "an smtp://, smtp+starttls:// or smtps:// URL",
         "to print verification links with `apiary users verify-link`"),
+    "notify_smtp_url": UrlRule(
+        ("smtp://", "smtps://", "smtp+starttls://"),
+        "an smtp://, smtp+starttls:// or smtps:// URL",
+        "to send alert mail through SES (ses_region) or a channel's own SMTP URL only"),
+    "ses_endpoint_url": UrlRule(
+        _HTTP, "an http:// or https:// URL of an SES-compatible endpoint", "to use AWS's",
+        strip_slash=True),
 }
 
 def check_url(field: str, value: str | SecretStr | None) -> str | SecretStr | None:

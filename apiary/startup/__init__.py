@@ -6,7 +6,7 @@ applications share, and what runs it.
   plane's Serve application.
 - :mod:`apiary.startup.node`: :class:`~apiary.startup.node.ApiaryNode`, what ``apiary up``
   starts, supervises and stops on one machine (nats-server, Ray, the sequence, both planes'
-  Serve applications).
+  Serve applications, or one plane's: ``--plane control|data``).
 - :mod:`apiary.startup.cluster`: the import paths of the clusters' Serve configs (one Ray
   cluster per plane), and ``python -m apiary.startup.cluster check|config|env``.
 - :mod:`apiary.startup.plane_checks`: what a plane's cluster must, and must not, be

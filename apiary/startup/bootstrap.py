@@ -55,14 +55,23 @@ def _key_id(api_key: str) -> str | None:
     return parts[2] if len(parts) >= 4 and api_key.startswith("hh_ingst_") else None
 
 
-def bootstrap_control_plane(settings: ApiarySettings) -> Bootstrap:
-    """Create or reuse the bootstrap tenant and key in the (embedded) control plane."""
+def bootstrap_control_plane(settings: ApiarySettings, *, local_data_plane: bool = True
+                            ) -> Bootstrap:
+    """Create or reuse the bootstrap tenant and key in the (embedded) control plane.
+
+    Without ``local_data_plane`` (a control-plane-only node) no data plane is registered as
+    a token audience and no key is minted (``api_key`` is empty): the admin account, its
+    organization, workspace and project are created, and keys are made for the projects of
+    the data planes that will serve them."""
     from apiary.control import admin
     from apiary.control.permissions import KEY_GRANTABLE
 
     previous = read_connection(settings.data_dir)
-    first = admin.bootstrap(settings, admin_email=ADMIN_EMAIL, mint_key=False)
+    first = admin.bootstrap(settings, admin_email=ADMIN_EMAIL, mint_key=False,
+                            local_data_plane=local_data_plane)
     project_id: str = first["project"]["id"]
+    if not local_data_plane:
+        return Bootstrap(project_id, "", ADMIN_EMAIL, first.get("admin_password"))
     api_key = previous.get("api_key")
     key_id = _key_id(api_key) if isinstance(api_key, str) else None
     active = {
@@ -97,5 +106,43 @@ def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
     }
     if settings.otlp_grpc_endpoint is not None:
         doc["otlp_grpc_endpoint"] = settings.otlp_grpc_endpoint
+    write_private(path, json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def write_control_connection(settings: ApiarySettings, bootstrap: Bootstrap,
+                             federation_endpoint: str | None) -> Path:
+    """``connection.json`` (mode 0600) of a control-plane-only node: its URL, the control
+    plane's URL, the admin's email, the bootstrap project's id and the federation endpoint
+    data planes dial (``host:port``, absent when it is off). No API key: keys are made for
+    the projects of the data planes that serve them. Never the admin password."""
+    path = settings.data_dir / "connection.json"
+    doc: dict[str, object] = {
+        "plane": "control",
+        "url": settings.base_url,
+        "control_plane_url": settings.control_plane_url,
+        "admin_email": bootstrap.admin_email,
+        "project_id": bootstrap.project_id,
+    }
+    if federation_endpoint is not None:
+        doc["federation_endpoint"] = federation_endpoint
+    write_private(path, json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def write_data_connection(settings: ApiarySettings, data_plane_id: str | None) -> Path:
+    """``connection.json`` (mode 0600) of a node whose data plane trusts an external control
+    plane: its URL, the control plane's URL, the OTLP/gRPC endpoint (when on) and, when it is
+    federated, its data plane id. No API key: keys are made at the control plane."""
+    path = settings.data_dir / "connection.json"
+    doc: dict[str, object] = {
+        "plane": settings.plane,
+        "url": settings.base_url,
+        "control_plane_url": settings.control_plane_url,
+    }
+    if settings.otlp_grpc_endpoint is not None:
+        doc["otlp_grpc_endpoint"] = settings.otlp_grpc_endpoint
+    if data_plane_id is not None:
+        doc["data_plane_id"] = data_plane_id
     write_private(path, json.dumps(doc, indent=2) + "\n")
     return path

@@ -15,7 +15,18 @@ its JWKS and token exchange (``APIARY_CONTROL_PLANE_URL``).
   (on nodes offering :data:`EVALUATOR_RESOURCE`) and the extra writers on queue depth.
 - **control plane** (``cluster-cp.yaml``; RayService ``apiary-cp``), :func:`serve_config`
   ``("control")``: ``control-plane`` at ``/cp``: accounts, keys, tokens
-  (:func:`control_plane`).
+  (:func:`control_plane`), and ``federation`` (no HTTP route; :func:`federation`): a
+  :class:`~apiary.deployments.pools.PoolSupervisor` running :class:`ControlPlaneServices`,
+  which keeps the control plane's federation controller (the gRPC endpoint federated data
+  planes dial, ``APIARY_FEDERATION_GRPC_PORT``) running.
+
+A **dedicated data plane** (``kuberay/rayservice-data-plane.yaml``) is a data-plane cluster
+federated with a shared control plane elsewhere: the same applications, with a federation
+identity in ``APIARY_DATA_DIR`` (a volume every Ray pod mounts). ``python -m
+apiary.startup.cluster identity`` creates it before Ray starts (the head's init container):
+it registers the data plane's new public key with ``APIARY_BOOTSTRAP_TOKEN`` once, and finds
+the identity on every later start. The data-plane builders refuse to build a federated data
+plane without its identity.
 
 Each builder reads the ``APIARY_*`` environment of the Ray node that builds it and refuses
 to build anything that :func:`~apiary.startup.plane_checks.cluster_settings` refuses (stores
@@ -43,6 +54,10 @@ from apiary.deployments.data_plane import APP_NAME as DP_APP_NAME
 from apiary.deployments.pools import pools_app
 from apiary.errors import ConfigurationError
 from apiary.settings import ApiarySettings, load_settings
+from apiary.startup.federation import (
+    start_control_plane_controller,
+    stop_control_plane_controller,
+)
 from apiary.startup.plane_checks import PLANES, Plane, cluster_problems, cluster_settings
 from apiary.startup.sequence import DataPlaneServices, Placement, data_plane_application
 
@@ -79,6 +94,7 @@ APPLICATIONS: dict[Plane, tuple[tuple[str, str | None, str], ...]] = {
     ),
     "control": (
         (CP_APP_NAME, CP_ROUTE_PREFIX, f"{_MODULE}:control_plane"),
+        ("federation", None, f"{_MODULE}:federation"),
     ),
 }
 
@@ -125,16 +141,65 @@ def _nats_url(settings: ApiarySettings) -> str:
     return settings.nats_url
 
 
+class ControlPlaneServices:
+    """The control plane's services behind its HTTP face, as a cluster's ``federation``
+    application's supervisor runs them (the protocol of
+    :class:`~apiary.deployments.pools.Pools`): its federation controller actor, started
+    (listening) by :meth:`start`, made to listen again after Ray restarted it by
+    :meth:`ensure_running`, and stopped (every stream closed) by :meth:`stop`. Nothing with
+    ``federation_grpc_port`` 0. Picklable until started."""
+
+    def __init__(self, settings: ApiarySettings) -> None:
+        self.settings = settings
+        self._controller: Any = None
+
+    async def prepare(self) -> None:
+        """Nothing to prepare: the controller migrates cpdb itself as it starts."""
+
+    def start(self) -> None:
+        """Start the controller; returns once it listens."""
+        self._controller = start_control_plane_controller(self.settings)
+
+    def ensure_running(self) -> None:
+        if self._controller is not None:
+            import ray
+
+            ray.get(self._controller.ensure_running.remote(), timeout=60)
+
+    def stop(self) -> list[str]:
+        if self._controller is None:
+            return []
+        controller, self._controller = self._controller, None
+        try:
+            stop_control_plane_controller(controller)
+        except Exception as exc:  # reported by the supervisor, which keeps stopping
+            return [f"federation controller: {exc}"]
+        return []
+
+
 def cluster_pools(settings: ApiarySettings) -> DataPlaneServices:
     """The start-up sequence of a data-plane cluster's pools, not yet started."""
     return DataPlaneServices(settings, _nats_url(settings), CLUSTER_PLACEMENT,
                              client_name="apiary-pools")
 
 
+def data_plane_settings() -> ApiarySettings:
+    """The settings of a data-plane cluster's node (:func:`cluster_settings`), with its
+    federation identity in place when it is federated (a bootstrap token or an identity
+    file): the identity is loaded, or registered with the bootstrap token if the head's
+    ``identity`` step has not run. Raises :class:`ConfigurationError` when it cannot be."""
+    settings = cluster_settings("data")
+    if settings.federated:
+        from apiary.dataplane.federation import ensure_identity
+
+        ensure_identity(settings)
+    return settings
+
+
 def data_plane(args: dict[str, Any]) -> Application:
     """Builder of the ``data-plane`` application (keys and tokens checked at the control plane)."""
     _no_args("data-plane", args)
-    settings = cluster_settings("data")
+    settings = data_plane_settings()
     app: Application = data_plane_application(settings, _nats_url(settings))
     return app
 
@@ -146,10 +211,18 @@ def control_plane(args: dict[str, Any]) -> Application:
     return app
 
 
+def federation(args: dict[str, Any]) -> Application:
+    """Builder of the ``federation`` application: one supervisor of
+    :class:`ControlPlaneServices` (the control plane's federation controller)."""
+    _no_args("federation", args)
+    app: Application = pools_app(ControlPlaneServices(cluster_settings("control")))
+    return app
+
+
 def pools(args: dict[str, Any]) -> Application:
     """Builder of the ``pools`` application: one supervisor of :func:`cluster_pools`."""
     _no_args("pools", args)
-    app: Application = pools_app(cluster_pools(cluster_settings("data")))
+    app: Application = pools_app(cluster_pools(data_plane_settings()))
     return app
 
 
@@ -159,10 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         description="Apiary on Ray clusters (one per plane): print a plane's Serve config or "
         "the node environment, or check this environment's APIARY_* settings for a plane.",
     )
-    parser.add_argument("command", choices=["config", "env", "check"])
+    parser.add_argument("command", choices=["config", "env", "check", "identity"],
+                        help="identity: register this data plane with APIARY_BOOTSTRAP_TOKEN "
+                        "unless its identity exists in APIARY_DATA_DIR (a dedicated data "
+                        "plane's head runs it before Ray starts)")
     parser.add_argument("--plane", choices=PLANES,
                         help="the plane this cluster runs (required for config and check)")
     args = parser.parse_args(argv)
+    if args.command == "identity":
+        return _identity()
     if args.command != "env" and args.plane is None:
         parser.error(f"{args.command} needs --plane data or --plane control")
     if args.command == "config":
@@ -180,6 +258,27 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             return 2
         print(f"{args.plane}-plane cluster configuration OK")
+    return 0
+
+
+def _identity() -> int:
+    """``identity``: the data plane's federation identity, registered if it is not yet.
+    Exit 0 with the data plane's id, 2 when the configuration or the token is refused (the
+    reason on stderr), 1 when the control plane cannot be reached (retryable: an init
+    container that exits 1 is started again)."""
+    from apiary.dataplane.federation import ensure_identity
+    from apiary.errors import ApiaryError
+
+    try:
+        identity = ensure_identity(cluster_settings("data"))
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    except ApiaryError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"data plane {identity.data_plane_id} ({identity.name or '-'}) of "
+          f"{identity.control_plane_url}; federation endpoint {identity.federation_endpoint}")
     return 0
 
 

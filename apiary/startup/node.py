@@ -1,11 +1,28 @@
 """One Apiary installation brought up on Ray: what ``apiary up`` starts, supervises and stops.
 
-:class:`ApiaryNode` starts, in order: the embedded nats-server (unless ``APIARY_NATS_URL``),
-the JetStream streams and consumers, Ray (local, or joining ``APIARY_RAY_ADDRESS``), the
-ClickHouse schema (in the chDB owner actor, or on the server), the writer pool, the
-evaluator pool under its scaler (and a scaler of extra writers with ``APIARY_WRITER_MAX``),
-the control-plane Serve application at ``/cp`` (unless ``APIARY_CONTROL_PLANE_URL`` names an
-external one) with its bootstrap tenant, and the data-plane Serve application, which trusts
+Which planes it runs is ``settings.plane`` (``apiary up --plane``):
+
+- ``both`` (the default): everything below, the control plane embedded at ``<base URL>/cp``
+  (unless ``APIARY_CONTROL_PLANE_URL`` names an external one).
+- ``control``: Ray, Serve, the control-plane application at ``/cp``, its bootstrap admin
+  account and its federation controller (the gRPC endpoint data planes dial), and a small
+  application at ``/`` answering ``/healthz`` and ``/readyz``
+  (:mod:`apiary.deployments.control_node`). No nats-server, no ClickHouse, no writers; a
+  data-plane secret in the settings is refused before anything starts.
+- ``data``: the data plane only, trusting the control plane at ``APIARY_CONTROL_PLANE_URL``.
+  With ``APIARY_BOOTSTRAP_TOKEN`` (and no identity yet in the data directory) it registers
+  its own key pair there first, before anything else starts, so a refused token fails
+  ``apiary up`` with nothing left running; a federated data plane then runs its controller
+  (the stream to the control plane). A control-plane secret in the settings is refused
+  before anything starts: this node never holds one.
+
+In ``both`` and ``data`` modes :class:`ApiaryNode` starts, in order: the embedded
+nats-server (unless ``APIARY_NATS_URL``), the JetStream streams and consumers, Ray (local,
+or joining ``APIARY_RAY_ADDRESS``), the ClickHouse schema (in the chDB owner actor, or on
+the server), the writer pool, the evaluator pool under its scaler (and a scaler of extra
+writers with ``APIARY_WRITER_MAX``), the control-plane Serve application at ``/cp`` (unless
+``APIARY_CONTROL_PLANE_URL`` names an external one, or ``--plane data``) with its bootstrap
+tenant and its controller, and the data-plane Serve application, which trusts
 the control plane only through its JWKS and token exchange. The streams, the schema, the
 pools and the data-plane application come from the start-up sequence that a cluster's
 Serve applications run too (:mod:`apiary.startup.sequence`); what is the node's own is the
@@ -14,7 +31,11 @@ process around them (lock, umask, nats-server, Ray, Serve, the bootstrap tenant)
 When :meth:`ApiaryNode.start` returns, the API answers and ``<data-dir>/connection.json``
 names its URL, a project API key, the project id, the admin account's email and the
 OTLP/gRPC endpoint (``otlp_grpc_endpoint``; off with ``otlp_grpc_port`` 0) (never its
-password: that is shown once, when the account is created, and only a hash is kept).
+password: that is shown once, when the account is created, and only a hash is kept). A
+control-plane-only node's ``connection.json`` names its URL, the control plane's URL, the
+admin account's email and the federation endpoint (``federation_endpoint``, ``host:port``);
+a data-plane-only node's its URL, the control plane's URL, the OTLP/gRPC endpoint and its
+data plane id (``data_plane_id``, when federated).
 
 Files: everything under the data directory is owner-only (directory 0700, files 0600).
 Before anything is started the process umask becomes 0o077 (inherited by nats-server and a
@@ -52,12 +73,14 @@ from apiary._private.files import private_dir, restrict_umask, tighten_tree, wri
 from apiary._private.logs import configure_logging
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.queue import NatsServer, describe_url
-from apiary.settings import ApiarySettings
+from apiary.settings import ApiarySettings, Plane, plane_secrets
 from apiary.startup.bootstrap import (
     Bootstrap,
     bootstrap_control_plane,
     read_connection,
     write_connection,
+    write_control_connection,
+    write_data_connection,
 )
 from apiary.startup.sequence import (
     NAMESPACE,
@@ -71,7 +94,7 @@ from apiary.startup.sequence import (
 #: there is not Apiary's, and is left as it is.
 DATA_DIR_ENTRIES = (
     "nats", "clickhouse", "objects", "cp.sqlite*", "dp.sqlite*", "*.key", ".*.key.*",
-    "connection.json", "state.json", "apiary.lock", ".*.tmp",
+    "connection.json", "state.json", "apiary.lock", ".*.tmp", "dp-identity.json",
 )
 log = logging.getLogger(__name__)
 
@@ -93,6 +116,13 @@ class Connection:
     admin_password: str | None = None
     #: ``host:port`` of the OTLP/gRPC receiver, ``None`` when ``otlp_grpc_port`` is 0.
     otlp_grpc_endpoint: str | None = None
+    #: The planes this node runs (``settings.plane``).
+    plane: str = "both"
+    #: ``host:port`` data planes dial (the control plane's federation endpoint), ``None``
+    #: when this node runs no control plane or its endpoint is off.
+    federation_endpoint: str | None = None
+    #: A federated data plane's id (its registered identity), else ``None``.
+    data_plane_id: str | None = None
 
 
 def _free_port() -> int:
@@ -126,9 +156,14 @@ class ApiaryNode:
 
     def __init__(self, settings: ApiarySettings, progress: Progress | None = None) -> None:
         own_cp = f"{settings.base_url}/cp"
+        self.plane = settings.plane
+        #: Whether this node runs the data plane (nats-server, ClickHouse, writers, the API).
+        self.runs_data_plane = settings.plane != "control"
+        self._external_control_plane = settings.control_plane_url not in (None, own_cp)
         # A control plane URL naming this node's own /cp is the embedded one, too.
-        self.embedded_control_plane = settings.control_plane_url in (None, own_cp)
-        if settings.control_plane_url is None:
+        self.embedded_control_plane = (settings.plane != "data"
+                                       and not self._external_control_plane)
+        if settings.control_plane_url is None and settings.plane != "data":
             # The data plane trusts the control plane this node runs, at <base URL>/cp.
             settings = settings.model_copy(
                 update={"control_plane_url": own_cp}
@@ -142,8 +177,15 @@ class ApiaryNode:
         self._started_ray = False
         self._haproxy_dir: Path | None = None
         self._services: DataPlaneServices | None = None
+        self._cp_controller: Any = None
         self._serve_running = False
+        #: Whether this node's data plane is federated: registered (or to register, with
+        #: ``APIARY_BOOTSTRAP_TOKEN``) with an external control plane, with which its
+        #: controller keeps a stream.
+        self.federated = (self.runs_data_plane and not self.embedded_control_plane
+                          and settings.federated)
         self.bootstrap: Bootstrap | None = None
+        self.data_plane_id: str | None = None
         self.connection: Connection | None = None
 
     # -- start ----------------------------------------------------------------------------
@@ -156,8 +198,39 @@ class ApiaryNode:
             self.stop()
             raise
 
+    def _check_plane(self) -> None:
+        """Refuse a plane's configuration that cannot work, before anything starts: a
+        control-only node naming another control plane, a data-only node without one, and a
+        node holding a secret of a plane it does not run."""
+        s = self.settings
+        if s.plane == "control" and self._external_control_plane:
+            raise ConfigurationError(
+                f"--plane control runs the control plane on this node, but "
+                f"APIARY_CONTROL_PLANE_URL names another ({s.control_plane_url}); unset it")
+        if s.plane == "data" and not self._external_control_plane:
+            raise ConfigurationError(
+                "--plane data needs the control plane's URL: pass --control-plane URL (or set "
+                "APIARY_CONTROL_PLANE_URL), and --bootstrap-token T from `apiary data-planes "
+                "create` to register this data plane")
+        if s.bootstrap_token is not None and self.embedded_control_plane:
+            raise ConfigurationError(
+                "APIARY_BOOTSTRAP_TOKEN registers this data plane with another control plane, "
+                "but this node runs its own (--plane both): run `apiary up --plane data "
+                "--control-plane URL --bootstrap-token T`, or unset the token")
+        if s.plane == "both":
+            return
+        other: Plane = "data" if s.plane == "control" else "control"
+        held = [f"APIARY_{field.upper()}" for field in plane_secrets(other)
+                if getattr(s, field) is not None]
+        if held:
+            raise ConfigurationError(
+                f"--plane {s.plane} must hold no secret of the {other} plane, but "
+                f"{', '.join(held)} {'is' if len(held) == 1 else 'are'} set; give "
+                f"{'it' if len(held) == 1 else 'them'} only to the {other} plane's node")
+
     def _start(self) -> Connection:
         s = self.settings
+        self._check_plane()
         configure_logging(s)
         # Before any server starts: everything they create inherits it.
         self._previous_umask = restrict_umask()
@@ -169,7 +242,7 @@ class ApiaryNode:
                 f"port {s.port} on {s.host} is in use; choose another with --port or "
                 "APIARY_PORT"
             )
-        if s.otlp_grpc_port and _port_in_use(s.host, s.otlp_grpc_port):
+        if self.runs_data_plane and s.otlp_grpc_port and _port_in_use(s.host, s.otlp_grpc_port):
             # The replicas bind it with SO_REUSEPORT: without this check, a second
             # installation on the host would silently share the first one's connections.
             raise ConfigurationError(
@@ -177,9 +250,26 @@ class ApiaryNode:
                 "with APIARY_OTLP_GRPC_PORT, or 0 to turn the receiver off"
             )
 
+        if (self.embedded_control_plane and s.federation_grpc_port
+                and _port_in_use(s.host, s.federation_grpc_port)):
+            raise ConfigurationError(
+                f"port {s.federation_grpc_port} on {s.host} (the federation endpoint) is in "
+                "use; choose another with APIARY_FEDERATION_GRPC_PORT, or 0 to turn it off")
+        if not self.runs_data_plane:
+            return self._start_control_only()
+        if self.federated:
+            # First of all: a refused token fails `apiary up` with nothing started.
+            from apiary.dataplane.federation import ensure_identity
+
+            self._progress(f"checking this data plane's identity at {s.control_plane_url}")
+            identity = ensure_identity(s)
+            self.data_plane_id = identity.data_plane_id
+            self._progress(f"  data plane {identity.data_plane_id} ({identity.name or '-'}), "
+                           f"federation endpoint {identity.federation_endpoint}")
         if s.embedded_nats:
-            self._progress("starting nats-server with JetStream (fsync on every write)")
-            self._nats = NatsServer(s.data_dir)
+            self._progress("starting nats-server with JetStream (fsync on every write, encrypted "
+                           "at rest)")
+            self._nats = NatsServer(s.data_dir, store_key=s.jetstream_key)
             self._nats_url = self._nats.start()
         else:
             self._nats_url = s.nats_url
@@ -199,6 +289,7 @@ class ApiaryNode:
         services.prepare_clickhouse()
         services.start_writers()
         services.start_scalers()
+        services.start_notifiers()
 
         self._start_serve()
         if self.embedded_control_plane:
@@ -206,8 +297,12 @@ class ApiaryNode:
             self.bootstrap = bootstrap_control_plane(s)
             self._progress("deploying the control-plane Serve application at /cp")
             self._deploy_control_plane()
+            self._start_cp_controller()
         self._progress("deploying the data-plane Serve application")
         self._deploy_data_plane()
+        if self.federated:
+            # The stream to the control plane; ingestion never waits for it.
+            services.start_controller()
 
         self._progress("waiting for the API to answer")
         self._wait_ready("/healthz")
@@ -223,11 +318,40 @@ class ApiaryNode:
             connection = Connection(
                 s.base_url, self.bootstrap.api_key, self.bootstrap.project_id, cp_url,
                 self.bootstrap.admin_email, self.bootstrap.admin_password,
-                otlp_grpc_endpoint=s.otlp_grpc_endpoint,
+                otlp_grpc_endpoint=s.otlp_grpc_endpoint, plane=s.plane,
+                federation_endpoint=self.federation_endpoint(),
             )
         else:
+            write_data_connection(s, self.data_plane_id)
             connection = Connection(s.base_url, "", "", cp_url,
-                                    otlp_grpc_endpoint=s.otlp_grpc_endpoint)
+                                    otlp_grpc_endpoint=s.otlp_grpc_endpoint, plane=s.plane,
+                                    data_plane_id=self.data_plane_id)
+        self._write_state(connection)
+        self.connection = connection
+        return connection
+
+    def _start_control_only(self) -> Connection:
+        """``--plane control``: Ray, Serve, the control plane, its controller and the
+        node's health application; no queue, no store, no writers."""
+        s = self.settings
+        self._progress("starting Ray (control plane only)")
+        self._start_ray()
+        self._start_serve()
+        self._progress("bootstrapping the control plane (admin account, org)")
+        self.bootstrap = bootstrap_control_plane(s, local_data_plane=False)
+        self._progress("deploying the control-plane Serve application at /cp")
+        self._deploy_control_plane()
+        self._start_cp_controller()
+        self._progress("deploying the node's health application at /")
+        self._deploy_control_node()
+        self._progress("waiting for the control plane to answer")
+        self._wait_ready("/cp/healthz")
+        self._wait_ready("/healthz")
+        federation = self.federation_endpoint()
+        write_control_connection(s, self.bootstrap, federation)
+        connection = Connection(
+            s.base_url, "", "", s.control_plane_url or "", self.bootstrap.admin_email,
+            self.bootstrap.admin_password, plane="control", federation_endpoint=federation)
         self._write_state(connection)
         self.connection = connection
         return connection
@@ -313,6 +437,45 @@ class ApiaryNode:
         serve.run(control_plane_app(self.settings), name=APP_NAME, route_prefix=ROUTE_PREFIX,
                   blocking=False)
 
+    def _start_cp_controller(self) -> None:
+        """The control plane's federation controller (the gRPC endpoint data planes dial),
+        unless ``federation_grpc_port`` is 0; returns once it listens."""
+        from apiary.startup.federation import start_control_plane_controller
+
+        s = self.settings
+        if not s.federation_grpc_port:
+            self._progress("federation endpoint off (APIARY_FEDERATION_GRPC_PORT is 0)")
+            return
+        self._progress(f"starting the control-plane controller (federation endpoint on "
+                       f"{s.host}:{s.federation_grpc_port})")
+        self._cp_controller = start_control_plane_controller(s)
+
+    def federation_endpoint(self) -> str | None:
+        """``host:port`` data planes dial (as advertised to them at registration), ``None``
+        when this node runs no control-plane controller."""
+        if self._cp_controller is None:
+            return None
+        return self.settings.federation_endpoint_advertised
+
+    def _deploy_control_node(self) -> None:
+        from ray import serve
+
+        from apiary.deployments.control_node import APP_NAME, control_node_app
+
+        serve.run(control_node_app(f"{self.settings.base_url}/cp", self._controller_ref(),
+                                   log_level=self.settings.log_level),
+                  name=APP_NAME, route_prefix="/", blocking=False)
+
+    def _controller_ref(self) -> tuple[str, str, str] | None:
+        """What the health application finds the controller by: name, namespace, host."""
+        if self._cp_controller is None:
+            return None
+        from apiary.actors.cp_controller import CP_CONTROLLER_NAME
+
+        host = self.settings.host
+        return (CP_CONTROLLER_NAME, NAMESPACE,
+                "127.0.0.1" if host in ("0.0.0.0", "::") else host)
+
     def _deploy_data_plane(self) -> None:
         from ray import serve
 
@@ -336,16 +499,21 @@ class ApiaryNode:
             except httpx.HTTPError as exc:
                 last = str(exc)
             time.sleep(0.25)
-        raise ApiaryError(f"the data plane did not become ready: {last}", url=url)
+        raise ApiaryError(f"Apiary did not become ready ({path}): {last}", url=url)
 
     def _write_state(self, connection: Connection) -> None:
         state = {
             "pid": os.getpid(),
             "url": connection.url,
+            "plane": connection.plane,
+            "control_plane_url": connection.control_plane_url,
+            "federation_endpoint": connection.federation_endpoint,
+            "data_plane_id": connection.data_plane_id,
             "project_id": connection.project_id,
-            "nats": describe_url(self._nats_url or ""),
+            "nats": describe_url(self._nats_url) if self._nats_url else None,
             "nats_pid": self._nats.pid if self._nats else None,
-            "clickhouse": self.settings.clickhouse_url or "embedded chDB",
+            "clickhouse": (None if not self.runs_data_plane
+                           else self.settings.clickhouse_url or "embedded chDB"),
             "ray_address": self._ray_address(),
             "started_at": time.time(),
         }
@@ -360,9 +528,18 @@ class ApiaryNode:
     # -- run ------------------------------------------------------------------------------
 
     def supervise_once(self) -> None:
-        """Restart writers Ray restarted after a crash; called periodically by ``apiary up``."""
+        """Restart writers Ray restarted after a crash, and make a restarted control-plane
+        controller listen again; called periodically by ``apiary up``."""
         if self._services is not None:
             self._services.ensure_running()
+        if self._cp_controller is not None:
+            import ray
+
+            try:
+                ray.get(self._cp_controller.ensure_running.remote(), timeout=60)
+            except Exception as exc:  # restarting: the next round starts it
+                log.warning("control-plane controller not running yet",
+                            extra={"error": repr(exc)})
 
     def writer_stats(self) -> list[dict[str, Any]]:
         return [] if self._services is None else self._services.writer_stats()
@@ -389,6 +566,13 @@ class ApiaryNode:
 
             attempt("serve", serve.shutdown)
             self._serve_running = False
+        if self._cp_controller is not None:
+            from apiary.startup.federation import stop_control_plane_controller
+
+            self._progress("stopping the control-plane controller")
+            controller, self._cp_controller = self._cp_controller, None
+            attempt("control-plane controller",
+                    lambda: stop_control_plane_controller(controller))
         if self._services is not None:
             # Evaluators, then writers, then the chDB owner (apiary.startup.sequence).
             services, self._services = self._services, None

@@ -13,11 +13,18 @@
    ``events/writers``.
 4. :meth:`~DataPlaneServices.start_scalers`: the evaluator pool (and the extra writers, with
    ``APIARY_WRITER_MAX``) runs under its pool scaler (:mod:`apiary.actors.scaler`).
+5. :meth:`~DataPlaneServices.start_notifiers`: ``APIARY_NOTIFIER_COUNT`` notifier actors
+   deliver ``notifications/notifiers`` (:mod:`apiary.actors.notifier`).
+6. :meth:`~DataPlaneServices.start_controller` (a federated data plane only: an identity
+   file or ``APIARY_BOOTSTRAP_TOKEN``): the data plane registers with its bootstrap token
+   if it has no identity yet, and its federation controller actor
+   (:mod:`apiary.actors.dp_controller`) keeps the stream to the control plane.
 
-:meth:`~DataPlaneServices.stop` reverses it: evaluators drain first (the scores they publish
-are stored by the writers), then the writers (they store and acknowledge what they hold),
-then the chDB owner. The data plane's HTTP face is one more shared step,
-:func:`data_plane_application`. Where the actors run is a :class:`Placement`:
+:meth:`~DataPlaneServices.stop` reverses it: the notifiers stop first (they hand back what
+they hold; the delivery records keep a later notifier from sending twice), evaluators drain
+next (the scores they publish are stored by the writers), then the writers (they store and
+acknowledge what they hold), then the chDB owner. The data plane's HTTP face is one more
+shared step, :func:`data_plane_application`. Where the actors run is a :class:`Placement`:
 :data:`NODE_PLACEMENT` on one machine, the cluster's node resources on a cluster. The data
 plane's own database (dpdb) is not a step: every replica migrates it on first use.
 """
@@ -27,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apiary.queue import connect, describe_url, ensure_topology
@@ -50,12 +57,15 @@ class Placement:
     """Where the pools' actors run: the Ray actor options of each writer and evaluator.
 
     ``adopt_writers`` makes the writer pool take over running writers of the same name
-    (``get_if_exists``): a restarted cluster supervisor adopts the writers it left.
+    (``get_if_exists``): a restarted cluster supervisor adopts the writers it left (and its
+    notifiers). ``notifier``: the options of each notifier (network-bound: no CPU reserved,
+    no node resource, so it never waits for a writer's or an evaluator's slot).
     """
 
     writer: Mapping[str, Any]
     evaluator: Mapping[str, Any]
     adopt_writers: bool = False
+    notifier: Mapping[str, Any] = field(default_factory=lambda: {"num_cpus": 0})
 
 
 #: ``apiary up``: a quarter of a core each, anywhere in the local Ray instance.
@@ -86,6 +96,8 @@ class DataPlaneServices:
         self._clickhouse: Any = None
         self._writers: Any = None
         self._scalers: list[Any] = []
+        self._notifiers: Any = None
+        self._controller: Any = None
 
     # -- the steps, in order --------------------------------------------------------------
 
@@ -162,6 +174,52 @@ class DataPlaneServices:
             s, self.nats_url, evaluator_options=dict(self.placement.evaluator),
             writer_options=dict(self.placement.writer))
 
+    def start_notifiers(self) -> None:
+        """Step 5 (blocking): the notifier pool runs (none with ``notifier_count`` 0);
+        returns once every notifier has started. Stopped by :meth:`stop` even if it failed
+        part-way."""
+        from apiary.actors.notifier import NotifierPool
+
+        count = self.settings.notifier_count
+        self._progress(f"starting {count} notifier actor(s)")
+        options = dict(self.placement.notifier)
+        if self.placement.adopt_writers:
+            options["get_if_exists"] = True
+        self._notifiers = NotifierPool(self.settings, self.nats_url, **options)
+        self._notifiers.start(count)
+
+    def start_controller(self) -> bool:
+        """Step 6 (blocking): on a federated data plane, register if needed
+        (:func:`~apiary.dataplane.federation.ensure_identity`: a refused bootstrap token is
+        a ConfigurationError saying why) and start the federation controller actor; whether
+        one runs. Ingestion never waits for it: it only dials the control plane."""
+        if not self.settings.federated:
+            return False
+        import ray
+
+        from apiary.actors.dp_controller import DP_CONTROLLER_NAME, DataPlaneControllerActor
+        from apiary.dataplane.federation import ensure_identity
+
+        identity = ensure_identity(self.settings)
+        self._progress(f"starting the federation controller (data plane "
+                       f"{identity.data_plane_id}, control plane "
+                       f"{self.settings.federation_endpoint or identity.federation_endpoint})")
+        self._controller = DataPlaneControllerActor.options(  # type: ignore[attr-defined]
+            name=DP_CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=True,
+            max_restarts=-1, max_task_retries=0, num_cpus=0,
+        ).remote(self.settings, self.nats_url)
+        ray.get(self._controller.start.remote(), timeout=60)
+        return True
+
+    def controller_status(self) -> dict[str, Any] | None:
+        """The federation controller's state (None when this data plane is not federated)."""
+        if self._controller is None:
+            return None
+        import ray
+
+        status: dict[str, Any] = ray.get(self._controller.status.remote(), timeout=30)
+        return status
+
     # -- composites (a cluster runs them; ``apiary up`` starts Ray between 1 and 2) -------
 
     async def prepare(self) -> None:
@@ -170,9 +228,12 @@ class DataPlaneServices:
         await asyncio.to_thread(self.prepare_clickhouse)
 
     def start(self) -> None:
-        """Steps 3 and 4 (blocking): writers, then the evaluators that need them."""
+        """Steps 3 to 5 (blocking): writers, then the evaluators that need them, then the
+        notifiers, then the federation controller (a federated data plane only)."""
         self.start_writers()
         self.start_scalers()
+        self.start_notifiers()
+        self.start_controller()
 
     # -- running --------------------------------------------------------------------------
 
@@ -184,6 +245,17 @@ class DataPlaneServices:
         if self._writers is not None:
             for skipped in self._writers.ensure_running():
                 log.warning("writer not running yet", extra={"error": skipped})
+        if self._notifiers is not None:
+            for skipped in self._notifiers.ensure_running():
+                log.warning("notifier not running yet", extra={"error": skipped})
+        if self._controller is not None:
+            import ray
+
+            try:
+                ray.get(self._controller.ensure_running.remote(), timeout=60)
+            except Exception as exc:  # restarting: the next call starts it
+                log.warning("federation controller not running yet",
+                            extra={"error": repr(exc)})
         if self._scalers:
             import ray
 
@@ -219,6 +291,17 @@ class DataPlaneServices:
             except Exception as exc:  # keep stopping the rest
                 errors.append(f"{what}: {exc}")
 
+        if self._controller is not None:
+            import ray
+
+            controller, self._controller = self._controller, None
+            attempt("federation controller",
+                    lambda: ray.get(controller.stop.remote(), timeout=30))
+            attempt("federation controller", lambda: ray.kill(controller))
+        if self._notifiers is not None:
+            notifiers, self._notifiers = self._notifiers, None
+            self._progress("stopping notifiers")
+            attempt("notifiers", notifiers.stop)
         if self._scalers:
             from apiary.actors.scaler import stop_scalers
 
@@ -242,8 +325,22 @@ class DataPlaneServices:
 def data_plane_application(settings: ApiarySettings, nats_url: str) -> Any:
     """The data plane's bound Serve application (ingestion, queries, the LLM proxy), which
     trusts the control plane at ``settings.control_plane_url`` only through its JWKS and
-    token exchange. Deploy it at ``/``."""
+    token exchange. Deploy it at ``/``.
+
+    A federated data plane (identity file or ``APIARY_BOOTSTRAP_TOKEN``) registers first if
+    it must, then requests its tokens as its registered identity (the audience is its id, and
+    every exchange carries its identity JWT); its replicas sign with the key in the data
+    directory."""
     from apiary.dataplane.auth import control_plane_authenticator
     from apiary.deployments.data_plane import data_plane_app
 
-    return data_plane_app(settings, nats_url, control_plane_authenticator(settings))
+    if settings.federated:
+        from apiary.dataplane.federation import ensure_identity
+
+        identity = ensure_identity(settings)
+        authenticator = control_plane_authenticator(
+            settings, data_plane_id=identity.data_plane_id, identity=identity.mint,
+            issuer=identity.issuer)
+    else:
+        authenticator = control_plane_authenticator(settings)
+    return data_plane_app(settings, nats_url, authenticator)

@@ -5,8 +5,9 @@
   thread-safe; errors are :class:`~apiary.errors.StoreUnavailable` (retryable) or
   :class:`~apiary.errors.StoreRejected`.
 - :func:`apply_migrations` creates and upgrades the schema (``migrations/*.sql``):
-  ``events`` and the rollups fed by materialized views (``session_aggregates``,
-  ``event_schemas``, ``project_event_details``).
+  ``events``, the session rollups fed by a materialized view (``session_aggregates``) and
+  the schema and detail rollups (``event_schemas``, ``project_event_details``), whose rows
+  :func:`track_fields` derives in the inserting process (:class:`FieldTracking`).
 - :func:`events_to_arrow` / :func:`row_to_event` convert between events and rows;
   :data:`JSON_COLUMNS` are the columns stored as JSON text, :func:`epoch_ms` reads a
   stored time back.
@@ -78,6 +79,7 @@ from apiary.store._rows import (
     row_to_event,
 )
 from apiary.store._store import EventStore
+from apiary.store._tracking import FieldTracking, track_fields
 from apiary.store._updates import ROLLUP_COLUMNS, ROLLUP_SOURCES, patch_id
 
 __all__ = [
@@ -102,6 +104,7 @@ __all__ = [
     "DirectStoreClient",
     "EmbeddedClickHouse",
     "EventStore",
+    "FieldTracking",
     "Predicate",
     "Statement",
     "StoreClient",
@@ -130,5 +133,6 @@ __all__ = [
     "remote",
     "row_to_event",
     "store_client",
+    "track_fields",
     "with_attributes",
 ]

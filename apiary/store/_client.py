@@ -25,6 +25,7 @@ from apiary.store._client_methods import RemoteStoreMethods
 from apiary.store._drivers import open_driver
 from apiary.store._remote import call_remote, remote_methods
 from apiary.store._store import EventStore
+from apiary.store._tracking import FieldTracking, track_fields
 
 #: The name of the actor that owns embedded chDB (namespace ``apiary``).
 CLICKHOUSE_ACTOR_NAME = "apiary-clickhouse"
@@ -64,11 +65,16 @@ class ActorStoreClient(StoreClient):
                 method=method, error_type=type(exc).__name__,
             ) from exc
 
-    async def insert_arrow(self, table: pa.Table, dedup_token: str | None = None) -> None:
+    async def insert_arrow(self, table: pa.Table, dedup_token: str | None = None,
+                           tracking: FieldTracking | None = None) -> None:
         # Ray pickles an Arrow table chunk by chunk and rebases every string column's
         # offsets with compute kernels: on a writer's flush (a concatenation of one table
         # per request) that was half of the writer's CPU. One IPC buffer crosses as bytes.
-        await self._call("insert_arrow_ipc", arrow_ipc(table), dedup_token)
+        # The schema and detail tracking rows are derived here, in the caller's process
+        # (a writer), not by the chDB owner: a few rows per insert cross with the table.
+        if tracking is None:
+            tracking = track_fields(table)
+        await self._call("insert_arrow_ipc", arrow_ipc(table), dedup_token, tracking)
 
 
 class DirectStoreClient(StoreClient):

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from apiary.event import EventPatch, Tenant
+from apiary.store._tracking import FieldTracking
 
 
 class RemoteStoreMethods:
@@ -18,15 +19,21 @@ class RemoteStoreMethods:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
-    async def insert_arrow(self, table: pa.Table, dedup_token: str | None = None) -> None:
-        await self._call("insert_arrow", table, dedup_token)
+    async def insert_arrow(
+        self,
+        table: pa.Table,
+        dedup_token: str | None = None,
+        tracking: FieldTracking | None = None,
+    ) -> None:
+        await self._call("insert_arrow", table, dedup_token, tracking)
 
     async def insert_arrow_ipc(
         self,
         data: pa.Buffer | bytes,
         dedup_token: str | None = None,
+        tracking: FieldTracking | None = None,
     ) -> None:
-        await self._call("insert_arrow_ipc", data, dedup_token)
+        await self._call("insert_arrow_ipc", data, dedup_token, tracking)
 
     async def existing_versions(
         self,

@@ -30,6 +30,7 @@ _IMPORTS = {
     "Sequence": ("collections.abc", "Sequence"),
     "EventPatch": ("apiary.event", "EventPatch"),
     "Tenant": ("apiary.event", "Tenant"),
+    "FieldTracking": ("apiary.store._tracking", "FieldTracking"),
     "pa": ("pyarrow", None),
 }
 _BUILTINS = {"None", "bool", "bytes", "dict", "float", "int", "list", "str", "tuple"}

@@ -6,6 +6,7 @@ the cluster through a :class:`~apiary.store.StoreClient` (async, same names and 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ from apiary.store._queries import (
 )
 from apiary.store._remote import remote
 from apiary.store._rows import ComputedFields, row_to_event
+from apiary.store._tracking import FieldTracking, track_fields
 from apiary.store._updates import (
     patches_to_arrow,
     plan_latest_events,
@@ -114,27 +116,47 @@ class EventStore:
         return int(table.num_rows)
 
     @remote
-    def insert_arrow(self, table: pa.Table, dedup_token: str | None = None) -> None:
-        """Insert a table built by :func:`~apiary.store.events_to_arrow`.
+    def insert_arrow(self, table: pa.Table, dedup_token: str | None = None,
+                     tracking: FieldTracking | None = None) -> None:
+        """Insert a table built by :func:`~apiary.store.events_to_arrow`, then its schema
+        and detail tracking rows (``tracking``, :func:`~apiary.store.track_fields` of
+        ``table``: derived here when not given, so the caller's process should derive it).
 
-        Durable when it returns: the ``events`` table and its rollups fsync each part and
-        its directory before the insert completes (migration 0009). With ``dedup_token``
-        (:func:`~apiary.store.insert_dedup_token`), an insert repeated with the same token
-        within the tables' deduplication window (the last 10,000 inserts) stores nothing,
-        neither in ``events`` nor in the session rollups: an insert that timed out after
-        ClickHouse committed it can be retried without counting anything twice. A table
-        encoded before migration 0011 gets its attribute arrays here
-        (:func:`~apiary.store._attributes.with_attributes`).
+        Durable when it returns: ``events``, its rollups and the tracking tables fsync each
+        part and its directory before the insert completes (migration 0009). With
+        ``dedup_token`` (:func:`~apiary.store.insert_dedup_token`), an insert repeated with
+        the same token within the tables' deduplication window (the last 10,000 inserts)
+        stores nothing more, neither in ``events`` nor in the session rollups nor in
+        ``event_schemas`` (whose insert carries a token derived from it; the view it
+        replaces counted such a retry twice): an insert that timed out after ClickHouse
+        committed part of it can be retried without counting anything twice, and the
+        retry stores what the first attempt did not. ``project_event_details`` needs no
+        token (a ``uniq`` state and min/max). Without ``dedup_token`` nothing is
+        deduplicated (``inserted_at`` makes every events block unique): a repeat counts
+        again, as the views counted it. The events go first: tracking rows are never
+        stored for events that were not. A table encoded before migration 0011 gets its
+        attribute arrays here (:func:`~apiary.store._attributes.with_attributes`).
         """
         self.driver.insert_arrow(f"{self.database}.events", with_attributes(table),
                                  dedup_token=dedup_token)
+        if tracking is None:
+            tracking = track_fields(table)
+        # Without a token the events are never deduplicated (their inserted_at default
+        # makes each block unique), so neither are these rows: a token of their own.
+        token = f"{dedup_token}:event_schemas" if dedup_token else uuid.uuid4().hex
+        self.driver.insert_arrow(f"{self.database}.event_schemas", tracking.schemas,
+                                 dedup_token=token)
+        self.driver.insert_arrow(f"{self.database}.project_event_details_input",
+                                 tracking.details)
 
     @remote
-    def insert_arrow_ipc(self, data: pa.Buffer | bytes, dedup_token: str | None = None) -> None:
+    def insert_arrow_ipc(self, data: pa.Buffer | bytes, dedup_token: str | None = None,
+                         tracking: FieldTracking | None = None) -> None:
         """Insert the table encoded by :func:`~apiary.store.arrow_ipc` (read without
         copying it): how a writer's table crosses to the chDB owner as one buffer. Same
         guarantees as :meth:`insert_arrow`."""
-        self.insert_arrow(pa.ipc.open_stream(data).read_all(), dedup_token=dedup_token)
+        self.insert_arrow(pa.ipc.open_stream(data).read_all(), dedup_token=dedup_token,
+                          tracking=tracking)
 
     @remote
     def existing_versions(self, project_id: str, event_ids: Sequence[str],

@@ -86,19 +86,19 @@ def test_evaluator_versions_and_deployment(client: TestClient) -> None:
 def test_alert_definitions_crud(client: TestClient) -> None:
     t = make_tenant(client, "A")
     base = f"/v1/projects/{t.project_id}/alerts"
-    condition = {"metric": "cost", "aggregation": "sum", "operator": ">=", "threshold": 100,
-                 "window_s": 3600}
+    condition = {"type": "aggregate", "field": "cost", "window_s": 3600,
+                 "warning": {"op": ">=", "value": 100}}
     created = ok(client.post(base, headers=auth(t.owner), json={
         "name": "budget", "condition": condition,
         "channels": [{"type": "slack", "target": "#alerts"}]}), 201)
-    assert created["condition"]["threshold"] == 100
+    assert created["condition"]["warning"] == {"op": ">=", "value": 100}
     one = f"{base}/{created['id']}"
     updated = ok(client.patch(one, headers=auth(t.owner), json={
-        "enabled": False, "condition": {**condition, "threshold": 250}}))
-    assert (updated["enabled"], updated["condition"]["threshold"]) == (False, 250)
+        "condition": {**condition, "warning": {"op": ">=", "value": 250}}}))
+    assert (updated["state"], updated["condition"]["warning"]["value"]) == ("active", 250)
     assert updated["channels"] == [{"type": "slack", "target": "#alerts"}]
     bad = client.post(base, headers=auth(t.owner), json={
-        "name": "x", "condition": {**condition, "operator": "~"}})
+        "name": "x", "condition": {**condition, "warning": {"op": "~", "value": 1}}})
     assert error_code(bad, 400) == "invalid_request"
     assert client.delete(one, headers=auth(t.owner)).status_code == 204
     assert ok(client.get(base, headers=auth(t.owner))) == []

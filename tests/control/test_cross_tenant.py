@@ -163,8 +163,8 @@ def test_evaluator_endpoints(client: TestClient, tenants: tuple[Tenant, Tenant])
 def test_alert_endpoints(client: TestClient, tenants: tuple[Tenant, Tenant]) -> None:
     a, b = tenants
     base = f"/v1/projects/{a.project_id}/alerts"
-    condition = {"metric": "errors", "aggregation": "count", "operator": ">", "threshold": 5,
-                 "window_s": 600}
+    condition = {"type": "aggregate", "field": "event_count", "window_s": 600,
+                 "warning": {"op": ">", "value": 5}}
     alert = ok(client.post(base, json={"name": "errs", "condition": condition},
                            headers=auth(a.owner)), 201)
     one = f"{base}/{alert['id']}"
@@ -172,13 +172,15 @@ def test_alert_endpoints(client: TestClient, tenants: tuple[Tenant, Tenant]) -> 
         ("GET", base, None),
         ("POST", base, {"name": "x", "condition": condition}),
         ("GET", one, None),
-        ("PATCH", one, {"enabled": False}),
+        ("PATCH", one, {"description": "x"}),
+        ("POST", f"{one}/pause", None),
+        ("POST", f"{one}/mute", None),
         ("DELETE", one, None),
         ("DELETE", f"/v1/projects/{b.project_id}/alerts/{alert['id']}", None),
     ]
     _all_404(client, b.owner, calls)
     _all_404(client, _b_key(client, b), calls)
-    assert ok(client.get(one, headers=auth(a.owner)))["enabled"] is True
+    assert ok(client.get(one, headers=auth(a.owner)))["state"] == "active"
 
 
 def test_sso_provider_endpoints(client: TestClient, tenants: tuple[Tenant, Tenant]) -> None:

@@ -16,6 +16,8 @@ BOTH = pytest.mark.parametrize("empty_db_url", ["sqlite", "postgresql"], indirec
 CONFIG_TABLES = {"prompt_templates", "prompt_versions", "prompt_environments",
                  "evaluator_configs", "evaluator_versions", "alert_definitions"}
 IDENTITY_0004 = {"org_domains", "email_verifications", "sso_mfa_tickets"}
+FEDERATION_0005 = {"config_changes", "data_plane_health", "data_plane_commands"}
+NOTIFICATIONS_0007 = {"notification_channels"}
 
 
 def _tables(url: str) -> set[str]:
@@ -38,7 +40,7 @@ def _columns(url: str, table: str) -> list[dict[str, object]]:
 def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0004"
+    assert current_revision(empty_db_url) == head_revision() == "0007"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
     engine = open_engine(empty_db_url)
     try:
@@ -57,6 +59,17 @@ def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None
 @BOTH
 def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     upgrade_db(empty_db_url)
+    downgrade(empty_db_url, "0005")
+    assert current_revision(empty_db_url) == "0005"
+    assert not NOTIFICATIONS_0007 & _tables(empty_db_url)
+    alert_columns = {c["name"] for c in _columns(empty_db_url, "alert_definitions")}
+    assert "enabled" in alert_columns
+    assert not {"paused", "muted", "evaluation_state", "stage"} & alert_columns
+    downgrade(empty_db_url, "0004")
+    assert current_revision(empty_db_url) == "0004"
+    assert not FEDERATION_0005 & _tables(empty_db_url)
+    assert "data_plane_id" not in {c["name"] for c in _columns(empty_db_url, "projects")}
+    assert "public_jwk" not in {c["name"] for c in _columns(empty_db_url, "data_planes")}
     downgrade(empty_db_url, "0003")
     assert current_revision(empty_db_url) == "0003"
     assert "email_verified_at" not in {c["name"] for c in _columns(empty_db_url, "users")}
@@ -66,12 +79,13 @@ def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     assert "message" not in {c["name"] for c in _columns(empty_db_url, "evaluator_versions")}
     downgrade(empty_db_url, "0001")
     assert current_revision(empty_db_url) == "0001"
-    assert _tables(empty_db_url) == set(Base.metadata.tables) - CONFIG_TABLES - IDENTITY_0004
+    assert _tables(empty_db_url) == (set(Base.metadata.tables) - CONFIG_TABLES - IDENTITY_0004
+                                        - FEDERATION_0005 - NOTIFICATIONS_0007)
     downgrade(empty_db_url, "base")
     assert current_revision(empty_db_url) is None
     assert _tables(empty_db_url) == set()
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == "0004"
+    assert current_revision(empty_db_url) == "0007"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
 
 

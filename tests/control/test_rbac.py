@@ -33,8 +33,8 @@ def test_viewer_reads_but_cannot_write(client: TestClient) -> None:
     assert len(ok(client.get(_prompts(t), headers=auth(viewer)))) == 1
     denied = client.post(_prompts(t), json={**PROMPT, "name": "other"}, headers=auth(viewer))
     assert error_code(denied, 403) == "forbidden"
-    alert = {"name": "slow", "condition": {"metric": "latency", "aggregation": "p95",
-                                           "operator": ">", "threshold": 2.0, "window_s": 300}}
+    alert = {"name": "slow", "condition": {"type": "aggregate", "field": "latency_p95",
+                                           "window_s": 300, "warning": {"op": ">", "value": 2.0}}}
     assert client.post(f"/v1/projects/{t.project_id}/alerts", json=alert,
                        headers=auth(viewer)).status_code == 403
     assert client.post(f"/v1/projects/{t.project_id}/keys", json={"name": "k"},

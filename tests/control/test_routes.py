@@ -19,6 +19,7 @@ PUBLIC = {
     "/v1/auth/email/verify",  # the mailed link's token is the credential
     "/v1/auth/sso/mfa",  # the pending-MFA cookie and the code are the credentials
     "/v1/auth/sso/discover",  # which provider serves a domain (throttled, domain-level)
+    "/v1/data-planes/register",  # the one-time bootstrap token is the credential (throttled)
     "/healthz",
 }
 

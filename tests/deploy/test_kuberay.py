@@ -20,6 +20,7 @@ import importlib
 import inspect
 import os
 import re
+import secrets
 import subprocess
 import tomllib
 from pathlib import Path
@@ -103,7 +104,10 @@ def _nats_conf(docs: list[Doc]) -> str:
 
 def test_kustomization_applies_every_manifest_and_only_known_kinds(docs: list[Doc]) -> None:
     listed = set(kustomization()["resources"])
-    on_disk = {p.name for p in KUBERAY_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    # A dedicated data plane's RayService goes to another namespace, instead of
+    # rayservice.yaml and control-plane.yaml (test_kuberay_data_plane.py).
+    on_disk = {p.name for p in KUBERAY_DIR.glob("*.yaml")} - {
+        "kustomization.yaml", "rayservice-data-plane.yaml"}
     assert listed == on_disk
     kinds = {d["kind"] for d in docs}
     assert kinds <= CORE_KINDS | RAY_KINDS, kinds - (CORE_KINDS | RAY_KINDS)
@@ -259,7 +263,8 @@ def test_serve_config_v2_is_valid_and_is_what_the_code_deploys(
     if plane == "data":
         assert routes == {"data-plane": "/", "pools": None}
     else:
-        assert routes == {"control-plane": CP_ROUTE_PREFIX} == {"control-plane": "/cp"}
+        assert routes == {"control-plane": CP_ROUTE_PREFIX, "federation": None}
+        assert CP_ROUTE_PREFIX == "/cp"
     assert config["http_options"]["port"] == SERVE_HTTP_PORT
 
 
@@ -501,8 +506,10 @@ def test_network_policies_let_each_planes_pods_reach_its_stores_only(docs: list[
         assert port is not None
         assert not _admits(docs, host, labels["control"], port), host
     assert not _admits(docs, "redis-cp", labels["data"], 6379)
-    # Data-plane pods reach the control plane's API, and none of its Ray ports.
+    # Data-plane pods reach the control plane's API and federation endpoint, and none of
+    # its Ray ports.
     assert _admits(docs, "apiary-cp", labels["data"], SERVE_HTTP_PORT)
+    assert _admits(docs, "apiary-cp", labels["data"], 4320)
     for port in (6379, 8265, 10001, 52365):
         assert not _admits(docs, "apiary-cp", labels["data"], port), port
         assert _admits(docs, "apiary-cp", labels["control"], port), port
@@ -544,7 +551,8 @@ def test_references_to_configmaps_secrets_volumes_and_services_resolve(
 def _nats_config_check(config: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "nats.conf"
     path.write_text(config)
-    env = {**os.environ, "SERVER_NAME": "nats-0", "NATS_PASSWORD": "secret"}
+    env = {**os.environ, "SERVER_NAME": "nats-0", "NATS_PASSWORD": "secret",
+           "NATS_JETSTREAM_KEY": secrets.token_hex(32)}
     return subprocess.run([nats_server_binary(), "-t", "-c", str(path)],
                           capture_output=True, text=True, env=env, timeout=30)
 
@@ -572,6 +580,20 @@ def test_nats_is_three_fsyncing_jetstream_servers(docs: list[Doc], tmp_path: Pat
                              text=True, timeout=30).stdout.strip().rpartition("v")[2]
     image = statefulset["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"nats:{version}-alpine"
+
+
+def test_nats_encrypts_its_store_with_a_key_from_the_store_credentials(
+        docs: list[Doc]) -> None:
+    jetstream = re.search(r"^jetstream \{(.*?)^\}", _nats_conf(docs), re.M | re.S)
+    assert jetstream is not None
+    assert re.search(r"^\s*cipher:\s*aes\s*$", jetstream.group(1), re.M)
+    # Unquoted: a quoted "$NATS_JETSTREAM_KEY" would be that text, the same key everywhere.
+    assert re.search(r"^\s*key:\s*\$NATS_JETSTREAM_KEY\s*$", jetstream.group(1), re.M)
+    container = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"][0]
+    (entry,) = [e for e in container["env"] if e["name"] == "NATS_JETSTREAM_KEY"]
+    assert entry["valueFrom"]["secretKeyRef"] == {"name": "apiary-store-credentials",
+                                                  "key": "NATS_JETSTREAM_KEY"}
+    assert "NATS_JETSTREAM_KEY" in data_of(docs, "Secret", "apiary-store-credentials")
 
 
 def test_nats_config_check_rejects_a_misspelt_field(docs: list[Doc], tmp_path: Path) -> None:

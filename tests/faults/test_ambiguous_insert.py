@@ -4,6 +4,9 @@ The writer cannot know the data is stored, so it retries the same block. Before 
 retry stored every event a second time and the session rollups summed their cost and tokens
 twice. Now each insert carries a deduplication token (its messages' ids and rows) that
 the ``events`` table and its rollups honour (migration 0009): the retry stores nothing.
+The schema rollup the writer derives (migration 0013) is inserted after the events, with a
+token of its own: whether the events insert or the ``event_schemas`` insert is the
+ambiguous one, each field path is counted once per event.
 
 The ambiguity is real: the wrapping driver performs the insert on the real chDB engine and
 only then raises the retryable error a timed-out call raises; the writer loop, its retry
@@ -42,17 +45,19 @@ TOKENS = 30
 
 
 class CommitsThenTimesOut:
-    """A ClickHouse driver whose first ``events`` insert commits, then fails as a timeout."""
+    """A ClickHouse driver whose first insert into ``table`` commits, then fails as a
+    timeout."""
 
-    def __init__(self, inner: EmbeddedClickHouse, database: str) -> None:
+    def __init__(self, inner: EmbeddedClickHouse, database: str, table: str = "events") -> None:
         self.inner = inner
         self.database = database
+        self.table = table
         self.ambiguous: list[str | None] = []  # the token of each insert answered with an error
 
     def insert_arrow(self, table: str, data: pa.Table, *,
                      dedup_token: str | None = None) -> None:
         self.inner.insert_arrow(table, data, dedup_token=dedup_token)
-        if table.endswith(".events") and not self.ambiguous:
+        if table.endswith(f".{self.table}") and not self.ambiguous:
             self.ambiguous.append(dedup_token)
             raise StoreUnavailable("timed out waiting for ClickHouse to answer the insert",
                                    code=159, name="TIMEOUT_EXCEEDED", table=table)
@@ -112,9 +117,10 @@ async def _until(predicate: Callable[[], Any], wait_s: float = 30.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@pytest.mark.parametrize("ambiguous_table", ["events", "event_schemas"])
 async def test_ambiguous_insert_is_retried_and_stored_once_with_exact_aggregates(
         nc: Client, driver: EmbeddedClickHouse, database: str, tmp_path: Path,
-        fault_report: FaultReport) -> None:
+        fault_report: FaultReport, ambiguous_table: str) -> None:
     settings = ApiarySettings(data_dir=tmp_path, clickhouse_database=database,
                               writer_flush_interval_s=0.05, writer_ack_wait_s=2.0)
     js = nc.jetstream()
@@ -122,7 +128,7 @@ async def test_ambiguous_insert_is_retried_and_stored_once_with_exact_aggregates
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream)
     await ensure_topology(js, settings)
-    faulty = CommitsThenTimesOut(driver, database)
+    faulty = CommitsThenTimesOut(driver, database, ambiguous_table)
     store = EventStore(faulty, database=database)
     project = f"p-{uuid.uuid4().hex[:8]}"
     sid, events = _session(project)
@@ -168,6 +174,14 @@ async def test_ambiguous_insert_is_retried_and_stored_once_with_exact_aggregates
     assert float(rollup["cost"]) == pytest.approx(expected_cost)
     assert float(final["cost"]) == pytest.approx(expected_cost)
     assert int(rollup["tokens"]) == int(final["tokens"]) == (EVENTS - 1) * TOKENS
+    # The writer-derived schema rollup counted each path once per event (a retry of an
+    # insert whose schema rows were committed adds nothing), and the details count once.
+    schema = {(r["event_type"], r["path"]): r["occurrences"]
+              for r in store.event_schema(project)}
+    assert schema[("model", "metadata.cost")] == EVENTS - 1
+    assert schema[("model", "metadata.total_tokens")] == EVENTS - 1
+    assert {(r["event_type"], r["event_count"]) for r in store.event_details(project)} == {
+        ("session", 1), ("model", EVENTS - 1)}
     session = store.list_sessions(project)["sessions"][0]
     assert session["event_count"] == EVENTS
     assert session["cost"] == pytest.approx(expected_cost)
@@ -175,6 +189,7 @@ async def test_ambiguous_insert_is_retried_and_stored_once_with_exact_aggregates
     counts = (await ingest_stats(js, DirectStoreClient(store), project))[project].total
     assert_accounted(counts.as_dict(), accepted=EVENTS, stored=store.count_events(project))
     assert counts.stored.messages == 1
-    fault_report.record("8. ambiguous insert (timed out after commit)", EVENTS,
+    fault_report.record(f"8. ambiguous {ambiguous_table} insert (timed out after commit)",
+                        EVENTS,
                         store.count_events(project), writer.stats.dead_lettered,
                         store.count_rows(project) - store.count_events(project), None)

@@ -104,7 +104,8 @@ def test_plane_secrets_come_from_the_models() -> None:
     assert set(plane_secrets("control")) == {"cp_database_url", "cp_envelope_key", "smtp_url"}
     assert set(plane_secrets("data")) == {"dp_database_url", "dp_envelope_key", "nats_url",
                                           "clickhouse_url", "evaluator_judge_api_key",
-                                          "admin_token"}
+                                          "admin_token", "jetstream_key", "bootstrap_token",
+                                          "notify_smtp_url"}
     # Every SecretStr is some plane's secret, and a secret is never both planes'.
     secret_str = {name for name, field in FIELDS.items() if "SecretStr" in str(field.annotation)}
     assert secret_str <= set(plane_secrets("control")) | set(plane_secrets("data"))

@@ -65,10 +65,12 @@ def test_each_planes_environment_builds_its_applications(set_env: SetEnv) -> Non
     set_env(CP_ENV)
     assert cluster_problems(load_settings(), "control") == []
     assert isinstance(cluster.control_plane({}), Application)
+    assert isinstance(cluster.federation({}), Application)
     names = {plane: [app["import_path"].rpartition(":")[2]
                      for app in serve_config(plane)["applications"]]
              for plane in PLANES}
-    assert names == {"data": ["data_plane", "pools"], "control": ["control_plane"]}
+    assert names == {"data": ["data_plane", "pools"],
+                     "control": ["control_plane", "federation"]}
 
 
 def test_one_planes_environment_does_not_build_the_other_plane(set_env: SetEnv) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from apiary import store
-from apiary.actors import scaler, writer
+from apiary.actors import notifier, scaler, writer
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings
 from apiary.startup.cluster import cluster_pools
@@ -48,7 +48,18 @@ class Recorder:
                 raise RuntimeError("an evaluator did not drain")
             return []
 
+        class Notifiers:
+            def __init__(self, settings: ApiarySettings, nats_url: str, **options: Any) -> None:
+                recorder.calls.append(f"notifiers {sorted(options.items())}")
+
+            def start(self, count: int) -> None:
+                recorder.calls.append(f"notifiers start {count}")
+
+            def stop(self) -> None:
+                recorder.calls.append("notifiers stop")
+
         monkeypatch.setattr(writer, "WriterPool", Pool)
+        monkeypatch.setattr(notifier, "NotifierPool", Notifiers)
         monkeypatch.setattr(scaler, "start_scalers", start_scalers)
         monkeypatch.setattr(scaler, "stop_scalers", stop_scalers)
 
@@ -66,18 +77,22 @@ async def test_the_steps_run_in_order_and_report_what_they_did(
     await services.prepare()
     services.start()
     assert lines[0].startswith("ensuring streams and consumers on ")
-    assert lines[-5:] == [
+    assert lines[-6:] == [
         "applying the ClickHouse schema", "  applied migration 0001",
         "  applied migration 0002", "starting 2 writer actor(s)",
         "starting 1-3 evaluator actor(s) and the pool scaler(s)",
+        "starting 1 notifier actor(s)",
     ]
-    assert recorder.calls == ["writers [('num_cpus', 0.25)]", "writers start", "scalers start"]
+    assert recorder.calls == ["writers [('num_cpus', 0.25)]", "writers start", "scalers start",
+                              "notifiers [('num_cpus', 0)]", "notifiers start 1"]
     assert services.stop() == []
-    assert lines[-2:] == ["draining evaluators (and scaled writers)", "draining writers"]
+    assert lines[-3:] == ["stopping notifiers", "draining evaluators (and scaled writers)",
+                          "draining writers"]
     # Evaluators drain first: the scores they publish are stored by the writers.
-    assert recorder.calls[-2:] == ["scalers stop ['evaluator-scaler']", "writers stop"]
+    assert recorder.calls[-3:] == ["notifiers stop", "scalers stop ['evaluator-scaler']",
+                                   "writers stop"]
     assert services.stop() == []  # safe twice: nothing is left to stop
-    assert len(recorder.calls) == 5
+    assert len(recorder.calls) == 8
 
 
 def test_stop_keeps_going_past_a_failure(

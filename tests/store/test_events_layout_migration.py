@@ -136,7 +136,9 @@ def test_the_layout_migration_moves_every_row_and_keeps_every_answer(
     tables = {r["name"] for r in old_store.driver.query_rows(
         "SELECT name FROM system.tables WHERE database = {d:String}", {"d": db})}
     assert not {"events_0011", "session_aggregates_0012"} & tables
-    assert {"session_aggregates_mv", "event_schemas_mv", "project_event_details_mv"} <= tables
+    assert "session_aggregates_mv" in tables
+    # 0013 (applied too) replaced the JSON-walking views by the inserting process's rows.
+    assert not {"event_schemas_mv", "project_event_details_mv"} & tables
 
 
 @pytest.mark.parametrize(("version", "stop_after"), [

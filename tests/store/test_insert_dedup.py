@@ -74,7 +74,7 @@ def test_events_and_rollups_fsync_parts_and_deduplicate(fresh_store: EventStore)
         {"db": fresh_store.database},
     )
     tables = {r["name"]: r["engine_full"] for r in rows}
-    for name in ("events", "session_aggregates"):
+    for name in ("events", "session_aggregates", "event_schemas"):
         assert "non_replicated_deduplication_window = 10000" in tables[name], name
     for name in ("events", "session_aggregates", "event_schemas", "project_event_details",
                  "event_updates", "derived_traces", "uninherited_sessions"):

@@ -11,7 +11,9 @@ mounts it at ``<base_url>/cp``):
 - ``/v1/orgs*``, ``/v1/workspaces*``, ``/v1/projects*`` — tenancy, members, invitations,
   roles, API keys, SSO providers, prompt templates, evaluators, alerts
 - ``/v1/sso/oidc/*`` — browser SSO redirects
-- ``/v1/data-planes`` — token audiences; ``/healthz`` — liveness
+- ``/v1/data-planes*`` — data planes: creation, registration, status and health,
+  commands; ``PUT /v1/projects/{id}/data-plane`` (:mod:`.routes_federation`);
+  ``/healthz`` — liveness
 - any other ``GET`` of a page (``Accept: text/html``) — the web UI (:mod:`.routes_ui`)
 
 Errors are ``{"message", "errorCode"}`` with a precise status (:mod:`apiary.errors`).
@@ -32,7 +34,9 @@ from apiary.control.api import (
     routes_auth,
     routes_config,
     routes_email,
+    routes_federation,
     routes_keys,
+    routes_notifications,
     routes_sso,
     routes_tenancy,
 )
@@ -62,7 +66,7 @@ def create_control_plane_app(control_plane: ControlPlane, *,
                             headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
 
     for module in (routes_auth, routes_email, routes_tenancy, routes_keys, routes_sso,
-                   routes_config):
+                   routes_config, routes_federation, routes_notifications):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: cpdb answers")

@@ -1,5 +1,5 @@
 """Identity endpoints: sign-up, login, logout, the caller's account and MFA, the token
-exchange, the JWKS, and the list of data planes."""
+exchange, and the JWKS (data planes: :mod:`.routes_federation`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from apiary.control.api._guards import (
-    ANYONE_AUTHENTICATED,
     CSRF_COOKIE,
     PUBLIC,
     SESSION_COOKIE,
@@ -21,7 +21,6 @@ from apiary.control.api._guards import (
     refuse_cross_site_login,
 )
 from apiary.control.api.schemas import (
-    DataPlaneOut,
     LoginRequest,
     MembershipOut,
     MeOut,
@@ -37,9 +36,8 @@ from apiary.control.api.schemas import (
     TotpEnrolmentOut,
     UserOut,
 )
-from apiary.control.authz import KeyPrincipal, UserPrincipal
-from apiary.control.dataplanes import list_data_planes
 from apiary.control.db import Membership, Organization, Project, Role, User, Workspace
+from apiary.control.federation import verify_identity
 from apiary.control.identity import accounts, totp, verification
 from apiary.control.identity.sessions import (
     SESSION_PREFIX,
@@ -61,6 +59,9 @@ from apiary.credentials import looks_like_jwt
 from apiary.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 
 router = APIRouter(tags=["identity"])
+
+#: The header a federated data plane proves itself with when it exchanges a key.
+DATA_PLANE_IDENTITY_HEADER = "Apiary-Data-Plane"
 
 Public = Annotated[ControlPlane, Depends(PUBLIC)]
 UserCaller = Annotated[Caller, Depends(USER)]
@@ -257,12 +258,19 @@ def totp_disable(body: TotpCodeRequest, request: Request, caller: UserCaller) ->
 def token(body: TokenRequest, request: Request, cp: Public) -> TokenOut:
     """A data-plane token carries only data-plane permissions; a control-plane token the
     key's permissions or the user's minus those that need a recent login
-    (:mod:`apiary.control.tokens`). A token is never exchanged for another token."""
+    (:mod:`apiary.control.tokens`). A token is never exchanged for another token.
+
+    A federated data plane asking on behalf of a key sends its identity JWT as
+    ``Apiary-Data-Plane``: the audience is then the data plane it proves (401 for a
+    forged, revoked or unknown one; a body ``audience`` naming another is 400). A key
+    whose project another data plane serves gets 421 ``wrong_data_plane`` with that
+    data plane's URL (``data_plane_url``)."""
     credential = credential_of(request)
     if looks_like_jwt(credential):
         raise AuthenticationFailed("a token cannot be exchanged for another token: send an "
                                    "API key or a session")
     with cp.transaction() as db:
+        audience = _audience(cp, db, body, request.headers.get(DATA_PLANE_IDENTITY_HEADER))
         if credential.startswith(SESSION_PREFIX):
             session, user = resolve_session(cp, db, credential)
             cp.throttle.admit_session_exchange(_client(cp, request), user.id)
@@ -271,10 +279,24 @@ def token(body: TokenRequest, request: Request, cp: Public) -> TokenOut:
                 raise InvalidRequest("a user's token is for one project: send project_id",
                                      field="project_id")
             principal = load_principal(db, user, session.id)
-            issued = exchange_session(cp, db, principal, body.audience, body.project_id)
+            issued = exchange_session(cp, db, principal, audience, body.project_id)
         else:
-            issued = exchange_api_key(cp, db, credential, body.audience, body.project_id)
+            issued = exchange_api_key(cp, db, credential, audience, body.project_id)
     return TokenOut.model_validate(issued.to_body())
+
+
+def _audience(cp: ControlPlane, db: Session, body: TokenRequest, identity: str | None) -> str:
+    if identity is None:
+        if body.audience is None:
+            raise InvalidRequest("send audience (a data plane's id, or the issuer URL)",
+                                 field="audience")
+        return body.audience
+    plane = verify_identity(db, identity.strip(), issuer=cp.issuer, now=cp.now())
+    if body.audience is not None and body.audience != plane.id:
+        raise InvalidRequest(f"audience must be this data plane's own id ({plane.id}) when "
+                             f"it sends its identity ({DATA_PLANE_IDENTITY_HEADER})",
+                             field="audience")
+    return plane.id
 
 
 @router.get("/.well-known/jwks.json", tags=["tokens"],
@@ -284,13 +306,3 @@ def jwks(response: Response, cp: Public) -> dict[str, list[dict[str, Any]]]:
         document = cp.signing.jwks(db)
     response.headers["Cache-Control"] = f"public, max-age={cp.settings.cp_jwks_cache_s}"
     return document
-
-
-@router.get("/v1/data-planes", response_model=list[DataPlaneOut], tags=["tokens"],
-            summary="Data planes the caller can get tokens for (token audiences)")
-def data_planes(caller: Annotated[Caller, Depends(ANYONE_AUTHENTICATED)]) -> list[DataPlaneOut]:
-    principal = caller.principal
-    orgs = ({g.org_id for g in principal.grants.values()} if isinstance(principal, UserPrincipal)
-            else {principal.org_id} if isinstance(principal, KeyPrincipal) else None)
-    with caller.cp.transaction() as db:
-        return [DataPlaneOut.model_validate(p) for p in list_data_planes(db, orgs)]

@@ -297,9 +297,8 @@ def create_alert(project_id: str, body: AlertCreate, scope: AlertsWrite) -> Aler
     with scope.cp.transaction() as db:
         alert = alerts.create_alert(
             scope.cp, db, _project(db, scope), name=body.name, description=body.description,
-            condition=body.condition.model_dump(),
-            channels=[c.model_dump() for c in body.channels], enabled=body.enabled,
-            author=scope.actor,
+            condition=body.condition.model_dump(mode="json"),
+            channels=[c.model_dump() for c in body.channels], author=scope.actor,
         )
         return AlertOut.model_validate(alert)
 
@@ -316,9 +315,47 @@ def update_alert(
 ) -> AlertOut:
     with scope.cp.transaction() as db:
         alert = alerts.get_alert(db, _project(db, scope), alert_id)
-        changes = body.model_dump(exclude_unset=True)
+        changes = body.model_dump(mode="json", exclude_unset=True)
         alerts.update_alert(scope.cp, db, alert, changes)
         return AlertOut.model_validate(alert)
+
+
+def _transition(project_id: str, alert_id: str, scope: Scope,
+                action: alerts.Transition) -> AlertOut:
+    with scope.cp.transaction() as db:
+        alert = alerts.get_alert(db, _project(db, scope), alert_id)
+        alerts.transition(scope.cp, alert, action)
+        return AlertOut.model_validate(alert)
+
+
+@router.post(_ALERTS + "/{alert_id}/pause", response_model=AlertOut, tags=["alerts"],
+             summary="Stop evaluating the alert (409 if paused)")
+def pause_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut:
+    return _transition(project_id, alert_id, scope, "pause")
+
+
+@router.post(_ALERTS + "/{alert_id}/resume", response_model=AlertOut, tags=["alerts"],
+             summary="Evaluate a paused alert again (409 if not paused)")
+def resume_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut:
+    return _transition(project_id, alert_id, scope, "resume")
+
+
+@router.post(_ALERTS + "/{alert_id}/mute", response_model=AlertOut, tags=["alerts"],
+             summary="Keep evaluating, send nothing (409 if muted)")
+def mute_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut:
+    return _transition(project_id, alert_id, scope, "mute")
+
+
+@router.post(_ALERTS + "/{alert_id}/unmute", response_model=AlertOut, tags=["alerts"],
+             summary="Send notifications again (409 if not muted)")
+def unmute_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut:
+    return _transition(project_id, alert_id, scope, "unmute")
+
+
+@router.post(_ALERTS + "/{alert_id}/resolve", response_model=AlertOut, tags=["alerts"],
+             summary="Mark a triggered alert resolved (409 if not triggered)")
+def resolve_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut:
+    return _transition(project_id, alert_id, scope, "resolve")
 
 
 @router.delete(_ALERTS + "/{alert_id}", status_code=204, tags=["alerts"])

@@ -109,6 +109,9 @@ class ProjectOut(_Response):
     workspace_id: str
     name: str
     created_at: datetime
+    data_plane_id: str | None = Field(
+        default=None, description="The federated data plane serving the project (null: any "
+        "legacy data plane).")
 
 
 class MembershipOut(_Response):
@@ -214,9 +217,11 @@ class KeyIssuedOut(_Response):
 
 
 class TokenRequest(_Request):
-    audience: str = Field(max_length=200, description="The id of a registered data plane "
-                          "(a data-plane token), or the control plane's issuer URL (a "
-                          "control-plane token, the only token the control plane accepts).")
+    audience: str | None = Field(
+        default=None, max_length=200, description="The id of a registered data plane (a "
+        "data-plane token), or the control plane's issuer URL (a control-plane token, the "
+        "only token the control plane accepts). Required, unless a federated data plane "
+        "sends its identity (header Apiary-Data-Plane): its own id is then the audience.")
     project_id: str | None = Field(
         default=None,
         description="Required with a user session; with a workspace key, narrows the token "

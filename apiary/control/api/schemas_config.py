@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+_WEEK_S = 7 * 86_400
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -128,13 +130,36 @@ class DeployRequest(_Request):
 # --- alerts -------------------------------------------------------------------------
 
 
+class AlertThreshold(_Request):
+    """Fires when ``<value> <op> <threshold value>``."""
+
+    op: Literal[">", ">=", "<", "<="]
+    value: float = Field(allow_inf_nan=False)
+
+
 class AlertCondition(_Request):
-    metric: str = Field(min_length=1, max_length=200)
-    aggregation: Literal["avg", "sum", "min", "max", "count", "p50", "p95", "p99"]
-    operator: Literal[">", ">=", "<", "<=", "==", "!="]
-    threshold: float
-    window_s: int = Field(ge=60, le=30 * 86_400)
-    filters: dict[str, Any] = Field(default_factory=dict)
+    """What a rule measures and when it fires (``docs/alerts.md``). Cross-field rules (at
+    least one threshold, critical stricter than warning, drift-only fields, the filters)
+    are checked by :func:`apiary.control.config.alerts.check_condition`."""
+
+    type: Literal["aggregate", "drift"]
+    #: ``event_count``, ``error_rate``, ``latency_p50|p95|p99``, ``cost``, ``tokens``,
+    #: ``metrics.<name>`` or ``feedback.<name>``.
+    field: str = Field(min_length=1, max_length=300)
+    #: Only for ``metrics.``/``feedback.`` fields: ``mean`` (default) or ``share_true``.
+    aggregation: Literal["mean", "share_true"] | None = None
+    #: Export filters (``POST /v1/events/export``) selecting the events measured.
+    filters: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    window_s: int = Field(ge=60, le=_WEEK_S)
+    #: Drift only: the length of the period just before the window it is compared with
+    #: (default: ``window_s``).
+    comparison_window_s: int | None = Field(default=None, ge=60, le=_WEEK_S)
+    #: Drift only: which change counts, ``up``, ``down`` or ``either`` (default).
+    direction: Literal["up", "down", "either"] | None = None
+    warning: AlertThreshold | None = None
+    critical: AlertThreshold | None = None
+    #: How long the value must stay past a threshold before the stage fires (flap guard).
+    min_duration_s: int = Field(default=0, ge=0, le=86_400)
 
 
 class AlertChannel(_Request):
@@ -147,7 +172,6 @@ class AlertCreate(_Request):
     description: str = Field(default="", max_length=10_000)
     condition: AlertCondition
     channels: list[AlertChannel] = Field(default_factory=list)
-    enabled: bool = True
 
 
 class AlertUpdate(_Request):
@@ -155,7 +179,6 @@ class AlertUpdate(_Request):
     description: str | None = Field(default=None, max_length=10_000)
     condition: AlertCondition | None = None
     channels: list[AlertChannel] | None = None
-    enabled: bool | None = None
 
 
 class AlertOut(_Response):
@@ -165,7 +188,16 @@ class AlertOut(_Response):
     description: str
     condition: dict[str, Any]
     channels: list[dict[str, Any]]
-    enabled: bool
+    #: ``paused``, ``muted``, else ``evaluation_state`` (``triggered``, ``resolved``), else
+    #: ``active``.
+    state: Literal["active", "triggered", "resolved", "paused", "muted"]
+    paused: bool
+    muted: bool
+    #: Reported by the data plane (None until it reports): ``triggered`` or ``resolved``.
+    evaluation_state: Literal["triggered", "resolved"] | None
+    #: With ``triggered``: ``warning`` or ``critical``.
+    stage: Literal["warning", "critical"] | None
+    state_changed_at: datetime | None
     created_by: str | None
     created_at: datetime
     updated_at: datetime

@@ -1,14 +1,37 @@
-"""Alert definitions: a condition on a project's metrics and where to send notifications.
+"""Alert rules: what to measure in a project, over which window, and the thresholds at
+which it fires; their state.
 
-The control plane only stores them (create, read, update, delete); the data plane's
-evaluators compute the metrics and the notifier delivers. ``condition`` says what to
-watch (``metric``, ``aggregation``, ``operator``, ``threshold``, ``window_s``, optional
-``filters``); ``channels`` are ``{"type": "email"|"slack"|"webhook", "target": ...}``.
+The control plane stores rules (create, read, update, delete, and the state transitions
+below); every change is written to the config log in the same transaction, which pushes
+it to the data plane serving the project (kind ``alert_rule``, the alerts API's JSON).
+That data plane evaluates the rule and reports ``triggered``/``resolved``; the notifier
+delivers (``docs/alerts.md``).
+
+**The condition** (:func:`check_condition`, raising :class:`~apiary.errors.InvalidRequest`
+naming the field): ``type`` ``aggregate`` (the value over the last ``window_s``) or
+``drift`` (the relative change of the value against the ``comparison_window_s`` just before
+the window, in a ``direction``: ``up`` ``(cur - prev) / |prev|``, ``down``
+``(prev - cur) / |prev|``, ``either`` ``|cur - prev| / |prev|``; so a drift threshold is
+a relative change, 0.5 = +50 %, with ``>``/``>=`` and a positive value); the measured
+``field`` (:data:`FIELDS`, ``metrics.<name>``, ``feedback.<name>``, the last two with an
+``aggregation``: ``mean`` or ``share_true``); ``filters`` in the export filter language;
+``warning`` and ``critical`` thresholds, at least one, both in the same direction and
+critical the stricter; ``min_duration_s``, how long a value must stay past a threshold
+before the stage fires.
+
+**State**: ``paused`` (not evaluated) and ``muted`` (evaluated, nothing sent) are the
+control plane's, pushed with the rule; ``evaluation_state`` (``triggered`` with a
+``stage``, or ``resolved``) is the data plane's report. ``POST .../resolve`` marks a
+triggered alert resolved by hand (the evaluator starts a new firing at the next
+crossing). A transition that cannot happen (resume an alert that is not paused, ...) is
+:class:`~apiary.errors.Conflict`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,21 +40,97 @@ from apiary.control._common import new_id
 from apiary.control.db import AlertDefinition, Project
 from apiary.control.service import ControlPlane
 from apiary.errors import Conflict, InvalidRequest, NotFound
+from apiary.store import check_filters
+
+#: Fields measured without an aggregation.
+FIELDS = frozenset({"event_count", "error_rate", "latency_p50", "latency_p95", "latency_p99",
+                    "cost", "tokens"})
+#: ``metrics.<name>`` / ``feedback.<name>``: a key path as the export filters read it.
+_KEY = r"[A-Za-z0-9_\-:@$#]+"
+_SCORE_FIELD = re.compile(rf"(metrics|feedback)\.{_KEY}(?:\.{_KEY}){{0,7}}")
+_UPPER = (">", ">=")
+
+log = logging.getLogger(__name__)
+
+Transition = Literal["pause", "resume", "mute", "unmute", "resolve"]
+
+
+def _bad(message: str, field: str, **context: Any) -> InvalidRequest:
+    return InvalidRequest(message, field=f"condition.{field}", **context)
+
+
+def check_condition(condition: dict[str, Any]) -> dict[str, Any]:
+    """The condition as stored (defaults filled in), or InvalidRequest naming the field.
+
+    ``condition`` has the keys of ``AlertCondition`` (types already checked)."""
+    rule = dict(condition)
+    field = str(rule["field"])
+    if field in FIELDS:
+        if rule.get("aggregation") is not None:
+            raise _bad(f"aggregation applies to metrics.<name> and feedback.<name>, not {field}",
+                       "aggregation")
+    elif _SCORE_FIELD.fullmatch(field):
+        rule["aggregation"] = rule.get("aggregation") or "mean"
+    else:
+        raise _bad(f"unknown field {field[:80]!r}; use " + ", ".join(sorted(FIELDS))
+                   + ", metrics.<name> or feedback.<name>", "field")
+    try:
+        check_filters(rule.get("filters") or [])
+    except InvalidRequest as exc:
+        raise _bad(f"filters: {exc.message}", "filters", filter=exc.context.get("field")) \
+            from exc
+    if rule["type"] == "aggregate":
+        for drift_only in ("comparison_window_s", "direction"):
+            if rule.get(drift_only) is not None:
+                raise _bad(f"{drift_only} applies to drift conditions only", drift_only)
+    else:
+        rule["comparison_window_s"] = rule.get("comparison_window_s") or rule["window_s"]
+        rule["direction"] = rule.get("direction") or "either"
+    warning, critical = rule.get("warning"), rule.get("critical")
+    if warning is None and critical is None:
+        raise _bad("set a warning or a critical threshold (or both)", "warning")
+    if rule["type"] == "drift":
+        for stage, threshold in (("warning", warning), ("critical", critical)):
+            if threshold is not None and (threshold["op"] not in _UPPER
+                                          or threshold["value"] <= 0):
+                raise _bad("a drift threshold is a relative change in the rule's direction: "
+                           "use > or >= with a positive value (0.5 = 50 %)", stage)
+    if warning is not None and critical is not None:
+        _check_stricter(warning, critical)
+    return rule
+
+
+def _check_stricter(warning: dict[str, Any], critical: dict[str, Any]) -> None:
+    """Critical must fire only when warning does, and not always with it."""
+    upper = warning["op"] in _UPPER
+    if (critical["op"] in _UPPER) != upper:
+        raise _bad("warning and critical must compare in the same direction "
+                   f"(warning {warning['op']}, critical {critical['op']})", "critical")
+    w, c = float(warning["value"]), float(critical["value"])
+    stricter = (c > w if upper else c < w) or (
+        c == w and critical["op"] in (">", "<") and warning["op"] in (">=", "<="))
+    if not stricter:
+        raise _bad(f"critical ({critical['op']} {c:g}) must be stricter than warning "
+                   f"({warning['op']} {w:g})", "critical")
 
 
 def create_alert(
     cp: ControlPlane, db: Session, project: Project, *, name: str, description: str,
-    condition: dict[str, Any], channels: list[dict[str, Any]], enabled: bool, author: str,
+    condition: dict[str, Any], channels: list[dict[str, Any]], author: str,
 ) -> AlertDefinition:
+    """A new rule, active (not paused, not muted); logged for the project's data plane
+    when the transaction commits."""
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("an alert name must have 1 to 200 characters", field="name")
+    rule = check_condition(condition)
     _check_unique(db, project.id, name, None)
     now = cp.now()
     alert = AlertDefinition(
         id=new_id(), org_id=project.org_id, workspace_id=project.workspace_id,
-        project_id=project.id, name=name, description=description, condition=condition,
-        channels=channels, enabled=enabled, created_by=author, created_at=now, updated_at=now,
+        project_id=project.id, name=name, description=description, condition=rule,
+        channels=channels, paused=False, muted=False, created_by=author, created_at=now,
+        updated_at=now,
     )
     db.add(alert)
     db.flush()
@@ -65,17 +164,50 @@ def list_alerts(db: Session, project: Project) -> list[AlertDefinition]:
 def update_alert(
     cp: ControlPlane, db: Session, alert: AlertDefinition, changes: dict[str, Any]
 ) -> AlertDefinition:
-    """Apply ``changes`` (any of name, description, condition, channels, enabled)."""
+    """Apply ``changes`` (any of name, description, condition, channels); the state changes
+    only through :func:`transition`."""
     if "name" in changes:
         name = str(changes["name"]).strip()
         if not name or len(name) > 200:
             raise InvalidRequest("an alert name must have 1 to 200 characters", field="name")
         _check_unique(db, alert.project_id, name, alert.id)
         alert.name = name
-    for field in ("description", "condition", "channels", "enabled"):
-        if field in changes:
+    if changes.get("condition") is not None:
+        alert.condition = check_condition(changes["condition"])
+    for field in ("description", "channels"):
+        if changes.get(field) is not None:
             setattr(alert, field, changes[field])
     alert.updated_at = cp.now()
+    return alert
+
+
+def transition(cp: ControlPlane, alert: AlertDefinition, action: Transition) -> AlertDefinition:
+    """Pause, resume, mute, unmute or resolve ``alert`` (Conflict when it cannot: resume of
+    an alert that is not paused, resolve of one that is not triggered, ...). Logged for
+    the project's data plane in the caller's transaction."""
+    if action == "pause" and alert.paused:
+        raise Conflict("the alert is already paused", alert_id=alert.id, state=alert.state)
+    if action == "resume" and not alert.paused:
+        raise Conflict("only a paused alert can be resumed", alert_id=alert.id,
+                       state=alert.state)
+    if action == "mute" and alert.muted:
+        raise Conflict("the alert is already muted", alert_id=alert.id, state=alert.state)
+    if action == "unmute" and not alert.muted:
+        raise Conflict("only a muted alert can be unmuted", alert_id=alert.id,
+                       state=alert.state)
+    if action == "resolve" and alert.evaluation_state != "triggered":
+        raise Conflict("only a triggered alert can be resolved", alert_id=alert.id,
+                       state=alert.state)
+    now = cp.now()
+    if action in ("pause", "resume"):
+        alert.paused = action == "pause"
+    elif action in ("mute", "unmute"):
+        alert.muted = action == "mute"
+    else:
+        alert.evaluation_state, alert.stage, alert.state_changed_at = "resolved", None, now
+    alert.updated_at = now
+    log.info("alert state changed", extra={"alert_id": alert.id, "project_id": alert.project_id,
+                                           "action": action, "state": alert.state})
     return alert
 
 

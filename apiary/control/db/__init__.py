@@ -16,6 +16,7 @@ from apiary.control.db.models_config import (
     PromptTemplate,
     PromptVersion,
 )
+from apiary.control.db.models_federation import ConfigChange, DataPlaneCommand, DataPlaneHealth
 from apiary.control.db.models_identity import (
     EmailVerification,
     OidcProvider,
@@ -28,6 +29,7 @@ from apiary.control.db.models_identity import (
     UserIdentity,
     UserSession,
 )
+from apiary.control.db.models_notifications import NotificationChannel
 from apiary.control.db.models_tenancy import (
     ApiKey,
     DataPlane,
@@ -44,13 +46,17 @@ __all__ = [
     "AlertDefinition",
     "ApiKey",
     "Base",
+    "ConfigChange",
     "DataPlane",
+    "DataPlaneCommand",
+    "DataPlaneHealth",
     "Database",
     "EmailVerification",
     "EvaluatorConfig",
     "EvaluatorVersion",
     "Invitation",
     "Membership",
+    "NotificationChannel",
     "OidcProvider",
     "OrgDomain",
     "Organization",

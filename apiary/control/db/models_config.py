@@ -1,4 +1,5 @@
-"""Configuration tables: prompt templates, evaluator configurations, alert definitions.
+"""Configuration tables: prompt templates, evaluator configurations, alert definitions
+(alert rules: the condition in ``condition``, see :mod:`apiary.control.config.alerts`).
 
 All live in a project and carry org, workspace and project ids. Versions are immutable
 rows numbered from 1 per template or evaluator; what changes is which version an
@@ -119,7 +120,28 @@ class AlertDefinition(Base):
     description: Mapped[str] = mapped_column(Text)
     condition: Mapped[dict[str, Any]] = mapped_column()
     channels: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    enabled: Mapped[bool] = mapped_column(default=True)
+    #: Set by the control plane (``POST .../pause|resume``): a paused rule is not evaluated.
+    paused: Mapped[bool] = mapped_column(default=False)
+    #: Set by the control plane (``POST .../mute|unmute``): evaluated, nothing sent.
+    muted: Mapped[bool] = mapped_column(default=False)
+    #: Reported by the data plane that evaluates the rule: ``triggered`` or ``resolved``;
+    #: None until it reports. The control plane only sets ``resolved`` (``POST .../resolve``
+    #: of a triggered alert).
+    evaluation_state: Mapped[str | None] = mapped_column(String(16))
+    #: Reported by the data plane with ``triggered``: ``warning`` or ``critical``.
+    stage: Mapped[str | None] = mapped_column(String(16))
+    #: When ``evaluation_state`` last changed (data plane report or a manual resolve).
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def state(self) -> str:
+        """What a person sees: ``paused``, ``muted``, else the data plane's
+        ``evaluation_state`` (``triggered``, ``resolved``), else ``active``."""
+        if self.paused:
+            return "paused"
+        if self.muted:
+            return "muted"
+        return self.evaluation_state or "active"

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apiary.control.db._base import Base, UTCDateTime, id_column, tenant_fk
@@ -47,6 +55,9 @@ class Project(Base):
     workspace_id: Mapped[str] = tenant_fk("workspaces")
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The federated data plane that serves the project (None: any legacy data plane).
+    data_plane_id: Mapped[str | None] = mapped_column(
+        String(200), ForeignKey("data_planes.id", ondelete="SET NULL"), index=True)
 
 
 class Role(Base):
@@ -147,12 +158,41 @@ class SigningKey(Base):
 
 class DataPlane(Base):
     """A registered data plane: its id is the ``aud`` of the tokens issued for it. A data
-    plane dedicated to one organization (``org_id`` set) gets tokens of that org only."""
+    plane dedicated to one organization (``org_id`` set) gets tokens of that org only.
+
+    A *legacy* data plane (``apiary data-planes register``) is a bare audience: no key,
+    status ``active``. A *federated* one (``apiary data-planes create``) starts ``pending``
+    with a one-time bootstrap token (only its SHA-256 here), becomes ``active`` when it
+    registers its ECDSA P-256 public key, and ``revoked`` for good. During a key rotation
+    the previous key stays accepted until the data plane connects with the new one.
+    """
 
     __tablename__ = "data_planes"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'active', 'revoked')", name="status"),
+    )
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(String(2000))
     org_id: Mapped[str | None] = tenant_fk("organizations", nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    federated: Mapped[bool] = mapped_column(default=False, server_default=false())
+    public_jwk: Mapped[dict[str, Any] | None] = mapped_column()
+    key_thumbprint: Mapped[str | None] = mapped_column(String(64))
+    previous_public_jwk: Mapped[dict[str, Any] | None] = mapped_column()
+    previous_key_thumbprint: Mapped[str | None] = mapped_column(String(64))
+    bootstrap_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    bootstrap_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    bootstrap_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    connected: Mapped[bool] = mapped_column(default=False, server_default=false())
+    draining: Mapped[bool] = mapped_column(default=False, server_default=false())
+    apiary_version: Mapped[str | None] = mapped_column(String(64))
+    versions: Mapped[dict[str, Any] | None] = mapped_column()
+    last_health: Mapped[dict[str, Any] | None] = mapped_column()
+    # The highest config-log version the data plane acknowledged as applied durably.
+    applied_config_version: Mapped[int | None] = mapped_column(BigInteger)

@@ -10,7 +10,9 @@ streams, readable by every writer on the cluster; docs/architecture.md, "Evaluat
   caller's credential (:func:`refresh_project`);
 - by ``POST /v1/evaluations/online/refresh``, for definitions changed directly at the
   control plane;
-- later by the controller's config push (not built yet), which replaces both.
+- on a federated data plane, by the federation controller's config push
+  (:mod:`apiary.dataplane.federation.apply`), which replaces both: a metric changed at the
+  control plane reaches this copy within about a second.
 
 LLM judges spend the workspace's provider key on every sampled event, so an LLM metric
 enters this copy only through a caller who holds ``proxy:use``: a refresh by anyone else
@@ -18,7 +20,9 @@ keeps the judges already deployed (the same id and version, as stored) and withh
 ones (:func:`withhold_new_judges`).
 
 Writers read it through :class:`DefinitionCache` (per project, ``ttl_s``, so a change takes
-effect within that time; a bucket that cannot be read keeps the last copy in use).
+effect within that time; a bucket that cannot be read keeps the last copy in use). On a
+federated data plane the cache keeps a copy at most :data:`FEDERATED_TTL_S`, so that a metric
+created at the control plane scores new events within 5 s of its creation.
 
 Each (metric id, version) keeps the time it was first deployed (``deployed_ns``): online
 metrics score events that *arrive* after they are deployed, so a later re-write of an event
@@ -51,6 +55,8 @@ from apiary.store import Predicate, compile_predicates
 log = logging.getLogger("apiary.dataplane.evaluation")
 
 DEFINITIONS_BUCKET = "evaluator-definitions"
+#: The longest a writer keeps a project's definitions on a federated data plane.
+FEDERATED_TTL_S = 1.0
 
 
 def _key(project_id: str) -> str:
@@ -174,7 +180,11 @@ class DefinitionCache:
                  ttl_s: float | None = None, read_timeout_s: float = 2.0) -> None:
         self._js = js
         self._settings = settings
-        self._ttl = settings.evaluator_definitions_ttl_s if ttl_s is None else ttl_s
+        if ttl_s is None:
+            ttl_s = settings.evaluator_definitions_ttl_s
+            if settings.federated:
+                ttl_s = min(ttl_s, FEDERATED_TTL_S)
+        self._ttl = ttl_s
         self._timeout = read_timeout_s
         self._store: DefinitionStore | None = None
         self._entries: dict[str, _Entry] = {}
@@ -224,5 +234,5 @@ class DefinitionCache:
         return None if found is None else OnlineMetric(spec, found.matches, deployed_ns)
 
 
-__all__ = ["DEFINITIONS_BUCKET", "DefinitionCache", "DefinitionStore", "OnlineMetric",
-           "refresh_project", "withhold_new_judges"]
+__all__ = ["DEFINITIONS_BUCKET", "FEDERATED_TTL_S", "DefinitionCache", "DefinitionStore",
+           "OnlineMetric", "refresh_project", "withhold_new_judges"]

@@ -33,7 +33,7 @@ from apiary.web.errors import ErrorResponse
 router = APIRouter(tags=["events"])
 
 RUN_EVENTS_LIMIT = 10_000
-MAX_DEPTH = 5  # as the event_schemas view: objects deeper than this are one 'object' field
+MAX_DEPTH = 5  # as apiary.store.track_fields: objects deeper than this are one 'object' field
 _RELATIVE = re.compile(r"^\s*(\d{1,6})\s*([hdwm])\s*$")
 _UNIT_MS = {"h": 3_600_000.0, "d": 86_400_000.0, "w": 604_800_000.0, "m": 2_592_000_000.0}
 

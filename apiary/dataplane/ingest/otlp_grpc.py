@@ -22,6 +22,8 @@ cause                                      status
 =========================================  ==============================================
 missing, malformed or unknown credential   ``UNAUTHENTICATED``
 credential without ``events:write``        ``PERMISSION_DENIED``
+a key of a project another data plane      ``FAILED_PRECONDITION`` naming that data
+serves (the control plane's 421)           plane's URL (not retried)
 body that does not decode, too many spans  ``INVALID_ARGUMENT`` (not retried)
 message above ``ingest_max_body_bytes``    ``INVALID_ARGUMENT`` naming the size and limit;
 (after decompression)                      beyond twice the limit gRPC itself refuses it
@@ -64,6 +66,7 @@ from apiary.errors import (
     ApiaryError,
     AuthenticationFailed,
     ConfigurationError,
+    MisdirectedRequest,
     Overloaded,
     PayloadTooLarge,
     PermissionDenied,
@@ -86,6 +89,8 @@ def status_for(exc: ApiaryError) -> tuple[grpc.StatusCode, float | None]:
         return grpc.StatusCode.UNAUTHENTICATED, None
     if isinstance(exc, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, None
+    if isinstance(exc, MisdirectedRequest):  # another data plane serves the project
+        return grpc.StatusCode.FAILED_PRECONDITION, None
     if isinstance(exc, RequestError):
         return grpc.StatusCode.INVALID_ARGUMENT, None
     if isinstance(exc, RateLimited):
@@ -109,6 +114,14 @@ def _trailers(code: grpc.StatusCode, message: str,
     status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
     return (("google.rpc.retryinfo-bin", info.SerializeToString()),
             ("grpc-status-details-bin", status.SerializeToString()))
+
+
+def _message(exc: ApiaryError) -> str:
+    """The status message: the error's, naming the right data plane's URL for a 421."""
+    if isinstance(exc, MisdirectedRequest) and exc.data_plane_url \
+            and exc.data_plane_url not in exc.message:
+        return f"{exc.message} (send it to {exc.data_plane_url})"
+    return exc.message
 
 
 def _authorization(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
@@ -161,10 +174,11 @@ class OtlpGrpcServer:
             payload = await self._accept(body, rpc)
         except ApiaryError as exc:
             code, retry_after = status_for(exc)
+            message = _message(exc)
             metrics.REQUESTS.labels(EXPORT_METHOD, code.name).inc()
             log.info("OTLP/gRPC export refused", extra={
-                "code": code.name, "error": exc.message, "retryable": retry_after is not None})
-            await rpc.abort(code, exc.message, _trailers(code, exc.message, retry_after))
+                "code": code.name, "error": message, "retryable": retry_after is not None})
+            await rpc.abort(code, message, _trailers(code, message, retry_after))
         except Exception as exc:
             metrics.REQUESTS.labels(EXPORT_METHOD, grpc.StatusCode.INTERNAL.name).inc()
             log.exception("OTLP/gRPC export failed", extra={"error": repr(exc)})

@@ -38,7 +38,7 @@ router = APIRouter(tags=["ingestion"])
 _PROTOBUF = "application/x-protobuf"
 
 # gRPC status codes, as OTLP/HTTP's Status message expects.
-_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 421: 9, 429: 8, 503: 14}
 
 # Errors come in the request's encoding: google.rpc.Status for protobuf, else JSON.
 _OTLP_ERROR = {"content": {
@@ -66,6 +66,8 @@ _OTLP_OPENAPI = {
         "401": {**_OTLP_ERROR, "description": "Missing or unknown credentials"},
         "403": {**_OTLP_ERROR, "description": "Credentials may not ingest"},
         "413": {**_OTLP_ERROR, "description": "Body too large (before or after decompression)"},
+        "421": {**_OTLP_ERROR, "description": "The key's project is served by another data "
+                "plane (federation); the message and data_plane_url name it"},
         "415": {**_OTLP_ERROR, "description": "Unsupported Content-Type or Content-Encoding"},
         "429": {**_OTLP_ERROR, "description": "Replica busy; retry after Retry-After seconds"},
         "503": {**_OTLP_ERROR,

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
+import orjson
 from nats import errors as nats_errors
 from nats.aio.client import Client
 from starlette.requests import Request
@@ -16,7 +18,8 @@ from apiary.dataplane.auth import Authenticator, Permission, Principal, bearer_c
 from apiary.dataplane.db.engine import DataPlaneDatabase, LazyDatabase
 from apiary.dataplane.enrich import Enricher, PriceTable
 from apiary.dataplane.replica.control_plane import ControlPlaneClient
-from apiary.errors import PipelineBackpressure, TooManyRequests
+from apiary.dataplane.replica.federation_state import KEY_REVOKED_SUBJECT, FederationFlags
+from apiary.errors import Draining, PipelineBackpressure, TooManyRequests
 from apiary.queue import (
     EVALUATION_STREAM,
     EVALUATORS_CONSUMER,
@@ -40,7 +43,9 @@ class DataPlaneContext:
     replicas when Redis is configured: 429); a replica processes at most
     ``ingest_max_inflight`` ingest requests at once (beyond that: 429), and refuses
     ingestion while the writers' backlog on the events stream exceeds
-    ``ingest_backlog_limit`` messages (503). All carry ``Retry-After``.
+    ``ingest_backlog_limit`` messages (503). All carry ``Retry-After``. A federated data
+    plane told to drain refuses ingestion with 503 ``draining`` (``federation``:
+    :mod:`apiary.dataplane.replica.federation_state`, read with the backlog every 0.5 s).
     """
 
     def __init__(
@@ -75,6 +80,8 @@ class DataPlaneContext:
         self._control_plane = control_plane
         self.inflight = 0
         self.backlog = 0
+        self.federation = FederationFlags()
+        self._federated = settings.federated
         self._watcher: asyncio.Task[None] | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -90,8 +97,23 @@ class DataPlaneContext:
         """Connect and start watching the backlog; ``store`` defaults to the configured one."""
         nc = await connect(nats_url, name="apiary-data-plane")
         context = cls(settings, nc, store or store_client(settings), authenticator)
+        forget = getattr(authenticator, "forget_digest", None)
+        if forget is not None:  # the control plane's key revocations, pushed (federation)
+            await nc.subscribe(KEY_REVOKED_SUBJECT, cb=context._key_revoked)
         context._watcher = asyncio.create_task(context._watch_backlog())
         return context
+
+    async def _key_revoked(self, msg: Any) -> None:
+        """Forget a key the control plane revoked (federation_state's module doc)."""
+        try:
+            digest = orjson.loads(msg.data).get("key_sha256")
+            if isinstance(digest, str) and digest:
+                self.authenticator.forget_digest(bytes.fromhex(digest))  # type: ignore[attr-defined]
+            else:
+                self.authenticator.forget_all()  # type: ignore[attr-defined]
+        except Exception as exc:  # a malformed notice: the cache cap still holds
+            log.warning("a key revocation notice could not be applied",
+                        extra={"error": repr(exc)})
 
     @property
     def dpdb(self) -> DataPlaneDatabase:
@@ -144,6 +166,11 @@ class DataPlaneContext:
                     await consumer_backlog(self.js, EVALUATION_STREAM, EVALUATORS_CONSUMER))
             except Exception as exc:  # keep the last value; the next poll may succeed
                 log.debug("backlog poll failed", extra={"error": str(exc)})
+            try:
+                if self._federated:
+                    await self.federation.poll(self.js)
+            except Exception as exc:  # keep the last flags; the next poll may succeed
+                log.debug("federation flags poll failed", extra={"error": str(exc)})
             await asyncio.sleep(0.5)
 
     async def principal(self, request: Request, permission: Permission) -> Principal:
@@ -155,7 +182,13 @@ class DataPlaneContext:
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
-        """Hold an ingest slot, or refuse with 429 (replica busy) / 503 (backlog too deep)."""
+        """Hold an ingest slot, or refuse with 429 (replica busy) / 503 (backlog too deep,
+        or this data plane draining)."""
+        if self.federation.draining:
+            raise Draining(
+                "this data plane is draining: it takes no new data for now; retry later",
+                retry_after=30.0,
+            )
         if self.inflight >= self.settings.ingest_max_inflight:
             raise TooManyRequests(
                 "this ingest replica is at its concurrent request limit", retry_after=1.0,

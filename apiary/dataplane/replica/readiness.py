@@ -13,6 +13,9 @@ behind it works. Four checks run concurrently, each bounded by ``ready_check_tim
   whose entry is still in the bucket has gone quiet or reported that its loop ended.
 - ``lag``: the writers' unacknowledged messages (pending + ack pending) are at most
   ``ready_backlog_limit``.
+- ``federation`` (a federated data plane only, ``settings.federated``): not revoked by the
+  control plane; its
+  detail says whether it is draining, the config version applied and the stream's state.
 
 Each check reports ``ok`` and, when not, ``error`` saying why; ``not_ready`` names the failing
 checks. Nothing is cached: every call asks again, so readiness turns back as soon as the
@@ -26,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from apiary.dataplane.replica.federation_state import federation_status
 from apiary.queue import EVENTS_STREAM, WRITERS_CONSUMER
 from apiary.queue.heartbeats import read_heartbeats
 from apiary.settings import ApiarySettings
@@ -103,10 +107,26 @@ async def readiness(settings: ApiarySettings, js: Any, store: Any) -> Readiness:
         return Check(ok=not problems, error="; ".join(problems),
                      detail={"running": running, "down": down, "expected": expected})
 
-    (nats_check, lag_check), store_state, writers_state = await asyncio.gather(
-        nats_and_lag(), store_check(), writers_check())
+    async def federation_check() -> Check | None:
+        if not settings.federated:
+            return None
+        try:
+            status = await _bounded(federation_status(js), timeout, "JetStream")
+        except Exception as exc:
+            return Check(ok=False, error=f"unknown: {_why(exc)}")
+        if status is None:
+            return None  # not federated
+        revoked = status["revoked"]
+        return Check(ok=revoked is None, detail=status,
+                     error="" if revoked is None else
+                     f"revoked by the control plane: {revoked.get('reason') or 'no reason'}")
+
+    (nats_check, lag_check), store_state, writers_state, federation = await asyncio.gather(
+        nats_and_lag(), store_check(), writers_check(), federation_check())
     checks = {"nats": nats_check, "store": store_state, "writers": writers_state,
               "lag": lag_check}
+    if federation is not None:
+        checks["federation"] = federation
     failing = [name for name, check in checks.items() if not check.ok]
     return Readiness(ready=not failing, not_ready=failing, checks=checks)
 

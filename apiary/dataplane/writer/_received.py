@@ -130,6 +130,7 @@ class WriterStats:
     reconnects_seen: int = 0  # NATS reconnects after which deliveries were checked
     last_insert_rows: int = 0
     last_insert_seconds: float = 0.0
+    tracking_seconds: float = 0.0  # deriving the flushes' schema and detail rows, in total
     last_error: str = ""
     started_at: float = field(default_factory=time.time)
 
