@@ -88,7 +88,8 @@ typecheck: $(STAMP) proto
 
 # Every test runs the compiled hot path; its unit tests run from source too (the form
 # without a C compiler), so both stay correct.
-FROM_SOURCE_TESTS := tests/dataplane/ingest/otlp tests/dataplane/enrich tests/store/test_rows.py tests/test_compiled.py
+FROM_SOURCE_TESTS := tests/dataplane/ingest/otlp tests/dataplane/enrich tests/store/test_rows.py tests/test_compiled.py \
+	tests/dataplane/writer/test_poison_isolation.py
 
 pytest: $(STAMP) proto compile $(UI_BUILT)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -15,6 +15,15 @@ p50/p99 acknowledgement latency, ingest-to-queryable lag p50/p95, completeness, 
 rows, refusals (429/503), and the platform's CPU and memory (PSS summed over the
 ``apiary up`` process tree: nats-server, Ray, Serve, HAProxy, writers, chDB).
 
+CPU per stored span, per process group (bench/_processes.py): over the measured window
+(from the start of the load until every acknowledged span is queryable), the user+system
+CPU seconds (reaped children included) of the data-plane replica(s), the writers, the chDB
+owner, nats-server, Ray's upkeep (raylet, GCS, agents, idle workers, Serve controller,
+proxies, HAProxy), other platform processes, and the load generator (this process: the
+clients, the stored-count poller and the sampler), divided by the distinct events stored;
+``platform`` sums all but the generator. Actors are identified from Ray's actor table,
+other processes by executable name; the output lists the pids counted in each group.
+
 Lag is estimated from the arrival order: the span acknowledged k-th is taken as queryable
 when the stored count first reaches k (JetStream delivers in order; a writer keeps it).
 """
@@ -42,6 +51,15 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._processes import (  # noqa: E402
+    GENERATOR,
+    GROUPS,
+    Proc,
+    actor_table,
+    classify,
+    cpu_seconds,
+    label,
+)
 from bench._workload import RequestFactory  # noqa: E402
 
 
@@ -115,6 +133,7 @@ class TreeSampler:
         self.root = psutil.Process(pid)
         self._cpu: dict[int, float] = {}
         self._roles: dict[int, str] = {}
+        self._procs: dict[int, Proc] = {}
         self.peak_pss = 0
         self.peak_rss = 0
         self.pss_at_peak: dict[str, int] = {}
@@ -132,8 +151,9 @@ class TreeSampler:
         by_role: dict[str, int] = {}
         for p in self._processes():
             try:
-                t = p.cpu_times()
-                self._cpu[p.pid] = t.user + t.system
+                self._cpu[p.pid] = cpu_seconds(p)
+                # The latest identity: a pooled worker's title changes when it becomes an actor.
+                self._procs[p.pid] = Proc.of(p)
                 # A pooled Ray worker (ray::IDLE) becomes an actor or a replica later:
                 # only a specific role is final.
                 if self._roles.get(p.pid, "ray other") == "ray other":
@@ -152,6 +172,13 @@ class TreeSampler:
 
     def cpu_seconds(self) -> float:
         return sum(self._cpu.values())
+
+    def cpu_by_pid(self) -> dict[int, float]:
+        """CPU seconds (children reaped included) of every process seen, at its last sample."""
+        return dict(self._cpu)
+
+    def procs(self) -> list[Proc]:
+        return list(self._procs.values())
 
     def cpu_by_role(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -196,6 +223,49 @@ def _role(process: psutil.Process) -> str:
         if needle in text:
             return role
     return "other"
+
+
+def cpu_breakdown(before: dict[int, float], after: dict[int, float], groups: dict[int, str],
+                  labels: dict[int, str], generator_seconds: float, stored_spans: int,
+                  window: float) -> dict[str, Any]:
+    """CPU of each process group over the measured window: seconds, µs per stored span,
+    cores, and the pids counted; ``platform`` sums every group but the load generator."""
+    seconds: dict[str, float] = {group: 0.0 for group in GROUPS}
+    pids: dict[str, list[int]] = {group: [] for group in GROUPS}
+    for pid, total in after.items():
+        group = groups.get(pid, "other platform")
+        seconds[group] += max(0.0, total - before.get(pid, 0.0))
+        pids[group].append(pid)
+    seconds[GENERATOR] = generator_seconds
+    pids[GENERATOR] = [os.getpid()]
+    labels = {**labels, os.getpid(): "bench/ingest"}
+
+    def row(s: float, counted: list[int]) -> dict[str, Any]:
+        return {"cpu_s": round(s, 3),
+                "us_per_stored_span": round(s * 1e6 / stored_spans, 1) if stored_spans else None,
+                "cores": round(s / window, 3),
+                "pids": {pid: labels.get(pid, "?") for pid in sorted(counted)}}
+
+    out = {group: row(seconds[group], pids[group]) for group in GROUPS}
+    out["platform"] = row(sum(v for k, v in seconds.items() if k != GENERATOR),
+                          [pid for k, v in pids.items() if k != GENERATOR for pid in v])
+    return out
+
+
+def cpu_table(breakdown: dict[str, Any], stored_spans: int, window: float) -> str:
+    """The per-group CPU figures as a table, with the pids counted in each group."""
+    lines = [f"\n  CPU per stored span over the measured window ({window:.1f} s, "
+             f"{stored_spans:,} stored spans; user+system, reaped children included):",
+             f"    {'group':<20} {'µs/span':>8} {'cores':>6} {'CPU s':>8}  pids"]
+    for group in (*GROUPS[:-1], "platform", GROUPS[-1]):
+        r = breakdown[group]
+        per_span = "-" if r["us_per_stored_span"] is None else f"{r['us_per_stored_span']:.1f}"
+        counted = ("(the groups above)" if group == "platform"
+                   else ", ".join(f"{pid} {name}" for pid, name in r["pids"].items())
+                   or "none")
+        lines.append(f"    {group:<20} {per_span:>8} {r['cores']:>6.2f} {r['cpu_s']:>8.2f}  "
+                     f"{counted}")
+    return "\n".join(lines)
 
 
 def baseline(args: argparse.Namespace, factory: RequestFactory) -> dict[str, Any]:
@@ -340,15 +410,31 @@ def main() -> None:
         counter = StoredCounter(connection["url"], connection["api_key"])
         sampler = TreeSampler(apiary.pid)
         sampler.start()
+        # Read before the load too: a failure shows at once, not after the run.
+        ray_address = json.loads((data_dir / "state.json").read_text())["ray_address"]
+        actors = actor_table(ray_address)
         cpu0 = sampler.cpu_seconds()
         roles0 = sampler.cpu_by_role()
+        pids0 = sampler.cpu_by_pid()
+        me = psutil.Process()
+        generator0 = cpu_seconds(me, children=False)  # its only child is `apiary up`
         print("loading ...", flush=True)
         run = asyncio.run(platform_run(args, factory, counter, f"{connection['url']}/v1/traces",
                                        connection["api_key"]))
         sampler.stop()
+        generator_seconds = cpu_seconds(me, children=False) - generator0
+        try:  # again, for actors started during the load (a second replica)
+            actors.update(actor_table(ray_address))
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+            print(f"  actor table after the load unreadable, using the one before: {exc}",
+                  flush=True)
+        groups = classify(sampler.procs(), actors)
+        labels = {p.pid: label(p, actors) for p in sampler.procs()}
         load: LoadResult = run.pop("load")
         exact = counter.exact()
         busy = run["all_queryable_after_s"] or load.duration
+        breakdown = cpu_breakdown(pids0, sampler.cpu_by_pid(), groups, labels,
+                                  generator_seconds, int(exact["events"]), busy)
         figures["apiary"] = {
             **run,
             "acked_spans": load.acked_spans,
@@ -366,6 +452,8 @@ def main() -> None:
             "platform_peak_rss_sum_gib": sampler.peak_rss / 1024**3,
             "pss_mib_by_process": {k: round(v / 1024**2) for k, v in
                                    sorted(sampler.pss_at_peak.items())},
+            "cpu_window_s": busy,
+            "cpu_per_stored_span": breakdown,
         }
         if "baseline" in figures:
             figures["apiary"]["ratio_to_ceiling"] = (
@@ -400,6 +488,7 @@ def main() -> None:
         f"(RSS sum {a['platform_peak_rss_sum_gib']:.2f} GiB; MiB by process: "
         f"{', '.join(f'{k} {v}' for k, v in a['pss_mib_by_process'].items())})"
     )
+    print(cpu_table(a["cpu_per_stored_span"], a["found_events"], a["cpu_window_s"]))
     if "baseline" in figures:
         b = figures["baseline"]
         print(f"  bare uvicorn ceiling:     {b['accepted_spans_per_s']:,.0f} spans/s "

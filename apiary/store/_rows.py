@@ -129,6 +129,15 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _object(value: Any, field: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object. The compiled module refuses anything else with a
+    TypeError (the event's declared type); from source it must refuse the same, or one span
+    the compiled writer dead-letters would be stored as a string by a writer without it."""
+    if type(value) is not dict:
+        raise TypeError(f"event field {field!r} is {type(value).__name__}, not an object")
+    return value
+
+
 def events_to_arrow(
     tenant: Tenant,
     version: int,
@@ -212,19 +221,19 @@ def events_to_arrow(
         duration_add(float(d) if type(d) in (float, int) else 0.0)
         err = ev["error"]
         error_add(None if err is None else str(err))
-        config = ev["config"]
-        metadata = ev["metadata"]
+        config = _object(ev["config"], "config")
+        metadata = _object(ev["metadata"], "metadata")
         config_col_add(dumps(config) if config else _EMPTY)
-        inputs = ev["inputs"]
+        inputs = _object(ev["inputs"], "inputs")
         inputs_col_add(dumps(inputs) if inputs else _EMPTY)
-        outputs = ev["outputs"]
+        outputs = _object(ev["outputs"], "outputs")
         outputs_col_add(dumps(outputs) if outputs else _EMPTY)
         metadata_col_add(dumps(metadata) if metadata else _EMPTY)
-        metrics = ev["metrics"]
+        metrics = _object(ev["metrics"], "metrics")
         metrics_col_add(dumps(metrics) if metrics else _EMPTY)
-        feedback = ev["feedback"]
+        feedback = _object(ev["feedback"], "feedback")
         feedback_col_add(dumps(feedback) if feedback else _EMPTY)
-        user = ev["user_properties"]
+        user = _object(ev["user_properties"], "user_properties")
         user_col_add(dumps(user) if user else _EMPTY)
         if config:
             model_add(_text(config.get("model")))

@@ -124,3 +124,17 @@ def test_serialization_error_propagates() -> None:
     bad: Event = event(event_id="e", inputs={"x": 2**70})
     with pytest.raises(orjson.JSONEncodeError):
         events_to_arrow(tenant(), 1, [bad])
+
+
+@pytest.mark.parametrize("field", ["config", "inputs", "outputs", "metadata", "metrics",
+                                   "feedback", "user_properties"])
+@pytest.mark.parametrize("value", ["not an object", 5, ["a"], None])
+def test_a_field_that_is_not_an_object_is_refused_from_source_as_compiled(
+        field: str, value: object) -> None:
+    # The compiled module refused these by the event's declared type while the pure-Python
+    # path stored them as JSON strings, so a writer without a C compiler kept a span the
+    # compiled one dead-letters (tests/dataplane/writer/test_poison_isolation.py).
+    ev = event()
+    ev[field] = value  # type: ignore[literal-required]
+    with pytest.raises(TypeError):
+        events_to_arrow(tenant(), 1, [ev])

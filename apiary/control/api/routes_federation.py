@@ -116,9 +116,14 @@ def _connected(cp: ControlPlane, plane: DataPlane) -> bool:
     return cp.now() - plane.last_seen_at <= grace
 
 
-def _status_out(cp: ControlPlane, db: Session, plane: DataPlane) -> DataPlaneStatusOut:
-    projects = list(db.scalars(select(Project.id).where(Project.data_plane_id == plane.id)
-                               .order_by(Project.id)))
+def _status_out(cp: ControlPlane, db: Session, plane: DataPlane,
+                org_ids: set[str] | None = None) -> DataPlaneStatusOut:
+    """``projects`` lists only those of ``org_ids`` (None: all): a shared data plane's
+    other tenants' projects are not the caller's to see."""
+    statement = select(Project.id).where(Project.data_plane_id == plane.id)
+    if org_ids is not None:
+        statement = statement.where(Project.org_id.in_(org_ids))
+    projects = list(db.scalars(statement.order_by(Project.id)))
     return DataPlaneStatusOut(
         id=plane.id, name=plane.name, url=plane.url, org_id=plane.org_id,
         status=plane.status, federated=plane.federated,  # type: ignore[arg-type]
@@ -172,7 +177,8 @@ def register_data_plane(body: DataPlaneRegister, request: Request,
 def list_data_planes(caller: Anyone) -> list[DataPlaneStatusOut]:
     with caller.cp.transaction() as db:
         orgs = _visible_orgs(db, caller.principal)
-        return [_status_out(caller.cp, db, p) for p in federation.visible_data_planes(db, orgs)]
+        return [_status_out(caller.cp, db, p, orgs)
+                for p in federation.visible_data_planes(db, orgs)]
 
 
 @router.get("/v1/data-planes/{data_plane_id}", response_model=DataPlaneDetailOut,
@@ -180,7 +186,8 @@ def list_data_planes(caller: Anyone) -> list[DataPlaneStatusOut]:
 def get_data_plane(data_plane_id: str, caller: Anyone) -> DataPlaneDetailOut:
     cp = caller.cp
     with cp.transaction() as db:
-        plane = federation.get_data_plane(db, data_plane_id, _visible_orgs(db, caller.principal))
+        orgs = _visible_orgs(db, caller.principal)
+        plane = federation.get_data_plane(db, data_plane_id, orgs)
         since = cp.now() - _HISTORY
         history = [{**row.report, "at": row.at.isoformat()} for row in db.scalars(
             select(DataPlaneHealth).where(DataPlaneHealth.data_plane_id == plane.id,
@@ -189,7 +196,7 @@ def get_data_plane(data_plane_id: str, caller: Anyone) -> DataPlaneDetailOut:
         commands = [CommandOut.model_validate(c) for c in db.scalars(
             select(DataPlaneCommand).where(DataPlaneCommand.data_plane_id == plane.id)
             .order_by(DataPlaneCommand.created_at.desc()).limit(50))]
-        status = _status_out(cp, db, plane)
+        status = _status_out(cp, db, plane, orgs)
         return DataPlaneDetailOut(**status.model_dump(), health_history=history,
                                   commands=commands)
 

@@ -27,6 +27,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -176,7 +177,8 @@ def verify_identity(db: Session, token: str, *, issuer: str, now: datetime) -> D
     before a key is looked at); the key is the one registered for ``iss`` whose
     thumbprint is the header's ``kid`` (the current key, or the previous one during a
     rotation), never a key in the token; ``aud`` = ``issuer``; ``sub`` = ``iss``;
-    ``exp``, ``iat`` and ``jti`` required, ``exp - iat`` at most 5 minutes.
+    ``exp``, ``iat`` and ``jti`` required, ``exp - iat`` at most 5 minutes; a ``jti``
+    this process already accepted (a replay) is refused (:class:`_SeenIdentities`).
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -228,7 +230,45 @@ def verify_identity(db: Session, token: str, *, issuer: str, now: datetime) -> D
     if iat > now.timestamp() + IDENTITY_LEEWAY_S:
         raise AuthenticationFailed("the identity token was issued in the future",
                                    data_plane_id=dp_id)
+    if not _SEEN_IDENTITIES.first_use(dp_id, str(claims["jti"]), float(exp) + IDENTITY_LEEWAY_S,
+                                      now.timestamp()):
+        raise AuthenticationFailed("this identity token was already used (replayed jti): "
+                                   "a data plane mints a fresh one for each stream and "
+                                   "exchange", data_plane_id=dp_id)
     return plane
+
+
+class _SeenIdentities:
+    """The ``(data plane, jti)`` of every identity JWT accepted in this process, each
+    kept until the token expires (``exp`` + leeway; a token is refused after that
+    anyway), so that one is accepted once: a stolen JWT cannot open a second stream or
+    a second token exchange. Bounded at ``capacity`` entries (expired ones are dropped
+    first, then the oldest); only tokens whose signature verified are recorded, so only
+    registered data planes can fill it. Per process: a control plane with several API
+    replicas accepts a replay at most once per replica (docs/security.md, "Federation")."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, dp_id: str, jti: str, expires_at: float, now: float) -> bool:
+        """Record ``jti``; False when it was recorded before and has not expired."""
+        key = (dp_id, jti)
+        with self._lock:
+            seen = self._expiry.get(key)
+            if seen is not None and seen > now:
+                return False
+            if len(self._expiry) >= self.capacity:
+                for old in [k for k, at in self._expiry.items() if at <= now]:
+                    del self._expiry[old]
+                while len(self._expiry) >= self.capacity:
+                    del self._expiry[next(iter(self._expiry))]
+            self._expiry[key] = expires_at
+            return True
+
+
+_SEEN_IDENTITIES = _SeenIdentities()
 
 
 def get_data_plane(db: Session, dp_id: str, org_ids: set[str] | None = None) -> DataPlane:

@@ -254,6 +254,10 @@ class Enricher:
             if not event["duration"] and event["end_time"] > event["start_time"] > 0:
                 event["duration"] = event["end_time"] - event["start_time"]
             metadata = event["metadata"]
+            if type(metadata) is not dict:
+                # What the compiled module's declared type refuses, refused from source too.
+                raise TypeError(f"event field 'metadata' is {type(metadata).__name__}, "
+                                "not an object")
             if "prompt_tokens" in metadata or "completion_tokens" in metadata:
                 prompt = _as_int(metadata.get("prompt_tokens"))
                 completion = _as_int(metadata.get("completion_tokens"))

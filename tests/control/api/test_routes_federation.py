@@ -355,3 +355,80 @@ def test_forged_identities_are_refused(client: TestClient,
     key = routed[3]
     response = _exchange_as(client, key, _forged(routed, how))
     assert error_code(response, 401) == "unauthenticated", how
+
+
+def test_a_replayed_identity_jwt_is_refused_on_a_second_exchange(
+        client: TestClient, routed: tuple[Tenant, Any, Any, str]) -> None:
+    """A stolen identity JWT (same jti) is not a key for its 5-minute lifetime: the
+    control plane accepts each jti once."""
+    _tenant, one, _two, key = routed
+    identity = one.identity()
+    ok(_exchange_as(client, key, identity))
+    response = _exchange_as(client, key, identity)
+    assert error_code(response, 401) == "unauthenticated"
+    assert "already used" in response.json()["message"]
+    ok(_exchange_as(client, key, one.identity()))  # a fresh one is fine
+
+
+def test_a_shared_data_planes_status_does_not_list_other_orgs_projects(
+        client: TestClient, root: str) -> None:
+    """GET /v1/data-planes[/{id}] on a shared data plane named every tenant's project."""
+    a, b = make_tenant(client, "Acme"), make_tenant(client, "Bolt")
+    shared = create_and_register(client, root, "shared")
+    for t in (a, b):
+        ok(_assign(client, t, shared.id))
+    for path in ("/v1/data-planes", f"/v1/data-planes/{shared.id}"):
+        body = ok(client.get(path, headers=auth(b.owner)))
+        seen = body if isinstance(body, list) else [body]
+        mine = [p for p in seen if p["id"] == shared.id]
+        assert [p["projects"] for p in mine] == [[b.project_id]], path
+    detail = ok(client.get(f"/v1/data-planes/{shared.id}", headers=auth(root)))
+    assert sorted(detail["projects"]) == sorted([a.project_id, b.project_id])
+
+
+def test_a_deleted_orgs_dedicated_data_plane_is_refused_its_bootstrap_and_identity(
+        client: TestClient, cp: ControlPlane, root: str) -> None:
+    """The data-plane row goes with its org (ON DELETE CASCADE): its unused bootstrap
+    token and its registered identity are unknown afterwards, never a shared data plane."""
+    from apiary.control.db import Organization
+
+    gone, other = make_tenant(client, "Gone"), make_tenant(client, "Other")
+    registered = create_and_register(client, root, "gone-dp", org_id=gone.org_id)
+    pending = create(client, root, "gone-pending", org_id=gone.org_id)
+    key = project_key(client, other)
+    with cp.transaction() as db:
+        org = db.get(Organization, gone.org_id)
+        assert org is not None
+        db.delete(org)
+    with cp.transaction() as db:
+        assert db.get(DataPlane, registered.id) is None
+    assert error_code(register(client, pending["bootstrap_token"]), 401) == "unauthenticated"
+    response = _exchange_as(client, key, registered.identity())
+    assert error_code(response, 401) == "unauthenticated"
+
+
+def test_an_org_dedicated_data_plane_gets_no_token_for_another_orgs_keys(
+        client: TestClient, root: str) -> None:
+    """Acme's dedicated data plane presenting Bolt's project key or workspace key (one
+    not narrowed to a project, so not routed by assignment) is refused."""
+    a, b = make_tenant(client, "Acme"), make_tenant(client, "Bolt")
+    dedicated = create_and_register(client, a.owner, "acme-dp", org_id=a.org_id)
+    ok(_assign(client, a, dedicated.id))
+    workspace_key = ok(client.post(f"/v1/workspaces/{b.workspace_id}/keys",
+                                   json={"name": "ws"}, headers=auth(b.owner)), 201)["api_key"]
+    for key in (project_key(client, b), workspace_key):
+        response = _exchange_as(client, key, dedicated.identity())
+        assert error_code(response, 400) == "invalid_request"
+        assert "not a data plane registered for this organization" in response.json()[
+            "message"]
+
+
+def test_bootstrap_token_guessing_is_throttled_per_address(client: TestClient,
+                                                           cp: ControlPlane) -> None:
+    """Guessing at /v1/data-planes/register spends the address's per-minute budget (the
+    tokens are 32 random bytes and looked up by SHA-256: the budget is defence in depth)."""
+    per_min = cp.settings.cp_auth_ip_per_min
+    statuses = [register(client, f"apiary_dpb_guess{i}").status_code
+                for i in range(per_min + 1)]
+    assert set(statuses[:per_min]) == {401}
+    assert statuses[per_min] == 429

@@ -279,3 +279,38 @@ def test_test_goes_to_one_data_plane_serving_the_scope(client: TestClient,
     assert payload["test_id"] == accepted["test_id"]
     assert (payload["channel_id"], payload["org_id"], payload["project_id"]) == (
         made["id"], t.org_id, t.project_id)
+
+
+def test_test_endpoint_cannot_be_aimed_at_another_orgs_channel(client: TestClient,
+                                                               cp: ControlPlane) -> None:
+    root = installation_admin(client)
+    one = create_and_register(client, root, "one")
+    a, b = make_tenant(client, "Acme"), make_tenant(client, "Bolt")
+    for t in (a, b):
+        ok(client.put(f"/v1/projects/{t.project_id}/data-plane",
+                      json={"data_plane_id": one.id}, headers=auth(t.owner)))
+    theirs = ok(client.post(_url(a), headers=auth(a.owner), json={
+        "name": "s", "type": "slack", "config": {"webhook_url": SLACK}}), 201)
+    # Through B's own org path (where B's owner may manage channels) and through A's.
+    for path in (_url(b, theirs["id"]), _url(a, theirs["id"])):
+        response = client.post(path + "/test", headers=auth(b.owner))
+        assert error_code(response, 404) == "not_found", path
+    with cp.transaction() as db:
+        assert [c for c in entries_for(db, one.id, 0) if c.kind == "notification_test"] == []
+
+
+@pytest.mark.parametrize("config", [
+    {"type": "slack", "config": {"url": SLACK}},
+    {"type": "email", "config": {"recipients": ["a@b.example"],
+                                 "smtp_url": "https://u:smtp-password-123@smtp.example.test"}},
+    {"type": "webhook", "config": {"url": HOOK, "secret": "signing-secret"}},
+    {"type": "webhook", "config": {"url": "ftp://receiver.example.test/webhook-secret-path"}},
+])
+def test_an_invalid_channel_config_does_not_echo_its_secret_in_the_error_body(
+        client: TestClient, caplog: pytest.LogCaptureFixture, config: dict[str, Any]) -> None:
+    caplog.set_level(logging.DEBUG)
+    t = make_tenant(client, "Acme")
+    response = client.post(_url(t), headers=auth(t.owner), json={"name": "bad", **config})
+    assert 400 <= response.status_code < 500, response.text
+    _no_secret(response.text)
+    _no_secret(caplog.text + repr([r.__dict__ for r in caplog.records]))

@@ -314,3 +314,44 @@ async def test_forged_or_malformed_streams_are_refused(
         stream = Stream(channel, one.identity())
         await stream.send(ack=pb2().ConfigAck(version=1))
         assert await stream.ended() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_replayed_identity_jwt_is_refused_on_a_second_stream(
+        served: Any, setup: tuple[str, Registered, Tenant]) -> None:
+    """The JWT that opened a stream cannot open another (nor replace the first)."""
+    server, channel = served
+    _root, one, _t = setup
+    identity = one.identity()
+    first = Stream(channel, identity)
+    assert (await first.hello(one.id)).WhichOneof("body") == "welcome"
+    replay = Stream(channel, identity)
+    await replay.send(hello=pb2().Hello(data_plane_id=one.id))
+    assert await replay.ended() == grpc.StatusCode.UNAUTHENTICATED
+    assert server.connected() == [one.id]
+    first.call.cancel()
+
+
+async def test_a_stream_that_never_sends_hello_is_ended(
+        served: Any, setup: tuple[str, Registered, Tenant],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An authenticated stream that stays silent does not hold the control plane."""
+    from apiary.control.federation import server as federation_server
+
+    monkeypatch.setattr(federation_server, "HELLO_TIMEOUT_S", 0.5)
+    server, channel = served
+    _root, one, _t = setup
+    silent = Stream(channel, one.identity())
+    assert await silent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert server.connected() == []
+
+
+async def test_an_oversized_message_is_refused_before_it_is_read(
+        served: Any, setup: tuple[str, Registered, Tenant]) -> None:
+    """gRPC's 4 MiB receive limit: a huge Hello ends the call, it is never parsed."""
+    server, channel = served
+    _root, one, _t = setup
+    stream = Stream(channel, one.identity())
+    await stream.send(hello=pb2().Hello(data_plane_id=one.id,
+                                        apiary_version="x" * (5 * 1024 * 1024)))
+    assert await stream.ended() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert server.connected() == []
