@@ -17,7 +17,7 @@ import pytest
 from ray.serve import Application
 
 from apiary import store
-from apiary.actors import scaler, writer
+from apiary.actors import notifier, scaler, writer
 from apiary.deployments.pools import PoolSupervisor
 from apiary.errors import ConfigurationError
 from apiary.queue import EVENTS_STREAM, NatsServer, connect
@@ -255,6 +255,29 @@ class FakeScalers:
             return []
         monkeypatch.setattr(scaler, "start_scalers", start)
         monkeypatch.setattr(scaler, "stop_scalers", stop)
+        # The real notifier pool would create actors, and a Ray API called in the
+        # supervisor's thread starts a local Ray of its own (auto-init) that outlives the
+        # test: the next test's ray.init then found a connected worker.
+        monkeypatch.setattr(notifier, "NotifierPool", FakeNotifiers)
+        monkeypatch.setattr(FakeNotifiers, "counts", [])
+
+
+class FakeNotifiers:
+    """Stands in for NotifierPool (they run on real Ray in tests/startup/test_node.py)."""
+
+    counts: ClassVar[list[int]] = []
+
+    def __init__(self, settings: ApiarySettings, nats_url: str, **options: Any) -> None:
+        pass
+
+    def start(self, count: int) -> None:
+        FakeNotifiers.counts.append(count)
+
+    def ensure_running(self) -> list[str]:
+        return []
+
+    def stop(self) -> list[str]:
+        return []
 
 
 class _Supervisor(PoolSupervisor):
@@ -311,6 +334,7 @@ async def test_pool_supervisor_prepares_stores_then_runs_writers(
                               "resources": {cluster.EVALUATOR_RESOURCE: 1}},
         "writer_options": {"num_cpus": cluster.WRITER_NUM_CPUS,
                            "resources": {cluster.WRITER_RESOURCE: 1}}}]
+    assert FakeNotifiers.counts == [settings.notifier_count]
     await supervisor.check_health()
     await PoolSupervisor.__del__(supervisor)
     assert FakeScalers.stopped == [["evaluator-scaler"]]
