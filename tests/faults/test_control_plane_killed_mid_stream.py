@@ -20,13 +20,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _cp_metrics import deploy_python_metric
 from _report import FaultReport
 from _servers import free_port, http_server
 from nats.js.errors import NotFoundError
 
 from apiary.control import ControlPlane, admin
 from apiary.control.api import create_control_plane_app
-from apiary.control.config import evaluators
 from apiary.control.db import DataPlane, EvaluatorConfig, Project
 from apiary.credentials import mint_api_key
 from apiary.dataplane.app import create_app
@@ -103,22 +103,6 @@ async def nats_url(nats_server: NatsServer, tmp_path: Path) -> str:
     return nats_server.url
 
 
-def _metric(cp: ControlPlane, project_id: str, name: str) -> str:
-    with cp.transaction() as db:
-        project = db.get(Project, project_id)
-        assert project is not None
-        created = evaluators.create_evaluator(
-            cp, db, project, name=name, kind="python", description="",
-            spec=evaluators.VersionSpec(
-                criteria=None, code="def score(event):\n    return 1.0\n", return_type="float",
-                pass_min=None, pass_max=None, sampling_pct=100.0,
-                filters={"filterArray": []}, model_params={}),
-            author="user:test")
-        evaluators.deploy(cp, db, created.evaluator, 1)
-        db.flush()
-        return str(created.evaluator.id)
-
-
 async def _wait(condition: object, wait_s: float, what: str) -> None:
     deadline = time.monotonic() + wait_s
     while True:
@@ -148,7 +132,7 @@ async def test_control_plane_killed_mid_stream(
         assert project is not None
         project.data_plane_id = identity.data_plane_id
         db.flush()
-    first = _metric(cp, project_id, "first")
+    first = deploy_python_metric(cp, project_id, "first")
 
     federation = FederationProcess(cp_settings.data_dir, cp_settings.federation_grpc_port,
                                    envelope_key)
@@ -187,8 +171,8 @@ async def test_control_plane_killed_mid_stream(
                 assert response.status_code == 200, (i, response.text)
                 accepted += 1
             # Changed at the control plane meanwhile, in this order.
-            _metric(cp, project_id, "second")
-            _metric(cp, project_id, "third")
+            deploy_python_metric(cp, project_id, "second")
+            deploy_python_metric(cp, project_id, "third")
             with cp.transaction() as db:
                 metric = db.get(EvaluatorConfig, first)
                 assert metric is not None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from _cp_metrics import deploy_python_metric
 from _fake_federation import FakeFederation, FederationServer, make_identity, until
 from _servers import free_port, http_server
 from _tls_certs import Pki, make_pki
@@ -24,7 +25,6 @@ from nats.js.errors import NotFoundError
 
 from apiary.control import ControlPlane, admin
 from apiary.control.api import create_control_plane_app
-from apiary.control.config import evaluators
 from apiary.control.db import Project
 from apiary.control.federation.server import FederationServer as ControlFederationServer
 from apiary.dataplane.evaluation.definitions import DEFINITIONS_BUCKET, DefinitionStore
@@ -70,20 +70,6 @@ async def nats_url(nats_server: NatsServer, tmp_path: Path) -> str:
     return nats_server.url
 
 
-def _create_metric(cp: ControlPlane, project_id: str, name: str) -> None:
-    with cp.transaction() as db:
-        project = db.get(Project, project_id)
-        assert project is not None
-        created = evaluators.create_evaluator(
-            cp, db, project, name=name, kind="python", description="",
-            spec=evaluators.VersionSpec(
-                criteria=None, code="def score(event):\n    return 1.0\n", return_type="float",
-                pass_min=None, pass_max=None, sampling_pct=100.0,
-                filters={"filterArray": []}, model_params={}),
-            author="user:test")
-        evaluators.deploy(cp, db, created.evaluator, 1)
-
-
 async def test_registers_as_tls_then_streams_over_tls_and_a_pushed_metric_is_applied(
         nats_url: str, tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki", "cp")
@@ -126,7 +112,7 @@ async def test_registers_as_tls_then_streams_over_tls_and_a_pushed_metric_is_app
         task = asyncio.create_task(controller.run())
         await until(lambda: controller is not None and controller.connected, timeout_s=15,
                     what="the TLS stream")
-        _create_metric(cp, project["id"], "over-tls")
+        deploy_python_metric(cp, project["id"], "over-tls")
 
         nc = await connect(nats_url, name="federation-tls-check")
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _cp_metrics import deploy_python_metric
 from _fake_federation import until
 from _servers import free_port, http_server
 from nats.aio.client import Client
@@ -22,7 +23,6 @@ from nats.js.errors import NotFoundError
 
 from apiary.control import ControlPlane, admin
 from apiary.control.api import create_control_plane_app
-from apiary.control.config import evaluators
 from apiary.control.db import DataPlane, EvaluatorConfig, Project
 from apiary.control.federation import revoke_data_plane
 from apiary.control.federation.server import FederationServer
@@ -82,21 +82,6 @@ async def world(control_plane: tuple[ControlPlane, ApiarySettings, str, int],
     await nc.close()
 
 
-def _create_metric(cp: ControlPlane, project_id: str, name: str) -> str:
-    with cp.transaction() as db:
-        project = db.get(Project, project_id)
-        assert project is not None
-        created = evaluators.create_evaluator(
-            cp, db, project, name=name, kind="python", description="",
-            spec=evaluators.VersionSpec(
-                criteria=None, code="def score(event):\n    return 1.0\n", return_type="float",
-                pass_min=None, pass_max=None, sampling_pct=100.0,
-                filters={"filterArray": []}, model_params={}),
-            author="user:test")
-        evaluators.deploy(cp, db, created.evaluator, 1)
-        return str(created.evaluator.id)
-
-
 def _assign(cp: ControlPlane, project_id: str, dp_id: str) -> None:
     with cp.transaction() as db:
         project = db.get(Project, project_id)
@@ -124,7 +109,7 @@ async def test_bootstrap_hello_push_reconnect_and_revoke(world: World) -> None:
             update={"data_dir": w.tmp / "dp-copy"}))
 
     _assign(w.cp, w.project_id, identity.data_plane_id)
-    first_metric = _create_metric(w.cp, w.project_id, "first")
+    first_metric = deploy_python_metric(w.cp, w.project_id, "first")
     server = FederationServer(w.cp_settings, w.cp.database, port=w.port, poll_interval_s=0.1)
     await server.start()
     controller = DataPlaneController(dp_settings, w.nats_url, min_backoff_s=0.05,
@@ -151,7 +136,7 @@ async def test_bootstrap_hello_push_reconnect_and_revoke(world: World) -> None:
         # The control plane goes away; config changes meanwhile; it comes back.
         await server.stop()
         await until(lambda: not controller.connected, what="the stream to drop")
-        _create_metric(w.cp, w.project_id, "second")
+        deploy_python_metric(w.cp, w.project_id, "second")
         with w.cp.transaction() as db:
             metric = db.get(EvaluatorConfig, first_metric)
             assert metric is not None
