@@ -116,6 +116,19 @@ async def test_notifier_killed_mid_delivery_sends_nothing_twice(
                     "one channel delivered, the other in flight")
 
         ray.kill(pool.notifiers[0], no_restart=False)  # Ray restarts it
+
+        async def restarted() -> bool:
+            # The kill lands asynchronously: until a call reaches the restarted (not yet
+            # started) actor, the old one may still be alive, and releasing the receiver then
+            # would let the old one finish the delivery itself.
+            try:
+                stats = await asyncio.to_thread(ray.get, pool.notifiers[0].stats.remote(),
+                                                timeout=5)
+            except Exception:  # noqa: BLE001 - the actor is between lives
+                return False
+            return not stats.get("running", True)
+
+        await _wait(restarted, 60, "Ray restarted the killed notifier")
         assert in_flight.gate is not None
         in_flight.gate.set()
 
