@@ -18,6 +18,8 @@ CONFIG_TABLES = {"prompt_templates", "prompt_versions", "prompt_environments",
 IDENTITY_0004 = {"org_domains", "email_verifications", "sso_mfa_tickets"}
 FEDERATION_0005 = {"config_changes", "data_plane_health", "data_plane_commands"}
 NOTIFICATIONS_0007 = {"notification_channels"}
+ACTIVITY_0009 = {"alert_events"}
+MAIL_0010 = {"outgoing_mail"}
 
 
 def _tables(url: str) -> set[str]:
@@ -40,7 +42,7 @@ def _columns(url: str, table: str) -> list[dict[str, object]]:
 def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0007"
+    assert current_revision(empty_db_url) == head_revision() == "0010"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
     engine = open_engine(empty_db_url)
     try:
@@ -59,6 +61,13 @@ def test_upgrade_from_empty_builds_exactly_the_models(empty_db_url: str) -> None
 @BOTH
 def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     upgrade_db(empty_db_url)
+    downgrade(empty_db_url, "0009")
+    assert not MAIL_0010 & _tables(empty_db_url)
+    downgrade(empty_db_url, "0008")
+    assert not ACTIVITY_0009 & _tables(empty_db_url)
+    downgrade(empty_db_url, "0007")
+    assert "serves_new_projects" not in {c["name"] for c in _columns(empty_db_url,
+                                                                     "data_planes")}
     downgrade(empty_db_url, "0005")
     assert current_revision(empty_db_url) == "0005"
     assert not NOTIFICATIONS_0007 & _tables(empty_db_url)
@@ -80,12 +89,13 @@ def test_downgrade_and_upgrade_round_trip(empty_db_url: str) -> None:
     downgrade(empty_db_url, "0001")
     assert current_revision(empty_db_url) == "0001"
     assert _tables(empty_db_url) == (set(Base.metadata.tables) - CONFIG_TABLES - IDENTITY_0004
-                                        - FEDERATION_0005 - NOTIFICATIONS_0007)
+                                        - FEDERATION_0005 - NOTIFICATIONS_0007
+                                        - ACTIVITY_0009 - MAIL_0010)
     downgrade(empty_db_url, "base")
     assert current_revision(empty_db_url) is None
     assert _tables(empty_db_url) == set()
     upgrade_db(empty_db_url)
-    assert current_revision(empty_db_url) == "0007"
+    assert current_revision(empty_db_url) == "0010"
     assert _tables(empty_db_url) == set(Base.metadata.tables)
 
 

@@ -29,7 +29,7 @@ from apiary.control.db.models_identity import (
     UserIdentity,
     UserSession,
 )
-from apiary.control.db.models_notifications import NotificationChannel
+from apiary.control.db.models_notifications import AlertEvent, NotificationChannel, OutgoingMail
 from apiary.control.db.models_tenancy import (
     ApiKey,
     DataPlane,
@@ -44,6 +44,7 @@ from apiary.control.db.models_tenancy import (
 
 __all__ = [
     "AlertDefinition",
+    "AlertEvent",
     "ApiKey",
     "Base",
     "ConfigChange",
@@ -59,6 +60,7 @@ __all__ = [
     "NotificationChannel",
     "OidcProvider",
     "OrgDomain",
+    "OutgoingMail",
     "Organization",
     "Project",
     "PromptEnvironment",

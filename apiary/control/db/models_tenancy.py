@@ -191,6 +191,8 @@ class DataPlane(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     connected: Mapped[bool] = mapped_column(default=False, server_default=false())
     draining: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: New projects are assigned to this data plane (at most one is marked; migration 0008).
+    serves_new_projects: Mapped[bool] = mapped_column(default=False, server_default=false())
     apiary_version: Mapped[str | None] = mapped_column(String(64))
     versions: Mapped[dict[str, Any] | None] = mapped_column()
     last_health: Mapped[dict[str, Any] | None] = mapped_column()
