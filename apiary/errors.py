@@ -287,6 +287,17 @@ class ControlPlaneUnavailable(ApiaryError):
     error_code = "control_plane_unavailable"
 
 
+class DataPlaneUnavailable(ApiaryError):
+    """The control plane needs an answer from the data plane that serves a project (an
+    alert's preview) and that data plane is not connected, or did not answer in time.
+
+    The message names the data plane; the same request may succeed once it is back."""
+
+    retryable = True
+    status = 503
+    error_code = "data_plane_unavailable"
+
+
 class StoreError(ApiaryError):
     """ClickHouse refused or could not be reached."""
 

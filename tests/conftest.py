@@ -19,6 +19,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# Ray reads its authentication mode once, when it is imported, and the clusters it starts
+# inherit the environment: set it before any test module imports Ray (``apiary.cli`` sets
+# the same on import, which would otherwise come after Ray in some orders of test files and
+# leave the driver and the cluster it starts disagreeing: InvalidAuthToken).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 import pytest
 from _servers import postgres_server, s3_server
 

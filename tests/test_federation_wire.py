@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "apiary" / "_generated" / "federation" / "v1"
@@ -43,6 +44,52 @@ def test_the_wire_round_trips_a_message() -> None:
     parsed = pb2().ControlPlaneMessage.FromString(message.SerializeToString())
     assert (parsed.change.version, parsed.change.kind) == (7, "metric")
     assert hasattr(pb2_grpc(), "FederationStub")
+
+
+def test_alert_activity_and_preview_round_trip_with_stable_field_numbers() -> None:
+    """The alert messages (issue 16) travel both ways, and every field keeps its number:
+    the new ones were added after the existing ones, so a peer of the previous version
+    reads a message without them unchanged and skips the ones it does not know."""
+    from apiary.federation_wire import pb2
+
+    wire = pb2()
+    report = wire.DataPlaneMessage(alert_activity=wire.AlertActivityReport(
+        event_id="transition.a.1.warning", payload=b'{"kind":"transition"}'))
+    parsed = wire.DataPlaneMessage.FromString(report.SerializeToString())
+    assert parsed.WhichOneof("body") == "alert_activity"
+    assert (parsed.alert_activity.event_id, parsed.alert_activity.payload) == (
+        "transition.a.1.warning", b'{"kind":"transition"}')
+    ack = wire.ControlPlaneMessage.FromString(wire.ControlPlaneMessage(
+        alert_activity_ack=wire.AlertActivityAck(event_id="e1")).SerializeToString())
+    assert (ack.WhichOneof("body"), ack.alert_activity_ack.event_id) == (
+        "alert_activity_ack", "e1")
+    command = wire.ControlPlaneMessage.FromString(wire.ControlPlaneMessage(
+        command=wire.Command(command_id="c1", preview=wire.AlertPreview(
+            project_id="p", alert_id="a", from_unix_s=1_700_000_000,
+            to_unix_s=1_700_086_400))).SerializeToString())
+    assert command.command.WhichOneof("body") == "preview"
+    assert (command.command.preview.project_id, command.command.preview.alert_id,
+            command.command.preview.from_unix_s, command.command.preview.to_unix_s) == (
+        "p", "a", 1_700_000_000, 1_700_086_400)
+    result = wire.DataPlaneMessage.FromString(wire.DataPlaneMessage(
+        command_result=wire.CommandResult(command_id="c1", ok=True,
+                                          payload=b'{"series":[]}')).SerializeToString())
+    assert result.command_result.payload == b'{"series":[]}'
+
+    def numbers(message: Any) -> dict[str, int]:
+        return {f.name: f.number for f in message.DESCRIPTOR.fields}
+
+    assert numbers(wire.DataPlaneMessage) == {
+        "hello": 1, "ack": 2, "health": 3, "command_result": 4, "alert_activity": 5}
+    assert numbers(wire.ControlPlaneMessage) == {
+        "welcome": 1, "change": 2, "command": 3, "alert_activity_ack": 4}
+    assert numbers(wire.Command) == {
+        "command_id": 1, "drain": 2, "rotate_key": 3, "revoke": 4, "preview": 5}
+    assert numbers(wire.CommandResult) == {
+        "command_id": 1, "ok": 2, "error": 3, "public_jwk": 4, "payload": 5}
+    # A message of the previous version (no new field) reads the same.
+    old = wire.CommandResult(command_id="c0", ok=False, error="x").SerializeToString()
+    assert wire.CommandResult.FromString(old).payload == b""
 
 
 def test_missing_generated_code_says_how_to_fix_it() -> None:

@@ -107,6 +107,12 @@ NOTIFY_SECONDS = Histogram(
     "delivery to one channel, retries included, by channel type.", ["channel_type"],
     buckets=_SECONDS_BUCKETS, registry=REGISTRY,
 )
+CP_MAIL = Counter(
+    "apiary_cp_mail_total", "The control plane's outgoing mail (invitations, email "
+    "verification) by kind and outcome: sent, retried (an attempt failed, another follows), "
+    "failed (for good, or retried past notify_max_age_s).", ["kind", "outcome"],
+    registry=REGISTRY,
+)
 STORE_CALL_SECONDS = Histogram(
     "apiary_store_owner_call_seconds", "Time the store's owner spent answering one call, by "
     "method.", ["method"], buckets=_SECONDS_BUCKETS, registry=REGISTRY,
@@ -139,6 +145,36 @@ CP_FEDERATION_CHANGES = Counter(
 CP_FEDERATION_REFUSED = Counter(
     "apiary_cp_federation_streams_refused_total", "Federation streams refused, by gRPC status "
     "(unauthenticated, invalid_argument, unavailable).", ["code"], registry=REGISTRY,
+)
+CP_ALERT_ACTIVITY = Counter(
+    "apiary_cp_alert_activity_total", "Alert activities data planes reported, by outcome "
+    "(stored, duplicate, refused).", ["outcome"], registry=REGISTRY,
+)
+FEDERATION_ALERT_ACTIVITY = Counter(
+    "apiary_federation_alert_activity_total", "Alert activities the data plane sent to the "
+    "control plane (sent) and that the control plane acknowledged (acked).", ["outcome"],
+    registry=REGISTRY,
+)
+NOTIFY_ACTIVITY_FAILURES = Counter(
+    "apiary_notification_activity_failures_total", "Delivery activities the notifier could "
+    "not publish to the alert-activity stream at once (the message is handed back and the "
+    "activity published again on its redelivery).", registry=REGISTRY,
+)
+
+ALERT_EVALUATIONS = Counter(
+    "apiary_alert_evaluations_total", "Alert rules evaluated by the data plane's alert "
+    "evaluator, by outcome (evaluated, no_data, failed, skipped_paused).", ["outcome"],
+    registry=REGISTRY,
+)
+ALERT_TRANSITIONS = Counter(
+    "apiary_alert_transitions_total", "Alert transitions the evaluator published, by stage "
+    "(warning, critical, resolution) and whether the alert was muted.", ["stage", "muted"],
+    registry=REGISTRY,
+)
+ALERT_EVALUATION_SECONDS = Histogram(
+    "apiary_alert_evaluation_seconds", "Time to evaluate one alert rule (its ClickHouse "
+    "queries, state and publishing), by alert.", ["alert_id"], buckets=_SECONDS_BUCKETS,
+    registry=REGISTRY,
 )
 
 

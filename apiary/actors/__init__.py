@@ -10,6 +10,11 @@ that hold the logic. One module per actor, imported on demand (each pulls its se
 - :mod:`~apiary.actors.scaler`: ``PoolScaler`` (with ``start_scalers``/``stop_scalers``),
   over :class:`apiary.dataplane.scaling.BacklogScaler`.
 
+What the pooled actors share lives in ``_pool``: ``ServiceActor`` (the body that forwards
+``start``/``ensure_running``/``stats``/``stop`` to the actor's service) and
+``NamedActorPool`` (a fixed pool of named actors: ``WriterPool`` and
+:mod:`~apiary.actors.notifier`'s ``NotifierPool``).
+
 Nothing below this package (``apiary.dataplane``, ``apiary.store``) imports it.
 """
 

@@ -3,7 +3,11 @@
 its process dies (``max_restarts=-1``). It serves the federation endpoint
 (:class:`~apiary.control.federation.server.FederationServer`) on cpdb; every call starts the
 server if it is not running yet, so a restarted actor serves again at the first call
-(the supervisor's :meth:`ControlPlaneController.ensure_running`)."""
+(the supervisor's :meth:`ControlPlaneController.ensure_running`).
+
+It also runs the control plane's mail outbox (:class:`~apiary.control.outbox.MailOutbox`:
+invitation and verification mail queued in cpdb, sent with retries), started with the
+server; a restarted actor resumes it, and mail queued meanwhile waits in cpdb."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ class ControlPlaneController:
         self._settings = settings
         self._server: Any = None
         self._port: int | None = None
+        self._outbox: Any = None
 
     async def start(self) -> int:
         """Listen on ``federation_grpc_port``; the port. Idempotent."""
@@ -39,10 +44,19 @@ class ControlPlaneController:
             await asyncio.to_thread(upgrade, database.engine)
             server = FederationServer(self._settings, database)
             await asyncio.to_thread(server.forget_connections)
+            outbox = self._outbox_on(database)  # before listening: a bad key raises here
             self._port = await server.start()
             self._server = server
+            self._outbox = asyncio.get_running_loop().create_task(outbox.run(),
+                                                                  name="cp-mail-outbox")
         assert self._port is not None
         return self._port
+
+    def _outbox_on(self, database: Any) -> Any:
+        from apiary.control.envelope import envelope_from_settings
+        from apiary.control.outbox import MailOutbox
+
+        return MailOutbox(self._settings, database, envelope_from_settings(self._settings))
 
     async def ensure_running(self) -> int:
         return await self.start()
@@ -58,6 +72,9 @@ class ControlPlaneController:
         return {"port": port, "pid": os.getpid(), "connected": self._server.connected()}
 
     async def stop(self) -> None:
+        if self._outbox is not None:
+            self._outbox.cancel()
+            self._outbox = None
         if self._server is not None:
             await self._server.stop()
             self._server.database.dispose()

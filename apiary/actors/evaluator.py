@@ -9,34 +9,20 @@ so a growing pool makes the Ray autoscaler add evaluator nodes.
 
 from __future__ import annotations
 
-from typing import Any
-
 import ray
 
+from apiary.actors._pool import ServiceActor
 from apiary.dataplane.evaluation.service import EvaluatorService
 from apiary.settings import ApiarySettings
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
-class EvaluatorActor:
-    """One evaluator. Restarted by Ray if it dies; JetStream redelivers what it held."""
+class EvaluatorActor(ServiceActor):
+    """One evaluator. Restarted by Ray if it dies; JetStream redelivers what it held.
+    ``stop`` drains: finishes and acknowledges the tasks held, then disconnects."""
 
     def __init__(self, settings: ApiarySettings, nats_url: str, name: str) -> None:
         self._service = EvaluatorService(settings, nats_url, name)
-
-    async def start(self) -> None:
-        """Connect and start consuming (idempotent: a restarted actor starts again)."""
-        await self._service.start()
-
-    async def ensure_running(self) -> None:
-        await self._service.ensure_running()
-
-    async def stats(self) -> dict[str, Any]:
-        return await self._service.stats()
-
-    async def stop(self) -> dict[str, Any]:
-        """Drain: finish and acknowledge the tasks held, then disconnect."""
-        return await self._service.stop()
 
 
 __all__ = ["EvaluatorActor"]

@@ -20,7 +20,11 @@ from sqlalchemy.orm import Session
 
 from apiary.control import apikeys, tenancy
 from apiary.control.authz import SYSTEM, access
-from apiary.control.dataplanes import list_data_planes, register_data_plane
+from apiary.control.dataplanes import (
+    list_data_planes,
+    register_data_plane,
+    set_serves_new_projects,
+)
 from apiary.control.db import (
     ApiKey,
     DataPlane,
@@ -296,6 +300,19 @@ def data_planes_create(
                 "bootstrap_expires_at": _time(plane.bootstrap_expires_at)}
 
 
+def data_planes_default(settings: ApiarySettings, *, dp_id: str,
+                        enabled: bool = True) -> dict[str, Any]:
+    """Make data plane ``dp_id`` the one new projects are assigned to (unmarking any
+    other), or with ``enabled`` False unmark it. 409 for a legacy, pending or revoked data
+    plane. Projects that exist keep theirs."""
+    with control_plane(settings) as cp, cp.transaction() as db:
+        plane = db.get(DataPlane, dp_id)
+        if plane is None:
+            raise NotFound("data plane not found", data_plane_id=dp_id[:200])
+        set_serves_new_projects(db, plane, enabled)
+        return _plane_dict(plane)
+
+
 def data_planes_list(settings: ApiarySettings) -> dict[str, Any]:
     with control_plane(settings) as cp, cp.transaction() as db:
         return {"data_planes": [_plane_dict(p) for p in list_data_planes(db, None)]}
@@ -304,6 +321,7 @@ def data_planes_list(settings: ApiarySettings) -> dict[str, Any]:
 def _plane_dict(plane: DataPlane) -> dict[str, Any]:
     return {"id": plane.id, "name": plane.name, "url": plane.url, "org_id": plane.org_id,
             "status": plane.status, "federated": plane.federated,
+            "serves_new_projects": plane.serves_new_projects,
             "created_at": _time(plane.created_at)}
 
 

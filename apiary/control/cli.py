@@ -187,5 +187,12 @@ def add_control_commands(
                         help="how long the bootstrap token stays usable (60 s to 7 days)")
     create.set_defaults(func=_run(lambda a, s: admin.data_planes_create(
         s, name=a.name, url=a.url, org_id=a.org_id, ttl_s=a.ttl_s)))
+    default = leaf(planes, "default", "make a federated data plane the one new projects are "
+                   "assigned to (any other is unmarked)")
+    default.add_argument("dp_id", metavar="ID")
+    default.add_argument("--off", action="store_true",
+                         help="unmark it: new projects are assigned to no data plane")
+    default.set_defaults(func=_run(lambda a, s: admin.data_planes_default(
+        s, dp_id=a.dp_id, enabled=not a.off)))
     list_planes = leaf(planes, "list", "list registered data planes")
     list_planes.set_defaults(func=_run(lambda a, s: admin.data_planes_list(s)))

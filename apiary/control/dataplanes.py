@@ -2,6 +2,11 @@
 
 A data plane's id is the ``aud`` claim of its tokens and its ``APIARY_DATA_PLANE_ID``. A
 data plane dedicated to one organization (``org_id`` set) only gets that org's tokens.
+
+At most one data plane *serves new projects* (``serves_new_projects``, set by
+:func:`set_serves_new_projects`): a project created while one is marked is assigned to it
+in the creating transaction (:func:`new_project_data_plane`), so the config-log entries of
+everything made in the project are stamped for that data plane from the start.
 """
 
 from __future__ import annotations
@@ -47,6 +52,36 @@ def audience_for(db: Session, audience: str, org_id: str) -> DataPlane:
         raise InvalidRequest("audience is not a data plane registered for this organization",
                              field="audience")
     return plane
+
+
+def set_serves_new_projects(db: Session, plane: DataPlane, enabled: bool) -> None:
+    """Mark ``plane`` as the data plane of new projects (unmarking any other: at most one is
+    marked), or unmark it. Only an active federated data plane may be marked (409
+    :class:`~apiary.errors.Conflict` for a legacy, pending or revoked one); unmarking always
+    succeeds. In the caller's transaction: durable when it commits."""
+    if enabled:
+        if not plane.federated or plane.status != "active":
+            state = "a legacy audience" if not plane.federated else plane.status
+            raise Conflict(f"data plane {plane.id} is {state}: only an active federated data "
+                           "plane can serve new projects", data_plane_id=plane.id)
+        for other in db.scalars(select(DataPlane).where(
+                DataPlane.serves_new_projects.is_(True), DataPlane.id != plane.id)):
+            other.serves_new_projects = False
+    plane.serves_new_projects = enabled
+    db.flush()
+
+
+def new_project_data_plane(db: Session, org_id: str) -> str | None:
+    """The id of the data plane a new project of ``org_id`` is assigned to: the marked one
+    (:func:`set_serves_new_projects`) when it is federated, not revoked, and shared or
+    dedicated to ``org_id``; else None (the project starts unassigned)."""
+    plane = db.scalars(select(DataPlane).where(DataPlane.serves_new_projects.is_(True))
+                       .order_by(DataPlane.id)).first()
+    if plane is None or not plane.federated or plane.status == "revoked":
+        return None
+    if plane.org_id is not None and plane.org_id != org_id:
+        return None
+    return plane.id
 
 
 def list_data_planes(db: Session, org_ids: set[str] | None) -> list[DataPlane]:

@@ -1,8 +1,10 @@
 """Invitations: a single-use token that gives its holder a role on an org, workspace or
 project.
 
-The token (``apinv_`` + 256 random bits) is returned once to the inviter and, when SMTP
-is configured, mailed to the invited address; only its hash is stored. It is accepted by
+The token (``apinv_`` + 256 random bits) is returned once to the inviter and mailed to the
+invited address (the mail is queued in the transaction that creates the invitation, and
+sent by the control plane's outbox once a mail transport is configured:
+:mod:`apiary.control.identity.mail`); only its hash is stored. It is accepted by
 the logged-in user whose email it names, at most once, before it expires (410 after), and
 only once that user's address is verified: the inviter also holds the token, so accepting
 it cannot prove the address (otherwise an org admin could sign up as the invitee and
@@ -55,18 +57,24 @@ def create_invitation(
     )
     db.add(invitation)
     db.flush()
-    return IssuedInvitation(invitation, role, token)
+    issued = IssuedInvitation(invitation, role, token)
+    _queue_mail(cp, db, issued)
+    return issued
 
 
-def deliver(cp: ControlPlane, issued: IssuedInvitation) -> bool:
-    """Mail the invitation to the invited address (after the transaction that stored it);
-    False without SMTP or when delivery failed. Never logs the token."""
-    body = ("You were invited to an organization on Apiary.\n\nLog in (or sign up and "
-            "confirm this address) with this email address, then accept the invitation "
-            f"with this token before {issued.invitation.expires_at:%Y-%m-%d %H:%M} UTC:\n\n"
-            f"{issued.token}\n\n(POST {cp.issuer}/v1/invitations/accept)\n")
-    return mail.send(cp.settings, to=issued.invitation.email,
-                     subject="You are invited to Apiary", body=body)
+def _queue_mail(cp: ControlPlane, db: Session, issued: IssuedInvitation) -> None:
+    """Queue the invitation's mail to the invited address in the transaction that creates
+    the invitation (never logs the token)."""
+    subject = "You are invited to Apiary"
+    intro = "You were invited to an organization on Apiary."
+    ask = ("Log in (or sign up and confirm this address) with this email address, then "
+           "accept the invitation with this token before "
+           f"{issued.invitation.expires_at:%Y-%m-%d %H:%M} UTC:")
+    where = f"(POST {cp.issuer}/v1/invitations/accept)"
+    text = f"{intro}\n\n{ask}\n\n{issued.token}\n\n{where}\n"
+    page = mail.html_body(subject, [intro, ask], code=issued.token, after=[where])
+    mail.queue(cp, db, kind="invitation", to=issued.invitation.email,
+               content=mail.MailContent(subject=subject, text=text, html=page))
 
 
 def list_invitations(db: Session, org_id: str) -> list[tuple[Invitation, Role]]:

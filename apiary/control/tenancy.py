@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from apiary.control._common import new_id
 from apiary.control.authz import Resource
+from apiary.control.dataplanes import new_project_data_plane
 from apiary.control.db import Membership, Organization, Project, Workspace
 from apiary.control.service import ControlPlane
 from apiary.errors import Conflict, InvalidRequest, NotFound
@@ -85,13 +86,16 @@ def create_workspace(cp: ControlPlane, db: Session, org: Organization, name: str
 
 
 def create_project(cp: ControlPlane, db: Session, workspace: Workspace, name: str) -> Project:
+    """A new project, assigned (in this transaction) to the data plane that serves new
+    projects when one is marked (:func:`~apiary.control.dataplanes.new_project_data_plane`)."""
     name = _clean_name(name)
     if db.execute(
         select(Project.id).where(Project.workspace_id == workspace.id, Project.name == name)
     ).first():
         raise Conflict("a project with this name exists in the workspace", field="name")
     project = Project(id=new_id(), org_id=workspace.org_id, workspace_id=workspace.id,
-                      name=name, created_at=cp.now())
+                      name=name, created_at=cp.now(),
+                      data_plane_id=new_project_data_plane(db, workspace.org_id))
     db.add(project)
     db.flush()
     return project

@@ -5,6 +5,11 @@ A stateless HTTP face over cpdb: every replica opens its own :class:`ControlPlan
 after. Replicas migrate cpdb on start; migrations serialize themselves (advisory lock on
 PostgreSQL, the write lock on SQLite), so starting several at once is safe. Mount it at
 ``route_prefix="/cp"`` so that its URL is the issuer URL (``settings.cp_issuer_url``).
+
+Invitation and verification mail queued in cpdb is sent by the control-plane controller
+actor's outbox; with the federation endpoint off (``federation_grpc_port`` 0: no controller
+runs) each replica runs the outbox itself (:class:`~apiary.control.outbox.MailOutbox`:
+claims are exclusive, so several replicas never send one mail twice).
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ class ControlPlaneDeployment:
         configure_logging(settings)
         self._ui_dir = settings.ui_dir
         self._control_plane = ControlPlane.open(settings, migrate=True)
+        self._outbox: Any = None
+        if not settings.federation_grpc_port:  # no controller actor to send the mail
+            import asyncio
+
+            from apiary.control.outbox import MailOutbox
+
+            cp = self._control_plane
+            self._outbox = asyncio.get_running_loop().create_task(
+                MailOutbox(settings, cp.database, cp.envelope).run(), name="cp-mail-outbox")
 
     def __serve_build_asgi_app__(self) -> Any:
         from apiary.control.api import create_control_plane_app
@@ -45,6 +59,8 @@ class ControlPlaneDeployment:
             db.execute(text("SELECT 1"))
 
     async def __del__(self) -> None:
+        if self._outbox is not None:
+            self._outbox.cancel()
         self._control_plane.close()
 
 

@@ -9,8 +9,9 @@ Public surface:
   message carries its event count (:data:`ROWS_HEADER`); :func:`message_rows` reads it.
 - :func:`encode_batch` / :func:`decode_batch` (and ``*_table``): the wire form of a batch.
 - The topology's names: streams (``EVENTS_STREAM``, ``EVALUATION_STREAM``,
-  ``NOTIFICATIONS_STREAM``), their durable consumers (``WRITERS_CONSUMER``,
-  ``EVALUATORS_CONSUMER``, ``NOTIFIERS_CONSUMER``), :func:`events_subject`, and
+  ``NOTIFICATIONS_STREAM``, ``ALERT_ACTIVITY_STREAM``), their durable consumers
+  (``WRITERS_CONSUMER``, ``EVALUATORS_CONSUMER``, ``NOTIFIERS_CONSUMER``,
+  ``ALERT_ACTIVITY_CONSUMER``), :func:`events_subject`, and
   :func:`consumer_backlog`.
 
 Only the foundations below it (:mod:`apiary.errors`, :mod:`apiary.event`,
@@ -29,6 +30,8 @@ from apiary.errors import QueueError
 from apiary.queue._publisher import ROWS_HEADER, EventPublisher, message_rows
 from apiary.queue._server import NatsServer, describe_url, nats_server_binary
 from apiary.queue._topology import (
+    ALERT_ACTIVITY_CONSUMER,
+    ALERT_ACTIVITY_STREAM,
     EVALUATION_STREAM,
     EVALUATORS_CONSUMER,
     EVENTS_STREAM,
@@ -104,6 +107,8 @@ async def connect(url: str, *, name: str, wait_s: float = 15.0) -> Client:
 
 
 __all__ = [
+    "ALERT_ACTIVITY_CONSUMER",
+    "ALERT_ACTIVITY_STREAM",
     "ARROW_ENCODING",
     "ENCODING_HEADER",
     "EVALUATION_STREAM",

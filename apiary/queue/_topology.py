@@ -1,7 +1,10 @@
 """Apiary's JetStream topology: the streams, their durable consumers, and how to ensure them.
 
 Streams (docs/architecture.md, "The data path"): ``events`` (``events.>``), ``evaluation``
-(``evaluation.>``) and ``notifications`` (``notifications.>``). Each uses *interest*
+(``evaluation.>``), ``notifications`` (``notifications.>``) and ``alert-activity``
+(``alert-activity.<org>.<project>``: alert transitions and delivery outcomes on their way to
+the control plane, consumed by the federation controller as ``federation-activity`` with a
+30 s ack wait, acked once the control plane stored them). Each uses *interest*
 retention (a message is removed once every durable consumer acknowledged it) and *discard
 new* with a byte limit: when the backlog is full JetStream refuses the publish, so Apiary
 answers 503 instead of accepting data it could not persist. Every consumer is a durable pull
@@ -32,10 +35,14 @@ from apiary.settings import ApiarySettings
 EVENTS_STREAM = "events"
 EVALUATION_STREAM = "evaluation"
 NOTIFICATIONS_STREAM = "notifications"
+ALERT_ACTIVITY_STREAM = "alert-activity"
 
 WRITERS_CONSUMER = "writers"
 EVALUATORS_CONSUMER = "evaluators"
 NOTIFIERS_CONSUMER = "notifiers"
+ALERT_ACTIVITY_CONSUMER = "federation-activity"
+#: How long the control plane may take to store an alert activity before it is redelivered.
+ALERT_ACTIVITY_ACK_WAIT_S = 30.0
 
 
 def events_subject(kind: str, project_id: str) -> str:
@@ -47,6 +54,10 @@ class StreamSpec:
     name: str
     consumer: str
     max_bytes: int
+    #: The consumer's ack wait; None: the writers' (``writer_ack_wait_s``).
+    ack_wait_s: float | None = None
+    #: The consumer's delivery bound; None: the writers' (``writer_max_deliver``), -1: none.
+    max_deliver: int | None = None
 
 
 def stream_specs(settings: ApiarySettings) -> list[StreamSpec]:
@@ -55,6 +66,10 @@ def stream_specs(settings: ApiarySettings) -> list[StreamSpec]:
         StreamSpec(EVENTS_STREAM, WRITERS_CONSUMER, settings.events_stream_max_bytes),
         StreamSpec(EVALUATION_STREAM, EVALUATORS_CONSUMER, side_stream_bytes),
         StreamSpec(NOTIFICATIONS_STREAM, NOTIFIERS_CONSUMER, side_stream_bytes),
+        StreamSpec(ALERT_ACTIVITY_STREAM, ALERT_ACTIVITY_CONSUMER, side_stream_bytes,
+                   ack_wait_s=ALERT_ACTIVITY_ACK_WAIT_S,
+                   # An activity waits for the control plane however long it is away.
+                   max_deliver=-1),
     ]
 
 
@@ -77,8 +92,9 @@ def consumer_config(spec: StreamSpec, settings: ApiarySettings) -> ConsumerConfi
         description=f"Apiary {spec.consumer} (durable pull consumer)",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=settings.writer_ack_wait_s,
-        max_deliver=settings.writer_max_deliver,
+        ack_wait=spec.ack_wait_s if spec.ack_wait_s is not None else settings.writer_ack_wait_s,
+        max_deliver=spec.max_deliver if spec.max_deliver is not None
+        else settings.writer_max_deliver,
         # Enough for several full writer batches in flight across the pool.
         max_ack_pending=max(20_000, 4 * settings.writer_count * 1_000),
         max_waiting=512,

@@ -143,12 +143,25 @@ class ControlPlaneSettings(CommonSettings):
         default=None, json_schema_extra=on_cluster(secret=True),
         description="SMTP server that sends verification and invitation mail: 'smtp://host:port' "
         "(plain), 'smtp+starttls://user:pass@host:port' or 'smtps://user:pass@host:port' (TLS). "
-        "Unset: no mail is sent; the log says a verification is pending and `apiary users "
-        "verify-link EMAIL` prints the link.",
+        "The mail is queued in cpdb with what it announces and sent by the control-plane "
+        "controller, with retries (notify_retry_base_s, notify_retry_max_s, notify_max_age_s). "
+        "Unset (and cp_ses_region unset): the mail stays queued and `apiary users verify-link "
+        "EMAIL` prints a verification link.",
     )
     smtp_from: str = Field(
         default="Apiary <apiary@localhost>", min_length=3, max_length=320,
         description="From address of the mail Apiary sends.",
+    )
+    cp_ses_region: str | None = Field(
+        default=None,
+        description="AWS region of Amazon SES: set, verification and invitation mail goes "
+        "through SES (boto3; credentials from the usual AWS_* variables; smtp_from must be a "
+        "sender SES verified) instead of smtp_url.",
+    )
+    cp_ses_endpoint_url: str | None = Field(
+        default=None,
+        description="SES endpoint of the control plane's mail for an SES-compatible server; "
+        "unset uses AWS's.",
     )
     cp_key_last_used_resolution_s: int = Field(
         default=60, ge=1,

@@ -511,6 +511,14 @@ class DataPlaneSettings(CommonSettings):
         description="SES endpoint for an SES-compatible server; unset uses AWS's.",
     )
 
+    # --- alerts (apiary.dataplane.alerts) ---------------------------------------------------
+    alert_interval_s: int = Field(
+        default=60,
+        description="How often the alert evaluator measures every alert rule of the projects "
+        "this data plane serves, in seconds (at least 5); each evaluation covers the rule's "
+        "window ending on this grid.",
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_cors_origins(cls, value: object) -> object:
@@ -531,6 +539,16 @@ class DataPlaneSettings(CommonSettings):
                 raise ValueError(f"{item!r}: origins are exact, no wildcards")
             origins.append(entry)
         return tuple(origins)
+
+    @field_validator("alert_interval_s")
+    @classmethod
+    def _alert_interval(cls, value: int) -> int:
+        if value < 5:
+            raise ValueError(
+                f"{value} s is too short: alert rules are evaluated at most every 5 s (each "
+                "evaluation queries ClickHouse once per rule); set APIARY_ALERT_INTERVAL_S=5 "
+                "or more")
+        return value
 
     @field_validator("federation_tls_ca_file")
     @classmethod

@@ -59,6 +59,9 @@ URL_RULES: dict[str, UrlRule] = {
     "ses_endpoint_url": UrlRule(
         _HTTP, "an http:// or https:// URL of an SES-compatible endpoint", "to use AWS's",
         strip_slash=True),
+    "cp_ses_endpoint_url": UrlRule(
+        _HTTP, "an http:// or https:// URL of an SES-compatible endpoint", "to use AWS's",
+        strip_slash=True),
 }
 
 def check_url(field: str, value: str | SecretStr | None) -> str | SecretStr | None:

@@ -92,6 +92,40 @@ def bootstrap_control_plane(settings: ApiarySettings, *, local_data_plane: bool 
     return Bootstrap(project_id, str(api_key), ADMIN_EMAIL, password)
 
 
+def prepare_own_data_plane(settings: ApiarySettings) -> str:
+    """The bootstrap token with which this node's data plane registers at this node's own
+    control plane (``--plane both`` with the federation endpoint on, no identity yet).
+
+    Through the control plane's own code, in-process (the node holds cpdb): the data plane
+    ``settings.data_plane_id`` (the legacy audience an earlier version registered, if any:
+    same id, so its tokens stay valid) becomes a ``pending`` federated data plane named
+    "local" at the node's URL, marked as serving new projects, with every unassigned
+    project (the bootstrap project included) assigned to it
+    (:func:`~apiary.control.federation.prepare_local_data_plane`). Committed when this
+    returns; the registration itself is the one a remote data plane makes
+    (:func:`~apiary.dataplane.federation.ensure_identity`)."""
+    from apiary.control import admin
+    from apiary.control.federation import prepare_local_data_plane
+
+    with admin.control_plane(settings) as cp, cp.transaction() as db:
+        _plane, token = prepare_local_data_plane(
+            db, dp_id=settings.data_plane_id, name="local", url=settings.base_url,
+            now=cp.now())
+        return token
+
+
+def move_own_data_plane(settings: ApiarySettings, dp_id: str) -> None:
+    """Record this node's URL as its data plane's (the URL the web UI and a 421 name),
+    when a start on another host or port changed it. Committed when this returns."""
+    from apiary.control import admin
+    from apiary.control.db import DataPlane
+
+    with admin.control_plane(settings) as cp, cp.transaction() as db:
+        plane = db.get(DataPlane, dp_id)
+        if plane is not None and plane.url != settings.base_url:
+            plane.url = settings.base_url
+
+
 def write_connection(settings: ApiarySettings, bootstrap: Bootstrap) -> Path:
     """Write ``connection.json`` (mode 0600): URL, API key, project id, control plane URL,
     admin email and, when it is on, the OTLP/gRPC endpoint (``host:port``). Never the admin

@@ -3,7 +3,12 @@
 Which planes it runs is ``settings.plane`` (``apiary up --plane``):
 
 - ``both`` (the default): everything below, the control plane embedded at ``<base URL>/cp``
-  (unless ``APIARY_CONTROL_PLANE_URL`` names an external one).
+  (unless ``APIARY_CONTROL_PLANE_URL`` names an external one). Its data plane is a
+  federated data plane of that control plane (unless ``federation_grpc_port`` is 0, which
+  keeps it a legacy audience): at the first start the control plane makes its record and
+  bootstrap token in-process, marks it as serving new projects and assigns it every
+  unassigned project; the data plane then registers like a remote one and its controller
+  keeps the stream over loopback (:meth:`ApiaryNode._federate_own_data_plane`).
 - ``control``: Ray, Serve, the control-plane application at ``/cp``, its bootstrap admin
   account and its federation controller (the gRPC endpoint data planes dial), and a small
   application at ``/`` answering ``/healthz`` and ``/readyz``
@@ -53,6 +58,7 @@ next start on the same data directory resumes from there.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -168,6 +174,16 @@ class ApiaryNode:
             settings = settings.model_copy(
                 update={"control_plane_url": own_cp}
             )
+        #: ``--plane both`` with the federation endpoint on: this node's data plane is a
+        #: federated data plane of its own control plane, streaming over loopback.
+        self.self_federated = (self.embedded_control_plane and settings.plane == "both"
+                               and bool(settings.federation_grpc_port))
+        if self.self_federated and settings.federation_endpoint is None:
+            host = settings.host
+            local = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
+            local = f"[{local}]" if ":" in local else local
+            settings = settings.model_copy(update={
+                "federation_endpoint": f"{local}:{settings.federation_grpc_port}"})
         self.settings = settings
         self._progress = progress or (lambda _msg: None)
         self._lock_file: IO[str] | None = None
@@ -290,6 +306,7 @@ class ApiaryNode:
         services.start_writers()
         services.start_scalers()
         services.start_notifiers()
+        services.start_alert_evaluator()
 
         self._start_serve()
         if self.embedded_control_plane:
@@ -298,9 +315,11 @@ class ApiaryNode:
             self._progress("deploying the control-plane Serve application at /cp")
             self._deploy_control_plane()
             self._start_cp_controller()
+            if self.self_federated:
+                self._federate_own_data_plane()
         self._progress("deploying the data-plane Serve application")
         self._deploy_data_plane()
-        if self.federated:
+        if self.federated or self.self_federated:
             # The stream to the control plane; ingestion never waits for it.
             services.start_controller()
 
@@ -319,7 +338,7 @@ class ApiaryNode:
                 s.base_url, self.bootstrap.api_key, self.bootstrap.project_id, cp_url,
                 self.bootstrap.admin_email, self.bootstrap.admin_password,
                 otlp_grpc_endpoint=s.otlp_grpc_endpoint, plane=s.plane,
-                federation_endpoint=self.federation_endpoint(),
+                federation_endpoint=self.federation_endpoint(), data_plane_id=self.data_plane_id,
             )
         else:
             write_data_connection(s, self.data_plane_id)
@@ -329,6 +348,43 @@ class ApiaryNode:
         self._write_state(connection)
         self.connection = connection
         return connection
+
+    def _federate_own_data_plane(self) -> None:
+        """Make this node's data plane a federated data plane of its own control plane, as
+        a remote one is (docs/architecture.md, "Federation"): on the first start (no
+        ``dp-identity.json``; an older data directory's legacy audience included) the
+        control plane makes its record and bootstrap token in-process, marks it as serving
+        new projects and assigns it every unassigned project
+        (:func:`~apiary.startup.bootstrap.prepare_own_data_plane`, committed first), and
+        the data plane registers its key with that token over HTTP
+        (:func:`~apiary.dataplane.federation.ensure_identity`). A later start finds the
+        identity and only connects. A crash in between leaves no identity, and the next
+        start issues a new token and registers the kept key again."""
+        from pydantic import SecretStr
+
+        from apiary.dataplane.federation import ensure_identity, load_identity, write_identity
+        from apiary.startup.bootstrap import move_own_data_plane, prepare_own_data_plane
+
+        s = self.settings
+        identity = load_identity(s.data_dir)
+        if identity is None:
+            self._progress("registering this node's data plane with its own control plane")
+            self._wait_ready("/cp/healthz")  # the registration is the HTTP call a remote makes
+            token = prepare_own_data_plane(s)
+            identity = ensure_identity(
+                s.model_copy(update={"bootstrap_token": SecretStr(token)}))
+        else:
+            # Started on another port or issuer: its own control plane moved with it (the
+            # identity JWTs' audience, the tokens' issuer, the URL the web UI reaches).
+            cp_url, issuer = (s.control_plane_url or "").rstrip("/"), s.cp_issuer_url
+            if (identity.control_plane_url, identity.issuer) != (cp_url, issuer):
+                identity = dataclasses.replace(identity, control_plane_url=cp_url,
+                                               issuer=issuer)
+                write_identity(identity)
+            move_own_data_plane(s, identity.data_plane_id)
+        self.data_plane_id = identity.data_plane_id
+        self._progress(f"  data plane {identity.data_plane_id} ({identity.name or '-'}), "
+                       f"federation endpoint {s.federation_endpoint}")
 
     def _start_control_only(self) -> Connection:
         """``--plane control``: Ray, Serve, the control plane, its controller and the
@@ -543,6 +599,16 @@ class ApiaryNode:
 
     def writer_stats(self) -> list[dict[str, Any]]:
         return [] if self._services is None else self._services.writer_stats()
+
+    @property
+    def nats_url(self) -> str | None:
+        """The URL (with its credentials) of the NATS server this node's data plane uses."""
+        return self._nats_url
+
+    def controller_status(self) -> dict[str, Any] | None:
+        """The data plane's federation controller's state (connected, applied config
+        version, ...); None when this node's data plane is not federated."""
+        return None if self._services is None else self._services.controller_status()
 
     def pool_status(self) -> list[dict[str, Any]]:
         """What each pool scaler (evaluators, extra writers) sees and has."""

@@ -15,6 +15,9 @@
    ``APIARY_WRITER_MAX``) runs under its pool scaler (:mod:`apiary.actors.scaler`).
 5. :meth:`~DataPlaneServices.start_notifiers`: ``APIARY_NOTIFIER_COUNT`` notifier actors
    deliver ``notifications/notifiers`` (:mod:`apiary.actors.notifier`).
+5b. :meth:`~DataPlaneServices.start_alert_evaluator`: the data plane's alert evaluator actor
+   measures every alert rule each ``APIARY_ALERT_INTERVAL_S`` (:mod:`apiary.actors.
+   alert_evaluator`).
 6. :meth:`~DataPlaneServices.start_controller` (a federated data plane only: an identity
    file or ``APIARY_BOOTSTRAP_TOKEN``): the data plane registers with its bootstrap token
    if it has no identity yet, and its federation controller actor
@@ -97,6 +100,7 @@ class DataPlaneServices:
         self._writers: Any = None
         self._scalers: list[Any] = []
         self._notifiers: Any = None
+        self._alert_evaluator: Any = None
         self._controller: Any = None
 
     # -- the steps, in order --------------------------------------------------------------
@@ -188,6 +192,24 @@ class DataPlaneServices:
         self._notifiers = NotifierPool(self.settings, self.nats_url, **options)
         self._notifiers.start(count)
 
+    def start_alert_evaluator(self) -> None:
+        """Step 5b (blocking): the alert evaluator actor (one per data plane, named, restarted
+        by Ray) runs its loop; returns once it started."""
+        from apiary.actors.alert_evaluator import start_alert_evaluator
+
+        self._progress(f"starting the alert evaluator (every "
+                       f"{self.settings.alert_interval_s} s)")
+        self._alert_evaluator = start_alert_evaluator(self.settings, self.nats_url)
+
+    def alert_evaluator_stats(self) -> dict[str, Any] | None:
+        """The alert evaluator's stats (None before step 5b)."""
+        if self._alert_evaluator is None:
+            return None
+        import ray
+
+        stats: dict[str, Any] = ray.get(self._alert_evaluator.stats.remote(), timeout=30)
+        return stats
+
     def start_controller(self) -> bool:
         """Step 6 (blocking): on a federated data plane, register if needed
         (:func:`~apiary.dataplane.federation.ensure_identity`: a refused bootstrap token is
@@ -233,6 +255,7 @@ class DataPlaneServices:
         self.start_writers()
         self.start_scalers()
         self.start_notifiers()
+        self.start_alert_evaluator()
         self.start_controller()
 
     # -- running --------------------------------------------------------------------------
@@ -248,6 +271,13 @@ class DataPlaneServices:
         if self._notifiers is not None:
             for skipped in self._notifiers.ensure_running():
                 log.warning("notifier not running yet", extra={"error": skipped})
+        if self._alert_evaluator is not None:
+            from apiary.actors.alert_evaluator import ensure_alert_evaluator
+
+            try:
+                ensure_alert_evaluator(self._alert_evaluator)
+            except Exception as exc:  # restarting: the next call starts it
+                log.warning("alert evaluator not running yet", extra={"error": repr(exc)})
         if self._controller is not None:
             import ray
 
@@ -298,6 +328,12 @@ class DataPlaneServices:
             attempt("federation controller",
                     lambda: ray.get(controller.stop.remote(), timeout=30))
             attempt("federation controller", lambda: ray.kill(controller))
+        if self._alert_evaluator is not None:
+            from apiary.actors.alert_evaluator import stop_alert_evaluator
+
+            evaluator, self._alert_evaluator = self._alert_evaluator, None
+            self._progress("stopping the alert evaluator")
+            attempt("alert evaluator", lambda: stop_alert_evaluator(evaluator))
         if self._notifiers is not None:
             notifiers, self._notifiers = self._notifiers, None
             self._progress("stopping notifiers")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import grpc
 import jwt
 import pytest
-from _servers import free_port
+from _cp_controller import controller_settings, local_ray, wait_restarted
 from cryptography.hazmat.primitives.asymmetric import ec
 
 # Ray as `apiary up` runs it: the CLI chooses Ray's auth mode (RAY_AUTH_MODE) before Ray is
@@ -28,7 +27,6 @@ from apiary.control import ControlPlane
 from apiary.control.db import DataPlane
 from apiary.control.federation import create_data_plane, register_data_plane_key
 from apiary.federation_wire import pb2, pb2_grpc
-from apiary.settings import ApiarySettings
 from apiary.startup.federation import (
     start_control_plane_controller,
     stop_control_plane_controller,
@@ -44,15 +42,8 @@ def _b64(value: int) -> str:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, namespace="apiary-cp-controller-test",
-                 log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
+    with local_ray("apiary-cp-controller-test"):
+        yield
 
 
 async def _welcome(port: int, dp_id: str, key: ec.EllipticCurvePrivateKey, kid: str) -> Any:
@@ -80,10 +71,7 @@ async def test_the_controller_serves_again_after_its_process_is_killed(
         ray_cluster: None, tmp_path: Path) -> None:
     import ray
 
-    settings = ApiarySettings(  # type: ignore[call-arg]
-        data_dir=tmp_path, cp_database_url=f"sqlite:///{tmp_path / 'cp.sqlite'}",
-        cp_issuer=ISSUER, cp_envelope_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        federation_grpc_port=free_port())
+    settings = controller_settings(tmp_path, ISSUER)
     cp = ControlPlane.open(settings)
     key = ec.generate_private_key(ec.SECP256R1())
     numbers = key.public_key().public_numbers()
@@ -112,17 +100,8 @@ async def test_the_controller_serves_again_after_its_process_is_killed(
         before = ray.get(handle.status.remote(), timeout=30)
         assert before["port"] == port
         ray.kill(handle, no_restart=False)
-        deadline = time.monotonic() + 60
-        while True:  # until the restarted process answers (bounded)
-            try:
-                assert ray.get(handle.ensure_running.remote(), timeout=30) == port
-                after = ray.get(handle.status.remote(), timeout=30)
-                if after["pid"] != before["pid"]:
-                    break
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-                pass
-            assert time.monotonic() < deadline, "the controller was not restarted"
-            await asyncio.sleep(0.2)
+        served, after = await wait_restarted(handle, before)
+        assert set(served) == {port}  # every answer of ensure_running: the same port
         assert after["connected"] == []
         # ...which the restarted controller clears; and it serves streams again.
         assert not _connected(cp, dp_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from _notification_receivers import Receivers, receivers
 from _ray_pipeline import ACK_WAIT_S, RayPipeline
 from _report import FaultReport
 
@@ -30,3 +31,10 @@ def ray_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayPipeli
         yield pipeline
     finally:
         pipeline.stop()
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[Receivers]:
+    """Real HTTP receivers of notifications (webhooks), one server per test module."""
+    with receivers() as started:
+        yield started

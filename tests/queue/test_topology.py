@@ -21,6 +21,8 @@ async def test_ensure_topology_creates_streams_and_consumers_once(
             "created stream events", "created consumer events/writers",
             "created stream evaluation", "created consumer evaluation/evaluators",
             "created stream notifications", "created consumer notifications/notifiers",
+            "created stream alert-activity",
+            "created consumer alert-activity/federation-activity",
         ])
         assert await ensure_topology(js, settings) == []
         info = await js.stream_info("events")
@@ -30,6 +32,9 @@ async def test_ensure_topology_creates_streams_and_consumers_once(
         assert consumer.config.durable_name == "writers"
         assert consumer.config.max_deliver == settings.writer_max_deliver
         assert await consumer_backlog(js, "events", "writers") == 0
+        activity = await js.consumer_info("alert-activity", "federation-activity")
+        assert activity.config.ack_wait == 30.0
+        assert activity.config.max_deliver == -1
 
         bigger = settings.model_copy(update={"events_stream_max_bytes": 2 * 1024**3})
         changed = await ensure_topology(js, bigger)

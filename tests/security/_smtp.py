@@ -48,15 +48,31 @@ class LocalSmtpServer:
     def mails_to(self, address: str) -> list[Message]:
         return [m for m in self.inbox.messages if m["To"] == address]
 
-    def link_to(self, address: str, *, timeout: float = 5.0) -> str:
+    def wait_mails_to(self, address: str, count: int, *, timeout: float = 5.0
+                      ) -> list[Message]:
+        """The mails to ``address`` once there are ``count`` (mail is sent by the control
+        plane's outbox, a moment after the request that queued it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             mails = self.mails_to(address)
-            if mails:
-                body = mails[-1].get_payload(decode=True)
-                assert isinstance(body, bytes)
-                found = re.search(r"https?://\S+", body.decode())
-                assert found, body
-                return found.group(0)
+            if len(mails) >= count:
+                return mails
             time.sleep(0.02)
-        raise AssertionError(f"no mail to {address}")
+        raise AssertionError(f"{len(self.mails_to(address))} mails to {address}, not {count}")
+
+    def link_to(self, address: str, *, timeout: float = 5.0) -> str:
+        """The first http(s) link in the plain text of the latest mail to ``address``."""
+        body = text_of(self.wait_mails_to(address, 1, timeout=timeout)[-1])
+        found = re.search(r"https?://\S+", body)
+        assert found, body
+        return found.group(0)
+
+
+def text_of(message: Message, subtype: str = "plain") -> str:
+    """The ``text/<subtype>`` part of a mail (a plain one, or multipart/alternative)."""
+    for part in message.walk():
+        if part.get_content_type() == f"text/{subtype}":
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            return payload.decode(part.get_content_charset() or "utf-8")
+    raise AssertionError(f"no text/{subtype} part")

@@ -127,3 +127,10 @@ def test_the_cluster_checks_use_the_model_lists() -> None:
     for plane in plane_checks.PLANES:
         assert plane_checks.PLANE_SECRETS[plane] == plane_secrets(plane)
         assert plane_checks.REQUIRED[plane] == cluster_required(plane)
+
+
+def test_alert_interval_is_at_least_five_seconds_with_a_fix(tmp_path: Path) -> None:
+    assert ApiarySettings(data_dir=tmp_path).alert_interval_s == 60
+    assert ApiarySettings(data_dir=tmp_path, alert_interval_s=5).alert_interval_s == 5
+    with pytest.raises(ValueError, match=r"set APIARY_ALERT_INTERVAL_S=5 or more"):
+        ApiarySettings(data_dir=tmp_path, alert_interval_s=4)

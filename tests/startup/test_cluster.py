@@ -17,7 +17,7 @@ import pytest
 from ray.serve import Application
 
 from apiary import store
-from apiary.actors import notifier, scaler, writer
+from apiary.actors import alert_evaluator, notifier, scaler, writer
 from apiary.deployments.pools import PoolSupervisor
 from apiary.errors import ConfigurationError
 from apiary.queue import EVENTS_STREAM, NatsServer, connect
@@ -260,12 +260,21 @@ class FakeScalers:
         # test: the next test's ray.init then found a connected worker.
         monkeypatch.setattr(notifier, "NotifierPool", FakeNotifiers)
         monkeypatch.setattr(FakeNotifiers, "counts", [])
+        # The alert evaluator likewise (a real one runs in tests/faults/).
+        monkeypatch.setattr(FakeNotifiers, "evaluators", [])
+        monkeypatch.setattr(alert_evaluator, "start_alert_evaluator",
+                            lambda settings, nats_url: FakeNotifiers.evaluators.append(
+                                nats_url) or "alert-evaluator")
+        monkeypatch.setattr(alert_evaluator, "ensure_alert_evaluator", lambda actor: None)
+        monkeypatch.setattr(alert_evaluator, "stop_alert_evaluator", lambda actor: None)
 
 
 class FakeNotifiers:
     """Stands in for NotifierPool (they run on real Ray in tests/startup/test_node.py)."""
 
     counts: ClassVar[list[int]] = []
+    #: The NATS URL of each alert evaluator started (see FakeScalers.install).
+    evaluators: ClassVar[list[str]] = []
 
     def __init__(self, settings: ApiarySettings, nats_url: str, **options: Any) -> None:
         pass
@@ -335,6 +344,7 @@ async def test_pool_supervisor_prepares_stores_then_runs_writers(
         "writer_options": {"num_cpus": cluster.WRITER_NUM_CPUS,
                            "resources": {cluster.WRITER_RESOURCE: 1}}}]
     assert FakeNotifiers.counts == [settings.notifier_count]
+    assert FakeNotifiers.evaluators == [nats_server.url]
     await supervisor.check_health()
     await PoolSupervisor.__del__(supervisor)
     assert FakeScalers.stopped == [["evaluator-scaler"]]

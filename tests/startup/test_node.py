@@ -85,6 +85,11 @@ def test_up_writes_connection_json(node: ApiaryNode, data_dir: Path) -> None:
     # The admin's password is shown once (the start that created the account returns it)
     # and written nowhere.
     assert "admin_password" not in connection
+    # APIARY_FEDERATION_GRPC_PORT=0 (tests/conftest.py): the data plane stays a legacy
+    # audience of its control plane, with no identity and no stream.
+    assert not (data_dir / "dp-identity.json").exists()
+    assert node.settings.federation_grpc_port == 0
+    assert node.connection.data_plane_id is None
     assert node.connection.admin_password is not None
     assert len(node.connection.admin_password) >= 16
     assert (data_dir / "connection.json").stat().st_mode & 0o077 == 0

@@ -245,9 +245,12 @@ def test_both_planes_node_also_runs_the_control_plane_controller(tmp_path: Path)
         assert "apiary-cp-controller" in _named_actors()
         with socket.create_connection(("127.0.0.1", federation_port), timeout=10):
             pass  # the federation endpoint listens
-        # The embedded data plane stays on the legacy audience: no identity, no stream.
-        assert not (settings.data_dir / "dp-identity.json").exists()
-        assert "apiary-dp-controller" not in _named_actors()
+        # The embedded data plane is a federated data plane of this control plane: its
+        # identity, and its controller keeping the stream (tests/startup/
+        # test_node_self_federation.py follows it further).
+        assert (settings.data_dir / "dp-identity.json").exists()
+        assert connection.data_plane_id == settings.data_plane_id
+        assert "apiary-dp-controller" in _named_actors()
     finally:
         node.stop()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from apiary import store
-from apiary.actors import notifier, scaler, writer
+from apiary.actors import alert_evaluator, notifier, scaler, writer
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings
 from apiary.startup.cluster import cluster_pools
@@ -58,6 +58,15 @@ class Recorder:
             def stop(self) -> None:
                 recorder.calls.append("notifiers stop")
 
+        def start_alert_evaluator(settings: ApiarySettings, nats_url: str) -> str:
+            recorder.calls.append("alert evaluator start")
+            return "alert-evaluator"
+
+        def stop_alert_evaluator(actor: str) -> None:
+            recorder.calls.append(f"alert evaluator stop {actor}")
+
+        monkeypatch.setattr(alert_evaluator, "start_alert_evaluator", start_alert_evaluator)
+        monkeypatch.setattr(alert_evaluator, "stop_alert_evaluator", stop_alert_evaluator)
         monkeypatch.setattr(writer, "WriterPool", Pool)
         monkeypatch.setattr(notifier, "NotifierPool", Notifiers)
         monkeypatch.setattr(scaler, "start_scalers", start_scalers)
@@ -77,22 +86,24 @@ async def test_the_steps_run_in_order_and_report_what_they_did(
     await services.prepare()
     services.start()
     assert lines[0].startswith("ensuring streams and consumers on ")
-    assert lines[-6:] == [
+    assert lines[-7:] == [
         "applying the ClickHouse schema", "  applied migration 0001",
         "  applied migration 0002", "starting 2 writer actor(s)",
         "starting 1-3 evaluator actor(s) and the pool scaler(s)",
         "starting 1 notifier actor(s)",
+        "starting the alert evaluator (every 60 s)",
     ]
     assert recorder.calls == ["writers [('num_cpus', 0.25)]", "writers start", "scalers start",
-                              "notifiers [('num_cpus', 0)]", "notifiers start 1"]
+                              "notifiers [('num_cpus', 0)]", "notifiers start 1",
+                              "alert evaluator start"]
     assert services.stop() == []
-    assert lines[-3:] == ["stopping notifiers", "draining evaluators (and scaled writers)",
-                          "draining writers"]
+    assert lines[-4:] == ["stopping the alert evaluator", "stopping notifiers",
+                          "draining evaluators (and scaled writers)", "draining writers"]
     # Evaluators drain first: the scores they publish are stored by the writers.
-    assert recorder.calls[-3:] == ["notifiers stop", "scalers stop ['evaluator-scaler']",
-                                   "writers stop"]
+    assert recorder.calls[-4:] == ["alert evaluator stop alert-evaluator", "notifiers stop",
+                                   "scalers stop ['evaluator-scaler']", "writers stop"]
     assert services.stop() == []  # safe twice: nothing is left to stop
-    assert len(recorder.calls) == 8
+    assert len(recorder.calls) == 10
 
 
 def test_stop_keeps_going_past_a_failure(

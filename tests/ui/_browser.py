@@ -91,6 +91,9 @@ class Installation:
     project_id: str
     last_step: int = 0
     admin_token: str | None = None
+    #: The control plane itself, for state its API cannot reach in this installation (the
+    #: data plane here is not federated: a project is assigned to it in cpdb directly).
+    control_plane: ControlPlane | None = None
 
     def code(self) -> str:
         """A TOTP code the control plane accepts now (see :class:`Codes`)."""
@@ -160,7 +163,7 @@ def installation(nats_server: NatsServer, store: EventStore,
                 password = boot["admin_password"]
                 totp, step = _enrol_totp(cp_url, password)
                 yield Installation(cp_url, dp_url, password, totp, boot["key"]["api_key"],
-                                   boot["project"]["id"], step)
+                                   boot["project"]["id"], step, control_plane=control_plane)
     finally:
         control_plane.close()
 

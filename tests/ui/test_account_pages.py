@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from _browser import CHROMIUM, UI_BUILD, WAIT_MS, Codes, _require_ui_and_browser, axe, shot
+from _outbox import running_outbox
 from _served_planes import served_data_plane
 from _servers import http_server
 from control.oidc_provider import LocalOidcProvider
@@ -79,8 +80,9 @@ def account(nats_server: NatsServer, store: EventStore,
                 "data_dir": tmp_path_factory.mktemp("account-dp"), "control_plane_url": cp_url,
                 "jwt_issuer": cp_url, "cors_origins": (cp_url,), "writer_flush_interval_s": 0.05,
             })
-            with served_data_plane(nats_server.url, store, dp_config,
-                                   control_plane_authenticator) as dp_url:
+            # The control plane's mail outbox, as its controller actor would run it.
+            with running_outbox(control_plane), served_data_plane(
+                    nats_server.url, store, dp_config, control_plane_authenticator) as dp_url:
                 boot = admin.bootstrap(settings, admin_email=OWNER, data_plane_id=DP_ID,
                                        data_plane_url=dp_url, mint_key=False)
                 _configure_sso(cp_url, boot["admin_password"], boot["org_id"], idp)

@@ -22,6 +22,8 @@ function lazyPage<K extends string>(
   };
 }
 
+const AlertPage = lazyPage(() => import("./pages/alerts/AlertPage"), "AlertPage");
+const AlertsPage = lazyPage(() => import("./pages/alerts/AlertsPage"), "AlertsPage");
 const DashboardPage = lazyPage(() => import("./pages/dashboard/DashboardPage"), "DashboardPage");
 const DatasetPage = lazyPage(() => import("./pages/datasets/DatasetPage"), "DatasetPage");
 const DatasetsPage = lazyPage(() => import("./pages/datasets/DatasetsPage"), "DatasetsPage");
@@ -84,6 +86,8 @@ function SignedIn() {
         <Route path="review/:queueId" element={<QueuePage />} />
         <Route path="prompts" element={<PromptsPage />} />
         <Route path="prompts/:templateId" element={<PromptPage />} />
+        <Route path="alerts" element={<AlertsPage />} />
+        <Route path="alerts/:alertId" element={<AlertPage />} />
         <Route path="settings" element={<Navigate to="keys" replace />} />
         <Route path="settings/:tab" element={<SettingsPage />} />
       </Route>

@@ -116,9 +116,9 @@ def signup(body: SignupRequest, request: Request, response: Response, cp: Public
         user = accounts.create_user(cp, db, email=body.email, password=body.password,
                                     display_name=body.display_name)
         link = verification.issue(cp, db, user, email=user.email, purpose="signup")
+        verification.queue_mail(cp, db, link)  # sent by the outbox once this commits
         issued = create_session(cp, db, user, "password")
     # The session works, but the account owns nothing until the mailed link is used.
-    verification.deliver(cp, link)
     set_session_cookie(cp, response, issued)
     return session_out(issued, False)
 

@@ -3,6 +3,7 @@ configurations (``evaluators:*``), alert definitions (``alerts:*``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +12,9 @@ from sqlalchemy.orm import Session
 from apiary.control.api._guards import On, Scope
 from apiary.control.api.schemas_config import (
     AlertCreate,
+    AlertEventOut,
     AlertOut,
+    AlertPreviewOut,
     AlertUpdate,
     DeployRequest,
     EnvironmentSet,
@@ -356,6 +359,46 @@ def unmute_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut
              summary="Mark a triggered alert resolved (409 if not triggered)")
 def resolve_alert(project_id: str, alert_id: str, scope: AlertsWrite) -> AlertOut:
     return _transition(project_id, alert_id, scope, "resolve")
+
+
+@router.get(_ALERTS + "/{alert_id}/activity", response_model=list[AlertEventOut],
+            tags=["alerts"], summary="The alert's firings and deliveries, newest first")
+def alert_activity(
+    project_id: str, alert_id: str, scope: AlertsRead,
+    limit: int = Query(50, ge=1, le=alerts.MAX_ACTIVITY),
+) -> list[AlertEventOut]:
+    """Transitions (``warning``, ``critical``, ``resolution``, muted ones included) and
+    each channel's delivery outcome, as the data plane evaluating the alert reported them
+    (stored once each; a report arrives within seconds while the data plane is connected,
+    and after it reconnects otherwise)."""
+    with scope.cp.transaction() as db:
+        alert = alerts.get_alert(db, _project(db, scope), alert_id)
+        return [AlertEventOut.model_validate(e) for e in alerts.activity(db, alert, limit=limit)]
+
+
+@router.get(_ALERTS + "/{alert_id}/preview", response_model=AlertPreviewOut, tags=["alerts"],
+            summary="The rule's value over a period and its thresholds, for a chart")
+async def alert_preview(
+    project_id: str, alert_id: str, scope: AlertsRead,
+    from_: int | None = Query(None, alias="from",
+                              description="Start, unix seconds (default: `to` - 24 h)"),
+    to: int | None = Query(None, description="End, unix seconds (default: now)"),
+) -> AlertPreviewOut:
+    """Computed by the data plane serving the project, over its events, and asked for on
+    its federation stream: 409 when no data plane serves the project (assign one), 503
+    ``data_plane_unavailable`` (retryable, naming the data plane) when it is not connected
+    or does not answer within 10 s. ``from`` < ``to``, at most 31 days apart (400)."""
+
+    def start() -> tuple[str, str]:
+        with scope.cp.transaction() as db:
+            project = _project(db, scope)
+            alert = alerts.get_alert(db, project, alert_id)
+            period = alerts.preview_period(scope.cp.now(), from_, to)
+            return alerts.start_preview(scope.cp, db, project, alert, *period)
+
+    command_id, data_plane = await asyncio.to_thread(start)
+    result = await alerts.await_preview(scope.cp, command_id, data_plane)
+    return AlertPreviewOut.model_validate(result)
 
 
 @router.delete(_ALERTS + "/{alert_id}", status_code=204, tags=["alerts"])

@@ -92,7 +92,7 @@ def resend(caller: UserCaller) -> VerificationPendingOut:
         if verification.is_verified(user):
             raise Conflict("this account's email address is already verified")
         issued = verification.issue(cp, db, user, email=user.email, purpose="signup")
-    mailed = verification.deliver(cp, issued)
+        mailed = verification.queue_mail(cp, db, issued)
     return VerificationPendingOut(email=issued.email, expires_at=issued.expires_at,
                                   mailed=mailed)
 
@@ -126,6 +126,6 @@ def change_email(body: EmailChangeRequest, caller: UserCaller) -> VerificationPe
         if holder is not None and holder.id == user.id and verification.is_verified(user):
             raise Conflict("this is already the account's verified address", field="email")
         issued = verification.issue(cp, db, user, email=email, purpose="change")
-    mailed = verification.deliver(cp, issued)
+        mailed = verification.queue_mail(cp, db, issued)
     return VerificationPendingOut(email=issued.email, expires_at=issued.expires_at,
                                   mailed=mailed)

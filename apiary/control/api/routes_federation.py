@@ -10,6 +10,8 @@ serves a project (docs/architecture.md, "Federation").
 - ``GET /v1/data-planes`` and ``GET /v1/data-planes/{id}`` — status, last health report,
   versions, projects; the detail adds the last hour of health and the commands.
 - ``POST /v1/data-planes/{id}/revoke|drain|rotate-key`` — commands for its stream.
+- ``PUT /v1/data-planes/{id}/serves-new-projects`` — the data plane new projects are
+  assigned to (an installation admin; at most one).
 - ``PUT /v1/projects/{project_id}/data-plane`` — assign a project (``project:manage``).
 
 Every write is one cpdb transaction: when a route answers, the change, its config-log
@@ -50,8 +52,10 @@ from apiary.control.api.schemas_federation import (
     DataPlaneStatusOut,
     DrainRequest,
     ProjectDataPlaneSet,
+    ServesNewProjectsSet,
 )
 from apiary.control.authz import KeyPrincipal, Principal, SystemPrincipal, UserPrincipal
+from apiary.control.dataplanes import set_serves_new_projects
 from apiary.control.db import DataPlane, DataPlaneCommand, DataPlaneHealth, Project, User
 from apiary.control.permissions import Permission as P
 from apiary.control.service import ControlPlane
@@ -131,7 +135,7 @@ def _status_out(cp: ControlPlane, db: Session, plane: DataPlane,
         last_seen_at=plane.last_seen_at, version=plane.apiary_version,
         versions=plane.versions, last_health=plane.last_health,
         applied_config_version=plane.applied_config_version, projects=projects,
-        created_at=plane.created_at,
+        created_at=plane.created_at, serves_new_projects=plane.serves_new_projects,
     )
 
 
@@ -241,6 +245,29 @@ def rotate_key(data_plane_id: str, checker: Manager) -> CommandOut:
         _require_active(plane)
         command = federation.queue_command(db, plane, "rotate_key", {}, cp.now())
         return CommandOut.model_validate(command)
+
+
+@router.put("/v1/data-planes/{data_plane_id}/serves-new-projects",
+            response_model=DataPlaneStatusOut,
+            summary="Make a data plane the one new projects are assigned to (or none)")
+def serves_new_projects(data_plane_id: str, body: ServesNewProjectsSet,
+                        checker: Manager) -> DataPlaneStatusOut:
+    """An installation admin only, with a recent login (403 otherwise, org owners
+    included: the choice spans every organization). ``enabled`` true marks an active
+    federated data plane (409 for a legacy, pending or revoked one) and unmarks any other;
+    false unmarks it. Projects that exist keep their data plane; a project created from
+    then on is assigned to the marked one in its creating transaction. Durable when it
+    answers."""
+    cp = checker.cp
+    with cp.transaction() as db:
+        plane = federation.get_data_plane(db, data_plane_id,
+                                          _visible_orgs(db, checker.principal))
+        if not _is_admin(db, checker.principal):
+            raise PermissionDenied("only an installation admin chooses the data plane of "
+                                   "new projects", data_plane_id=plane.id)
+        require_recent_authentication(cp, checker.principal, P.ORG_MANAGE)
+        set_serves_new_projects(db, plane, body.enabled)
+        return _status_out(cp, db, plane)
 
 
 def _require_active(plane: DataPlane) -> None:

@@ -287,9 +287,9 @@ def invite(
             checker.cp, db, scope.access, scope.resource, email=body.email,
             role_name=body.role, invited_by=scope.user_id,
         )
+        # Its mail is queued in this transaction (sent by the outbox once committed).
         result = InvitationIssuedOut(invitation=_invitation_out(issued.invitation, issued.role),
                                      token=issued.token)
-    invitations.deliver(checker.cp, issued)  # mailed after commit, when SMTP is configured
     return result
 
 

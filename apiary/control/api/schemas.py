@@ -239,6 +239,9 @@ class DataPlaneOut(_Response):
     id: str
     name: str
     url: str
+    serves_new_projects: bool = Field(
+        default=False, description="New projects are assigned to this data plane when they "
+        "are created (at most one data plane is marked).")
 
 
 # --- SSO ----------------------------------------------------------------------------

@@ -201,3 +201,63 @@ class AlertOut(_Response):
     created_by: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class AlertEventOut(_Response):
+    """One event of an alert's activity, as the data plane evaluating it reported it."""
+
+    #: The data plane's stable id (``transition.<alert>.<window_end>.<stage>`` or
+    #: ``delivery.<delivery>.<outcome>``).
+    id: str
+    kind: Literal["transition", "delivery"]
+    #: Transitions: ``warning``, ``critical`` or ``resolution``, and the alert's ``state``
+    #: after it (``triggered``, ``resolved``), the measured ``value`` against the stage's
+    #: ``threshold`` over the window ending at ``window_end`` (unix seconds); ``muted``:
+    #: evaluated while muted (nothing was sent).
+    stage: str | None
+    state: str | None
+    value: float | None
+    threshold: float | None
+    window_end: int | None
+    muted: bool
+    #: Deliveries: the channel, ``delivered`` or ``dead_lettered``, after how many
+    #: attempts, and a short detail (the last error of a dead letter).
+    channel_id: str | None
+    channel_type: str | None
+    outcome: str | None
+    attempts: int | None
+    detail: str | None
+    data_plane_id: str | None
+    #: When it happened (the data plane's clock), and when the control plane stored it.
+    at: datetime
+    received_at: datetime
+
+
+class PreviewThreshold(BaseModel):
+    op: str
+    value: float
+
+
+class PreviewPoint(BaseModel):
+    #: The end of the window measured (unix seconds).
+    t: int
+    #: The rule's value over the window ending at ``t`` (drift: the relative change);
+    #: None: no data.
+    value: float | None
+
+
+class AlertPreviewOut(BaseModel):
+    """The series of an alert rule's measured value over a period, with its thresholds,
+    computed by the data plane serving the project."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    alert_id: str
+    field: str
+    type: str
+    window_s: int
+    from_: int = Field(alias="from")
+    to: int
+    series: list[PreviewPoint]
+    warning: PreviewThreshold | None = None
+    critical: PreviewThreshold | None = None

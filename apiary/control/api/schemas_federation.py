@@ -98,6 +98,11 @@ class DrainRequest(_Request):
     enabled: bool
 
 
+class ServesNewProjectsSet(_Request):
+    enabled: bool = Field(description="true: new projects are assigned to this data plane "
+                          "(any other data plane is unmarked); false: to none.")
+
+
 class ProjectDataPlaneSet(_Request):
     data_plane_id: str | None = Field(max_length=200, description="The data plane that serves "
                                       "the project; null: unassigned (any legacy data plane).")

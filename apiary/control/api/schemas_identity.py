@@ -38,8 +38,11 @@ class EmailChangeRequest(_Request):
 class VerificationPendingOut(_Response):
     email: str = Field(description="The address the link was sent to.")
     expires_at: datetime
-    mailed: bool = Field(description="Whether an SMTP server accepted the mail; if not, an "
-                         "operator can print the link (`apiary users verify-link`).")
+    mailed: bool = Field(description="Whether the mail is on its way: it is queued with the "
+                         "link and a mail transport (SMTP or SES) is configured to send it, "
+                         "with retries. False: no transport is configured, the mail stays "
+                         "queued, and an operator can print the link (`apiary users "
+                         "verify-link`).")
 
 
 class IdentityOut(_Response):

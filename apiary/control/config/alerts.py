@@ -24,22 +24,39 @@ control plane's, pushed with the rule; ``evaluation_state`` (``triggered`` with 
 ``stage``, or ``resolved``) is the data plane's report. ``POST .../resolve`` marks a
 triggered alert resolved by hand (the evaluator starts a new firing at the next
 crossing). A transition that cannot happen (resume an alert that is not paused, ...) is
-:class:`~apiary.errors.Conflict`.
+:class:`~apiary.errors.Conflict`. The data plane's reports arrive on the federation stream
+(:func:`apiary.control.federation.record_activity`): stored in ``alert_events``, a
+transition also moves ``evaluation_state``, ``stage`` and ``state_changed_at`` unless it
+is older than the current ``state_changed_at`` (a manual resolve stamps it with now).
+
+**Activity** (:func:`activity`): the stored transitions and delivery outcomes of an alert,
+newest first. **Preview** (:func:`start_preview`, :func:`await_preview`): the series of the
+rule's value over a period, computed by the data plane serving the project and asked for on
+its stream (a command), waited for up to 10 s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from apiary.control._common import new_id
-from apiary.control.db import AlertDefinition, Project
+from apiary.control.db import AlertDefinition, AlertEvent, DataPlane, Project
+from apiary.control.federation import (
+    PREVIEW_TIMEOUT_S,
+    abandon_preview,
+    queue_preview,
+    take_preview,
+)
 from apiary.control.service import ControlPlane
-from apiary.errors import Conflict, InvalidRequest, NotFound
+from apiary.errors import Conflict, DataPlaneUnavailable, InvalidRequest, NotFound
 from apiary.store import check_filters
 
 #: Fields measured without an aggregation.
@@ -53,6 +70,12 @@ _UPPER = (">", ">=")
 log = logging.getLogger(__name__)
 
 Transition = Literal["pause", "resume", "mute", "unmute", "resolve"]
+
+#: The longest period a preview covers, and the one it covers by default (ending now).
+MAX_PREVIEW_SPAN_S = 31 * 86_400
+DEFAULT_PREVIEW_SPAN_S = 86_400
+#: The most activity events one request returns.
+MAX_ACTIVITY = 500
 
 
 def _bad(message: str, field: str, **context: Any) -> InvalidRequest:
@@ -213,3 +236,102 @@ def transition(cp: ControlPlane, alert: AlertDefinition, action: Transition) -> 
 
 def delete_alert(db: Session, alert: AlertDefinition) -> None:
     db.delete(alert)
+
+
+# --- activity and preview ----------------------------------------------------------
+
+
+def activity(db: Session, alert: AlertDefinition, *, limit: int = 50) -> list[AlertEvent]:
+    """The alert's stored activity (transitions and delivery outcomes), newest first (by
+    when it happened on the data plane, then by when it arrived)."""
+    if not 1 <= limit <= MAX_ACTIVITY:
+        raise InvalidRequest(f"limit is 1 to {MAX_ACTIVITY}", field="limit")
+    return list(db.scalars(
+        select(AlertEvent).where(AlertEvent.alert_id == alert.id,
+                                 AlertEvent.project_id == alert.project_id)
+        .order_by(AlertEvent.at.desc(), AlertEvent.received_at.desc(), AlertEvent.id.desc())
+        .limit(limit)))
+
+
+def preview_period(now: datetime, from_s: int | None, to_s: int | None) -> tuple[int, int]:
+    """The period ``[from, to]`` (unix seconds) a preview covers: by default the last 24 h
+    (ending at ``to`` or now); ``from`` must be before ``to`` and the span at most 31 days
+    (InvalidRequest naming the parameter)."""
+    to = int(now.timestamp()) if to_s is None else int(to_s)
+    start = to - DEFAULT_PREVIEW_SPAN_S if from_s is None else int(from_s)
+    if start < 0:
+        raise InvalidRequest("from is a time in unix seconds, not before 1970", field="from")
+    if start >= to:
+        raise InvalidRequest("from must be before to", field="from")
+    if to - start > MAX_PREVIEW_SPAN_S:
+        raise InvalidRequest(f"a preview covers at most 31 days ({MAX_PREVIEW_SPAN_S} s)",
+                             field="from")
+    return start, to
+
+
+def start_preview(cp: ControlPlane, db: Session, project: Project, alert: AlertDefinition,
+                  from_s: int, to_s: int) -> tuple[str, str]:
+    """Ask the data plane serving ``project`` for the preview (a command on its stream,
+    durable when ``db`` commits); the command's id and the data plane's name.
+
+    409 when no data plane serves the project (assign one) or it has no stream (a legacy
+    data plane); 503 ``data_plane_unavailable`` when it is not connected now."""
+    if project.data_plane_id is None:
+        raise Conflict(f"project {project.id} is not assigned to a data plane, which computes "
+                       "its alerts; assign it (PUT /cp/v1/projects/{project_id}/data-plane)",
+                       project_id=project.id)
+    plane = db.get(DataPlane, project.data_plane_id)
+    if plane is None or not plane.federated or plane.status != "active":
+        state = "gone" if plane is None else ("a legacy data plane without a stream"
+                                              if not plane.federated else plane.status)
+        raise Conflict(f"project {project.id}'s data plane ({state}) cannot compute a "
+                       "preview; assign the project to an active federated data plane "
+                       "(PUT /cp/v1/projects/{project_id}/data-plane)", project_id=project.id)
+    if not plane.connected:
+        raise DataPlaneUnavailable(
+            f"data plane {plane.name} ({plane.id}), which serves project {project.id}, is "
+            "not connected to the control plane; retry once it is", project_id=project.id,
+            data_plane_id=plane.id)
+    command_id = queue_preview(db, plane, project_id=project.id, alert_id=alert.id,
+                               from_s=from_s, to_s=to_s, now=cp.now())
+    return command_id, f"{plane.name} ({plane.id})"
+
+
+async def await_preview(cp: ControlPlane, command_id: str, data_plane: str, *,
+                        timeout_s: float | None = None,
+                        poll_s: float = 0.1) -> dict[str, Any]:
+    """The data plane's preview for command ``command_id`` (:func:`start_preview`), read
+    from cpdb as soon as its answer is recorded (the command's row is then deleted); 503
+    ``data_plane_unavailable`` naming ``data_plane`` when it does not answer within
+    ``timeout_s`` (the command is then never sent, if it was not yet) or answers with an
+    error."""
+
+    def read() -> tuple[bool, str | None, Any] | None:
+        with cp.transaction() as db:
+            return take_preview(db, command_id)
+
+    timeout_s = PREVIEW_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = await asyncio.to_thread(read)
+        if answer is not None:
+            ok, error, result = answer
+            break
+        if time.monotonic() >= deadline:
+            def give_up() -> None:
+                with cp.transaction() as db:
+                    abandon_preview(db, command_id)
+
+            await asyncio.to_thread(give_up)
+            raise DataPlaneUnavailable(
+                f"data plane {data_plane} did not answer the preview within "
+                f"{timeout_s:g} s; retry", command_id=command_id)
+        await asyncio.sleep(poll_s)
+    if ok and isinstance(result, dict):
+        return result
+    if error == "not found":
+        raise DataPlaneUnavailable(
+            f"data plane {data_plane} does not hold this alert yet (its configuration is "
+            "on its way); retry", command_id=command_id)
+    raise DataPlaneUnavailable(f"data plane {data_plane} could not compute the preview: "
+                               f"{error or 'no result'}", command_id=command_id)

@@ -1,10 +1,20 @@
 """Federation, the control plane's side: data planes that register their own ECDSA keys
-(:mod:`._registry`), the config log they follow (:mod:`._log`), and the gRPC stream they
-dial (:mod:`.server`, imported on its own: it needs the generated code and grpc).
+(:mod:`._registry`), the config log they follow (:mod:`._log`), the alert activity they
+report and the previews they answer (:mod:`._activity`), and the gRPC stream they dial
+(:mod:`.server`, imported on its own: it needs the generated code and grpc).
 
 docs/architecture.md, "Federation", says what is durable when and how entries are sent.
 """
 
+from apiary.control.federation._activity import (
+    ALERT_PREVIEW,
+    PREVIEW_TIMEOUT_S,
+    ReportedActivity,
+    abandon_preview,
+    queue_preview,
+    record_activity,
+    take_preview,
+)
 from apiary.control.federation._log import (
     KINDS,
     entries_for,
@@ -25,6 +35,7 @@ from apiary.control.federation._registry import (
     get_data_plane,
     jwk_thumbprint,
     parse_public_jwk,
+    prepare_local_data_plane,
     queue_command,
     register_data_plane_key,
     revoke_data_plane,
@@ -34,11 +45,15 @@ from apiary.control.federation._registry import (
 )
 
 __all__ = [
+    "ALERT_PREVIEW",
     "BOOTSTRAP_PREFIX",
     "DEFAULT_BOOTSTRAP_TTL_S",
     "KINDS",
     "MAX_BOOTSTRAP_TTL_S",
     "MAX_IDENTITY_LIFETIME_S",
+    "PREVIEW_TIMEOUT_S",
+    "ReportedActivity",
+    "abandon_preview",
     "check_token_audience",
     "create_data_plane",
     "entries_for",
@@ -50,10 +65,14 @@ __all__ = [
     "notification_channel_change",
     "notification_test_change",
     "parse_public_jwk",
+    "prepare_local_data_plane",
     "queue_command",
+    "queue_preview",
+    "record_activity",
     "register_data_plane_key",
     "revoke_data_plane",
     "rotate_data_plane_key",
+    "take_preview",
     "verify_identity",
     "visible_data_planes",
     "wire_payload",

@@ -15,7 +15,11 @@ Life of a federated data plane (``data_planes.federated``):
    control plane's issuer, at most 5 minutes between ``iat`` and ``exp``). The algorithm
    is pinned and the key is always the registered one, never one the token brings.
 4. :func:`revoke_data_plane` — ``revoked`` for good: its identity and token requests are
-   refused (401) and its stream is closed by the controller.
+   refused (401), its stream is closed by the controller, and it no longer serves new
+   projects.
+
+An ``apiary up`` node running both planes federates its own data plane the same way, the
+record and its token made in-process by :func:`prepare_local_data_plane`.
 
 Everything here runs inside the caller's transaction: when the transaction commits, the
 change (and any command row queued for the stream) is durable; nothing is retried.
@@ -117,14 +121,61 @@ def create_data_plane(
     if not 60 <= bootstrap_ttl_s <= MAX_BOOTSTRAP_TTL_S:
         raise InvalidRequest(f"bootstrap_ttl_s is 60 to {MAX_BOOTSTRAP_TTL_S} (7 days)",
                              field="bootstrap_ttl_s")
-    token = BOOTSTRAP_PREFIX + secrets.token_urlsafe(32)
-    plane = DataPlane(
-        id=new_data_plane_id(), name=name, url=url.rstrip("/"), org_id=org_id,
-        created_at=now, status="pending", federated=True,
-        bootstrap_token_hash=token_hash(token),
-        bootstrap_expires_at=now + timedelta(seconds=bootstrap_ttl_s),
-    )
+    plane = DataPlane(id=new_data_plane_id(), name=name, url=url.rstrip("/"), org_id=org_id,
+                      created_at=now, status="pending", federated=True)
+    token = _issue_bootstrap_token(plane, now, bootstrap_ttl_s)
     db.add(plane)
+    db.flush()
+    return plane, token
+
+
+def _issue_bootstrap_token(plane: DataPlane, now: datetime, ttl_s: int) -> str:
+    """A new one-time bootstrap token for ``plane`` (only its SHA-256 is kept)."""
+    token = BOOTSTRAP_PREFIX + secrets.token_urlsafe(32)
+    plane.bootstrap_token_hash = token_hash(token)
+    plane.bootstrap_expires_at = now + timedelta(seconds=ttl_s)
+    plane.bootstrap_used_at = None
+    return token
+
+
+def prepare_local_data_plane(
+    db: Session, *, dp_id: str, name: str, url: str, now: datetime,
+    bootstrap_ttl_s: int = 600,
+) -> tuple[DataPlane, str]:
+    """The federated data plane of an ``apiary up`` node that runs both planes, made ready
+    for its (re-)registration, and its new one-time bootstrap token.
+
+    ``dp_id`` (the node's ``APIARY_DATA_PLANE_ID``) keeps the id of the legacy audience an
+    earlier version registered, so tokens minted for it stay valid: that record becomes
+    federated and ``pending`` (a missing one is created). The data plane is marked as
+    serving new projects unless another one is, and every project without a data plane is
+    assigned to it (their config-log entries, then, are stamped for it). Called only while
+    the node has no identity file: a record left ``active`` by a registration whose answer
+    was lost is made ``pending`` again (the node registers its kept key anew). A revoked
+    one is a :class:`~apiary.errors.Conflict`: revocation is for good. In the caller's
+    transaction: durable when it commits.
+    """
+    plane = db.get(DataPlane, dp_id)
+    if plane is None:
+        plane = DataPlane(id=dp_id, name=name, url=url.rstrip("/"), org_id=None,
+                          created_at=now)
+        db.add(plane)
+    elif plane.status == "revoked":
+        raise Conflict(f"this node's data plane {dp_id} was revoked: revocation is for good; "
+                       "start with another APIARY_DATA_PLANE_ID (and another data directory)",
+                       data_plane_id=dp_id)
+    plane.name, plane.url = name, url.rstrip("/")
+    plane.federated, plane.status, plane.connected = True, "pending", False
+    token = _issue_bootstrap_token(plane, now, bootstrap_ttl_s)
+    if db.scalar(select(DataPlane.id).where(DataPlane.serves_new_projects.is_(True),
+                                            DataPlane.id != dp_id).limit(1)) is None:
+        plane.serves_new_projects = True
+    db.flush()
+    unassigned = select(Project).where(Project.data_plane_id.is_(None))
+    if plane.org_id is not None:
+        unassigned = unassigned.where(Project.org_id == plane.org_id)
+    for project in db.scalars(unassigned):
+        project.data_plane_id = plane.id
     db.flush()
     return plane, token
 
@@ -315,6 +366,7 @@ def revoke_data_plane(db: Session, plane: DataPlane, *, reason: str, now: dateti
     plane.status = "revoked"
     plane.revoked_at = now
     plane.draining = False
+    plane.serves_new_projects = False  # new projects are not assigned to a revoked plane
     command = None
     if plane.federated:
         command = queue_command(db, plane, "revoke", {"reason": reason}, now)

@@ -19,7 +19,15 @@ One stream per data plane, dialled by the data plane:
    ``data_planes.last_health`` and one ``data_plane_health`` row (rows older than an hour
    are deleted); CommandResult → the command's row (a RotateKey's new public key becomes
    the data plane's key, the old one accepted until it connects with the new one).
-   Each is committed to cpdb before the next message is read.
+   Each is committed to cpdb before the next message is read. An AlertActivityReport is
+   stored (:func:`~apiary.control.federation._activity.record_activity`: validated, only
+   for a project this data plane serves, inserted once by its event id, a transition
+   applied to the alert's state unless older than it) and, once committed (or refused for
+   good), acknowledged with an AlertActivityAck of its event id; one that could not be
+   stored (cpdb unavailable) is not acknowledged, and the data plane sends it again.
+   A preview command (``alert_preview``) is sent as an AlertPreview, and its
+   CommandResult's payload stored in the command's ``body["result"]``; one not sent
+   within 10 s is never sent.
 5. **Revocation** (``data_planes.status`` = revoked, seen within one poll): the stream
    sends the Revoke command and ends with ``UNAUTHENTICATED`` within ~2 s, whether or not
    the data plane answers.
@@ -55,6 +63,11 @@ from apiary.control.db import (
     Project,
 )
 from apiary.control.envelope import Envelope, envelope_from_settings
+from apiary.control.federation._activity import (
+    ALERT_PREVIEW,
+    expire_previews,
+    record_activity,
+)
 from apiary.control.federation._log import entries_for, latest_version, wire_payload
 from apiary.control.federation._registry import (
     forget_previous_key,
@@ -89,6 +102,12 @@ class _Stream:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     #: Why the controller ends it (None: the data plane ended it).
     end: tuple[grpc.StatusCode, str] | None = None
+    #: One write at a time (the pusher, and the reader's acknowledgements).
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def write(self, message: Any) -> None:
+        async with self.write_lock:
+            await self.context.write(message)
 
     def close(self, code: grpc.StatusCode, reason: str) -> None:
         if self.end is None:
@@ -118,14 +137,23 @@ def _change_message(change: ConfigChange, envelope: Callable[[], Envelope]) -> A
 
 
 def _command_message(command: DataPlaneCommand) -> Any:
+    """The command on the wire; None for a kind this control plane does not know (it is
+    marked failed, never sent as something else)."""
     wire = pb2()
     message = wire.Command(command_id=command.id)
+    body = command.body or {}
     if command.kind == "drain":
-        message.drain.CopyFrom(wire.Drain(enabled=bool(command.body.get("enabled"))))
+        message.drain.CopyFrom(wire.Drain(enabled=bool(body.get("enabled"))))
     elif command.kind == "rotate_key":
         message.rotate_key.CopyFrom(wire.RotateKey())
+    elif command.kind == "revoke":
+        message.revoke.CopyFrom(wire.Revoke(reason=str(body.get("reason") or "")))
+    elif command.kind == ALERT_PREVIEW:
+        message.preview.CopyFrom(wire.AlertPreview(
+            project_id=str(body.get("project_id") or ""), alert_id=str(body.get("alert_id") or ""),
+            from_unix_s=int(body.get("from") or 0), to_unix_s=int(body.get("to") or 0)))
     else:
-        message.revoke.CopyFrom(wire.Revoke(reason=str(command.body.get("reason") or "")))
+        return None
     return wire.ControlPlaneMessage(command=message)
 
 
@@ -254,15 +282,26 @@ class FederationServer:
             revoked = plane is None or plane.status == "revoked"
             changes = [] if revoked else entries_for(db, dp_id, after)
             cursor = max([after, *(c.version for c in changes)])
+            now = self.clock()
+            expire_previews(db, dp_id, now)
             commands = list(db.scalars(
                 select(DataPlaneCommand).where(DataPlaneCommand.data_plane_id == dp_id,
                                                DataPlaneCommand.sent_at.is_(None))
                 .order_by(DataPlaneCommand.created_at, DataPlaneCommand.id)))
-            now = self.clock()
+            messages = []
             for command in commands:
                 command.sent_at = now
+                message = _command_message(command)
+                if message is None:
+                    command.completed_at, command.ok = now, False
+                    command.error = f"unknown command kind {command.kind!r}"
+                    log.error("a command of an unknown kind was not sent", extra={
+                        "data_plane_id": dp_id, "command_id": command.id,
+                        "kind": command.kind})
+                else:
+                    messages.append(message)
             return ([_change_message(c, self.envelope) for c in changes], cursor,
-                    [_command_message(c) for c in commands], revoked)
+                    messages, revoked)
 
     def _ack(self, dp_id: str, version: int) -> None:
         with self.database.transaction() as db:
@@ -297,6 +336,14 @@ class FederationServer:
                 return
             command.completed_at = self.clock()
             command.ok, command.error = bool(result.ok), (result.error or None)
+            if command.kind == ALERT_PREVIEW:
+                if result.ok:
+                    try:
+                        command.body = {**(command.body or {}),
+                                        "result": json.loads(result.payload or b"null")}
+                    except ValueError:
+                        command.ok, command.error = False, "the preview is not JSON"
+                return
             plane = db.get(DataPlane, dp_id)
             if plane is None or not result.ok:
                 return
@@ -309,6 +356,11 @@ class FederationServer:
                 log.info("data plane %s rotated its key", dp_id)
             elif command.kind == "drain":
                 plane.draining = bool(command.body.get("enabled"))
+
+    def _activity(self, dp_id: str, event_id: str, payload: bytes) -> None:
+        with self.database.transaction() as db:
+            record_activity(db, data_plane_id=dp_id, event_id=event_id, payload=payload,
+                            now=self.clock())
 
     def _disconnected(self, dp_id: str) -> None:
         with self.database.transaction() as db:
@@ -357,7 +409,7 @@ class FederationServer:
                  first.hello.applied_config_version, first.hello.apiary_version or "?")
         reader = asyncio.create_task(self._read(stream, iterator))
         try:
-            await context.write(welcome)
+            await stream.write(welcome)
             await self._push(stream, cursor)
         finally:
             reader.cancel()
@@ -380,14 +432,14 @@ class FederationServer:
             changes, cursor, commands, revoked = await asyncio.to_thread(
                 self._outgoing, stream.data_plane_id, cursor)
             for message in changes:
-                await stream.context.write(message)
+                await stream.write(message)
             if changes:
                 metrics.inc(metrics.CP_FEDERATION_CHANGES, len(changes))
             for message in commands:
-                await stream.context.write(message)
+                await stream.write(message)
             if revoked:
                 if not any(m.command.WhichOneof("body") == "revoke" for m in commands):
-                    await stream.context.write(pb2().ControlPlaneMessage(command=pb2().Command(
+                    await stream.write(pb2().ControlPlaneMessage(command=pb2().Command(
                         command_id="revoked", revoke=pb2().Revoke(reason="revoked"))))
                 stream.close(grpc.StatusCode.UNAUTHENTICATED, "this data plane was revoked")
                 log.warning("data plane %s was revoked: its stream is closed",
@@ -408,6 +460,8 @@ class FederationServer:
                 elif kind == "command_result":
                     await asyncio.to_thread(self._command_result, dp_id,
                                             message.command_result)
+                elif kind == "alert_activity":
+                    await self._report(stream, message.alert_activity)
                 elif kind == "hello":
                     stream.close(grpc.StatusCode.INVALID_ARGUMENT, "Hello is sent once")
                     return
@@ -418,6 +472,25 @@ class FederationServer:
             stream.close(grpc.StatusCode.INTERNAL, "the control plane failed to read")
             return
         stream.closed.set()
+
+    async def _report(self, stream: _Stream, report: Any) -> None:
+        """Store one alert activity, then acknowledge it; not acknowledged (sent again by
+        the data plane) when cpdb could not store it."""
+        event_id = str(report.event_id)
+        try:
+            await asyncio.to_thread(self._activity, stream.data_plane_id, event_id,
+                                    bytes(report.payload))
+        except ApiaryError as exc:
+            log.warning("alert activity not stored (the data plane sends it again)", extra={
+                "data_plane_id": stream.data_plane_id, "event_id": event_id[:200],
+                "error": str(exc)})
+            return
+        except Exception:  # never storable as sent (a bug, a value cpdb refuses): dropped
+            metrics.inc(metrics.CP_ALERT_ACTIVITY, outcome="refused")
+            log.exception("alert activity refused: storing it failed", extra={
+                "data_plane_id": stream.data_plane_id, "event_id": event_id[:200]})
+        await stream.write(pb2().ControlPlaneMessage(
+            alert_activity_ack=pb2().AlertActivityAck(event_id=event_id)))
 
     async def _refuse(self, context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
         metrics.inc(metrics.CP_FEDERATION_REFUSED, code=code.name.lower())

@@ -8,7 +8,7 @@
 - :mod:`.oidc`: OpenID Connect authorization-code flow with PKCE, bound to the browser.
 - :mod:`.verification`: mailed email-verification links; what unverified accounts may not do.
 - :mod:`.domains`: email domains organizations claim and instance admins approve.
-- :mod:`.mail`: outgoing mail over SMTP.
+- :mod:`.mail`: outgoing mail (verification, invitations), queued in cpdb for the outbox.
 
 Throttling of credential checks is :mod:`apiary.control.throttle`, and talking to OIDC
 providers :mod:`apiary.control.oidc_client`: the control plane's state holds them, so they

@@ -122,9 +122,12 @@ def issue(
     return IssuedLink(user.id, email, purpose, token, link_of(cp, token), expires_at)
 
 
-def deliver(cp: ControlPlane, issued: IssuedLink) -> bool:
-    """Mail the link (after the transaction that stored it). Without SMTP, or when the
-    server refuses, log only that a verification is pending: the link is a secret."""
+def queue_mail(cp: ControlPlane, db: Session, issued: IssuedLink) -> bool:
+    """Queue the mail carrying the link in ``db``'s transaction, the one that stored the link
+    (:mod:`.mail`: sent by the control plane's outbox, with retries, once the transaction
+    commits; nothing is sent if it rolls back). True when a mail transport is configured;
+    without one the mail stays queued and only that is logged, never the link (a secret):
+    an operator prints a link with ``apiary users verify-link``."""
     if issued.purpose == "signup":
         subject = "Confirm your email address for Apiary"
         intro = "Someone (hopefully you) created an Apiary account with this address."
@@ -132,14 +135,19 @@ def deliver(cp: ControlPlane, issued: IssuedLink) -> bool:
         subject = "Confirm your new email address for Apiary"
         intro = "Someone (hopefully you) asked to use this address for an Apiary account."
     hours = max(1, cp.settings.cp_email_verification_ttl_s // 3600)
-    body = (f"{intro}\n\nTo confirm it, open this link within {hours} hour(s):\n\n"
-            f"{issued.link}\n\nThe link works once. If this was not you, ignore this mail.\n")
-    sent = mail.send(cp.settings, to=issued.email, subject=subject, body=body)
-    if not sent:
-        log.info("email verification pending for user %s (%s); no mail was sent: an operator "
-                 "can print the link with `apiary users verify-link`", issued.user_id,
-                 issued.purpose)
-    return sent
+    ask = f"To confirm it, open this link within {hours} hour(s):"
+    outro = "The link works once. If this was not you, ignore this mail."
+    text = f"{intro}\n\n{ask}\n\n{issued.link}\n\n{outro}\n"
+    page = mail.html_body(subject, [intro, ask], link=issued.link,
+                          link_text="Confirm this address", after=[issued.link, outro])
+    mail.queue(cp, db, kind="verification", to=issued.email,
+               content=mail.MailContent(subject=subject, text=text, html=page))
+    configured = mail.configured(cp.settings)
+    if not configured:
+        log.info("email verification pending for user %s (%s); no mail transport is "
+                 "configured, the mail stays queued: an operator can print the link with "
+                 "`apiary users verify-link`", issued.user_id, issued.purpose)
+    return configured
 
 
 def confirm(cp: ControlPlane, db: Session, token: str) -> User:

@@ -1,7 +1,7 @@
 """Online evaluation: after a writer stored events, queue the scores their project asks for.
 
 The writer calls :func:`after_write` once per insert, **after** the insert succeeded and
-**before** its messages are acknowledged (``apiary.dataplane.writer._loop.WriterLoop._insert``).
+**before** its messages are acknowledged (``apiary.dataplane.writer._flush.Flusher._settle``).
 For each stored event of a project with online metrics
 (:mod:`apiary.dataplane.evaluation.definitions`), every metric that was deployed before the
 event arrived (the batch's ``version`` is its arrival time), whose filters match and whose

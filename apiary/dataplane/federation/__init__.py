@@ -10,6 +10,8 @@ from apiary.dataplane.federation.identity import (
     load_identity,
     public_jwk,
     thumbprint,
+    write_identity,
 )
 
-__all__ = ["DataPlaneIdentity", "ensure_identity", "load_identity", "public_jwk", "thumbprint"]
+__all__ = ["DataPlaneIdentity", "ensure_identity", "load_identity", "public_jwk", "thumbprint",
+           "write_identity"]

@@ -16,12 +16,25 @@ signed with this data plane's own key (:mod:`.identity`), and then:
 - **Health** every ``health_interval_s``: ingest rate, writer lag (the ``writers``
   consumer's pending + ack-pending), dead letters, evaluator backlog, storage, versions and
   a status (:class:`HealthProbe`).
+- **Alert activity**: while the stream is up, the alert transitions and delivery outcomes
+  waiting in the ``alert-activity`` stream (durable consumer ``federation-activity``) are
+  sent as ``AlertActivityReport`` s, at most :data:`ACTIVITY_IN_FLIGHT` unacknowledged at
+  a time. A JetStream message is acknowledged only when the control plane's
+  ``AlertActivityAck`` for its event id arrives (the control plane stored it, or refused it
+  for good); the ones still unacknowledged when the stream ends are handed back (``nak``)
+  and sent again on the next stream, and one the control plane does not acknowledge within
+  the consumer's ack wait (30 s) comes back from JetStream and is sent again. So each is
+  delivered at least once; the control plane stores it once (by event id).
 - **Commands**: ``Drain`` sets the ``drain`` flag in the ``federation-state`` bucket, which
   every replica reads within about half a second and then refuses ingestion with 503
   ``draining``; ``RotateKey`` generates a new key pair, sends its public key, and signs with
   it from the next stream on (the old key is restored if the control plane refuses the new
   one, and deleted once it accepted it); ``Revoke`` records ``revoked`` (``/readyz`` reports
-  it), closes the stream and never reconnects, deleting nothing. A stream refused with
+  it), closes the stream and never reconnects, deleting nothing; ``AlertPreview`` computes
+  an alert rule's series (:func:`apiary.dataplane.alerts.preview.alert_preview`, over the
+  rule pushed into ``federation-config``) and answers with it as JSON in the
+  CommandResult's ``payload`` (``ok=false``, ``error`` "not found" when this data plane
+  holds no such rule). A stream refused with
   ``UNAUTHENTICATED`` because the data plane "was revoked" (the command missed: the stream
   was down or ended first) is taken as the same revocation.
 - **TLS** (:func:`channel_security`): the stream is dialled with TLS when the control plane
@@ -56,10 +69,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 import apiary
 from apiary._private import metrics
+from apiary.dataplane.alerts.preview import preview_for, preview_store
 from apiary.dataplane.federation.apply import Change, ConfigApplier
 from apiary.dataplane.federation.identity import DataPlaneIdentity, load_identity
 from apiary.dataplane.replica.federation_state import (
@@ -68,9 +84,11 @@ from apiary.dataplane.replica.federation_state import (
     REVOKED_KEY,
     read_json,
 )
-from apiary.errors import ConfigurationError
+from apiary.errors import ApiaryError, ConfigurationError, NotFound
 from apiary.federation_wire import pb2, pb2_grpc
 from apiary.queue import (
+    ALERT_ACTIVITY_CONSUMER,
+    ALERT_ACTIVITY_STREAM,
     EVALUATION_STREAM,
     EVALUATORS_CONSUMER,
     EVENTS_STREAM,
@@ -91,6 +109,13 @@ MAX_BACKOFF_S = 30.0
 REFUSED_BACKOFF_S = 30.0
 #: How often the slow parts of a health report (dead letters, disk) are recomputed.
 SLOW_HEALTH_S = 60.0
+#: Alert activities sent to the control plane and not yet acknowledged, at most.
+ACTIVITY_IN_FLIGHT = 64
+#: After this long unacknowledged, an activity no longer counts as in flight: JetStream
+#: redelivers it (the ``federation-activity`` consumer's ack wait) and it is sent again.
+ACTIVITY_RESEND_S = 30.0
+#: How long one fetch of the ``alert-activity`` stream waits.
+ACTIVITY_FETCH_S = 1.0
 
 
 def backoff_delay(attempt: int, *, base: float = MIN_BACKOFF_S, cap: float = MAX_BACKOFF_S,
@@ -264,6 +289,15 @@ class DataPlaneController:
         self.received: deque[int] = deque(maxlen=1000)
         #: The last errors that ended a stream (or refused one), newest last.
         self.errors: deque[str] = deque(maxlen=20)
+        #: Alert activities sent on this stream, not yet acknowledged: event id -> the
+        #: JetStream messages carrying it (a redelivery adds one) and when last sent.
+        self._in_flight: dict[str, tuple[list[Msg], float]] = {}
+        self._acked = asyncio.Event()
+        #: Previews being computed (answered when done; cancelled when the stream ends).
+        self._previews: set[asyncio.Task[None]] = set()
+        #: Alert activities sent and acknowledged (all streams).
+        self.activity_sent = 0
+        self.activity_acked = 0
 
     @property
     def identity(self) -> DataPlaneIdentity:
@@ -286,7 +320,9 @@ class DataPlaneController:
         return {"connected": self.connected, "sessions": self.sessions, "tls": self.tls(),
                 "revoked": self.revoked, "last_error": self.last_error,
                 "applied_config_version": self.applier.applied if self.applier else 0,
-                "endpoint": self.endpoint(), "recent_errors": list(self.errors)}
+                "endpoint": self.endpoint(), "recent_errors": list(self.errors),
+                "alert_activity": {"sent": self.activity_sent, "acked": self.activity_acked,
+                                   "in_flight": len(self._in_flight)}}
 
     async def stop(self) -> None:
         """End the stream and :meth:`run` (which returns soon after)."""
@@ -399,6 +435,7 @@ class DataPlaneController:
                 raise ConnectionError("the control plane did not answer the Hello with a Welcome")
             await self._welcomed(first.welcome)
             health = asyncio.create_task(self._health(first.welcome.health_interval_s or 5.0))
+            activity = asyncio.create_task(self._forward_activity())
             try:
                 while True:
                     message = await call.read()
@@ -409,10 +446,15 @@ class DataPlaneController:
                         await self._change(message.change)
                     elif body == "command":
                         await self._command(message.command)
+                    elif body == "alert_activity_ack":
+                        await self._activity_acked(message.alert_activity_ack.event_id)
             finally:
-                health.cancel()
-                with contextlib.suppress(BaseException):
-                    await health
+                for task in (health, activity, *self._previews):
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                self._previews.clear()
+                await self._hand_back_activity()
 
     async def _welcomed(self, welcome: Any) -> None:
         assert self.applier is not None
@@ -443,6 +485,83 @@ class DataPlaneController:
         metrics.set_gauge(metrics.FEDERATION_APPLIED_VERSION, applied)
         await self._write(pb2().DataPlaneMessage(ack=pb2().ConfigAck(version=applied)))
 
+    # --- alert activity -----------------------------------------------------------------
+
+    async def _forward_activity(self) -> None:
+        """Send the ``alert-activity`` stream's messages on this stream (module docstring),
+        until cancelled (the stream ended). Trouble with JetStream is logged and retried:
+        the activities wait in their stream meanwhile."""
+        assert self._nc is not None
+        wire = pb2()
+        sub = None
+        try:
+            while True:
+                try:
+                    if sub is None:
+                        sub = await self._nc.jetstream().pull_subscribe_bind(
+                            ALERT_ACTIVITY_CONSUMER, ALERT_ACTIVITY_STREAM)
+                    free = ACTIVITY_IN_FLIGHT - self._activity_pending()
+                    if free <= 0:
+                        self._acked.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._acked.wait(), ACTIVITY_FETCH_S)
+                        continue
+                    try:
+                        msgs = await sub.fetch(batch=free, timeout=ACTIVITY_FETCH_S)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the stream, the consumer: try again shortly
+                    log.warning("alert activity not readable; retrying", extra={
+                        "error": repr(exc)})
+                    await asyncio.sleep(ACTIVITY_FETCH_S)
+                    continue
+                for msg in msgs:
+                    event_id = _activity_id(msg)
+                    held, _sent = self._in_flight.get(event_id, ([], 0.0))
+                    self._in_flight[event_id] = ([*held, msg], time.monotonic())
+                    await self._write(wire.DataPlaneMessage(alert_activity=(
+                        wire.AlertActivityReport(event_id=event_id, payload=msg.data))))
+                    self.activity_sent += 1
+                    metrics.inc(metrics.FEDERATION_ALERT_ACTIVITY, outcome="sent")
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    def _activity_pending(self) -> int:
+        """Activities in flight, forgetting those sent longer ago than the ack wait (they
+        come back from JetStream and are sent again)."""
+        stale = time.monotonic() - ACTIVITY_RESEND_S
+        for event_id in [e for e, (_m, at) in self._in_flight.items() if at < stale]:
+            del self._in_flight[event_id]
+        return len(self._in_flight)
+
+    async def _activity_acked(self, event_id: str) -> None:
+        """The control plane stored ``event_id``: acknowledge its JetStream messages (the
+        server confirms; an acknowledgement lost here only means it is sent again)."""
+        held, _sent = self._in_flight.pop(event_id, ([], 0.0))
+        for msg in held:
+            try:
+                await msg.ack_sync(timeout=5.0)
+            except Exception as exc:
+                log.debug("alert activity acknowledgement lost; it is sent again", extra={
+                    "event_id": event_id, "error": repr(exc)})
+        if held:
+            self.activity_acked += 1
+            metrics.inc(metrics.FEDERATION_ALERT_ACTIVITY, outcome="acked")
+        self._acked.set()
+
+    async def _hand_back_activity(self) -> None:
+        """The stream ended: the unacknowledged activities go back to JetStream at once, for
+        the next stream."""
+        held = [msg for msgs, _at in self._in_flight.values() for msg in msgs]
+        self._in_flight.clear()
+        for msg in held:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
     async def _health(self, interval_s: float) -> None:
         assert self.applier is not None
         wire = pb2()
@@ -457,6 +576,34 @@ class DataPlaneController:
             except Exception as exc:  # a missed report; the next one may go through
                 log.debug("health report not sent", extra={"error": repr(exc)})
             await asyncio.sleep(interval_s)
+
+    def _query_store(self) -> StoreClient:
+        """The event store the previews read (the health probe's, else a new one)."""
+        probe = self._probe
+        if probe.store is None:
+            probe.store = (probe.store_factory() if probe.store_factory is not None
+                           else preview_store(self.settings))
+        return probe.store
+
+    async def _preview(self, command_id: str, preview: Any) -> None:
+        """Answer an AlertPreview: the rule's series as JSON, or ok=false with the error
+        ("not found" for a rule this data plane does not hold)."""
+        assert self._nc is not None
+        wire = pb2()
+        result = wire.CommandResult(command_id=command_id, ok=True)
+        try:
+            found = await preview_for(
+                self._nc.jetstream(), self._query_store(), preview.project_id,
+                preview.alert_id, int(preview.from_unix_s), int(preview.to_unix_s))
+            result.payload = json.dumps(found, separators=(",", ":")).encode()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result.ok, result.error = False, _preview_error(exc)
+            log.info("alert preview failed", extra={
+                "alert_id": preview.alert_id, "project_id": preview.project_id,
+                "error": result.error})
+        await self._write(wire.DataPlaneMessage(command_result=result))
 
     async def _record_revoked(self, reason: str) -> None:
         assert self.applier is not None
@@ -475,6 +622,11 @@ class DataPlaneController:
         assert self.applier is not None
         wire = pb2()
         which = command.WhichOneof("body")
+        if which == "preview":  # computed aside: the stream goes on meanwhile
+            task = asyncio.create_task(self._preview(command.command_id, command.preview))
+            self._previews.add(task)
+            task.add_done_callback(self._previews.discard)
+            return
         result = wire.CommandResult(command_id=command.command_id, ok=True)
         revoke = False
         try:
@@ -502,6 +654,23 @@ class DataPlaneController:
             with contextlib.suppress(Exception):
                 await self._call.done_writing()
             raise Revoked(command.revoke.reason)
+
+
+def _activity_id(msg: Msg) -> str:
+    """The event id an activity was published under (its ``Nats-Msg-Id``), else one from
+    its stream sequence (the control plane then refuses it, and that is acknowledged)."""
+    ident = (msg.headers or {}).get("Nats-Msg-Id")
+    if ident:
+        return str(ident)
+    return f"seq.{msg.metadata.sequence.stream}"
+
+
+def _preview_error(exc: Exception) -> str:
+    if isinstance(exc, NotFound):
+        return "not found"
+    if isinstance(exc, ApiaryError):
+        return exc.message[:1000]
+    return repr(exc)[:1000]
 
 
 @dataclass

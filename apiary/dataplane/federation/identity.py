@@ -265,6 +265,19 @@ def load_identity(data_dir: Path) -> DataPlaneIdentity | None:
     return identity
 
 
+def write_identity(identity: DataPlaneIdentity) -> None:
+    """Write ``dp-identity.json`` (0600, atomically; durable when this returns) in the
+    identity's data directory. The key file is not touched."""
+    write_private(identity.data_dir / IDENTITY_FILE, json.dumps({
+        "data_plane_id": identity.data_plane_id,
+        "control_plane_url": identity.control_plane_url,
+        "issuer": identity.issuer,
+        "federation_endpoint": identity.federation_endpoint,
+        "name": identity.name,
+        "federation_tls": identity.federation_tls,
+    }, indent=2) + "\n")
+
+
 def ensure_identity(
     settings: ApiarySettings, *, client: httpx.Client | None = None
 ) -> DataPlaneIdentity:
@@ -324,14 +337,7 @@ def ensure_identity(
         data_dir=settings.data_dir,
         federation_tls=answer.get("federation_tls") == "true",
     )
-    write_private(settings.data_dir / IDENTITY_FILE, json.dumps({
-        "data_plane_id": identity.data_plane_id,
-        "control_plane_url": identity.control_plane_url,
-        "issuer": identity.issuer,
-        "federation_endpoint": identity.federation_endpoint,
-        "name": identity.name,
-        "federation_tls": identity.federation_tls,
-    }, indent=2) + "\n")
+    write_identity(identity)
     log.info("data plane registered at the control plane",
              extra={"data_plane_id": identity.data_plane_id, "control_plane": base})
     return identity

@@ -38,6 +38,7 @@ from apiary.dataplane.notifications.message import (
     Stage,
     TestNotification,
 )
+from apiary.dataplane.replica.federation_state import live_entries
 from apiary.errors import ConfigurationError, InvalidRequest
 
 log = logging.getLogger("apiary.notifications")
@@ -280,22 +281,14 @@ class KvChannelDirectory:
         kv = await self._open()
         if kv is None:
             return []
-        watcher = await kv.watch(f"{CHANNEL_KIND}.{org_id}.>", ignore_deletes=True)
         found: list[Channel] = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value is None or entry.operation is not None:
-                    continue  # a delete or purge marker
-                try:
-                    found.append(open_entry(entry.value, self._envelope))
-                except (ConfigurationError, InvalidRequest) as exc:
-                    self.unreadable += 1
-                    log.error("notification channel entry skipped",
-                              extra={"key": entry.key, "error": str(exc)})
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        for key, value in await live_entries(kv, f"{CHANNEL_KIND}.{org_id}.>"):
+            try:
+                found.append(open_entry(value, self._envelope))
+            except (ConfigurationError, InvalidRequest) as exc:
+                self.unreadable += 1
+                log.error("notification channel entry skipped",
+                          extra={"key": key, "error": str(exc)})
         return found
 
     async def channels_for(

@@ -136,10 +136,25 @@ class DeliveryLedger:
             await self._kv.update(delivery, self._claim_value(owner, -1.0), last=revision)
 
     async def record(self, delivery: str, outcome: Outcome, *, channel_id: str,
-                     msg_id: str) -> None:
-        """Durable when it returns (JetStream acknowledged the put)."""
-        await self._kv.put(delivery, orjson.dumps(
-            {"outcome": outcome, "channel_id": channel_id, "msg_id": msg_id}))
+                     msg_id: str, attempts: int | None = None,
+                     detail: str | None = None) -> None:
+        """Durable when it returns (JetStream acknowledged the put). ``attempts`` and
+        ``detail`` (how it ended) are kept for the delivery's activity report."""
+        doc: dict[str, object] = {"outcome": outcome, "channel_id": channel_id,
+                                  "msg_id": msg_id}
+        if attempts is not None:
+            doc["attempts"] = attempts
+        if detail is not None:
+            doc["detail"] = detail
+        await self._kv.put(delivery, orjson.dumps(doc))
+
+    async def finished(self, delivery: str) -> dict[str, object] | None:
+        """The record of a finished delivery (``outcome`` ``delivered`` or
+        ``dead_lettered``, with ``attempts`` and ``detail`` when recorded), else None."""
+        found = await self._read(delivery)
+        if found is None or found[1].get("outcome") not in ("delivered", "dead_lettered"):
+            return None
+        return found[1]
 
     @staticmethod
     def _claim_value(owner: str, hold_s: float) -> bytes:

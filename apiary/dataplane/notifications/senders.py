@@ -32,15 +32,10 @@ import hashlib
 import hmac
 import html
 import json
-import smtplib
-import socket
-import ssl
-import threading
 import time
-from datetime import UTC, datetime
-from email.message import EmailMessage
+from datetime import UTC
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -52,6 +47,7 @@ from apiary.dataplane.notifications.channels import (
 )
 from apiary.dataplane.notifications.message import AlertNotification, TestNotification
 from apiary.errors import DeliveryFailed, DeliveryRetryable, OutboundUrlRefused
+from apiary.mail import Mail, SesTransport, SmtpTransport
 from apiary.outbound import OutboundPolicy
 from apiary.settings import ApiarySettings
 
@@ -201,75 +197,6 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-# --- SMTP through the outbound policy --------------------------------------------------
-
-
-class _VettedSMTP(smtplib.SMTP):
-    """An SMTP client whose TCP connection goes to an address the outbound policy vetted
-    just now (TLS still verifies the host *name*)."""
-
-    policy: OutboundPolicy | None = None
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        if self.policy is None:
-            sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-            return sock
-        address = self.policy.vetted_addresses(host, port)[0]
-        return socket.create_connection((address, port), timeout, self.source_address)
-
-
-class _VettedSMTPSSL(smtplib.SMTP_SSL, _VettedSMTP):
-    """:class:`_VettedSMTP` with TLS from the start (``smtps``)."""
-
-
-def _smtp_send(url: str, mail: EmailMessage, *, timeout: float,
-               policy: OutboundPolicy | None) -> None:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise DeliveryFailed("the SMTP URL names no host")
-    implicit_tls = parts.scheme == "smtps"
-    port = parts.port or (465 if implicit_tls else 587 if parts.scheme == "smtp+starttls"
-                          else 25)
-    server: _VettedSMTP
-    if implicit_tls:
-        server = _VettedSMTPSSL(timeout=timeout, context=ssl.create_default_context())
-    else:
-        server = _VettedSMTP(timeout=timeout)
-    server.policy = policy
-    with server:
-        # connect() keeps the host *name* for TLS (server_hostname); the socket goes to the
-        # vetted address.
-        server.connect(parts.hostname, port)
-        if parts.scheme == "smtp+starttls":
-            server.starttls(context=ssl.create_default_context())
-        if parts.username:
-            server.login(unquote(parts.username), unquote(parts.password or ""))
-        server.send_message(mail)
-
-
-def _smtp_error(exc: BaseException, context: dict[str, Any]) -> DeliveryFailed:
-    """Whether a later attempt may succeed: connection trouble and 4xx replies yes."""
-    if isinstance(exc, OutboundUrlRefused):
-        return DeliveryFailed(f"the SMTP server is refused: {exc.message}", **context)
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        if codes and all(400 <= code < 500 for code in codes):
-            return DeliveryRetryable("every recipient was deferred (4xx)", **context)
-        return DeliveryFailed("every recipient was refused", codes=codes, **context)
-    if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(
-            exc, smtplib.SMTPConnectError):
-        if 400 <= exc.smtp_code < 500:
-            return DeliveryRetryable(f"SMTP {exc.smtp_code}", status=exc.smtp_code, **context)
-        return DeliveryFailed(f"SMTP {exc.smtp_code}", status=exc.smtp_code, **context)
-    return DeliveryRetryable(f"SMTP unreachable: {type(exc).__name__}: {exc}", **context)
-
-
-# --- SES ---------------------------------------------------------------------------------
-
-_SES_RETRYABLE = frozenset({"Throttling", "ThrottlingException", "ServiceUnavailable",
-                            "InternalFailure", "RequestTimeout", "TooManyRequestsException"})
-
-
 class Senders:
     """The senders of every channel type, sharing one HTTP client (outbound policy) and one
     SES client. Close with :meth:`close`."""
@@ -281,8 +208,8 @@ class Senders:
         self._timeout = settings.notify_timeout_s
         self._http = self._policy.async_client(
             timeout=httpx.Timeout(self._timeout), headers={"User-Agent": _USER_AGENT})
-        self._ses: Any = None
-        self._ses_lock = threading.Lock()
+        self._ses = (None if settings.ses_region is None else SesTransport(
+            settings.ses_region, endpoint_url=settings.ses_endpoint_url, timeout=self._timeout))
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -341,32 +268,24 @@ class Senders:
         context: dict[str, Any] = {"channel_id": channel.id, "channel_type": channel.type}
         subject, text, html_body = email_content(message)
         sender = config.from_address or self._settings.notify_smtp_from
-        if config.smtp_url is None and self._settings.ses_region is not None:
-            await asyncio.to_thread(self._ses_send, sender, config.recipients, subject, text,
-                                    html_body, context)
+        if config.smtp_url is None and self._ses is not None:
+            await asyncio.to_thread(self._ses.send, Mail(sender, config.recipients, subject,
+                                                         text, html_body), **context)
             return
         if config.smtp_url is not None:
-            url, policy = config.smtp_url.get_secret_value(), self._policy
+            url = config.smtp_url.get_secret_value()
             self._check_smtp(url, context)
+            transport = SmtpTransport(url, timeout=self._timeout, addresses=self._policy)
         elif self._settings.notify_smtp_url is not None:
-            url, policy = self._settings.notify_smtp_url.get_secret_value(), None
+            transport = SmtpTransport(self._settings.notify_smtp_url.get_secret_value(),
+                                      timeout=self._timeout)
         else:
             raise DeliveryFailed("no mail transport: set APIARY_NOTIFY_SMTP_URL or "
                                  "APIARY_SES_REGION, or give the channel an smtp_url", **context)
-        mail = EmailMessage()
-        mail["From"] = sender
-        mail["To"] = ", ".join(config.recipients)
-        mail["Subject"] = subject
-        mail["Message-ID"] = f"<{delivery}@apiary.notifications>"
-        mail[DELIVERY_HEADER] = delivery
-        mail["Date"] = email.utils.format_datetime(datetime.now(UTC))
-        mail.set_content(text)
-        mail.add_alternative(html_body, subtype="html")
-        try:
-            await asyncio.to_thread(_smtp_send, url, mail, timeout=self._timeout,
-                                    policy=policy)
-        except (OSError, smtplib.SMTPException, OutboundUrlRefused) as exc:
-            raise _smtp_error(exc, context) from None
+        mail = Mail(sender, config.recipients, subject, text, html_body,
+                    headers=(("Message-ID", f"<{delivery}@apiary.notifications>"),
+                             (DELIVERY_HEADER, delivery)))
+        await asyncio.to_thread(transport.send, mail, **context)
 
     def _check_smtp(self, url: str, context: dict[str, Any]) -> None:
         """A channel's own SMTP server follows the outbound policy as an https URL would
@@ -381,40 +300,6 @@ class Senders:
         except OutboundUrlRefused as exc:
             raise DeliveryFailed(f"the channel's SMTP server is refused: {exc.message}",
                                  reason=exc.context.get("reason"), **context) from None
-
-    def _ses_client(self) -> Any:
-        with self._ses_lock:
-            if self._ses is None:
-                import boto3
-                from botocore.config import Config
-
-                self._ses = boto3.client(
-                    "ses", region_name=self._settings.ses_region,
-                    endpoint_url=self._settings.ses_endpoint_url,
-                    config=Config(connect_timeout=self._timeout, read_timeout=self._timeout,
-                                  retries={"max_attempts": 1}))
-            return self._ses
-
-    def _ses_send(self, sender: str, recipients: tuple[str, ...], subject: str, text: str,
-                  html_body: str, context: dict[str, Any]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self._ses_client().send_email(
-                Source=sender, Destination={"ToAddresses": list(recipients)},
-                Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
-                         "Body": {"Text": {"Data": text, "Charset": "UTF-8"},
-                                  "Html": {"Data": html_body, "Charset": "UTF-8"}}})
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            if code in _SES_RETRYABLE or status >= 500:
-                raise DeliveryRetryable(f"SES {code}", status=status, **context) from None
-            raise DeliveryFailed(f"SES refused the mail: {code}: {error.get('Message', '')}",
-                                 status=status, **context) from None
-        except BotoCoreError as exc:
-            raise DeliveryRetryable(f"SES unreachable: {exc}", **context) from None
 
 
 __all__ = ["DELIVERY_HEADER", "RETRYABLE_STATUSES", "SIGNATURE_HEADER", "Senders",

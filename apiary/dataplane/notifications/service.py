@@ -35,6 +35,19 @@ with the **same** ``X-Apiary-Delivery`` id (a hash of the message id and the cha
 which a receiver uses to drop it (``docs/alerts.md``). Mail carries the id as its
 ``Message-ID`` too.
 
+**Delivery activity.** When an alert notification's delivery to a channel ends — recorded
+``delivered`` (4) or ``dead_lettered`` (5) — a ``delivery`` activity
+(:class:`~apiary.dataplane.alerts.events.AlertActivity`, event id
+``delivery.<delivery id>.<outcome>``: the channel, its type, the attempts, a short detail)
+is published to the ``alert-activity`` stream, on its way to the control plane. It is
+durable, without touching the delivery: it is published after the delivery's record and
+before the message is acknowledged. If publishing fails (counted in
+``apiary_notification_activity_failures_total``), the message is handed back (a dead
+letter's records are retried, their activity with them); on its redelivery every channel
+whose delivery is recorded is skipped (never sent twice) and its activity published again,
+from the record. A repeat is stored once (the event id is the ``Nats-Msg-Id`` and the
+control plane's key). Test messages report nothing.
+
 Stopping (:meth:`NotifierLoop.stop`) takes no new message and hands back (``nak``) the
 ones still being retried: another notifier goes on with them, skipping what is recorded.
 """
@@ -45,10 +58,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import nats.errors
 from nats.aio.client import Client
@@ -57,6 +72,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from apiary._private import metrics
+from apiary.dataplane.alerts.events import AlertActivity, delivery_event_id, publish_activity
 from apiary.dataplane.notifications.channels import Channel, ChannelDirectory
 from apiary.dataplane.notifications.deliveries import DeliveryLedger
 from apiary.dataplane.notifications.message import (
@@ -89,6 +105,8 @@ FETCH_WAIT_S = 1.0
 MAX_HELD = 64
 #: How much longer than one attempt (``notify_timeout_s``) a delivery's claim is held.
 CLAIM_MARGIN_S = 5.0
+#: URLs in a delivery's detail are replaced (a Slack webhook URL is a secret).
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 
 Message = AlertNotification | TestNotification
 
@@ -107,6 +125,9 @@ class NotifierStats:
     dead_letter_failures: int = 0
     dead_letters_pending: int = 0
     handed_back: int = 0
+    #: Delivery activities published, and attempts at one that failed.
+    activity_published: int = 0
+    activity_failures: int = 0
     loop_restarts: int = 0
     held: int = 0
     last_error: str = ""
@@ -251,6 +272,8 @@ class NotifierLoop:
                 self.stats.already_done += 1
                 metrics.inc(metrics.NOTIFICATIONS, channel_type=channel.type,
                             outcome="already_done")
+                if claim.state in ("delivered", "dead_lettered"):
+                    await self._report_recorded(delivery, message, channel)
                 return None
             await asyncio.sleep(min(max(claim.until - time.time(), 0.05), 1.0))
         held = [revision]  # the claim's revision, as extended
@@ -274,6 +297,7 @@ class NotifierLoop:
                 await self._senders.send(channel, message, delivery)
             except DeliveryFailed as exc:
                 if not exc.retryable:
+                    exc.context.setdefault("attempts", attempt)
                     return exc
                 bound = min(self._settings.notify_retry_max_s,
                             self._settings.notify_retry_base_s * 2 ** (attempt - 1))
@@ -298,13 +322,16 @@ class NotifierLoop:
                 await asyncio.sleep(wait)
                 continue
             break
-        await self._ledger.record(delivery, "delivered", channel_id=channel.id, msg_id=ident)
+        detail = f"accepted by the receiver after {attempt} attempt(s)"
+        await self._ledger.record(delivery, "delivered", channel_id=channel.id, msg_id=ident,
+                                  attempts=attempt, detail=detail)
         self.stats.delivered += 1
         metrics.inc(metrics.NOTIFICATIONS, channel_type=channel.type, outcome="delivered")
         metrics.observe(metrics.NOTIFY_SECONDS, max(0.0, time.time() - queued_at),
                         channel_type=channel.type)
         log.info("notification delivered", extra={"channel_id": channel.id,
                                                   "delivery": delivery, "attempts": attempt})
+        await self._report(delivery, message, channel, "delivered", attempt, detail)
         return None
 
     async def _dead_letter(self, msg: Msg, ident: str, message: Message,
@@ -325,15 +352,70 @@ class NotifierLoop:
                         msg_id=ident, suffix="delivery")
 
         async def record() -> None:
-            for channel, _ in failed:
-                await self._ledger.record(delivery_id(ident, channel.id), "dead_lettered",
-                                          channel_id=channel.id, msg_id=ident)
+            for channel, exc in failed:
+                delivery = delivery_id(ident, channel.id)
+                attempts = exc.context.get("attempts")
+                attempts = attempts if isinstance(attempts, int) else None
+                detail = _detail(exc.message)
+                await self._ledger.record(delivery, "dead_lettered", channel_id=channel.id,
+                                          msg_id=ident, attempts=attempts, detail=detail)
+                await self._report(delivery, message, channel, "dead_lettered", attempts,
+                                   detail)
                 metrics.inc(metrics.NOTIFICATIONS, channel_type=channel.type,
                             outcome="dead_lettered")
 
         await self._outcomes.dead_letter(
             msg, error, info=DeadLetterInfo(stage="delivery", project_id=message.project_id),
             part=part, durable=record)
+
+
+    async def _report(self, delivery: str, message: Message, channel: Channel,
+                      outcome: Literal["delivered", "dead_lettered"], attempts: int | None,
+                      detail: str | None) -> None:
+        """Publish the ``delivery`` activity of an alert notification's ended delivery
+        (module docstring); raises :class:`~apiary.errors.QueueError` when JetStream does
+        not take it (the caller hands the message back)."""
+        if not isinstance(message, AlertNotification):
+            return
+        activity = AlertActivity(
+            event_id=delivery_event_id(delivery, outcome), kind="delivery",
+            org_id=message.org_id, project_id=message.project_id, alert_id=message.alert_id,
+            stage=message.stage, state=message.state, value=message.value,
+            threshold=message.threshold, window_end=message.window_end,
+            channel_id=channel.id, channel_type=channel.type, outcome=outcome,
+            attempts=attempts, detail=detail, at=datetime.now(UTC))
+        try:
+            await publish_activity(self._js, activity)
+        except Exception as exc:
+            self.stats.activity_failures += 1
+            metrics.inc(metrics.NOTIFY_ACTIVITY_FAILURES)
+            log.warning("delivery activity not published; the message is handed back and "
+                        "it is published on the redelivery", extra={
+                            "event_id": activity.event_id, "error": repr(exc)})
+            raise
+        self.stats.activity_published += 1
+
+    async def _report_recorded(self, delivery: str, message: Message,
+                               channel: Channel) -> None:
+        """Publish again the activity of a delivery found finished (a redelivered message:
+        the first copy may have stopped before its activity was published)."""
+        if not isinstance(message, AlertNotification):
+            return
+        record = await self._ledger.finished(delivery)
+        if record is None:
+            return
+        outcome = record.get("outcome")
+        attempts, detail = record.get("attempts"), record.get("detail")
+        await self._report(delivery, message, channel,
+                           "delivered" if outcome == "delivered" else "dead_lettered",
+                           attempts if isinstance(attempts, int) else None,
+                           detail if isinstance(detail, str) else None)
+
+
+def _detail(text: str) -> str:
+    """A delivery's detail for its activity: URLs left out, at most 1000 characters."""
+    cleaned = _URL.sub("<url>", text)
+    return cleaned if len(cleaned) <= 1000 else cleaned[:999] + "…"
 
 
 class NotifierService:

@@ -57,6 +57,23 @@ async def read_json(kv: KeyValue, key: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+async def live_entries(kv: KeyValue, keys: str) -> list[tuple[str, bytes]]:
+    """``(key, value)`` of every entry matching ``keys`` (a subject filter) that the bucket
+    holds now; deleted and purged entries are left out."""
+    watcher = await kv.watch(keys, ignore_deletes=True)
+    found: list[tuple[str, bytes]] = []
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            if entry.value is None or entry.operation is not None:
+                continue  # a delete or purge marker
+            found.append((entry.key, entry.value))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
+
+
 @dataclass(slots=True)
 class FederationFlags:
     """The drain and revoked flags as one replica last read them (see the module doc)."""
@@ -101,5 +118,5 @@ async def federation_status(js: JetStreamContext) -> dict[str, Any] | None:
 __all__ = [
     "APPLIED_KEY", "CONFIG_BUCKET", "CONNECTION_KEY", "DRAIN_KEY", "KEY_REVOKED_SUBJECT",
     "PROJECTS_KEY", "REVOKED_KEY", "STATE_BUCKET", "FederationFlags", "federation_status",
-    "read_json",
+    "live_entries", "read_json",
 ]

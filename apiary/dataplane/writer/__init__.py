@@ -18,9 +18,11 @@ Public surface:
   (a trace's session named after its children were stored, a session event that arrives
   after its events).
 
-Internals: ``_ledger``, ``_loop``, ``_updates``, ``_relink``, ``_backfill``, ``_lookups``,
-``_service``, ``_suspects`` (messages that crash their writer: recognised, counted,
-dead-lettered with stage ``crash_loop``).
+Internals: ``_ledger``, ``_loop`` (receiving, scheduling flushes, quarantine), ``_flush``
+(a flush's stages, settling, isolation of poison), ``_received`` (what a flush holds of
+each message, the counters), ``_updates``, ``_relink``, ``_backfill``, ``_enrichment``,
+``_lookups``, ``_service``, ``_suspects`` (messages that crash their writer: recognised,
+counted, dead-lettered with stage ``crash_loop``).
 """
 
 from apiary.dataplane.writer._backfill import SessionBackfill

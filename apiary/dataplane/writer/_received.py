@@ -4,7 +4,8 @@
 events) or its Arrow rows, kept as Arrow until something needs event dicts
 (:class:`LazyEvents`). :class:`StageFailed` says which stage of a flush failed and whether
 that failure is transient (hand the messages back) or poison (isolate it). The writer loop
-(:mod:`apiary.dataplane.writer._loop`) is their only user.
+(:mod:`apiary.dataplane.writer._loop`) and its flush path
+(:mod:`apiary.dataplane.writer._flush`) are their only users.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from nats.aio.msg import Msg
 
 from apiary.errors import ApiaryError
 from apiary.event import Event, EventBatch
-from apiary.queue import ROWS_HEADER
+from apiary.queue import (
+    ARROW_ENCODING,
+    ENCODING_HEADER,
+    ROWS_HEADER,
+    WIRE_SCHEMA,
+    decode_batch,
+    decode_table,
+)
 from apiary.store import arrow_to_events
 
 
@@ -181,5 +189,33 @@ def header_rows(msg: Msg) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-__all__ = ["FlushMessage", "LazyEvents", "StageFailed", "WriterStats", "header_rows",
-           "message_id", "nats_msg_id", "project_of", "without_earlier_copies"]
+def decode(msg: Msg, delivered: int) -> FlushMessage:
+    """``msg`` as a flush holds it; :class:`~apiary.errors.PoisonMessage` if it does not
+    decode."""
+    if (msg.headers or {}).get(ENCODING_HEADER) == ARROW_ENCODING:
+        rows = decode_table(msg.data)
+        envelope: EventBatch = {"schema": WIRE_SCHEMA, "kind": rows.kind,
+                                "tenant": rows.tenant, "version": rows.version,
+                                "events": []}
+        counted = header_rows(msg)
+        return FlushMessage(msg, envelope, delivered, rows.table, rows.inherited_sessions,
+                            received_rows=int(rows.table.num_rows) if counted is None
+                            else counted)
+    batch = decode_batch(msg.data)
+    counted = header_rows(msg)
+    if counted is None:
+        counted = len(batch.get("events") or []) + len(batch.get("patches") or [])
+    return FlushMessage(msg, batch, delivered, received_rows=counted)
+
+
+def fresh(r: FlushMessage) -> FlushMessage:
+    """``r`` decoded again from its message, as it was received (a re-run of a failed
+    stage must not see what the failed run changed in place)."""
+    again = decode(r.msg, r.deliveries)
+    again.attempts = r.attempts
+    again.possibly_stored = r.possibly_stored
+    return again
+
+
+__all__ = ["FlushMessage", "LazyEvents", "StageFailed", "WriterStats", "decode", "fresh",
+           "header_rows", "message_id", "nats_msg_id", "project_of", "without_earlier_copies"]

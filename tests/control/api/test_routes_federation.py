@@ -36,6 +36,7 @@ from ..federation._keys import (
     installation_admin,
     register,
 )
+from ._cli import control_cli
 
 
 @pytest.fixture
@@ -211,17 +212,8 @@ def test_cli_creates_a_data_plane_and_prints_its_token(client: TestClient,
 def test_cli_command_prints_the_token_once(client: TestClient, cp: ControlPlane,
                                            monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from apiary.control.cli import add_control_commands
-
     settings = cp.settings
-    assert settings.cp_envelope_key is not None
-    monkeypatch.setenv("APIARY_CP_DATABASE_URL", settings.cp_database)
-    monkeypatch.setenv("APIARY_CP_ENVELOPE_KEY", settings.cp_envelope_key.get_secret_value())
-    monkeypatch.setenv("APIARY_CP_ISSUER", settings.cp_issuer_url)
-    parser = argparse.ArgumentParser(prog="apiary")
-    add_control_commands(parser.add_subparsers(dest="command", required=True))
+    parser = control_cli(cp, monkeypatch)
     args = parser.parse_args(["data-planes", "create", "us-1", "--url", "https://us.example",
                               "--ttl-s", "600", "--data-dir", str(settings.data_dir), "--json"])
     assert args.func(args) == 0

@@ -7,22 +7,16 @@ reconnect after the server restarts with nothing skipped, revocation stops the s
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from _cp_metrics import deploy_python_metric
 from _fake_federation import until
-from _servers import free_port, http_server
-from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from _served_control_plane import World, fresh_nats, served_control_plane
 
 from apiary.control import ControlPlane, admin
-from apiary.control.api import create_control_plane_app
 from apiary.control.db import DataPlane, EvaluatorConfig, Project
 from apiary.control.federation import revoke_data_plane
 from apiary.control.federation.server import FederationServer
@@ -35,51 +29,21 @@ from apiary.dataplane.replica.federation_state import (
     federation_status,
 )
 from apiary.errors import ConfigurationError
-from apiary.queue import NatsServer, connect, ensure_topology
+from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings
 
 ISSUER = "http://cp.federation.test/cp"
 
 
-@dataclass
-class World:
-    cp: ControlPlane
-    cp_settings: ApiarySettings
-    cp_url: str
-    port: int
-    project_id: str
-    nc: Client
-    nats_url: str
-    tmp: Path
-
-
 @pytest.fixture
-def control_plane(tmp_path: Path) -> Iterator[tuple[ControlPlane, ApiarySettings, str, int]]:
-    port = free_port()
-    settings = ApiarySettings(
-        data_dir=tmp_path / "cp", cp_issuer=ISSUER, host="127.0.0.1",
-        cp_envelope_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        federation_grpc_port=port, federation_public_endpoint=f"127.0.0.1:{port}",
-        federation_health_interval_s=0.5)
-    cp = ControlPlane.open(settings)
-    with http_server(create_control_plane_app(cp)) as url:
-        yield cp, settings, url, port
-    cp.close()
-
-
-@pytest.fixture
-async def world(control_plane: tuple[ControlPlane, ApiarySettings, str, int],
-                nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[World]:
-    cp, settings, url, port = control_plane
-    nc = await connect(nats_server.url, name="federation-cp-test")
-    js = nc.jetstream()
-    for bucket in (STATE_BUCKET, CONFIG_BUCKET, DEFINITIONS_BUCKET):
-        with contextlib.suppress(NotFoundError, Exception):
-            await js.delete_key_value(bucket)
-    await ensure_topology(js, ApiarySettings(data_dir=tmp_path / "topology"))
-    project = await asyncio.to_thread(admin.projects_create, settings, name="a", org="Acme")
-    yield World(cp, settings, url, port, project["id"], nc, nats_server.url, tmp_path)
-    await nc.close()
+async def world(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[World]:
+    with served_control_plane(tmp_path / "cp", ISSUER) as (cp, settings, url, port):
+        nc = await fresh_nats(nats_server.url, "federation-cp-test", tmp_path,
+                              buckets=(STATE_BUCKET, CONFIG_BUCKET, DEFINITIONS_BUCKET))
+        project = await asyncio.to_thread(admin.projects_create, settings, name="a",
+                                          org="Acme")
+        yield World(cp, settings, url, port, project["id"], nc, nats_server.url, tmp_path)
+        await nc.close()
 
 
 def _assign(cp: ControlPlane, project_id: str, dp_id: str) -> None:

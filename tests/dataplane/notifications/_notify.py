@@ -5,14 +5,14 @@ Test modules import these by name (a test module never imports a ``conftest``)."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from _waits import until
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -75,20 +75,6 @@ async def notifier(settings: ApiarySettings, nats_url: str, name: str = "notifie
         yield service
     finally:
         await service.stop()
-
-
-async def until(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
-                wait_s: float = 30.0, what: str = "condition") -> None:
-    """Returns once ``predicate()`` holds; fails the test after ``wait_s`` seconds."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {wait_s} s")
 
 
 async def consumer_settled(nc: Client) -> bool:

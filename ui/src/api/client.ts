@@ -33,15 +33,18 @@ export function readCookie(name: string): string | null {
 
 /** An API answer that is not 2xx, with the planes' {message, errorCode} body. */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly errorCode: string, message: string) {
+  constructor(readonly status: number, readonly errorCode: string, message: string,
+    /** The body's ``details`` (e.g. ``field``: the request field a 400 is about). */
+    readonly details: Readonly<Record<string, unknown>> = {}) {
     super(message);
   }
 }
 
 export function apiError(status: number, body: unknown): ApiError {
-  const b = (typeof body === "object" && body !== null ? body : {}) as { message?: unknown; errorCode?: unknown };
+  const b = (typeof body === "object" && body !== null ? body : {}) as { message?: unknown; errorCode?: unknown; details?: unknown };
+  const details = typeof b.details === "object" && b.details !== null ? b.details as Record<string, unknown> : {};
   return new ApiError(status, typeof b.errorCode === "string" ? b.errorCode : "http_error",
-    typeof b.message === "string" ? b.message : `request failed (${status})`);
+    typeof b.message === "string" ? b.message : `request failed (${status})`, details);
 }
 
 const csrf: Middleware = {

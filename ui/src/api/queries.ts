@@ -1,6 +1,7 @@
 // Every API call the pages make, as TanStack Query hooks over the typed clients.
 import { useQuery } from "@tanstack/react-query";
 import { useMemo } from "react";
+import { pickDataPlane } from "../lib/dataPlane";
 import { ApiError, cp, ProjectDataPlane, unwrap } from "./client";
 
 export function useMe() {
@@ -68,14 +69,26 @@ export function forgetDataPlanes(): void {
   planes.clear();
 }
 
-/** The data plane serving ``projectId``, with its token source (one per project). */
+/** The data plane serving ``projectId``, with its token source (one per project): the one
+ * the project is assigned to (``data_plane_id``); an unassigned project's is a legacy data
+ * plane (no federation identity), else the first one listed (``pickDataPlane``). */
 export function useDataPlane(projectId: string): { dp: ProjectDataPlane | null; error: Error | null } {
   const list = useDataPlanes();
+  const project = useProject(projectId);
   return useMemo(() => {
     if (list.error) return { dp: null, error: list.error };
-    const plane = list.data?.[0];
-    if (!list.data) return { dp: null, error: null };
-    if (!plane) return { dp: null, error: new ApiError(404, "no_data_plane", "no data plane is registered for this organization") };
+    if (project.error) return { dp: null, error: project.error };
+    if (!list.data || !project.data) return { dp: null, error: null };
+    const assigned = project.data.data_plane_id;
+    const plane = pickDataPlane(list.data, assigned);
+    if (!plane) {
+      return {
+        dp: null,
+        error: assigned
+          ? new ApiError(404, "no_data_plane", `the data plane serving this project (${assigned}) is not visible to you`)
+          : new ApiError(404, "no_data_plane", "no data plane is registered for this organization"),
+      };
+    }
     const key = `${plane.id} ${projectId}`;
     let dp = planes.get(key);
     if (!dp) {
@@ -86,5 +99,5 @@ export function useDataPlane(projectId: string): { dp: ProjectDataPlane | null; 
       dp.token().catch(() => undefined);
     }
     return { dp, error: null };
-  }, [list.data, list.error, projectId]);
+  }, [list.data, list.error, project.data, project.error, projectId]);
 }

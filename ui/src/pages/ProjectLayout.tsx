@@ -22,6 +22,7 @@ const PROJECT_PAGES: ReadonlyArray<readonly [string, string]> = [
   ["evaluators", "Evaluators"],
   ["review", "Review"],
   ["prompts", "Prompts"],
+  ["alerts", "Alerts"],
   ["settings", "Settings"],
 ];
 

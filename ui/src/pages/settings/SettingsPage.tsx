@@ -2,6 +2,7 @@ import { Tabs } from "radix-ui";
 import { Navigate, useNavigate, useParams } from "react-router-dom";
 import { useProject } from "../../api/queries";
 import { useProjectContext } from "../ProjectLayout";
+import { ChannelsTab } from "./ChannelsTab";
 import { DataPlanesTab } from "./DataPlanesTab";
 import { KeysTab } from "./KeysTab";
 import { MembersTab } from "./MembersTab";
@@ -18,6 +19,7 @@ const TABS: ReadonlyArray<readonly [string, string]> = [
   ["sso", "SSO"],
   ["provider-keys", "Provider keys"],
   ["security", "Security"],
+  ["notifications", "Notification channels"],
   ["data-planes", "Data planes"],
 ];
 
@@ -55,6 +57,7 @@ export function SettingsPage() {
                 : tab === "sso" ? <SsoTab orgId={orgId} />
                 : tab === "provider-keys" ? <ProviderKeysTab dp={dp} />
                 : tab === "security" ? <MfaTab />
+                : tab === "notifications" ? <ChannelsTab orgId={orgId} workspaceId={workspaceId} projectId={projectId} />
                 : <DataPlanesTab current={dp.plane.id} />}
             </>}
           </Tabs.Content>
