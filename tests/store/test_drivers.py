@@ -110,7 +110,11 @@ def test_concurrent_inserts_and_queries(store: EventStore, project: str) -> None
         assert counts == sorted(counts)  # a reader never sees rows disappear
         assert all(n % 2000 == 0 for n in counts)  # inserts are atomic
     assert store.count_events(project) == 6 * 2000
-    assert 2 <= driver.open_handles <= 3  # queries did not queue behind the insert; bounded
+    assert not any(t.is_alive() for t in threads)
+    # Queries did not queue behind the insert (a second handle), and the pool stays within its
+    # bound (four, DEFAULT_EMBEDDED_POOL_SIZE): three callers can make it open a fourth when a
+    # handle comes back just after another caller found none idle (the CI failure "4 <= 3").
+    assert 2 <= driver.open_handles <= 4
 
 
 def test_pool_waits_for_a_free_handle(tmp_path: Path, driver: EmbeddedClickHouse) -> None:
