@@ -38,6 +38,18 @@ async def readyz(plane: Plane) -> tuple[int, dict[str, Any]]:
     return response.status_code, body
 
 
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A nats-server of this module's own (it shadows the session's): readiness counts every
+    writer that beats on the server, and a served data plane another module started on the
+    session's server (its writer ``served-dp-writer``) kept /readyz at 200 after this
+    module's writer stopped (the CI failure "/readyz never answered 503")."""
+    server = NatsServer(tmp_path_factory.mktemp("health-nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
 async def ready_becomes(plane: Plane, status: int, wait_s: float = 30.0) -> dict[str, Any]:
     """``/readyz``'s body once it answers ``status`` (bounded by ``wait_s``)."""
     deadline = time.monotonic() + wait_s
@@ -108,7 +120,12 @@ async def test_readyz_names_a_writer_loop_that_stopped_and_the_lag_over_its_limi
         for i in range(3):  # nobody writes them: the lag grows past the limit
             await plane.ok("POST", "/v1/events", json={"event_type": "tool",
                                                        "event_name": f"t{i}", "inputs": {}})
+        # Already 503 (the writer): wait for the lag check itself to see the backlog.
+        deadline = time.monotonic() + 30.0
         body = await ready_becomes(plane, 503)
+        while body["checks"]["lag"]["ok"] is not False and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            body = await ready_becomes(plane, 503)
         assert body["checks"]["lag"]["ok"] is False
         assert body["checks"]["lag"]["detail"]["messages"] >= 2
         assert "lag" in body["not_ready"]
