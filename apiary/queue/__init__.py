@@ -27,7 +27,7 @@ import nats
 from nats.aio.client import Client
 
 from apiary.errors import QueueError
-from apiary.queue._publisher import ROWS_HEADER, EventPublisher, message_rows
+from apiary.queue._publisher import ROWS_HEADER, EventPublisher, message_rows, publish_once
 from apiary.queue._server import NatsServer, describe_url, nats_server_binary
 from apiary.queue._topology import (
     ALERT_ACTIVITY_CONSUMER,
@@ -133,4 +133,5 @@ __all__ = [
     "events_subject",
     "message_rows",
     "nats_server_binary",
+    "publish_once",
 ]

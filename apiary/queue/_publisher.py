@@ -21,6 +21,7 @@ from dataclasses import replace
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import APIError
 
 from apiary.errors import PayloadTooLarge, PipelineBackpressure, PoisonMessage, QueueError
@@ -43,6 +44,28 @@ _ARROW_HEADERS = {ENCODING_HEADER: ARROW_ENCODING}
 
 # JetStream answers a full stream (discard-new) with these error codes.
 _STREAM_FULL_CODES = frozenset({10077, 10047, 10028})
+
+
+async def publish_once(js: JetStreamContext, subject: str, data: bytes, *, stream: str,
+                       msg_id: str, what: str, timeout_s: float = 10.0) -> PubAck:
+    """Publish ``data`` to ``subject`` of ``stream`` under ``Nats-Msg-Id`` ``msg_id``.
+
+    Durable when it returns (JetStream acknowledged it; a copy within the duplicate window is
+    acknowledged with ``duplicate`` set and stored once). Raises
+    :class:`~apiary.errors.QueueError` (retryable), naming ``what``, when JetStream refuses,
+    is unreachable or does not answer within ``timeout_s``.
+    """
+    try:
+        return await js.publish(subject, data, timeout=timeout_s, stream=stream,
+                                headers={"Nats-Msg-Id": msg_id})
+    except APIError as exc:
+        raise QueueError(f"JetStream refused the {what}: {exc.description}",
+                         msg_id=msg_id) from exc
+    except (TimeoutError, nats.errors.TimeoutError) as exc:
+        raise QueueError(f"JetStream did not acknowledge the {what} in time",
+                         msg_id=msg_id, timeout_s=timeout_s) from exc
+    except nats.errors.Error as exc:
+        raise QueueError(f"JetStream unreachable: {exc}", msg_id=msg_id) from exc
 
 
 def message_rows(headers: dict[str, str] | None, data: bytes | None) -> int:

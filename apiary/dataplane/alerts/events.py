@@ -17,13 +17,10 @@ by id).
 
 from __future__ import annotations
 
-import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
 
 from apiary.alert_activity import ActivityKind, AlertActivity
-from apiary.errors import QueueError
-from apiary.queue import ALERT_ACTIVITY_STREAM
+from apiary.queue import ALERT_ACTIVITY_STREAM, publish_once
 
 
 def transition_event_id(alert_id: str, window_end: int, stage: str) -> str:
@@ -52,19 +49,10 @@ async def publish_activity(js: JetStreamContext, activity: AlertActivity, *,
     acknowledged and stored once). Raises :class:`~apiary.errors.QueueError` (retryable) when
     JetStream refuses or does not answer within ``publish_timeout_s``.
     """
-    ident = activity.event_id
-    try:
-        await js.publish(activity_subject(activity.org_id, activity.project_id),
-                         activity.model_dump_json().encode(), timeout=publish_timeout_s,
-                         stream=ALERT_ACTIVITY_STREAM, headers={"Nats-Msg-Id": ident})
-    except APIError as exc:
-        raise QueueError(f"JetStream refused the alert activity: {exc.description}",
-                         msg_id=ident) from exc
-    except (TimeoutError, nats.errors.TimeoutError) as exc:
-        raise QueueError("JetStream did not acknowledge the alert activity in time",
-                         msg_id=ident, timeout_s=publish_timeout_s) from exc
-    except nats.errors.Error as exc:
-        raise QueueError(f"JetStream unreachable: {exc}", msg_id=ident) from exc
+    await publish_once(js, activity_subject(activity.org_id, activity.project_id),
+                       activity.model_dump_json().encode(), stream=ALERT_ACTIVITY_STREAM,
+                       msg_id=activity.event_id, what="alert activity",
+                       timeout_s=publish_timeout_s)
 
 
 __all__ = ["ActivityKind", "AlertActivity", "activity_subject", "delivery_event_id",

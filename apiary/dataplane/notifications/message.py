@@ -30,14 +30,11 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
-import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import APIError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from apiary.errors import QueueError
-from apiary.queue import NOTIFICATIONS_STREAM
+from apiary.queue import NOTIFICATIONS_STREAM, publish_once
 
 #: The stages of an alert's firing, in the order a firing moves through them.
 Stage = Literal["warning", "critical", "resolution"]
@@ -136,19 +133,10 @@ async def publish_notification(js: JetStreamContext,
     :class:`~apiary.errors.QueueError` (retryable) when JetStream refuses or does not answer
     within ``publish_timeout_s``.
     """
-    ident = msg_id or message_id(message)
-    try:
-        return await js.publish(subject(message), encode_message(message),
-                                timeout=publish_timeout_s,
-                                stream=NOTIFICATIONS_STREAM, headers={"Nats-Msg-Id": ident})
-    except APIError as exc:
-        raise QueueError(f"JetStream refused the notification: {exc.description}",
-                         msg_id=ident) from exc
-    except (TimeoutError, nats.errors.TimeoutError) as exc:
-        raise QueueError("JetStream did not acknowledge the notification in time",
-                         msg_id=ident, timeout_s=publish_timeout_s) from exc
-    except nats.errors.Error as exc:
-        raise QueueError(f"JetStream unreachable: {exc}", msg_id=ident) from exc
+    return await publish_once(js, subject(message), encode_message(message),
+                              stream=NOTIFICATIONS_STREAM,
+                              msg_id=msg_id or message_id(message), what="notification",
+                              timeout_s=publish_timeout_s)
 
 
 def valid_token(text: str) -> bool:
