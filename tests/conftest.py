@@ -35,6 +35,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("APIARY_OTLP_GRPC_PORT", "0")
 # Likewise the control plane's federation endpoint (4320): tests that need it choose a port.
 os.environ.setdefault("APIARY_FEDERATION_GRPC_PORT", "0")
+# JetStream reserves every stream's byte limit against 75% of the disk free at the server's
+# start; the default (8 GiB of events, 10.5 GiB in all) made CI's start-ups depend on how much
+# disk its machine had left. No test holds more than a few MiB of backlog.
+os.environ.setdefault("APIARY_EVENTS_STREAM_MAX_BYTES", str(1024**3))
 
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings

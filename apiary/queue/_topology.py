@@ -10,6 +10,12 @@ new* with a byte limit: when the backlog is full JetStream refuses the publish, 
 answers 503 instead of accepting data it could not persist. Every consumer is a durable pull
 consumer with explicit acks and a bounded number of deliveries.
 
+JetStream *reserves* each stream's byte limit against its store, which is at most 75% of the
+free disk when the server starts: ``events`` takes ``events_stream_max_bytes``, ``evaluation``
+a quarter of it, and the two small streams of alerts and notifications (a message is a few
+hundred bytes) an eighth of that, between 16 and 256 MiB each. A store too small for the
+reservation fails start-up with :class:`~apiary.errors.ConfigurationError` naming the setting.
+
 Subjects on ``events``: ``events.<kind>.<project_id>``, where ``kind`` names the producer
 (``spans`` for OTLP ingestion).
 """
@@ -28,8 +34,9 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 
+from apiary.errors import ConfigurationError
 from apiary.settings import ApiarySettings
 
 EVENTS_STREAM = "events"
@@ -43,6 +50,10 @@ NOTIFIERS_CONSUMER = "notifiers"
 ALERT_ACTIVITY_CONSUMER = "federation-activity"
 #: How long the control plane may take to store an alert activity before it is redelivered.
 ALERT_ACTIVITY_ACK_WAIT_S = 30.0
+
+_MiB = 1024 * 1024
+#: JetStream's "insufficient storage resources available": a reservation over the store.
+_INSUFFICIENT_STORAGE = 10047
 
 
 def events_subject(kind: str, project_id: str) -> str:
@@ -61,12 +72,13 @@ class StreamSpec:
 
 
 def stream_specs(settings: ApiarySettings) -> list[StreamSpec]:
-    side_stream_bytes = max(settings.events_stream_max_bytes // 4, 64 * 1024 * 1024)
+    evaluation_bytes = max(settings.events_stream_max_bytes // 4, 64 * _MiB)
+    small_bytes = min(max(evaluation_bytes // 8, 16 * _MiB), 256 * _MiB)
     return [
         StreamSpec(EVENTS_STREAM, WRITERS_CONSUMER, settings.events_stream_max_bytes),
-        StreamSpec(EVALUATION_STREAM, EVALUATORS_CONSUMER, side_stream_bytes),
-        StreamSpec(NOTIFICATIONS_STREAM, NOTIFIERS_CONSUMER, side_stream_bytes),
-        StreamSpec(ALERT_ACTIVITY_STREAM, ALERT_ACTIVITY_CONSUMER, side_stream_bytes,
+        StreamSpec(EVALUATION_STREAM, EVALUATORS_CONSUMER, evaluation_bytes),
+        StreamSpec(NOTIFICATIONS_STREAM, NOTIFIERS_CONSUMER, small_bytes),
+        StreamSpec(ALERT_ACTIVITY_STREAM, ALERT_ACTIVITY_CONSUMER, small_bytes,
                    ack_wait_s=ALERT_ACTIVITY_ACK_WAIT_S,
                    # An activity waits for the control plane however long it is away.
                    max_deliver=-1),
@@ -109,24 +121,33 @@ async def ensure_topology(js: JetStreamContext, settings: ApiarySettings) -> lis
     Idempotent: running it against an existing topology with the same settings changes
     nothing and loses no message. A changed limit (e.g. ``max_bytes``) updates the stream
     in place.
+
+    Raises :class:`~apiary.errors.ConfigurationError` when the server's store cannot reserve
+    the streams' byte limits (too little free disk for ``events_stream_max_bytes``).
     """
     changed: list[str] = []
-    for spec in stream_specs(settings):
+    specs = stream_specs(settings)
+    for spec in specs:
         wanted = stream_config(spec, settings)
         try:
-            info = await js.stream_info(spec.name)
-        except NotFoundError:
-            await js.add_stream(wanted)
-            changed.append(f"created stream {spec.name}")
-        else:
-            current = info.config
-            if (
-                current.max_bytes != wanted.max_bytes
-                or current.duplicate_window != wanted.duplicate_window
-                or list(current.subjects or []) != wanted.subjects
-            ):
-                await js.update_stream(wanted)
-                changed.append(f"updated stream {spec.name}")
+            try:
+                info = await js.stream_info(spec.name)
+            except NotFoundError:
+                await js.add_stream(wanted)
+                changed.append(f"created stream {spec.name}")
+            else:
+                current = info.config
+                if (
+                    current.max_bytes != wanted.max_bytes
+                    or current.duplicate_window != wanted.duplicate_window
+                    or list(current.subjects or []) != wanted.subjects
+                ):
+                    await js.update_stream(wanted)
+                    changed.append(f"updated stream {spec.name}")
+        except ServerError as exc:
+            if exc.err_code != _INSUFFICIENT_STORAGE:
+                raise
+            raise _store_too_small(spec, specs, settings) from exc
         wanted_consumer = consumer_config(spec, settings)
         try:
             existing = await js.consumer_info(spec.name, spec.consumer)
@@ -149,3 +170,17 @@ async def consumer_backlog(js: JetStreamContext, stream: str, consumer: str) -> 
     """Messages not yet acknowledged by ``consumer``: pending plus delivered-unacked."""
     info = await js.consumer_info(stream, consumer)
     return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+def _store_too_small(spec: StreamSpec, specs: list[StreamSpec],
+                     settings: ApiarySettings) -> ConfigurationError:
+    total = sum(s.max_bytes for s in specs)
+    return ConfigurationError(
+        f"JetStream could not reserve {spec.max_bytes / _MiB:,.0f} MiB for the stream "
+        f"{spec.name!r}: Apiary's streams reserve {total / _MiB:,.0f} MiB in all, more than the "
+        "server's store allows (nats-server gives JetStream 75% of the disk space free when it "
+        "starts, or its max_file_store). Free disk space where the store is, or lower "
+        "APIARY_EVENTS_STREAM_MAX_BYTES (now "
+        f"{settings.events_stream_max_bytes / _MiB:,.0f} MiB; the other streams follow it)",
+        stream=spec.name, reserve_bytes=spec.max_bytes, total_bytes=total,
+    )

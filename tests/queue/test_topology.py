@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiary.errors import QueueError
+from apiary.errors import ConfigurationError, QueueError
 from apiary.queue import NatsServer, connect, consumer_backlog, ensure_topology
 from apiary.settings import ApiarySettings
 
@@ -44,6 +44,48 @@ async def test_ensure_topology_creates_streams_and_consumers_once(
         await nc.close()
     finally:
         server.stop()
+
+
+async def test_insufficient_storage_resources_is_a_configuration_error_naming_the_setting(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """CI failed start-ups with JetStream's bare 'insufficient storage resources available'
+    (err 10047) on a machine with less free disk than the streams reserve. It is now a
+    configuration error that says what to lower, and the streams reserved before stay."""
+    server = NatsServer(tmp_path_factory.mktemp("topology-full"))
+    url = server.start()
+    try:
+        nc = await connect(url, name="test")
+        js = nc.jetstream()
+        # More than any disk here: the first reservation cannot fit.
+        huge = ApiarySettings(data_dir=tmp_path_factory.mktemp("s"),
+                              events_stream_max_bytes=1 << 50)
+        with pytest.raises(ConfigurationError,
+                           match=r"stream 'events'.*APIARY_EVENTS_STREAM_MAX_BYTES") as caught:
+            await ensure_topology(js, huge)
+        assert caught.value.context["stream"] == "events"
+        assert not caught.value.retryable
+        names = [info.config.name for info in await js.streams_info()]
+        assert "events" not in names
+        # The same server takes a size that fits.
+        fits = huge.model_copy(update={"events_stream_max_bytes": 256 * 1024**2})
+        assert "created stream events" in await ensure_topology(js, fits)
+        await nc.close()
+    finally:
+        server.stop()
+
+
+def test_the_small_streams_reserve_a_bounded_share_of_the_events_stream() -> None:
+    """Notifications and alert activity carry messages of a few hundred bytes; reserving a
+    quarter of the events stream for each made the start-up need 14 GiB of store."""
+    from apiary.queue._topology import stream_specs
+    settings = ApiarySettings(events_stream_max_bytes=8 * 1024**3)
+    sizes = {spec.name: spec.max_bytes for spec in stream_specs(settings)}
+    assert sizes["evaluation"] == 2 * 1024**3
+    assert sizes["notifications"] == sizes["alert-activity"] == 256 * 1024**2
+    small = {spec.name: spec.max_bytes
+             for spec in stream_specs(ApiarySettings(events_stream_max_bytes=1024**2))}
+    assert small["notifications"] == 16 * 1024**2
 
 
 async def test_embedded_server_requires_its_token(nats_server: NatsServer) -> None:
