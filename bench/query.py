@@ -1,7 +1,11 @@
 """bench/query: read latencies of the query layer, as the table of issue 18, at 1M or 10M events.
 
 Usage: bench/query [--events 1000000] [--repeat 20] [--dir PATH] [--reuse] [--seed 7]
-                   [--json PATH]
+                   [--json PATH] [--no-extra] [--final]
+
+By default the store keeps the duplicate register, as the chDB owner does (its load is
+timed and printed), so exports read without FINAL over the project; ``--final`` measures
+the reads as they were before it (versions collapsed with FINAL).
 
 1. Load (bench/_query_data.py): a fresh embedded ClickHouse (chDB) directory is migrated
    and filled with ``--events`` events of LLM-like traces — 100k sessions of ~10 spans per
@@ -52,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from apiary.dataplane.events.schemas_read import ExportRequest  # noqa: E402
 from apiary.dataplane.experiments.results import build_result  # noqa: E402
-from apiary.store import EmbeddedClickHouse, EventStore  # noqa: E402
+from apiary.store import EVENTS_ARROW_SCHEMA, EmbeddedClickHouse, EventStore  # noqa: E402
 from bench._query_data import (  # noqa: E402
     DAY,
     END_MS,
@@ -198,6 +202,26 @@ def extra_reads(store: EventStore, targets: Targets, repeat: int) -> list[dict[s
     return results
 
 
+def add_versions(store: EventStore, count: int, seed: int) -> int:
+    """Store a newer version of ``count`` events of the project (a wave of updates: each
+    row again, its version + 1), through ``insert_arrow`` as a writer's merged versions
+    are: their keys are then stored twice until a merge collapses them. Returns how many
+    keys the register marked."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = ", ".join(EVENTS_ARROW_SCHEMA.names)
+    table = store.driver.query_arrow(
+        f"SELECT {names} FROM apiary.events WHERE project_id = {{p:String}} "
+        f"ORDER BY cityHash64(event_id, {int(seed)}) LIMIT {int(count)}", {"p": PROJECT})
+    table = table.set_column(table.schema.get_field_index("version"), "version",
+                             pc.add(table.column("version"), pa.scalar(1, pa.uint64())))
+    table = table.cast(EVENTS_ARROW_SCHEMA)
+    for start in range(0, table.num_rows, 5_000):
+        store.insert_arrow(table.slice(start, 5_000))
+    return len(store.duplicates.marked(PROJECT)) if store.duplicates else 0
+
+
 def disk_usage(path: Path, driver: EmbeddedClickHouse) -> dict[str, Any]:
     """Bytes on disk of the data directory (``du``) and of the largest table's parts (the
     events, whatever the schema names their table)."""
@@ -224,6 +248,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-extra", action="store_true",
                         help="only the reads of the issue's table")
+    parser.add_argument("--versions", type=int, default=0,
+                        help="first store a newer version of this many events (an update "
+                        "wave: their keys stay stored twice until merged)")
+    parser.add_argument("--final", action="store_true",
+                        help="collapse versions with FINAL as before issue 18's register "
+                        "(default: keep the duplicate register, as the chDB owner does)")
     args = parser.parse_args()
     if args.reuse and args.dir is None:
         parser.error("--reuse needs --dir")
@@ -247,6 +277,19 @@ def main() -> None:
                                lambda line: print(line, flush=True))
                 report["load_s"] = time.perf_counter() - t0
                 (path / TARGETS_FILE).write_text(json.dumps(asdict(targets)))
+            if not args.final:
+                t0 = time.perf_counter()
+                register = store.track_duplicates(background=False)
+                report["register_load_s"] = time.perf_counter() - t0
+                print(f"duplicate register: {len(register):,} keys loaded in "
+                      f"{report['register_load_s']:.1f} s, "
+                      f"{len(register.marked(PROJECT)):,} marked in {PROJECT}", flush=True)
+            if args.versions:
+                t0 = time.perf_counter()
+                marked = add_versions(store, args.versions, args.seed)
+                report["versions"] = args.versions
+                print(f"stored a newer version of {args.versions:,} events in "
+                      f"{time.perf_counter() - t0:.1f} s ({marked:,} keys marked)", flush=True)
             report["events"] = targets.events
             report["disk"] = disk_usage(path, driver)
             disk = report["disk"]
@@ -258,6 +301,9 @@ def main() -> None:
             report["reads"] = issue_reads(store, targets, args.repeat)
             if not args.no_extra:
                 report["extra"] = extra_reads(store, targets, args.repeat)
+            report["export_reads"] = dict(store.export_reads)
+            print(f"exports: {store.export_reads['without_final']} without FINAL, "
+                  f"{store.export_reads['final']} with FINAL", flush=True)
         finally:
             store.close()
     print("\n| read | p50 | p95 |\n|---|---|---|")

@@ -34,14 +34,19 @@ class ClickHouseActor:
     def __init__(self, settings: ApiarySettings) -> None:
         self._store = open_event_store(settings)
         self.migrations = self._store.migrate()
+        # This actor makes every insert into embedded chDB: it can keep the register of
+        # keys stored twice, and exports read without FINAL once it is loaded.
+        self._store.track_duplicates()
         self._restarted = ray.get_runtime_context().was_current_actor_reconstructed
 
     def applied_migrations(self) -> list[str]:
         return list(self.migrations)
 
     def status(self) -> dict[str, Any]:
-        """``pid`` of the owning process and ``restarted`` (True after Ray restarted it)."""
-        return {"pid": os.getpid(), "restarted": bool(self._restarted)}
+        """``pid`` of the owning process, ``restarted`` (True after Ray restarted it), and
+        how exports are read (:meth:`~apiary.store.EventStore.read_state`)."""
+        return {"pid": os.getpid(), "restarted": bool(self._restarted),
+                **self._store.read_state()}
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``EventStore.<method>(*args, **kwargs)`` for a remote method (else AttributeError)."""

@@ -24,7 +24,9 @@
   and the sessions whose events were stored before their session event
   (``uninherited_sessions``). Its ingest ledger (``ingest_ledger``) records how each
   message of the ``events`` stream was settled (``record_settled``, ``ledger_totals``;
-  :func:`cover_sequences` names the sequences a totals read returns one by one).
+  :func:`cover_sequences` names the sequences a totals read returns one by one). In the
+  one process that inserts into embedded chDB, :meth:`EventStore.track_duplicates` keeps a
+  :class:`DuplicateRegister` of the keys stored twice, and exports read without FINAL.
 - :class:`StoreClient` reaches the store from any process of the cluster, async:
   :func:`store_client` gives an :class:`ActorStoreClient` (to the actor that owns embedded
   chDB, :data:`CLICKHOUSE_ACTOR_NAME`) or a :class:`DirectStoreClient` (a ClickHouse server,
@@ -54,6 +56,7 @@ from apiary.store._drivers import (
     map_driver_error,
     open_driver,
 )
+from apiary.store._duplicates import DuplicateRegister
 from apiary.store._experiments import aggregate_expression, check_filters
 from apiary.store._filters import ALIASES, OPERATORS, TYPES, parse_time
 from apiary.store._ingest_ledger import cover_sequences
@@ -65,7 +68,6 @@ from apiary.store._queries import (
     MAX_EXPORT_LIMIT,
     DedupMethod,
     Statement,
-    build_session_tree,
     plan_export,
 )
 from apiary.store._remote import call_remote, remote
@@ -78,6 +80,7 @@ from apiary.store._rows import (
     insert_dedup_token,
     row_to_event,
 )
+from apiary.store._session_queries import build_session_tree
 from apiary.store._store import EventStore
 from apiary.store._tracking import FieldTracking, track_fields
 from apiary.store._updates import ROLLUP_COLUMNS, ROLLUP_SOURCES, patch_id
@@ -102,6 +105,7 @@ __all__ = [
     "ComputedFields",
     "DedupMethod",
     "DirectStoreClient",
+    "DuplicateRegister",
     "EmbeddedClickHouse",
     "EventStore",
     "FieldTracking",

@@ -19,6 +19,10 @@ class RemoteStoreMethods:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    async def read_state(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("read_state")
+        return result
+
     async def insert_arrow(
         self,
         table: pa.Table,

@@ -351,6 +351,7 @@ def _whole_json(column: str, operator: str, value: Any, name: str, params: Param
 
 def _nested(column: str, path: tuple[str, ...], operator: str, declared: str, value: Any,
             name: str, params: Params, *, indexed: bool = False) -> str:
+    bound_path = ""
     if indexed:
         # The attribute arrays hold every scalar at this path (no row holds it opaque):
         # present = a scalar is stored, its text = what the JSON branch would compute.
@@ -389,6 +390,13 @@ def _nested(column: str, path: tuple[str, ...], operator: str, declared: str, va
     ):
         bound = params.bind(_number(value, what=name), "Float64")
         cond = f"toFloat64OrNull({text}) {compare} {bound}"
+    elif indexed and compare == "=":
+        # The pair's hash (migration 0014): 8 bytes a pair to compare, not the strings.
+        # A row holds a path once, so the pair is there exactly when the path is present
+        # with this text (up to a 64-bit collision within the project).
+        bound = params.bind(_string(value, what=name), "String")
+        pair = f"has(attr_hashes, xxHash64({bound_path}, {bound}))"
+        return f"NOT {pair}" if negate else pair
     else:
         cond = f"{text} {compare} {params.bind(_string(value, what=name), 'String')}"
     # A missing value never satisfies the positive form, always the negated one.

@@ -6,6 +6,9 @@ the cluster through a :class:`~apiary.store.StoreClient` (async, same names and 
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +21,7 @@ from apiary.store._attributes import events_to_arrow, with_attributes
 from apiary.store._chart_spec import parse_chart_request
 from apiary.store._charts import plan_chart, shape_chart
 from apiary.store._drivers import ClickHouseDriver
+from apiary.store._duplicates import DuplicateRegister, repeated_hashes
 from apiary.store._experiments import (
     plan_run_event_details,
     plan_run_events,
@@ -25,6 +29,7 @@ from apiary.store._experiments import (
     plan_run_session_ids,
     plan_run_sessions,
 )
+from apiary.store._export_reads import read_export_page
 from apiary.store._filters import attribute_path
 from apiary.store._ingest_ledger import (
     check_rows,
@@ -44,8 +49,8 @@ from apiary.store._migrations import apply_migrations
 from apiary.store._queries import (
     DEDUP_METHODS,
     DedupMethod,
+    ExportPlan,
     Statement,
-    build_session_tree,
     plan_count_duplicate_rows,
     plan_count_events,
     plan_count_rows,
@@ -54,17 +59,20 @@ from apiary.store._queries import (
     plan_existing_versions,
     plan_export,
     plan_opaque_paths,
+    shape_export,
+)
+from apiary.store._remote import remote
+from apiary.store._rows import ComputedFields, row_to_event
+from apiary.store._session_queries import (
+    build_session_tree,
     plan_session_events,
     plan_session_list,
     plan_session_rows,
     plan_session_sums,
     session_page_cursor,
     session_sort,
-    shape_export,
     shape_session,
 )
-from apiary.store._remote import remote
-from apiary.store._rows import ComputedFields, row_to_event
 from apiary.store._tracking import FieldTracking, track_fields
 from apiary.store._updates import (
     patches_to_arrow,
@@ -77,6 +85,9 @@ from apiary.store._updates import (
 #: Ids per existing-versions lookup; larger requests are split (keeps each bound
 #: parameter well below ClickHouse's query size limits over HTTP).
 VERSION_LOOKUP_CHUNK = 10_000
+
+
+log = logging.getLogger(__name__)
 
 
 class EventStore:
@@ -94,6 +105,67 @@ class EventStore:
         self.driver = driver
         self.database = database or driver.database
         self.dedup_method: DedupMethod = dedup_method
+        #: Set by :meth:`track_duplicates` in the one process that inserts (the chDB owner).
+        self.duplicates: DuplicateRegister | None = None
+        self._pruned_at: dict[str, float] = {}
+        #: Exports answered without FINAL over the project, and with it.
+        self.export_reads = {"without_final": 0, "final": 0}
+
+    def track_duplicates(self, *, background: bool = True,
+                         register: DuplicateRegister | None = None) -> DuplicateRegister:
+        """Keep the register of keys stored more than once (:mod:`._duplicates`), so that
+        exports read without FINAL over the project. Only for the process that makes
+        every insert into this database (embedded chDB's owner): an insert from elsewhere
+        would go unseen. Call after :meth:`migrate`; the load of the stored keys runs in a
+        thread when ``background`` (reads use FINAL until it ends)."""
+        self.duplicates = register if register is not None else DuplicateRegister()
+        if background:
+            threading.Thread(target=self._load_duplicates, name="apiary-duplicates-load",
+                             daemon=True).start()
+        else:
+            self._load_duplicates()
+        return self.duplicates
+
+    def _load_duplicates(self) -> None:
+        register = self.duplicates
+        assert register is not None
+        try:
+            started = time.perf_counter()
+            hashes = self.driver.query_arrow(
+                f"SELECT key_hash FROM {self._db}.events").column("key_hash").to_numpy()
+            twice = repeated_hashes(hashes)
+            stored_twice: list[tuple[str, int]] = []
+            if len(twice):
+                stored_twice = [(str(r["project_id"]), int(r["key_hash"]))
+                                for r in self.driver.query_rows(
+                    f"SELECT DISTINCT project_id, key_hash FROM {self._db}.events "
+                    "WHERE key_hash IN {twice:Array(UInt64)}",
+                    {"twice": [int(h) for h in twice]})]
+            register.load(hashes, stored_twice)
+            log.info("duplicate register ready", extra={
+                "rows": len(hashes), "seconds": round(time.perf_counter() - started, 2)})
+        except Exception:
+            log.exception("could not load the duplicate register; exports collapse with FINAL")
+            register.fail()
+
+    @remote
+    def read_state(self) -> dict[str, Any]:
+        """How exports are read here: ``duplicates`` is ``"ready"`` (the register is loaded:
+        exports read without FINAL), ``"loading"``, ``"failed"`` or ``"off"`` (not the
+        inserting process, or a ClickHouse server: FINAL), and ``export_reads`` counts the
+        exports answered each way since the store opened."""
+        register = self.duplicates
+        if register is None:
+            state = "off"
+        elif register.ready:
+            state = "ready"
+        else:
+            state = "failed" if register.failed else "loading"
+        return {"duplicates": state, "export_reads": dict(self.export_reads)}
+
+    @property
+    def _db(self) -> str:
+        return f"`{self.database}`"
 
     # --- schema and writes ---------------------------------------------------------
 
@@ -137,8 +209,17 @@ class EventStore:
         stored for events that were not. A table encoded before migration 0011 gets its
         attribute arrays here (:func:`~apiary.store._attributes.with_attributes`).
         """
-        self.driver.insert_arrow(f"{self.database}.events", with_attributes(table),
-                                 dedup_token=dedup_token)
+        if self.duplicates is None:
+            self.driver.insert_arrow(f"{self.database}.events", with_attributes(table),
+                                     dedup_token=dedup_token)
+        else:
+            # Before the insert is sent: a read that could see its rows sees the mark.
+            observed = self.duplicates.observe(table)
+            try:
+                self.driver.insert_arrow(f"{self.database}.events", with_attributes(table),
+                                         dedup_token=dedup_token)
+            finally:
+                self.duplicates.settle(observed)
         if tracking is None:
             tracking = track_fields(table)
         # Without a token the events are never deduplicated (their inserted_at default
@@ -317,15 +398,69 @@ class EventStore:
         """
         plan = plan_export(self.database, project_id, request, method=self.dedup_method,
                            indexed_paths=self._indexed_paths(project_id, request))
-        keys = self._rows(plan.page)
-        if keys:
-            total = int(keys[0]["total"])
-        elif plan.page_number == 1 and not plan.continued:
-            total = 0
-        else:  # past the last page: nothing carried the total
-            total = int(self._rows(plan.total)[0]["n"])
+        found = self._export_without_final(plan)
+        self.export_reads["final" if found is None else "without_final"] += 1
+        if found is not None:
+            keys, total = found
+        else:
+            keys = self._rows(plan.page)
+            if keys:
+                total = int(keys[0]["total"])
+            elif plan.page_number == 1 and not plan.continued:
+                total = 0
+            else:  # past the last page: nothing carried the total
+                total = int(self._rows(plan.total)[0]["n"])
         rows = self._rows(plan.rows_for(keys)) if keys else []
         return shape_export(plan, rows, total, keys)
+
+    def _export_without_final(
+        self, plan: ExportPlan,
+    ) -> tuple[list[dict[str, Any]], int] | None:
+        """The page's keys and the total read without FINAL over the project (apiary.store.
+        _export_reads), or None when the register cannot vouch for it: not kept here, not
+        loaded, too many duplicated keys, a page too deep, or keys of the project marked
+        twice while it read (an insert it may have half seen)."""
+        register, parts = self.duplicates, plan.parts
+        if register is None or parts is None:
+            return None
+        self._maybe_prune(parts.project_id)
+        for _ in range(2):
+            snapshot = register.snapshot(parts.project_id)
+            if snapshot is None:
+                return None
+            page = read_export_page(self.database, parts, snapshot, self._rows,
+                                    default_sort=plan.sort.default)
+            if page is None:
+                return None
+            if register.unchanged(parts.project_id, snapshot.epoch):
+                return page.keys, page.total
+        return None
+
+    #: Prune a project's marked keys when it has more than this many ...
+    PRUNE_ABOVE = 1_000
+    #: ... at most this often (seconds).
+    PRUNE_EVERY_S = 60.0
+
+    def _maybe_prune(self, project_id: str) -> None:
+        """Unmark the keys whose rows merges have collapsed since (one query by primary key
+        over the marked sessions), when the project has many and was not pruned lately."""
+        register = self.duplicates
+        assert register is not None
+        now = time.monotonic()
+        if now - self._pruned_at.get(project_id, -1e9) < self.PRUNE_EVERY_S:
+            return
+        marked = register.marked(project_id)
+        if len(marked) <= self.PRUNE_ABOVE:
+            return
+        self._pruned_at[project_id] = now
+        epoch = register.prune_epoch(project_id)
+        rows = self.driver.query_rows(
+            f"SELECT key_hash FROM {self._db}.events WHERE project_id = {{project:String}} "
+            "AND key_hash IN {marked:Array(UInt64)} GROUP BY key_hash HAVING count() > 1",
+            {"project": project_id, "marked": list(marked)})
+        unmarked = register.prune(project_id, epoch, {int(r["key_hash"]) for r in rows})
+        log.info("duplicate register pruned", extra={
+            "project_id": project_id, "unmarked": unmarked, "marked": len(marked) - unmarked})
 
     def _indexed_paths(self, project_id: str, request: Any) -> frozenset[str] | None:
         """The nested filter paths of ``request`` that the attribute arrays answer exactly
@@ -374,7 +509,7 @@ class EventStore:
         from the rollups; cost and token sums are exact (over the newest version of each
         event). ``next_cursor`` (None after a short page) continues after this page when
         passed back as ``cursor`` (instead of ``page``). ``sort_by``/``sort_order``: another
-        order (:func:`~apiary.store._queries.plan_session_list`)."""
+        order (:func:`~apiary.store._session_queries.plan_session_list`)."""
         page_stmt, total_stmt = plan_session_list(self.database, project_id, limit=limit,
                                                   page=page, date_range=date_range,
                                                   cursor=cursor, sort_by=sort_by,

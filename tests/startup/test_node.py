@@ -298,6 +298,8 @@ def test_status_command_reports_the_running_node(node: ApiaryNode, data_dir: Pat
     readiness = status["readiness"]
     assert readiness["ready"] is True, readiness
     assert readiness["checks"]["writers"]["detail"]["running"] == ["apiary-writer-0"]
+    # The chDB owner keeps the register of keys stored twice: exports read without FINAL.
+    assert readiness["checks"]["store"]["detail"]["duplicates"] == "ready"
     # The bootstrap project's ingest accounting (connection.json's key), through the
     # writer actors' ledger and the chDB owner: an event sent now shows as stored.
     connection = node.connection
@@ -317,6 +319,12 @@ def test_status_command_reports_the_running_node(node: ApiaryNode, data_dir: Pat
         assert time.monotonic() < deadline + 60, project
         time.sleep(0.3)
     assert project["project_id"] == status["project_id"]
+    assert _export(connection, {"limit": 5})["totalEvents"] >= 1
+    result = subprocess.run(
+        [sys.executable, "-m", "apiary.cli", "status", "--json"], capture_output=True,
+        text=True, env={**os.environ, "APIARY_DATA_DIR": str(data_dir)}, timeout=60)
+    reads = json.loads(result.stdout)["readiness"]["checks"]["store"]["detail"]
+    assert reads["export_reads"]["without_final"] >= 1
     assert project["accepted"]["rows"] >= first["accepted"]["rows"] >= 1
     for unit in ("messages", "rows"):
         assert project["accepted"][unit] == sum(

@@ -45,13 +45,26 @@ READS = reads()
 GOLDEN_ANSWERS: list[dict[str, Any]] = orjson.loads(GOLDEN.read_bytes())["answers"]
 
 
-@pytest.fixture(scope="module")
-def corpus_store(driver: EmbeddedClickHouse) -> Iterator[EventStore]:
-    """The corpus loaded into a database of its own (dropped afterwards)."""
+@pytest.fixture(scope="module", params=["final", "register-observed", "register-loaded"])
+def corpus_store(driver: EmbeddedClickHouse,
+                 request: pytest.FixtureRequest) -> Iterator[EventStore]:
+    """The corpus loaded into a database of its own (dropped afterwards), read three ways:
+    with FINAL; without it, the duplicate register having seen every insert; and without
+    it, the register loaded from the table after the inserts (as when the owner restarts)."""
     database = f"t_diff_{uuid.uuid4().hex[:8]}"
     apply_migrations(driver, database)
     store = EventStore(driver, database=database)
+    if request.param == "register-observed":
+        store.track_duplicates(background=False)
     load(store)
+    if request.param == "register-loaded":
+        store.track_duplicates(background=False)
+    if request.param != "final":
+        assert store.duplicates is not None
+        assert store.duplicates.ready
+        # The corpus stores some events more than once: the FINAL-free path is exercised
+        # with keys to correct, not only on a project without any.
+        assert store.duplicates.marked(PROJECT)
     yield store
     driver.command(f"DROP DATABASE IF EXISTS `{database}`")
 
@@ -107,3 +120,17 @@ def test_every_event_shows_once_at_its_newest_version(corpus_store: EventStore) 
         assert "leak" not in event["metadata"]
         assert event["metadata"] == LATEST[event_id]["metadata"]
         assert event["outputs"] == LATEST[event_id]["outputs"]
+
+
+def test_register_reads_answer_exports_without_final(corpus_store: EventStore,
+                                                     request: pytest.FixtureRequest) -> None:
+    """Runs last on each store: the golden exports above were answered by the path the
+    store's mode names (a fallback to FINAL everywhere would pass them vacuously)."""
+    reads = corpus_store.export_reads
+    if corpus_store.duplicates is None:
+        assert reads["without_final"] == 0
+        assert reads["final"] > 100
+    else:
+        # Only the rejected requests and pages too deep for the scan use FINAL.
+        assert reads["without_final"] > 100
+        assert reads["final"] < reads["without_final"] // 10

@@ -84,9 +84,11 @@ async def readiness(settings: ApiarySettings, js: Any, store: Any) -> Readiness:
     async def store_check() -> Check:
         try:
             await _bounded(store.query_rows("SELECT 1 AS ok", None), timeout, "the event store")
+            # How exports are read (without FINAL once the owner's register is loaded).
+            reads = await _bounded(store.read_state(), timeout, "the event store")
         except Exception as exc:
             return Check(ok=False, error=_why(exc))
-        return Check(ok=True)
+        return Check(ok=True, detail=reads)
 
     async def writers_check() -> Check:
         try:
