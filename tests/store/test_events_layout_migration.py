@@ -5,11 +5,11 @@ interrupted run of either completes when applied again."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _migrated import store_before
 from factory import session_events, tenant
 from test_attribute_filters import corpus
 
@@ -28,31 +28,9 @@ LAYOUT = "0011"
 @pytest.fixture
 def old_store(driver: EmbeddedClickHouse) -> Iterator[EventStore]:
     """A database migrated up to the migration before 0011, as apply_migrations would."""
-    database = f"t_{uuid.uuid4().hex[:10]}"
-    apply_migrations(driver, database)  # creates the ledger; then roll the layout back
-    driver.command(f"DROP DATABASE `{database}`")
-    driver.command(f"CREATE DATABASE `{database}`")
-    for migration in load_migrations(database):
-        if migration.version >= LAYOUT:
-            break
-        for statement in migration.statements:
-            driver.command(statement)
-    apply_ledger(driver, database, before=LAYOUT)
-    yield EventStore(driver, database=database)
-    driver.command(f"DROP DATABASE IF EXISTS `{database}`")
-
-
-def apply_ledger(driver: EmbeddedClickHouse, database: str, before: str) -> None:
-    driver.command(
-        f"CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations (version String, "
-        "name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version")
-    for m in load_migrations(database):
-        if m.version < before:
-            driver.command(
-                f"INSERT INTO `{database}`.schema_migrations (version, name, checksum) "
-                "VALUES ({v:String}, {n:String}, {c:String})",
-                {"v": m.version, "n": m.name, "c": m.checksum})
+    store = store_before(driver, LAYOUT)
+    yield store
+    driver.command(f"DROP DATABASE IF EXISTS `{store.database}`")
 
 
 def _insert_old(store: EventStore, version: int, events: list[Any],

@@ -4,20 +4,18 @@ the upgrade (tests/store/test_duplicates.py covers rows inserted after it)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import xxhash
+from _migrated import store_before
 from factory import many_events, tenant
-from test_events_layout_migration import apply_ledger
 
 from apiary.store import (
     EmbeddedClickHouse,
     EventStore,
     apply_migrations,
     events_to_arrow,
-    load_migrations,
 )
 from apiary.store._attributes import with_attributes
 from apiary.store._duplicates import key_hashes
@@ -26,31 +24,24 @@ HASHES = "0014"
 
 
 @pytest.fixture
-def store_before(driver: EmbeddedClickHouse) -> Iterator[EventStore]:
+def old_store(driver: EmbeddedClickHouse) -> Iterator[EventStore]:
     """A database migrated up to the migration before 0014."""
-    database = f"t_{uuid.uuid4().hex[:10]}"
-    driver.command(f"CREATE DATABASE `{database}`")
-    for migration in load_migrations(database):
-        if migration.version >= HASHES:
-            break
-        for statement in migration.statements:
-            driver.command(statement)
-    apply_ledger(driver, database, before=HASHES)
-    yield EventStore(driver, database=database)
-    driver.command(f"DROP DATABASE IF EXISTS `{database}`")
+    store = store_before(driver, HASHES)
+    yield store
+    driver.command(f"DROP DATABASE IF EXISTS `{store.database}`")
 
 
 def test_rows_stored_before_the_migration_get_the_hashes_of_their_keys_and_pairs(
-        store_before: EventStore, driver: EmbeddedClickHouse, project: str) -> None:
-    db = f"`{store_before.database}`"
+        old_store: EventStore, driver: EmbeddedClickHouse, project: str) -> None:
+    db = f"`{old_store.database}`"
     events = many_events(60, seed=21)
-    driver.insert_arrow(f"{store_before.database}.events",
+    driver.insert_arrow(f"{old_store.database}.events",
                         with_attributes(events_to_arrow(tenant(project), 1, events)))
     columns = {r["name"] for r in driver.query_rows(f"DESCRIBE TABLE {db}.events")}
     assert "key_hash" not in columns
     assert "attr_hashes" not in columns
 
-    assert apply_migrations(driver, store_before.database) == ["0014_read_hashes"]
+    assert apply_migrations(driver, old_store.database) == ["0014_read_hashes"]
     rows = driver.query_rows(
         f"SELECT project_id, session_id, event_id, key_hash, attr_keys, attr_values, "
         f"attr_hashes FROM {db}.events ORDER BY event_id")
@@ -74,7 +65,7 @@ def test_rows_stored_before_the_migration_get_the_hashes_of_their_keys_and_pairs
         f"{rows[0]['attr_keys'][0]}{rows[0]['attr_values'][0]}".encode())
     # An equality filter on a nested path answers from the hashes as before the upgrade.
     user = events[0]["metadata"]["user_id"]
-    got = store_before.export(project, {"filters": [
+    got = old_store.export(project, {"filters": [
         {"field": "metadata.user_id", "operator": "is", "value": user, "type": "string"}],
         "limit": 1000, "projections": ["event_id"]})
     assert {e["event_id"] for e in got["events"]} == {

@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pytest
+from _migrated import store_before
 from factory import BASE_MS, tenant
-from test_events_layout_migration import apply_ledger
 
 from apiary.event import Event, new_event
 from apiary.store import (
@@ -143,18 +143,11 @@ def inserts(seed: int = 17) -> list[tuple[pa.Table, str | None]]:
 
 
 def _database(driver: EmbeddedClickHouse, before: str | None) -> EventStore:
-    database = f"t_{uuid.uuid4().hex[:10]}"
     if before is None:
+        database = f"t_{uuid.uuid4().hex[:10]}"
         apply_migrations(driver, database)
         return EventStore(driver, database=database)
-    driver.command(f"CREATE DATABASE `{database}`")
-    for migration in load_migrations(database):
-        if migration.version >= before:
-            break
-        for statement in migration.statements:
-            driver.command(statement)
-    apply_ledger(driver, database, before=before)
-    return EventStore(driver, database=database)
+    return store_before(driver, before)
 
 
 def insert_through_views(store: EventStore, table: pa.Table, token: str | None) -> None:
