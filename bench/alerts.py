@@ -2,6 +2,7 @@
 notification takes from its publish to a webhook receiver.
 
 Usage: bench/alerts [--events 1000000] [--repeat 20] [--notifications 200] [--dir PATH]
+                    [--final]
 
 Everything runs for real on this machine: embedded chDB (in this process, as the chDB owner
 actor holds it), an embedded nats-server, the alert evaluator
@@ -301,6 +302,9 @@ async def _run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
                               alert_interval_s=60)
     try:
         store.migrate()
+        if not args.final:
+            # As the chDB owner does: charts (the rules' measurements) read without FINAL.
+            store.track_duplicates(background=False)
         nc = await connect(nats_url, name="bench-alerts")
         await ensure_topology(nc.jetstream(), settings)
         await nc.close()
@@ -319,7 +323,8 @@ async def _run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
         rules = await evaluation_cost(store, nats_url, settings, args.repeat)
         _say(f"delivery latency ({args.notifications} notifications, one at a time)")
         delivery = await delivery_latency(nats_url, settings, args.notifications)
-        return {"events": events, "rules": rules, "delivery": delivery}
+        return {"events": events, "rules": rules, "delivery": delivery,
+                "chart_reads": dict(store.chart_reads)}
     finally:
         store.close()
         nats.stop()
@@ -335,6 +340,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="working directory to keep (default: a temporary one); events "
                         "already loaded there are reused")
+    parser.add_argument("--final", action="store_true",
+                        help="collapse versions with FINAL, as before the duplicate register "
+                        "(default: keep it, as the chDB owner does)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
@@ -345,6 +353,8 @@ def main() -> None:
     print("| rule | p50 | p95 |\n|---|---|---|")
     for row in report["rules"]:
         print(f"| {row['rule']} | {row['p50_ms']:,.1f} ms | {row['p95_ms']:,.1f} ms |")
+    reads = report["chart_reads"]
+    print(f"charts read without FINAL: {reads['without_final']}, with FINAL: {reads['final']}")
     d = report["delivery"]
     print(f"\ndelivery latency, publish → webhook receiver ({d['count']} notifications): "
           f"p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms, mean {d['mean_ms']:.1f} ms")

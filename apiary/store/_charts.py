@@ -13,7 +13,8 @@ parameters:
   first start.
 - ``events FINAL`` (newest version of each event) for everything else: exact. Conditions
   on event and session ids apply before versions are collapsed, every other one after
-  (as in exports), so an old version never counts.
+  (as in exports), so an old version never counts. On the embedded store, whose register
+  knows the keys stored twice, the same without FINAL (``marked``).
 
 Per (bucket, group) the statement returns the aggregate and the number of values behind
 it; groups are ranked by their number of events over the whole range and only the first
@@ -25,12 +26,18 @@ data hold 0 for counts and sums, ``null`` for other aggregates.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from apiary.store._chart_spec import ChartSpec, bucket_starts
-from apiary.store._filters import CompiledFilter, Params, compile_filter, split_field
+from apiary.store._filters import (
+    CompiledFilter,
+    Params,
+    attribute_path,
+    compile_filter,
+    split_field,
+)
 from apiary.store._queries import (
     DedupMethod,
     Statement,
@@ -134,14 +141,20 @@ def _ranked(grouped: str, params: Params, spec: ChartSpec) -> str:
 
 
 def _events_inner(database: str, project_id: str, spec: ChartSpec, params: Params,
-                  method: DedupMethod) -> str:
-    compiled: list[CompiledFilter] = [compile_filter(f, params) for f in spec.filters]
+                  method: DedupMethod, marked: Sequence[int] | None,
+                  indexed_paths: Container[str] | None) -> str:
+    compiled: list[CompiledFilter] = [compile_filter(f, params, indexed_paths)
+                                      for f in spec.filters]
     columns = {"start_time", "session_id", *spec.metric.columns}
     columns |= {split_field(f.get("field"))[0] for f in spec.filters}
+    if indexed_paths is not None and any(attribute_path(f) in indexed_paths
+                                         for f in spec.filters):
+        columns |= {"attr_keys", "attr_values", "attr_hashes"}
     if spec.group_by is not None:
         columns.add(spec.group_by.split(".")[0])
     source = deduplicated_events(database, params, project_id,
-                                 [c.sql for c in compiled if c.key_only], columns, method)
+                                 [c.sql for c in compiled if c.key_only], columns, method,
+                                 marked=marked)
     late = [c.sql for c in compiled if not c.key_only] + _range_sql(spec, "start_time",
                                                                      params)
     where = "".join(f" AND {cond}" for cond in late)
@@ -188,8 +201,12 @@ def _uses_name_rollup(spec: ChartSpec) -> bool:
 
 
 def plan_chart(database: str, project_id: str, spec: ChartSpec, *,
-               method: DedupMethod = "final") -> ChartPlan:
-    """The statement answering ``spec`` for one project (module docstring)."""
+               method: DedupMethod = "final", marked: Sequence[int] | None = None,
+               indexed_paths: Container[str] | None = None) -> ChartPlan:
+    """The statement answering ``spec`` for one project (module docstring); ``marked``:
+    read ``events`` without FINAL (:func:`~apiary.store._queries.deduplicated_events`);
+    ``indexed_paths``: nested filter paths the attribute arrays answer exactly
+    (:func:`~apiary.store._queries.plan_opaque_paths`), as in exports."""
     project_id = _require_project(project_id)
     params = Params()
     if _uses_name_rollup(spec):
@@ -208,7 +225,8 @@ def plan_chart(database: str, project_id: str, spec: ChartSpec, *,
                  else f"toFloat64({spec.aggregate_sql}(v))")
         count = "count()" if spec.metric.kind == "session_count" else "count(v)"
     else:
-        inner, source = _events_inner(database, project_id, spec, params, method), "events"
+        inner, source = _events_inner(database, project_id, spec, params, method,
+                                       marked, indexed_paths), "events"
         value, count = _aggregates(spec)
     grouped = (f"SELECT bucket, grp, {value} AS value, {count} AS n, "
                "sum(count()) OVER (PARTITION BY grp) AS weight "

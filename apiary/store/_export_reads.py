@@ -40,6 +40,10 @@ from apiary.store._queries import ExportParts, Statement
 MAX_SCAN_ROWS = 100_000
 
 Rows = Callable[[Statement], list[dict[str, Any]]]
+#: What the page reads of a marked key's newest version: its key and every sort value's
+#: column (:data:`~apiary.store._queries.EXPORT_SORTS`), not the wide JSON columns.
+_SORTABLE = ("session_id, event_id, start_time, duration, cost, total_tokens, version, "
+             "key_hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ def read_export_page(database: str, parts: ExportParts, duplicates: DuplicateSna
     if chosen:
         picked = params.bind(chosen, "Array(UInt64)")
         branches.append(
-            f"SELECT {columns} FROM (SELECT * FROM {db}.events WHERE {keyed} "
+            f"SELECT {columns} FROM (SELECT {_SORTABLE} FROM {db}.events WHERE {keyed} "
             f"AND key_hash IN {picked} ORDER BY version DESC LIMIT 1 BY key_hash)")
     direction = "DESC" if parts.descending else "ASC"
     by = "start_us" if default_sort else "sort_key"

@@ -292,14 +292,30 @@ def _paging(request_page: Any, cursor: Any) -> int:
 
 def deduplicated_events(database: str, params: Params, project_id: str,
                         key_conditions: Sequence[str], columns: Iterable[str],
-                        method: DedupMethod) -> str:
+                        method: DedupMethod, *, marked: Sequence[int] | None = None) -> str:
     """A FROM-clause source giving the newest version of each event of one project.
 
     ``key_conditions`` (on version-invariant columns only) are applied before versions
     are collapsed; ``columns`` are the columns the caller reads from the source.
+    ``marked``: the ``key_hash`` of every key of the project that may be stored more than
+    once (the embedded store's register, :mod:`apiary.store._duplicates`): then no
+    ``FINAL``, as every other key has one row; the marked keys' newest versions are taken
+    by ``LIMIT 1 BY`` over their rows alone.
     """
     where = " AND ".join([f"project_id = {params.bind(project_id, 'String')}",
                           *key_conditions])
+    if marked is not None:
+        if not marked:
+            return f"{_db(database)}.events PREWHERE {where} WHERE 1"
+        wanted = set(columns) | {"project_id", "session_id", "event_id"}
+        picked = ", ".join(sorted(wanted))
+        inner = ", ".join(sorted(wanted | {"key_hash", "version"}))
+        hashes = params.bind(list(marked), "Array(UInt64)")
+        return (f"(SELECT {picked} FROM {_db(database)}.events WHERE {where} "
+                f"AND NOT (key_hash IN {hashes}) UNION ALL SELECT {picked} FROM "
+                f"(SELECT {inner} FROM {_db(database)}.events "
+                f"WHERE {where} AND key_hash IN {hashes} "
+                f"ORDER BY version DESC LIMIT 1 BY key_hash)) WHERE 1")
     if method == "final":
         # PREWHERE: the key conditions drop rows before versions are merged (exact, as every
         # version of an event has the same key), so FINAL reads the wide JSON columns only

@@ -10,8 +10,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -21,7 +21,7 @@ from apiary.store._attributes import events_to_arrow, with_attributes
 from apiary.store._chart_spec import parse_chart_request
 from apiary.store._charts import plan_chart, shape_chart
 from apiary.store._drivers import ClickHouseDriver
-from apiary.store._duplicates import DuplicateRegister, repeated_hashes
+from apiary.store._duplicates import DuplicateRegister, DuplicateSnapshot, repeated_hashes
 from apiary.store._experiments import (
     plan_run_event_details,
     plan_run_events,
@@ -88,6 +88,7 @@ VERSION_LOOKUP_CHUNK = 10_000
 
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class EventStore:
@@ -108,8 +109,9 @@ class EventStore:
         #: Set by :meth:`track_duplicates` in the one process that inserts (the chDB owner).
         self.duplicates: DuplicateRegister | None = None
         self._pruned_at: dict[str, float] = {}
-        #: Exports answered without FINAL over the project, and with it.
+        #: Exports and charts answered without FINAL over the project, and with it.
         self.export_reads = {"without_final": 0, "final": 0}
+        self.chart_reads = {"without_final": 0, "final": 0}
 
     def track_duplicates(self, *, background: bool = True,
                          register: DuplicateRegister | None = None) -> DuplicateRegister:
@@ -151,9 +153,9 @@ class EventStore:
     @remote
     def read_state(self) -> dict[str, Any]:
         """How exports are read here: ``duplicates`` is ``"ready"`` (the register is loaded:
-        exports read without FINAL), ``"loading"``, ``"failed"`` or ``"off"`` (not the
-        inserting process, or a ClickHouse server: FINAL), and ``export_reads`` counts the
-        exports answered each way since the store opened."""
+        exports and charts read without FINAL), ``"loading"``, ``"failed"`` or ``"off"``
+        (not the inserting process, or a ClickHouse server: FINAL); ``export_reads`` and
+        ``chart_reads`` count the reads answered each way since the store opened."""
         register = self.duplicates
         if register is None:
             state = "off"
@@ -161,7 +163,8 @@ class EventStore:
             state = "ready"
         else:
             state = "failed" if register.failed else "loading"
-        return {"duplicates": state, "export_reads": dict(self.export_reads)}
+        return {"duplicates": state, "export_reads": dict(self.export_reads),
+                "chart_reads": dict(self.chart_reads)}
 
     @property
     def _db(self) -> str:
@@ -417,23 +420,39 @@ class EventStore:
         self, plan: ExportPlan,
     ) -> tuple[list[dict[str, Any]], int] | None:
         """The page's keys and the total read without FINAL over the project (apiary.store.
-        _export_reads), or None when the register cannot vouch for it: not kept here, not
-        loaded, too many duplicated keys, a page too deep, or keys of the project marked
-        twice while it read (an insert it may have half seen)."""
-        register, parts = self.duplicates, plan.parts
-        if register is None or parts is None:
+        _export_reads), or None when the register cannot vouch for it (:meth:`_vouched`)
+        or the page is too deep for the scan."""
+        parts = plan.parts
+        if parts is None:
             return None
-        self._maybe_prune(parts.project_id)
-        for _ in range(2):
-            snapshot = register.snapshot(parts.project_id)
-            if snapshot is None:
-                return None
+
+        def read(snapshot: DuplicateSnapshot) -> tuple[list[dict[str, Any]], int] | None:
+            assert parts is not None
             page = read_export_page(self.database, parts, snapshot, self._rows,
                                     default_sort=plan.sort.default)
-            if page is None:
+            return None if page is None else (page.keys, page.total)
+
+        return self._vouched(parts.project_id, read)
+
+    def _vouched(self, project_id: str, read: Callable[[DuplicateSnapshot], _T | None],
+                 ) -> _T | None:
+        """``read`` run on a snapshot of the project's keys stored twice, kept only if no
+        key of the project was marked while it ran (an insert it may have half seen): run
+        again once, then None. None too when the register is not kept here, not loaded,
+        or holds too many of the project's keys: the caller reads with FINAL."""
+        register = self.duplicates
+        if register is None:
+            return None
+        self._maybe_prune(project_id)
+        for _ in range(2):
+            snapshot = register.snapshot(project_id)
+            if snapshot is None:
                 return None
-            if register.unchanged(parts.project_id, snapshot.epoch):
-                return page.keys, page.total
+            answer = read(snapshot)
+            if answer is None:
+                return None
+            if register.unchanged(project_id, snapshot.epoch):
+                return answer
         return None
 
     #: Prune a project's marked keys when it has more than this many ...
@@ -607,9 +626,20 @@ class EventStore:
         :mod:`apiary.store._chart_spec` for the request and :func:`~apiary.store._charts.
         shape_chart` for the answer; bad requests are :class:`~apiary.errors.InvalidRequest`.
         ``now_ms`` anchors relative date ranges (default: now)."""
-        plan = plan_chart(self.database, project_id,
-                          parse_chart_request(request, now_ms=now_ms),
-                          method=self.dedup_method)
+        spec = parse_chart_request(request, now_ms=now_ms)
+        indexed = self._indexed_paths(project_id, {"filters": list(spec.filters)})
+
+        def read(snapshot: DuplicateSnapshot) -> dict[str, Any]:
+            plan = plan_chart(self.database, project_id, spec, marked=snapshot.hashes,
+                              indexed_paths=indexed)
+            return shape_chart(plan, self._rows(plan.statement))
+
+        answer = self._vouched(project_id, read) if isinstance(project_id, str) else None
+        self.chart_reads["final" if answer is None else "without_final"] += 1
+        if answer is not None:
+            return answer
+        plan = plan_chart(self.database, project_id, spec, method=self.dedup_method,
+                          indexed_paths=indexed)
         return shape_chart(plan, self._rows(plan.statement))
 
     @remote

@@ -8,6 +8,7 @@ import math
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from factory import tenant
 
 from apiary.errors import InvalidRequest
 from apiary.event import Event, new_event
-from apiary.store import EventStore
+from apiary.store import EmbeddedClickHouse, EventStore
 from apiary.store._chart_spec import MAX_BUCKETS, parse_chart_request
 
 T0 = 1_709_251_200_000  # 2024-03-01T00:00:00Z
@@ -70,6 +71,20 @@ def _dataset(seed: int = 11) -> list[Event]:
                     duration=duration, metadata={"user_id": user},
                     error="timeout" if rng.random() < 0.3 else None))
     return events
+
+
+@pytest.fixture(params=["final", "register"])
+def store(request: pytest.FixtureRequest, driver: EmbeddedClickHouse) -> Iterator[EventStore]:
+    """The session's database read two ways: collapsing versions with FINAL, and without
+    it through the register of keys stored twice (which sees every insert of the test)."""
+    store = EventStore(driver)
+    store.migrate()
+    if request.param == "register":
+        store.track_duplicates(background=False)
+    yield store
+    if request.param == "register":
+        # Every chart of the test was answered without FINAL.
+        assert store.chart_reads["final"] == 0
 
 
 @pytest.fixture

@@ -269,3 +269,19 @@ def test_exports_while_versions_are_inserted_never_show_an_event_twice(
     assert reads > 5
     assert tracked.duplicates is not None
     assert len(tracked.duplicates.marked(project)) > 5
+
+
+def test_the_page_reads_every_column_a_sort_needs_of_a_marked_key() -> None:
+    """A sort added to EXPORT_SORTS must be readable from a marked key's newest version
+    (the page reads a few named columns of it, not the wide ones)."""
+    import re
+
+    from apiary.store._export_reads import _SORTABLE
+    from apiary.store._queries import EXPORT_SORTS
+
+    readable = {c.strip() for c in _SORTABLE.split(",")}
+    for expression in EXPORT_SORTS.values():
+        # Identifiers not followed by "(": the columns (functions are called).
+        names = set(re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()", expression))
+        assert names, expression
+        assert names <= readable, expression
