@@ -158,7 +158,7 @@ class DuplicateRegister:
         with self._lock:
             again = _repeated(hashes) | self._seen.contains(hashes)
             self._seen.add(hashes)
-            if not self._ready.is_set():
+            if not self._ready.is_set() and not self._failed:
                 self._pending.append((hashes, projects))
             marked = self._mark([(projects[i], int(hashes[i])) for i in np.flatnonzero(again)])
             if marked:

@@ -119,14 +119,15 @@ def _newest_versions(rows: list[Any]) -> list[tuple[Any, ...]] | None:
     """Per key hash, its row of the largest version; None when two rows share it and
     disagree (matching, cursor or sort value)."""
     newest: dict[int, tuple[Any, ...]] = {}
-    for row in rows:
-        row = tuple(row)
+    disagree: set[int] = set()  # keys whose rows at the largest version seen differ
+    for row in map(tuple, rows):
         seen = newest.get(row[0])
         if seen is None or row[1] > seen[1]:
             newest[row[0]] = row
+            disagree.discard(row[0])
         elif row[1] == seen[1] and row[2:] != seen[2:]:
-            return None
-    return list(newest.values())
+            disagree.add(row[0])
+    return None if disagree else list(newest.values())
 
 
 def _bound(params: Params, parts: ExportParts, value: Any) -> str:

@@ -285,3 +285,26 @@ def test_the_page_reads_every_column_a_sort_needs_of_a_marked_key() -> None:
         names = set(re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()", expression))
         assert names, expression
         assert names <= readable, expression
+
+
+def test_rows_tied_on_a_superseded_version_do_not_stop_the_read() -> None:
+    """Two rows of a key may share a version and disagree (never written by Apiary); only
+    when that version is the key's newest must the read fall back to FINAL."""
+    from apiary.store._export_reads import _newest_versions
+
+    older_tie = [(7, 1, 1, 1, 10), (7, 1, 0, 1, 12), (7, 2, 1, 1, 11)]
+    assert _newest_versions(older_tie) == [(7, 2, 1, 1, 11)]
+    assert _newest_versions(list(reversed(older_tie))) == [(7, 2, 1, 1, 11)]
+    assert _newest_versions([(7, 2, 1, 1, 11), (7, 2, 0, 1, 11)]) is None
+    assert _newest_versions([(7, 2, 1, 1, 11), (7, 2, 1, 1, 11)]) == [(7, 2, 1, 1, 11)]
+
+
+def test_a_failed_load_keeps_reads_on_final_and_holds_no_inserts() -> None:
+    register = DuplicateRegister()
+    register.fail()
+    table = pa.table({"project_id": ["p"], "session_id": ["s"], "event_id": ["e"]})
+    for _ in range(3):
+        register.settle(register.observe(table))
+    assert register.snapshot("p") is None
+    assert not register.ready
+    assert register._pending == []
