@@ -101,7 +101,10 @@ class DataPlaneSettings(CommonSettings):
     events_stream_max_bytes: int = Field(
         default=8 * 1024 * MiB, ge=MiB,
         description="Bytes the events stream may hold unwritten; when full, publishes are refused "
-        "and ingestion answers 503.",
+        "and ingestion answers 503. JetStream reserves it, a quarter more for the evaluation "
+        "stream and up to 256 MiB each for notifications and alert activity, out of 75% of "
+        "the disk free when nats-server starts: start-up fails, naming this setting, when "
+        "they do not fit.",
     )
     duplicate_window_s: float = Field(
         default=600.0, gt=0,
