@@ -88,9 +88,18 @@ class Heartbeat:
         return True
 
     async def run(self) -> None:
-        """Beat until cancelled."""
+        """Beat until cancelled.
+
+        A cancellation that lands while a beat waits on NATS can be swallowed below it
+        (Python 3.11's ``asyncio.wait_for``, which nats-py's requests use, drops a cancel
+        that races the reply): the task is still marked as cancelling, so the loop checks
+        that after each beat and ends. Without it the loop slept on, and a writer that
+        stopped waited for it forever (two CI runs stalled in fixture teardowns)."""
+        task = asyncio.current_task()
         while True:
             await self.beat()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self._period)
 
     async def clear(self) -> None:
