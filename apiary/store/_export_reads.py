@@ -27,14 +27,13 @@ deeper than :data:`MAX_SCAN_ROWS` too.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from apiary.store._duplicates import DuplicateSnapshot
 from apiary.store._filters import Params
-from apiary.store._queries import ExportParts, Statement
+from apiary.store._queries import ExportParts, Statement, float_bits
 
 #: The largest ``offset + limit`` the scan keeps in memory; a deeper page uses FINAL.
 MAX_SCAN_ROWS = 100_000
@@ -134,17 +133,13 @@ def _bound(params: Params, parts: ExportParts, value: Any) -> str:
     if parts.integer_value:
         return params.bind(int(value), "Int64")
     # A float crosses as its IEEE bits: decimal text need not parse back to the value.
-    return f"reinterpretAsFloat64({params.bind(_bits(float(value)), 'UInt64')})"
+    return f"reinterpretAsFloat64({params.bind(float_bits(value), 'UInt64')})"
 
 
 def _signed(parts: ExportParts) -> str:
     value = (f"toInt64({parts.value})" if parts.integer_value
              else f"toFloat64({parts.value})")
     return f"-({value})" if parts.descending else value
-
-
-def _bits(value: float) -> int:
-    return int.from_bytes(struct.pack("<d", value), "little")
 
 
 def _statement(sql: str, values: dict[str, Any]) -> Statement:

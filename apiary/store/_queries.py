@@ -280,6 +280,12 @@ def _cursor_key(sort: Sort) -> str:
 def _cursor_param(sort: Sort, value: float | int) -> int:
     if sort.by in _INTEGER_SORTS:
         return int(value)
+    return float_bits(value)
+
+
+def float_bits(value: float) -> int:
+    """``value``'s IEEE bits as an unsigned integer, for ``reinterpretAsFloat64`` in SQL: a
+    float bound as decimal text need not parse back to the same value in ClickHouse."""
     return int.from_bytes(struct.pack("<d", float(value)), "little")
 
 
