@@ -13,8 +13,11 @@ consumer with explicit acks and a bounded number of deliveries.
 JetStream *reserves* each stream's byte limit against its store, which is at most 75% of the
 free disk when the server starts: ``events`` takes ``events_stream_max_bytes``, ``evaluation``
 a quarter of it, and the two small streams of alerts and notifications (a message is a few
-hundred bytes) an eighth of that, between 16 and 256 MiB each. A store too small for the
-reservation fails start-up with :class:`~apiary.errors.ConfigurationError` naming the setting.
+hundred bytes) an eighth of that, between 16 and 256 MiB each. Left unset,
+``events_stream_max_bytes`` is a ceiling: on a store too small for it (a laptop or CI machine
+with little free disk) the events stream is sized down, a fifth at a time, to the most the
+store takes, and the change says so. Set explicitly, or when not even 64 MiB fits, a store too
+small fails start-up with :class:`~apiary.errors.ConfigurationError` naming the setting.
 
 Subjects on ``events``: ``events.<kind>.<project_id>``, where ``kind`` names the producer
 (``spans`` for OTLP ingestion).
@@ -22,6 +25,7 @@ Subjects on ``events``: ``events.<kind>.<project_id>``, where ``kind`` names the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -39,6 +43,8 @@ from nats.js.errors import NotFoundError, ServerError
 from apiary.errors import ConfigurationError
 from apiary.settings import ApiarySettings
 
+_log = logging.getLogger(__name__)
+
 EVENTS_STREAM = "events"
 EVALUATION_STREAM = "evaluation"
 NOTIFICATIONS_STREAM = "notifications"
@@ -54,6 +60,8 @@ ALERT_ACTIVITY_ACK_WAIT_S = 30.0
 _MiB = 1024 * 1024
 #: JetStream's "insufficient storage resources available": a reservation over the store.
 _INSUFFICIENT_STORAGE = 10047
+#: The smallest events stream an unset ``events_stream_max_bytes`` is sized down to.
+_AUTO_FLOOR_BYTES = 64 * _MiB
 
 
 def events_subject(kind: str, project_id: str) -> str:
@@ -71,11 +79,14 @@ class StreamSpec:
     max_deliver: int | None = None
 
 
-def stream_specs(settings: ApiarySettings) -> list[StreamSpec]:
-    evaluation_bytes = max(settings.events_stream_max_bytes // 4, 64 * _MiB)
+def stream_specs(settings: ApiarySettings, events_bytes: int | None = None) -> list[StreamSpec]:
+    """The streams for an events stream of ``events_bytes`` (default: the setting)."""
+    if events_bytes is None:
+        events_bytes = settings.events_stream_max_bytes
+    evaluation_bytes = max(events_bytes // 4, 64 * _MiB)
     small_bytes = min(max(evaluation_bytes // 8, 16 * _MiB), 256 * _MiB)
     return [
-        StreamSpec(EVENTS_STREAM, WRITERS_CONSUMER, settings.events_stream_max_bytes),
+        StreamSpec(EVENTS_STREAM, WRITERS_CONSUMER, events_bytes),
         StreamSpec(EVALUATION_STREAM, EVALUATORS_CONSUMER, evaluation_bytes),
         StreamSpec(NOTIFICATIONS_STREAM, NOTIFIERS_CONSUMER, small_bytes),
         StreamSpec(ALERT_ACTIVITY_STREAM, ALERT_ACTIVITY_CONSUMER, small_bytes,
@@ -122,11 +133,45 @@ async def ensure_topology(js: JetStreamContext, settings: ApiarySettings) -> lis
     nothing and loses no message. A changed limit (e.g. ``max_bytes``) updates the stream
     in place.
 
-    Raises :class:`~apiary.errors.ConfigurationError` when the server's store cannot reserve
-    the streams' byte limits (too little free disk for ``events_stream_max_bytes``).
+    When ``events_stream_max_bytes`` was not set and the server's store cannot reserve it,
+    the streams are sized down to the most the store takes (the first change returned, and a
+    warning, say so). Raises :class:`~apiary.errors.ConfigurationError` when an explicitly set
+    size, or the smallest automatic one, does not fit.
     """
+    explicit = "events_stream_max_bytes" in settings.model_fields_set
+    events_bytes = settings.events_stream_max_bytes
     changed: list[str] = []
-    specs = stream_specs(settings)
+    while True:
+        specs = stream_specs(settings, events_bytes)
+        try:
+            await _ensure_streams(js, settings, specs, changed)
+            break
+        except _StoreTooSmall as exc:
+            smaller = (events_bytes * 4 // 5) // _MiB * _MiB
+            if explicit or smaller < _AUTO_FLOOR_BYTES:
+                raise _store_too_small(exc.spec, specs, settings, explicit=explicit) from exc.cause
+            events_bytes = smaller
+    if events_bytes != settings.events_stream_max_bytes:
+        sized = (f"sized stream {EVENTS_STREAM} to {events_bytes / _MiB:,.0f} MiB, the most the "
+                 f"JetStream store takes (less than the default "
+                 f"{settings.events_stream_max_bytes / _MiB:,.0f} MiB: free disk space, or set "
+                 "APIARY_EVENTS_STREAM_MAX_BYTES)")
+        _log.warning(sized)
+        changed.insert(0, sized)
+    return changed
+
+
+class _StoreTooSmall(Exception):
+    def __init__(self, spec: StreamSpec, cause: ServerError) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.cause = cause
+
+
+async def _ensure_streams(js: JetStreamContext, settings: ApiarySettings,
+                          specs: list[StreamSpec], changed: list[str]) -> None:
+    """Ensure ``specs`` in order, appending each change to ``changed``; raises
+    :class:`_StoreTooSmall` at the first stream the store cannot reserve."""
     for spec in specs:
         wanted = stream_config(spec, settings)
         try:
@@ -147,7 +192,7 @@ async def ensure_topology(js: JetStreamContext, settings: ApiarySettings) -> lis
         except ServerError as exc:
             if exc.err_code != _INSUFFICIENT_STORAGE:
                 raise
-            raise _store_too_small(spec, specs, settings) from exc
+            raise _StoreTooSmall(spec, exc) from exc
         wanted_consumer = consumer_config(spec, settings)
         try:
             existing = await js.consumer_info(spec.name, spec.consumer)
@@ -163,7 +208,6 @@ async def ensure_topology(js: JetStreamContext, settings: ApiarySettings) -> lis
             ):
                 await js.add_consumer(spec.name, wanted_consumer)
                 changed.append(f"updated consumer {spec.name}/{spec.consumer}")
-    return changed
 
 
 async def consumer_backlog(js: JetStreamContext, stream: str, consumer: str) -> int:
@@ -172,15 +216,19 @@ async def consumer_backlog(js: JetStreamContext, stream: str, consumer: str) -> 
     return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
-def _store_too_small(spec: StreamSpec, specs: list[StreamSpec],
-                     settings: ApiarySettings) -> ConfigurationError:
+def _store_too_small(spec: StreamSpec, specs: list[StreamSpec], settings: ApiarySettings,
+                     *, explicit: bool) -> ConfigurationError:
     total = sum(s.max_bytes for s in specs)
+    fix = ("Free disk space where the store is, or lower APIARY_EVENTS_STREAM_MAX_BYTES (now "
+           f"{settings.events_stream_max_bytes / _MiB:,.0f} MiB; the other streams follow it)"
+           if explicit else
+           "Free disk space where the store is, or give nats-server a larger max_file_store "
+           f"(unset, APIARY_EVENTS_STREAM_MAX_BYTES goes no lower than "
+           f"{_AUTO_FLOOR_BYTES / _MiB:,.0f} MiB)")
     return ConfigurationError(
         f"JetStream could not reserve {spec.max_bytes / _MiB:,.0f} MiB for the stream "
         f"{spec.name!r}: Apiary's streams reserve {total / _MiB:,.0f} MiB in all, more than the "
         "server's store allows (nats-server gives JetStream 75% of the disk space free when it "
-        "starts, or its max_file_store). Free disk space where the store is, or lower "
-        "APIARY_EVENTS_STREAM_MAX_BYTES (now "
-        f"{settings.events_stream_max_bytes / _MiB:,.0f} MiB; the other streams follow it)",
+        f"starts, or its max_file_store). {fix}",
         stream=spec.name, reserve_bytes=spec.max_bytes, total_bytes=total,
     )

@@ -103,8 +103,9 @@ class DataPlaneSettings(CommonSettings):
         description="Bytes the events stream may hold unwritten; when full, publishes are refused "
         "and ingestion answers 503. JetStream reserves it, a quarter more for the evaluation "
         "stream and up to 256 MiB each for notifications and alert activity, out of 75% of "
-        "the disk free when nats-server starts: start-up fails, naming this setting, when "
-        "they do not fit.",
+        "the disk free when nats-server starts. Unset, the default is a ceiling: on a smaller "
+        "store the streams are sized down to fit (start-up says so). Set, start-up fails, "
+        "naming this setting, when they do not fit.",
     )
     duplicate_window_s: float = Field(
         default=600.0, gt=0,

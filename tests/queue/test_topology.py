@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from apiary.errors import ConfigurationError, QueueError
-from apiary.queue import NatsServer, connect, consumer_backlog, ensure_topology
+from apiary.queue import NatsServer, connect, consumer_backlog, ensure_topology, nats_server_binary
 from apiary.settings import ApiarySettings
 
 
@@ -73,6 +80,85 @@ async def test_insufficient_storage_resources_is_a_configuration_error_naming_th
         await nc.close()
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def _nats_with_store(root: Path, max_file_store: int) -> Iterator[str]:
+    """A nats-server whose JetStream store takes ``max_file_store`` bytes, as on a machine
+    with a third more than that free; yields its URL."""
+    config = root / "nats.conf"
+    config.write_text("listen: 127.0.0.1:-1\njetstream {\n"
+                      f"  store_dir: {json.dumps(str(root / 'store'))}\n"
+                      f"  max_file_store: {max_file_store}\n}}\n")
+    process = subprocess.Popen([nats_server_binary(), "-c", str(config),
+                                "--ports_file_dir", str(root)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not list(root.glob("*.ports")):
+            assert process.poll() is None, "nats-server exited"
+            assert time.monotonic() < deadline, "nats-server wrote no ports file in 20 s"
+            time.sleep(0.05)
+        yield str(json.loads(next(root.glob("*.ports")).read_text())["nats"][0])
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+async def test_apiary_up_on_a_store_smaller_than_the_default_streams_sizes_them_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI (~14 GiB free disk, so a 10.5 GiB store) refused every `apiary up` whose
+    environment did not set APIARY_EVENTS_STREAM_MAX_BYTES: the default reserved 10.75 GiB.
+    Unset, the setting is now a ceiling and the streams fit the store; set, it is still an
+    error (the test above)."""
+    monkeypatch.delenv("APIARY_EVENTS_STREAM_MAX_BYTES", raising=False)
+    settings = ApiarySettings(data_dir=tmp_path / "s")
+    assert "events_stream_max_bytes" not in settings.model_fields_set
+    with _nats_with_store(tmp_path, 1024**3) as url:
+        await _sizes_the_streams_down_to_fit(url, settings)
+
+
+async def _sizes_the_streams_down_to_fit(url: str, settings: ApiarySettings) -> None:
+    nc = await connect(url, name="test")
+    try:
+        js = nc.jetstream()
+        first = await ensure_topology(js, settings)
+        assert first[0].startswith("sized stream events to ")
+        assert "APIARY_EVENTS_STREAM_MAX_BYTES" in first[0]
+        assert {"created stream events", "created stream evaluation",
+                "created stream notifications", "created stream alert-activity"} <= set(first)
+        reserved = {str(info.config.name): int(info.config.max_bytes or 0)
+                    for info in await js.streams_info()}
+        assert sum(reserved.values()) <= 1024**3
+        # A fifth at a time: no less than 80% of the ~800 MiB that could fit.
+        assert reserved["events"] >= 640 * 1024**2
+        assert reserved["evaluation"] == reserved["events"] // 4
+        # A restart finds the same sizes and changes nothing but saying so again.
+        second = await ensure_topology(js, settings)
+        assert second == [first[0]]
+        # Set explicitly, a size that does not fit is still refused.
+        explicit = settings.model_copy(update={"events_stream_max_bytes": 8 * 1024**3})
+        with pytest.raises(ConfigurationError, match="lower APIARY_EVENTS_STREAM_MAX_BYTES"):
+            await ensure_topology(js, explicit)
+        assert (await js.stream_info("events")).config.max_bytes == reserved["events"]
+    finally:
+        await nc.close()
+
+
+async def test_a_store_too_small_for_the_smallest_automatic_size_says_to_free_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("APIARY_EVENTS_STREAM_MAX_BYTES", raising=False)
+    with _nats_with_store(tmp_path, 32 * 1024**2) as url:
+        nc = await connect(url, name="test")
+        try:
+            with pytest.raises(ConfigurationError, match="Free disk space") as caught:
+                await ensure_topology(nc.jetstream(), ApiarySettings(data_dir=tmp_path / "s"))
+            assert "max_file_store" in str(caught.value)
+            assert not caught.value.retryable
+        finally:
+            await nc.close()
 
 
 def test_the_small_streams_reserve_a_bounded_share_of_the_events_stream() -> None:
