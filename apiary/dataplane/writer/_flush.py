@@ -112,6 +112,8 @@ class Flusher:
         self._ledger = IngestLedger(store)
         #: ``in_progress`` for held messages every third of ``ack_wait``.
         self._keep_alive_s = max(settings.writer_ack_wait_s / 3, 0.05)
+        #: Stream sequence -> the running flushes holding it (each flush's "ended" event).
+        self._in_flight: dict[int, list[asyncio.Event]] = {}
         # Fault injection for the fault suite only (settings.fault_exit_on_event_id).
         self._exit_on = settings.fault_exit_on_event_id
         self.updates = UpdateApplier(store=store, enricher=enricher, retrying=self._retrying,
@@ -126,18 +128,40 @@ class Flusher:
 
     async def flush(self, received: list[FlushMessage]) -> None:
         """Store and settle ``received``, isolating what fails; raises nothing (a failure of
-        the isolation itself hands the messages not yet settled back)."""
+        the isolation itself hands the messages not yet settled back).
+
+        A possibly stored message whose stream sequence an earlier flush of this writer
+        still holds (the server, restarted, delivered it again while that flush ran) waits
+        for that flush to end before its redelivery check: checked while the other insert
+        is still to come, both would store its events.
+        """
         _HOLDING.set(received)  # every store retry of this flush keeps these alive
+        sequences = [r.msg.metadata.sequence.stream for r in received]
+        earlier = {ended for r, sequence in zip(received, sequences, strict=True)
+                   if r.possibly_stored for ended in self._in_flight.get(sequence, ())}
+        done = asyncio.Event()
+        for sequence in sequences:
+            self._in_flight.setdefault(sequence, []).append(done)
         try:
             # A flush that outlasts a third of ack_wait (slow stages, isolation re-running
             # them) keeps its messages alive: none is redelivered, none charged a delivery.
             async with kept_alive(received, self._keep_alive_s):
+                if earlier:
+                    self.stats.flushes_waited += 1
+                    await asyncio.gather(*(ended.wait() for ended in earlier))
                 await self._write(received)
         except Exception as exc:  # a bug in isolation itself: never lose the batch
             log.exception("flush failed; handing the batch back", extra={"error": str(exc)})
             self.stats.last_error = f"flush: {exc!r}"
             await self.hand_back([r for r in received if not r.handed_back],
                                  StageFailed("flush", exc))
+        finally:
+            done.set()
+            for sequence in sequences:
+                holders = self._in_flight[sequence]
+                holders.remove(done)
+                if not holders:
+                    del self._in_flight[sequence]
 
     async def _write(self, group: list[FlushMessage], *, failed_before: bool = False) -> None:
         """Store and settle ``group``; if a stage fails, isolate what fails (module

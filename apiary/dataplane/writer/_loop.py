@@ -15,7 +15,9 @@ Guarantees:
   messages again with a delivery count of 1 — those whose stream sequence is at or below
   the highest this writer has received (first deliveries come in stream order), and, after
   the writer's connection reconnected, every one at or below the stream's last sequence
-  at the reconnect (a message another writer stored but could not acknowledge).
+  at the reconnect (a message another writer stored but could not acknowledge). One
+  delivered again while this writer's earlier flush of it still runs waits for that flush
+  to end before it is checked (:meth:`Flusher.flush`).
   Acknowledgements wait for the server's reply (:meth:`Outcomes.ack`), so an ack the server
   answered is not lost with it. Reads collapse versions anyway
   (ReplacingMergeTree), and this keeps the aggregate tables exact too.

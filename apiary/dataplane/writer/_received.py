@@ -136,6 +136,7 @@ class WriterStats:
     crash_loops: int = 0  # messages dead-lettered for crashing their writer
     first_deliveries_checked: int = 0  # first deliveries checked as possibly stored
     reconnects_seen: int = 0  # NATS reconnects after which deliveries were checked
+    flushes_waited: int = 0  # flushes that waited for an earlier one holding their messages
     last_insert_rows: int = 0
     last_insert_seconds: float = 0.0
     tracking_seconds: float = 0.0  # deriving the flushes' schema and detail rows, in total

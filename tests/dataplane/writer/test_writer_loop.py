@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -211,6 +212,67 @@ async def test_redelivery_after_lost_acks_is_not_counted_twice(
     assert sum(s["event_count"] for s in listed) == 15, listed
     # The session rollups counted each span once.
     assert sum(s["total_tokens"] for s in listed) == 14 * 15, listed
+
+
+class _RedeliveredWhileItsFlushRuns(WriterLoop):
+    """Its first flush stops before its insert until the server, its consumer's delivered
+    state lost (what ``kill -9`` of nats-server can do), delivered the same message again as
+    a *first* delivery and the writer took it into a second flush: the flake of
+    tests/faults/test_nats_killed_and_restarted.py, where 15 events were stored twice and
+    the session rollups counted them twice."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.held = False
+        enrich = self._flusher.enrichment.enrich
+
+        async def enrich_after_the_redelivery(group: list[Any]) -> None:
+            if not self.held:
+                self.held = True
+                js = self._js
+                await js.add_consumer("events", ConsumerConfig(
+                    durable_name="keeps-interest", ack_policy=AckPolicy.EXPLICIT))
+                await js.delete_consumer("events", "writers")
+                await ensure_topology(js, self._settings)
+                await until(lambda: self._redelivery_in_a_flush())
+                await asyncio.sleep(1.0)  # the second flush's check runs now, unfixed
+            await enrich(group)
+
+        self._flusher.enrichment.enrich = enrich_after_the_redelivery  # type: ignore[method-assign,assignment]
+
+    async def _redelivery_in_a_flush(self) -> bool:
+        return self.stats.first_deliveries_checked >= 1
+
+
+async def test_a_redelivery_taken_while_its_first_flush_runs_is_not_stored_twice(
+    nc: Client, store: EventStore, project: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    await _fresh_topology(nc, settings)
+    js = nc.jetstream()
+    await EventPublisher(js, timeout=5, max_message_bytes=nc.max_payload).publish(
+        _batch(project, 10), msg_id="only")
+    client = DirectStoreClient(store)
+    writer = _RedeliveredWhileItsFlushRuns(js=js, store=client,
+                                           objects=LocalObjectStore(tmp_path / "o"),
+                                           settings=settings, name="w")
+    task = asyncio.create_task(writer.run())
+    try:
+        await until(lambda: _count(client, project, 10))
+        await until(lambda: _drained(js))
+        await asyncio.sleep(1.5)  # a second insert, unfixed, lands meanwhile
+    finally:
+        writer.stop()
+        await task
+    assert writer.held
+    assert writer.stats.first_deliveries_checked >= 1
+    assert writer.stats.flushes_waited == 1
+    assert writer.stats.events_written == 10, writer.stats
+    assert writer.stats.duplicates_dropped == 10
+    assert store.count_rows(project) == 10  # not one row twice (merges are stopped)
+    [session] = store.list_sessions(project)["sessions"]
+    assert session["event_count"] == 10
+    assert session["total_tokens"] == 9 * 15  # the rollups counted each span once
 
 
 async def test_undecodable_message_is_dead_lettered_and_the_rest_written(
