@@ -28,10 +28,8 @@ import contextlib
 import functools
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,26 +40,15 @@ from typing import Any, TypeVar
 
 import httpx
 
+from apiary._private.ports import spare_port
+
 ROOT = Path(__file__).resolve().parents[1]
 APIARY = [sys.executable, "-m", "apiary.cli"]
 T = TypeVar("T")
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on now, below the kernel's ephemeral range (and Ray
-    Serve's 30000-31000): a plane restarted on the same ports must find them free, and
-    ports Ray or a client takes with ``bind(0)`` meanwhile come from that range, never
-    from this one."""
-    for _ in range(500):
-        port = random.randint(20000, 29999)
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-29999")
+    return spare_port()
 
 
 def federation_serves(endpoint: str, timeout: float = 2.0) -> bool:

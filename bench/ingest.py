@@ -51,6 +51,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from apiary._private.ports import spare_port  # noqa: E402
 from bench._processes import (  # noqa: E402
     GENERATOR,
     GROUPS,
@@ -61,12 +62,6 @@ from bench._processes import (  # noqa: E402
     label,
 )
 from bench._workload import RequestFactory  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -269,7 +264,7 @@ def cpu_table(breakdown: dict[str, Any], stored_spans: int, window: float) -> st
 
 
 def baseline(args: argparse.Namespace, factory: RequestFactory) -> dict[str, Any]:
-    port = _free_port()
+    port = spare_port()
     server = subprocess.Popen([sys.executable, "-m", "bench._baseline_server", str(port)],
                               cwd=ROOT)
     try:
@@ -402,7 +397,7 @@ def main() -> None:
         print(f"  ceiling: {figures['baseline']['accepted_spans_per_s']:,.0f} spans/s", flush=True)
 
     data_dir = Path(tempfile.mkdtemp(prefix="apiary-bench-"))
-    port = _free_port()
+    port = spare_port()
     print(f"starting apiary up on :{port} (data dir {data_dir}) ...", flush=True)
     apiary = start_apiary(args, data_dir, port)
     try:

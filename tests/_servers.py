@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from apiary._private.ports import spare_port
+
 _STARTUP_S = 30.0
 _ATTEMPTS = 3
 PG_BIN = Path(os.environ.get("APIARY_TEST_PG_BIN", "/usr/local/bin"))
@@ -39,9 +41,7 @@ PG_USER = "apiarypg"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return spare_port()
 
 
 def _wait(ready: Callable[[], bool], proc: subprocess.Popen[Any], what: str, log: Path) -> bool:

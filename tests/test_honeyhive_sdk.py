@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import httpx
 import pytest
 from honeyhive._generated.models import LegacyEvent
 
+from apiary._private.ports import spare_port
 from apiary.settings import ApiarySettings
 from apiary.startup.node import ApiaryNode, Connection
 
@@ -39,16 +39,12 @@ RUNS = {"json": ("tracing", "http/json"), "protobuf": ("tracing", "http/protobuf
 Events = list[dict[str, Any]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiaryNode]:
     settings = ApiarySettings(data_dir=tmp_path_factory.mktemp("apiary-sdk"),
-                              port=_free_port(), ray_num_cpus=2, writer_flush_interval_s=0.2)
+                              port=spare_port(), ray_num_cpus=2, writer_flush_interval_s=0.2)
     node = ApiaryNode(settings)
     node.start()
     yield node

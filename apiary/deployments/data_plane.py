@@ -52,9 +52,14 @@ class DataPlane:
             self._grpc = receiver
 
     def __serve_build_asgi_app__(self) -> Any:
+        from apiary._private.heap import freeze_startup_heap
         from apiary.dataplane.app import create_app
 
-        return create_app(self._context)
+        app = create_app(self._context)
+        # The last step of start-up: what it allocated is never traversed by the
+        # collector again (its full collections were 17 % of an ingest replica's CPU).
+        freeze_startup_heap()
+        return app
 
     async def check_health(self) -> None:
         if not self._context.nc.is_connected:

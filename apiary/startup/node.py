@@ -64,9 +64,7 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +75,7 @@ import httpx
 
 from apiary._private.files import private_dir, restrict_umask, tighten_tree, write_private
 from apiary._private.logs import configure_logging
+from apiary._private.ports import port_in_use, spare_port
 from apiary.errors import ApiaryError, ConfigurationError
 from apiary.queue import NatsServer, describe_url
 from apiary.settings import ApiarySettings, Plane, plane_secrets
@@ -129,32 +128,6 @@ class Connection:
     federation_endpoint: str | None = None
     #: A federated data plane's id (its registered identity), else ``None``.
     data_plane_id: str | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spare_port() -> int:
-    """A free port below the kernel's ephemeral range (and Serve's 30000-31000): HAProxy
-    binds it only later, and ports handed out by ``bind(0)`` meanwhile cannot collide."""
-    for _ in range(200):
-        port = random.randint(20000, 29999)
-        if not _port_in_use("0.0.0.0", port):
-            return port
-    return _free_port()
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 class ApiaryNode:
@@ -253,12 +226,12 @@ class ApiaryNode:
         self._tighten_data_dir()
         private_dir(s.data_dir)
         self._lock()
-        if _port_in_use(s.host, s.port):
+        if port_in_use(s.host, s.port):
             raise ConfigurationError(
                 f"port {s.port} on {s.host} is in use; choose another with --port or "
                 "APIARY_PORT"
             )
-        if self.runs_data_plane and s.otlp_grpc_port and _port_in_use(s.host, s.otlp_grpc_port):
+        if self.runs_data_plane and s.otlp_grpc_port and port_in_use(s.host, s.otlp_grpc_port):
             # The replicas bind it with SO_REUSEPORT: without this check, a second
             # installation on the host would silently share the first one's connections.
             raise ConfigurationError(
@@ -267,7 +240,7 @@ class ApiaryNode:
             )
 
         if (self.embedded_control_plane and s.federation_grpc_port
-                and _port_in_use(s.host, s.federation_grpc_port)):
+                and port_in_use(s.host, s.federation_grpc_port)):
             raise ConfigurationError(
                 f"port {s.federation_grpc_port} on {s.host} (the federation endpoint) is in "
                 "use; choose another with APIARY_FEDERATION_GRPC_PORT, or 0 to turn it off")
@@ -452,8 +425,8 @@ class ApiaryNode:
         self._haproxy_dir = haproxy_dir
         env = (
             serve_environment(
-                haproxy_dir=str(haproxy_dir), stats_port=_spare_port(),
-                metrics_port=_spare_port()
+                haproxy_dir=str(haproxy_dir), stats_port=spare_port(),
+                metrics_port=spare_port()
             )
             if self.settings.serve_ingress == "haproxy"
             else {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import socket
 import threading
 import time
 from typing import Any
@@ -27,18 +26,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from apiary._private.ports import spare_port
 
 
 class LocalOidcProvider:
     def __init__(self, *, algorithm: str = "RS256", client_id: str = "apiary-cp",
                  client_secret: str = "provider-secret") -> None:
-        self.port = _free_port()
+        self.port = spare_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.client_id = client_id
         self.client_secret = client_secret

@@ -4,7 +4,6 @@ that read verification links from the mail a user would get."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 from email import message_from_bytes
 from email.message import Message
@@ -12,12 +11,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from apiary._private.ports import spare_port
 
 
 class _Inbox:
@@ -34,7 +28,7 @@ class LocalSmtpServer:
     address and returns the first http(s) link in it."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = spare_port()
         self.url = f"smtp://127.0.0.1:{self.port}"
         self.inbox = _Inbox()
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import httpx
 import pytest
 
 from apiary._private.files import loose_paths
+from apiary._private.ports import spare_port
 from apiary.objects import LocalObjectStore
 from apiary.queue import NatsServer
 from apiary.settings import ApiarySettings
@@ -52,10 +52,6 @@ def loose_umask() -> Iterator[None]:
         os.umask(previous)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mode(path: Path) -> int:
@@ -71,7 +67,7 @@ class ApiaryUp:
         env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", APIARY_LOG_FORMAT="text",
                    APIARY_RAY_NUM_CPUS="2", APIARY_WRITER_FLUSH_INTERVAL_S="0.2",
                    # 4317 is the host's; a free one keeps parallel runs apart
-                   APIARY_OTLP_GRPC_PORT=str(_free_port()))
+                   APIARY_OTLP_GRPC_PORT=str(spare_port()))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "apiary.cli", "up", "--data-dir", str(data_dir),
              "--port", str(port)],
@@ -157,7 +153,7 @@ def test_apiary_up_under_a_loose_umask_leaves_nothing_readable_and_stores_no_pas
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o755)
     os.chmod(data_dir, 0o755)  # an existing data directory others may enter
-    port = _free_port()
+    port = spare_port()
     base_url = f"http://127.0.0.1:{port}"
 
     first = ApiaryUp(data_dir, port)

@@ -26,16 +26,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from apiary._private.files import loose_paths
+from apiary._private.ports import spare_port
 from apiary.settings import ApiarySettings
 from apiary.startup.node import ApiaryNode, Connection, process_alive
 
 pytestmark = pytest.mark.ray
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +42,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def node(data_dir: Path) -> Iterator[ApiaryNode]:
-    settings = ApiarySettings(data_dir=data_dir, port=_free_port(), ray_num_cpus=2,
-                              writer_flush_interval_s=0.2, otlp_grpc_port=_free_port())
+    settings = ApiarySettings(data_dir=data_dir, port=spare_port(), ray_num_cpus=2,
+                              writer_flush_interval_s=0.2, otlp_grpc_port=spare_port())
     node = ApiaryNode(settings)
     node.start()
     yield node
@@ -213,7 +210,7 @@ def test_up_refuses_an_otlp_grpc_port_another_process_holds(tmp_path: Path) -> N
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
-        settings = ApiarySettings(data_dir=tmp_path, port=_free_port(),
+        settings = ApiarySettings(data_dir=tmp_path, port=spare_port(),
                                   otlp_grpc_port=held.getsockname()[1])
         with pytest.raises(ConfigurationError, match="APIARY_OTLP_GRPC_PORT"):
             ApiaryNode(settings).start()

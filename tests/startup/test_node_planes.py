@@ -26,6 +26,7 @@ import httpx
 import pytest
 from _served_planes import served_control_plane
 
+from apiary._private.ports import spare_port
 from apiary.control import ControlPlane, admin
 from apiary.control.federation import create_data_plane
 from apiary.settings import ApiarySettings, plane_secrets
@@ -34,10 +35,6 @@ from apiary.startup.node import ApiaryNode
 pytestmark = pytest.mark.ray
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _named_actors() -> set[str]:
@@ -49,8 +46,8 @@ def _named_actors() -> set[str]:
 @pytest.fixture(scope="module")
 def control_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiaryNode]:
     data_dir = tmp_path_factory.mktemp("control-node")
-    settings = ApiarySettings(data_dir=data_dir, port=_free_port(), ray_num_cpus=2,
-                              plane="control", federation_grpc_port=_free_port())
+    settings = ApiarySettings(data_dir=data_dir, port=spare_port(), ray_num_cpus=2,
+                              plane="control", federation_grpc_port=spare_port())
     node = ApiaryNode(settings)
     node.start()
     yield node
@@ -182,7 +179,7 @@ def test_data_node_registers_and_holds_no_control_plane_secret(
     tmp_path: Path,
 ) -> None:
     cp_settings, cp_url = shared_control_plane
-    port = _free_port()
+    port = spare_port()
     settings = ApiarySettings(
         data_dir=tmp_path / "dp", port=port, ray_num_cpus=2, plane="data",
         control_plane_url=cp_url, jwt_issuer=cp_settings.cp_issuer_url,
@@ -233,8 +230,8 @@ def test_data_node_registers_and_holds_no_control_plane_secret(
 
 
 def test_both_planes_node_also_runs_the_control_plane_controller(tmp_path: Path) -> None:
-    federation_port = _free_port()
-    settings = ApiarySettings(data_dir=tmp_path / "both", port=_free_port(), ray_num_cpus=2,
+    federation_port = spare_port()
+    settings = ApiarySettings(data_dir=tmp_path / "both", port=spare_port(), ray_num_cpus=2,
                               federation_grpc_port=federation_port)
     node = ApiaryNode(settings)
     try:
@@ -270,7 +267,7 @@ def test_cluster_control_plane_services_keep_the_controller_listening(tmp_path: 
     from apiary.actors.cp_controller import CP_CONTROLLER_NAME
     from apiary.startup.cluster import ControlPlaneServices
 
-    port = _free_port()
+    port = spare_port()
     settings = ApiarySettings(data_dir=tmp_path / "cp", federation_grpc_port=port)
     ray.init(num_cpus=2, include_dashboard=False, namespace="apiary",
              logging_level="WARNING", log_to_driver=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ import httpx
 import pytest
 from _cp_metrics import deploy_python_metric
 
+from apiary._private.ports import spare_port
 from apiary.control import admin
 from apiary.dataplane.federation.apply import key_token
 from apiary.queue import connect
@@ -40,16 +40,12 @@ pytestmark = pytest.mark.ray
 T = TypeVar("T")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _settings(data_dir: Path, *, federation: bool) -> ApiarySettings:
-    return ApiarySettings(data_dir=data_dir, port=_free_port(), ray_num_cpus=2,
+    return ApiarySettings(data_dir=data_dir, port=spare_port(), ray_num_cpus=2,
                           writer_flush_interval_s=0.2, otlp_grpc_port=0,
-                          federation_grpc_port=_free_port() if federation else 0)
+                          federation_grpc_port=spare_port() if federation else 0)
 
 
 def _until(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
@@ -199,7 +195,7 @@ def test_a_fresh_node_is_a_federated_data_plane_of_its_own_control_plane(
         # the node's own control plane): the identity is found, nothing registers again,
         # the stream is back.
         key_file = (settings.data_dir / "dp-identity.key").read_bytes()
-        again = ApiaryNode(settings.model_copy(update={"port": _free_port()}))
+        again = ApiaryNode(settings.model_copy(update={"port": spare_port()}))
         node = again
         connection = again.start()
         assert connection.data_plane_id == dp_id

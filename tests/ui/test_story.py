@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import pytest
 from _browser import CHROMIUM, UI_BUILD, WAIT_MS, Codes, Traces, _require_ui_and_browser, axe, shot
 from security._smtp import LocalSmtpServer
 
+from apiary._private.ports import spare_port
 from apiary.settings import ApiarySettings
 from apiary.startup.node import ApiaryNode
 
@@ -49,10 +49,6 @@ NEWCOMER = f"newcomer-{TAG}@story.test"
 PASSWORD = "a long and unguessable passphrase 7"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -157,7 +153,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     smtp = LocalSmtpServer()
     smtp.start()
     settings = ApiarySettings(
-        data_dir=tmp_path_factory.mktemp("apiary-story"), port=_free_port(), ray_num_cpus=2,
+        data_dir=tmp_path_factory.mktemp("apiary-story"), port=spare_port(), ray_num_cpus=2,
         writer_flush_interval_s=0.2, smtp_url=smtp.url,
         smtp_from="Apiary <noreply@story.test>", ui_dir=UI_BUILD)
     node = ApiaryNode(settings, _progress)  # what `apiary up` says, shown on a failure

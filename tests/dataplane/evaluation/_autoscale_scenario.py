@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from ray.autoscaler._private.fake_multi_node.node_provider import (  # noqa: E40
     FAKE_HEAD_NODE_ID,
 )
 
+from apiary._private.ports import spare_port  # noqa: E402
 from apiary.actors.scaler import PoolScaler  # noqa: E402
 from apiary.dataplane.evaluation.publish import TaskPublisher  # noqa: E402
 from apiary.dataplane.evaluation.tasks import EvaluationTask  # noqa: E402
@@ -62,10 +62,6 @@ from apiary.startup.cluster import EVALUATOR_RESOURCE  # noqa: E402
 NODE_TYPE = "evaluator"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _autoscaling_config(gcs_address: str, max_nodes: int) -> dict[str, Any]:
@@ -92,7 +88,7 @@ def _autoscaling_config(gcs_address: str, max_nodes: int) -> dict[str, Any]:
 
 
 def start_head(max_nodes: int, workdir: str) -> ray._private.node.Node:
-    port = _free_port()
+    port = spare_port()
     # Ray addresses this node by its IP (it rewrites 127.0.0.1 to it when connecting).
     gcs_address = f"{ray._private.services.get_node_ip_address()}:{port}"
     config_path = os.path.join(workdir, "autoscaling.json")
@@ -101,9 +97,9 @@ def start_head(max_nodes: int, workdir: str) -> ray._private.node.Node:
     params = ray._private.parameter.RayParams(
         gcs_server_port=port, num_cpus=2, num_gpus=0,
         object_store_memory=100 * 1024 * 1024, min_worker_port=0, max_worker_port=0,
-        include_dashboard=False, dashboard_port=_free_port(),
-        dashboard_agent_listen_port=_free_port(), runtime_env_agent_port=_free_port(),
-        metrics_export_port=_free_port(), autoscaling_config=config_path,
+        include_dashboard=False, dashboard_port=spare_port(),
+        dashboard_agent_listen_port=spare_port(), runtime_env_agent_port=spare_port(),
+        metrics_export_port=spare_port(), autoscaling_config=config_path,
         # The fake provider knows the head by this id.
         env_vars={"RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID,
                   "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID},

@@ -8,7 +8,6 @@ up after 1 s of backlog, down after 3 s without.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import pytest
 import ray
 from _openai_server import FakeOpenAI
 
+from apiary._private.ports import spare_port
 from apiary.actors.clickhouse import CLICKHOUSE_ACTOR_NAME
 from apiary.control import admin
 from apiary.settings import ApiarySettings
@@ -33,10 +33,6 @@ PERMISSIONS = ["events:read", "events:write", "evaluators:read", "evaluators:wri
                "proxy:use"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,7 @@ def node(judge_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[ApiaryNode]:
     data_dir: Path = tmp_path_factory.mktemp("apiary-evaluation-node")
     settings = ApiarySettings(
-        data_dir=data_dir, port=_free_port(), ray_num_cpus=4, writer_flush_interval_s=0.1,
+        data_dir=data_dir, port=spare_port(), ray_num_cpus=4, writer_flush_interval_s=0.1,
         writer_ack_wait_s=6.0, evaluator_min=1, evaluator_max=2, evaluator_concurrency=2,
         evaluator_backlog_per_actor=4, scale_interval_s=0.5, scale_up_delay_s=1.0,
         scale_down_delay_s=3.0, evaluator_definitions_ttl_s=1.0,
