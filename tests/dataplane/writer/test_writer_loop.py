@@ -112,15 +112,24 @@ async def _drained(js: JetStreamContext) -> bool:
     return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
 
-async def test_redelivered_batch_stays_single(
-    nc: Client, store: EventStore, project: str, tmp_path: Path
-) -> None:
+async def _one_message_published(
+    nc: Client, store: EventStore, tmp_path: Path, batch: EventBatch, msg_id: str,
+) -> tuple[ApiarySettings, JetStreamContext, DirectStoreClient]:
+    """A fresh topology holding ``batch`` as one message; the settings, JetStream and a
+    client of ``store`` for the writer."""
     settings = _settings(tmp_path)
     await _fresh_topology(nc, settings)
     js = nc.jetstream()
     await EventPublisher(js, timeout=5, max_message_bytes=nc.max_payload).publish(
-        _batch(project, 20), msg_id="r1")
-    client = DirectStoreClient(store)
+        batch, msg_id=msg_id)
+    return settings, js, DirectStoreClient(store)
+
+
+async def test_redelivered_batch_stays_single(
+    nc: Client, store: EventStore, project: str, tmp_path: Path
+) -> None:
+    settings, js, client = await _one_message_published(nc, store, tmp_path,
+                                                        _batch(project, 20), "r1")
     crashing = _CrashBeforeAck(js=js, store=client, objects=LocalObjectStore(tmp_path / "o"),
                                settings=settings, name="crashing")
     task = asyncio.create_task(crashing.run())
@@ -150,6 +159,17 @@ async def test_redelivered_batch_stays_single(
     assert session["total_tokens"] == 19 * 15  # sums not doubled
 
 
+async def _forget_the_consumers_state(js: JetStreamContext, settings: ApiarySettings) -> None:
+    """What a nats-server killed (``kill -9``) and restarted can do: the writers' consumer
+    is made again from scratch, so messages it had delivered come back as *first*
+    deliveries. Another consumer keeps the stream's interest in them meanwhile (interest
+    retention), as the restarted server kept the messages themselves."""
+    await js.add_consumer("events", ConsumerConfig(durable_name="keeps-interest",
+                                                   ack_policy=AckPolicy.EXPLICIT))
+    await js.delete_consumer("events", "writers")
+    await ensure_topology(js, settings)
+
+
 class _AckLostWithTheServer(WriterLoop):
     """Stores its first flush, then its acks are lost with a nats-server that, restarted,
     forgot the consumer's delivered state (what ``kill -9`` of nats-server can do, tests/
@@ -165,15 +185,9 @@ class _AckLostWithTheServer(WriterLoop):
             await super()._ack(msg)
             return
         self.reset = True
-        js = self._js
-        # Another consumer keeps the stream's interest in the message meanwhile (interest
-        # retention), as the restarted server kept the message itself.
-        await js.add_consumer("events", ConsumerConfig(durable_name="keeps-interest",
-                                                       ack_policy=AckPolicy.EXPLICIT))
-        await js.delete_consumer("events", "writers")
-        await ensure_topology(js, self._settings)
+        await _forget_the_consumers_state(self._js, self._settings)
         assert self.next_batch is not None
-        await EventPublisher(js, timeout=5, max_message_bytes=1 << 20).publish(
+        await EventPublisher(self._js, timeout=5, max_message_bytes=1 << 20).publish(
             self.next_batch, msg_id="second")
 
 
@@ -229,11 +243,7 @@ class _RedeliveredWhileItsFlushRuns(WriterLoop):
         async def enrich_after_the_redelivery(group: list[Any]) -> None:
             if not self.held:
                 self.held = True
-                js = self._js
-                await js.add_consumer("events", ConsumerConfig(
-                    durable_name="keeps-interest", ack_policy=AckPolicy.EXPLICIT))
-                await js.delete_consumer("events", "writers")
-                await ensure_topology(js, self._settings)
+                await _forget_the_consumers_state(self._js, self._settings)
                 await until(lambda: self._redelivery_in_a_flush())
                 await asyncio.sleep(1.0)  # the second flush's check runs now, unfixed
             await enrich(group)
@@ -247,12 +257,8 @@ class _RedeliveredWhileItsFlushRuns(WriterLoop):
 async def test_a_redelivery_taken_while_its_first_flush_runs_is_not_stored_twice(
     nc: Client, store: EventStore, project: str, tmp_path: Path
 ) -> None:
-    settings = _settings(tmp_path)
-    await _fresh_topology(nc, settings)
-    js = nc.jetstream()
-    await EventPublisher(js, timeout=5, max_message_bytes=nc.max_payload).publish(
-        _batch(project, 10), msg_id="only")
-    client = DirectStoreClient(store)
+    settings, js, client = await _one_message_published(nc, store, tmp_path,
+                                                        _batch(project, 10), "only")
     writer = _RedeliveredWhileItsFlushRuns(js=js, store=client,
                                            objects=LocalObjectStore(tmp_path / "o"),
                                            settings=settings, name="w")
