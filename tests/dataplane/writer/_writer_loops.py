@@ -28,9 +28,9 @@ def spans_batch(project: str, events: list[Event]) -> EventBatch:
             "events": events}
 
 
-def writer_settings(tmp_path: Path) -> ApiarySettings:
+def writer_settings(tmp_path: Path, *, ack_wait_s: float = 2.0) -> ApiarySettings:
     return ApiarySettings(data_dir=tmp_path, writer_flush_interval_s=0.05,
-                          writer_ack_wait_s=2.0)
+                          writer_ack_wait_s=ack_wait_s)
 
 
 class Writers:
@@ -47,8 +47,10 @@ class Writers:
     async def publish(self, batch: EventBatch) -> None:
         await self.publisher.publish(batch, msg_id=uuid.uuid4().hex)
 
-    def start(self, cls: type[WriterLoop] = WriterLoop, name: str = "w") -> WriterLoop:
-        loop = cls(js=self.js, store=self.client, settings=writer_settings(self.tmp_path),
+    def start(self, cls: type[WriterLoop] = WriterLoop, name: str = "w", *,
+              ack_wait_s: float = 2.0) -> WriterLoop:
+        loop = cls(js=self.js, store=self.client,
+                   settings=writer_settings(self.tmp_path, ack_wait_s=ack_wait_s),
                    objects=LocalObjectStore(self.tmp_path / "objects"), name=name)
         self.running.append((loop, asyncio.create_task(loop.run())))
         return loop
